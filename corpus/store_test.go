@@ -1,0 +1,163 @@
+package corpus
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"testing"
+)
+
+func buildStore(t *testing.T, path string) *Store {
+	t.Helper()
+	ps, _, err := readAll(t, path, ReaderOptions{Row: RowOptions{URLTemplate: DefaultURLTemplate}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	w, err := CreateStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ps {
+		ord, err := w.Add(&ps[i])
+		if err != nil || int(ord) != i {
+			t.Fatalf("Add %d: ord %d err %v", i, ord, err)
+		}
+	}
+	if err := w.Finish(StoreMeta{Source: path}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestStoreLookups(t *testing.T) {
+	s := buildStore(t, "../dataset/data/flashrag-wiki18-sample/corpus_sample1000.jsonl")
+	if s.Len() != 1000 {
+		t.Fatalf("Len %d", s.Len())
+	}
+	for _, ord := range []uint32{0, 1, 517, 999} {
+		p, err := s.Passage(ord)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.ID != fmt.Sprint(ord) {
+			t.Errorf("passage %d has id %q", ord, p.ID)
+		}
+		got, ok := s.LookupID(p.ID)
+		if !ok || got != ord {
+			t.Errorf("LookupID(%q) = %d %v", p.ID, got, ok)
+		}
+		urls := s.LookupURL(p.URL, nil)
+		found := false
+		for _, u := range urls {
+			q, _ := s.Passage(u)
+			if q.URL != p.URL {
+				t.Errorf("LookupURL(%q) returned passage with url %q", p.URL, q.URL)
+			}
+			found = found || u == ord
+		}
+		if !found {
+			t.Errorf("LookupURL(%q) = %v, missing %d", p.URL, urls, ord)
+		}
+		if !json.Valid(s.Row(ord)) {
+			t.Errorf("row %d invalid", ord)
+		}
+	}
+	if _, ok := s.LookupID("no-such-id"); ok {
+		t.Error("found an unknown id")
+	}
+	if got := s.LookupURL("https://nowhere", nil); len(got) != 0 {
+		t.Errorf("unknown url found %v", got)
+	}
+	if _, err := s.Passage(1000); err == nil {
+		t.Error("out-of-range passage did not fail")
+	}
+}
+
+func TestStoreSharedURLs(t *testing.T) {
+	// Several passages of one article share its url; lookups return all of
+	// them in corpus order.
+	dir := t.TempDir()
+	w, err := CreateStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, title := range []string{"A", "B", "A", "C", "A"} {
+		p, err := ParseRow([]byte(fmt.Sprintf(`{"title":%q,"text":"part %d"}`, title, i)), int64(i), RowOptions{URLTemplate: DefaultURLTemplate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Add(&p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Finish(StoreMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := s.LookupURL(URLFor(DefaultURLTemplate, "A"), nil)
+	if fmt.Sprint(got) != "[0 2 4]" {
+		t.Errorf("url A -> %v", got)
+	}
+}
+
+func TestKeyIndexSpill(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 1000, 20000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			dir := t.TempDir()
+			w := NewKeyIndexWriter(dir)
+			w.memLimit = 500 // force the partitioned path for larger n
+			for i := 0; i < n; i++ {
+				if err := w.Add(fmt.Sprintf("key-%d", i%(n/2+1)), uint32(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			path := filepath.Join(dir, "k.kix")
+			if err := w.Finish(path); err != nil {
+				t.Fatal(err)
+			}
+			k, err := OpenKeyIndex(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer k.Close()
+			if k.Len() != n {
+				t.Fatalf("Len %d", k.Len())
+			}
+			for i := 0; i < n; i++ {
+				got := k.Candidates(HashKey(fmt.Sprintf("key-%d", i%(n/2+1))), nil)
+				found := false
+				for j, v := range got {
+					found = found || v == uint32(i)
+					if j > 0 && got[j-1] >= v {
+						t.Fatalf("values not ascending: %v", got)
+					}
+				}
+				if !found {
+					t.Fatalf("key %d: candidates %v", i, got)
+				}
+			}
+			if got := k.Candidates(HashKey("absent"), nil); len(got) != 0 {
+				t.Errorf("absent key -> %v", got)
+			}
+		})
+	}
+}
+
+func TestOpenStoreRejectsDamage(t *testing.T) {
+	if _, err := OpenStore(t.TempDir()); err == nil {
+		t.Error("empty dir opened")
+	}
+	if _, err := parseKeyIndex([]byte("ASKI\x01\x00\x00\x00 short")); err == nil {
+		t.Error("short key index parsed")
+	}
+}
