@@ -1,0 +1,129 @@
+package llm
+
+import (
+	"math"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Request bodies are written by hand: a 100k-token input_ids array through
+// encoding/json's reflection costs several times more than appending
+// integers, and the agent sends one such body per turn.
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD
+// (as encoding/json does); HTML characters are left alone because no
+// browser ever sees these bodies.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		// U+2028 and U+2029 are valid JSON but break JavaScript parsers that
+		// some proxies embed; escaping them costs nothing.
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+func appendInts(b []byte, xs []int) []byte {
+	b = append(b, '[')
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, int64(x), 10)
+	}
+	return append(b, ']')
+}
+
+func appendStrings(b []byte, xs []string) []byte {
+	b = append(b, '[')
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, x)
+	}
+	return append(b, ']')
+}
+
+// appendFloat writes f the way Python's json module would read it back
+// exactly; NaN and infinities have no JSON form and are sent as null.
+func appendFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, 64)
+}
+
+// objWriter appends "key":value pairs with the commas in the right places.
+type objWriter struct {
+	b     []byte
+	first bool
+}
+
+func newObj(b []byte) objWriter { return objWriter{b: append(b, '{'), first: true} }
+
+func (o *objWriter) key(k string) {
+	if !o.first {
+		o.b = append(o.b, ',')
+	}
+	o.first = false
+	o.b = appendJSONString(o.b, k)
+	o.b = append(o.b, ':')
+}
+
+func (o *objWriter) str(k, v string)       { o.key(k); o.b = appendJSONString(o.b, v) }
+func (o *objWriter) int(k string, v int)   { o.key(k); o.b = strconv.AppendInt(o.b, int64(v), 10) }
+func (o *objWriter) i64(k string, v int64) { o.key(k); o.b = strconv.AppendInt(o.b, v, 10) }
+func (o *objWriter) float(k string, v float64) {
+	o.key(k)
+	o.b = appendFloat(o.b, v)
+}
+func (o *objWriter) bool(k string, v bool) {
+	o.key(k)
+	o.b = strconv.AppendBool(o.b, v)
+}
+func (o *objWriter) ints(k string, v []int)       { o.key(k); o.b = appendInts(o.b, v) }
+func (o *objWriter) strings(k string, v []string) { o.key(k); o.b = appendStrings(o.b, v) }
+func (o *objWriter) close() []byte                { return append(o.b, '}') }
