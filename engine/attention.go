@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"math"
+)
+
+// Causal attention for one (sequence, head) pair, computed a block of
+// queries at a time with matrix multiplies and without keeping the
+// probability matrix: the forward pass saves only log Σ exp per query, and
+// the backward pass recomputes the probabilities from it (the
+// FlashAttention recipe). Memory is O(block·keys), not O(keys²), which is
+// what lets agent contexts of thousands of tokens train.
+
+const attnBlock = 64
+
+// attnHead points at one head's strided rows. Row r of q is
+// q[r*ldq : r*ldq+hd]; keys and values share ldkv. Query row r sits at
+// absolute position pos0+r and sees keys [0, pos0+r].
+type attnHead struct {
+	q        []float32
+	ldq      int
+	k, v     []float32
+	ldkv     int
+	out      []float32
+	ldo      int
+	lse      []float32 // lse[r*ldl], may be nil at inference
+	ldl      int
+	nq, pos0 int
+	hd       int
+	scale    float32
+}
+
+// attnForward computes out = softmax(q·kᵀ·scale, causal)·v for one head.
+// scratch must hold attnBlock·(pos0+nq) floats.
+func attnForward(h attnHead, scratch []float32) {
+	for i0 := 0; i0 < h.nq; i0 += attnBlock {
+		bq := min(attnBlock, h.nq-i0)
+		nk := h.pos0 + i0 + bq // keys visible to the last query of the block
+		s := scratch[:bq*nk]
+		gemm(gemmArgs{m: bq, n: nk, k: h.hd, a: h.q[i0*h.ldq:], lda: h.ldq,
+			b: h.k, ldb: h.ldkv, transB: true, c: s, ldc: nk, threads: 1})
+		for r := 0; r < bq; r++ {
+			row := s[r*nk : r*nk+nk]
+			visible := h.pos0 + i0 + r + 1
+			mx := float32(math.Inf(-1))
+			for j := 0; j < visible; j++ {
+				row[j] *= h.scale
+				mx = max(mx, row[j])
+			}
+			var sum float32
+			for j := 0; j < visible; j++ {
+				e := expf(row[j] - mx)
+				row[j] = e
+				sum += e
+			}
+			inv := 1 / sum
+			for j := 0; j < visible; j++ {
+				row[j] *= inv
+			}
+			clear(row[visible:])
+			if h.lse != nil {
+				h.lse[(i0+r)*h.ldl] = mx + float32(math.Log(float64(sum)))
+			}
+		}
+		gemm(gemmArgs{m: bq, n: h.hd, k: nk, a: s, lda: nk, b: h.v, ldb: h.ldkv,
+			c: h.out[i0*h.ldo:], ldc: h.ldo, threads: 1})
+	}
+}
+
+// attnGrad holds one head's gradient buffers, strided like attnHead.
+type attnGrad struct {
+	dout   []float32 // incoming dO rows, ldo
+	dq     []float32 // written, ldq
+	dk, dv []float32 // accumulated, ldkv
+}
+
+// attnBackward adds one head's contribution to dq, dk, dv. With P the
+// recomputed probabilities and D_i = dO_i·O_i:
+//
+//	dV += Pᵀ·dO,  dP = dO·Vᵀ,  dS = P∘(dP − D)·scale,  dQ = dS·K,  dK += dSᵀ·Q.
+//
+// scratch must hold 2·attnBlock·(pos0+nq) + attnBlock floats.
+func attnBackward(h attnHead, g attnGrad, scratch []float32) {
+	for i0 := 0; i0 < h.nq; i0 += attnBlock {
+		bq := min(attnBlock, h.nq-i0)
+		nk := h.pos0 + i0 + bq
+		p := scratch[:bq*nk]
+		dp := scratch[bq*nk : 2*bq*nk]
+		dsum := scratch[2*bq*nk : 2*bq*nk+bq]
+		gemm(gemmArgs{m: bq, n: nk, k: h.hd, a: h.q[i0*h.ldq:], lda: h.ldq,
+			b: h.k, ldb: h.ldkv, transB: true, c: p, ldc: nk, threads: 1})
+		for r := 0; r < bq; r++ {
+			row := p[r*nk : r*nk+nk]
+			visible := h.pos0 + i0 + r + 1
+			l := h.lse[(i0+r)*h.ldl]
+			for j := 0; j < visible; j++ {
+				row[j] = expf(row[j]*h.scale - l)
+			}
+			clear(row[visible:])
+			do := g.dout[(i0+r)*h.ldo : (i0+r)*h.ldo+h.hd]
+			o := h.out[(i0+r)*h.ldo : (i0+r)*h.ldo+h.hd]
+			var d float32
+			for i := range do {
+				d += do[i] * o[i]
+			}
+			dsum[r] = d
+		}
+		// dV[0:nk] += Pᵀ·dO
+		gemm(gemmArgs{m: nk, n: h.hd, k: bq, a: p, lda: nk, transA: true,
+			b: g.dout[i0*h.ldo:], ldb: h.ldo, c: g.dv, ldc: h.ldkv, accumulate: true, threads: 1})
+		// dP = dO·Vᵀ
+		gemm(gemmArgs{m: bq, n: nk, k: h.hd, a: g.dout[i0*h.ldo:], lda: h.ldo,
+			b: h.v, ldb: h.ldkv, transB: true, c: dp, ldc: nk, threads: 1})
+		for r := 0; r < bq; r++ {
+			pr, dr := p[r*nk:r*nk+nk], dp[r*nk:r*nk+nk]
+			d := dsum[r]
+			for j := range pr {
+				dr[j] = pr[j] * (dr[j] - d) * h.scale
+			}
+		}
+		// dQ = dS·K
+		gemm(gemmArgs{m: bq, n: h.hd, k: nk, a: dp, lda: nk, b: h.k, ldb: h.ldkv,
+			c: g.dq[i0*h.ldq:], ldc: h.ldq, threads: 1})
+		// dK[0:nk] += dSᵀ·Q
+		gemm(gemmArgs{m: nk, n: h.hd, k: bq, a: dp, lda: nk, transA: true,
+			b: h.q[i0*h.ldq:], ldb: h.ldq, c: g.dk, ldc: h.ldkv, accumulate: true, threads: 1})
+	}
+}

@@ -1,0 +1,199 @@
+package engine
+
+import (
+	"context"
+	"math"
+)
+
+// The backward pass, op by op in reverse order of forward. Every function
+// here adds into gradient buffers, so repeated calls accumulate until the
+// optimiser step.
+
+// headLoss computes logits for the final hidden states in row chunks (so a
+// T×vocab matrix never exists), the per-token logprobs and losses, and —
+// when grads is non-nil — the gradient with respect to hF and the output
+// head. dhF must be zeroed, T×d.
+func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, ex []Example, loss Loss, dhF []float32) (*StepResult, error) {
+	c := m.Config
+	d, V := c.HiddenSize, c.VocabSize
+	res := &StepResult{Logprobs: make([][]float32, len(ex)), Elementwise: make([][]float32, len(ex))}
+	// Row → (example, index) map.
+	type ref struct{ e, i int }
+	refs := make([]ref, a.T)
+	norm := float32(1)
+	nActive := 0
+	for ei, s := range a.spans {
+		res.Logprobs[ei] = make([]float32, s.n)
+		res.Elementwise[ei] = make([]float32, s.n)
+		for i := 0; i < s.n; i++ {
+			refs[s.row+i] = ref{ei, i}
+			if loss.active(&ex[ei], i) {
+				nActive++
+			}
+		}
+	}
+	if loss.TokenMean && nActive > 0 {
+		norm = 1 / float32(nActive)
+	}
+	const chunk = 128
+	logits := make([]float32, chunk*V)
+	var lossSum float64
+	var clipped, ratioSum float64
+	for r0 := 0; r0 < a.T; r0 += chunk {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		rows := min(chunk, a.T-r0)
+		z := logits[:rows*V]
+		matMulNT(z, a.hF[r0*d:(r0+rows)*d], p.lmHead, rows, d, V, false)
+		coefs := make([]float32, rows)
+		lses := make([]float32, rows)
+		parallelRows(rows, V, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				lses[r] = logSumExp(z[r*V : r*V+V])
+			}
+		})
+		for r := 0; r < rows; r++ {
+			rf := refs[r0+r]
+			e := &ex[rf.e]
+			logp := z[r*V+e.Target[rf.i]] - lses[r]
+			res.Logprobs[rf.e][rf.i] = logp
+			l, coef, clip := loss.tokenTerm(e, rf.i, logp)
+			l *= norm
+			coefs[r] = coef * norm
+			res.Elementwise[rf.e][rf.i] = l
+			lossSum += float64(l)
+			if loss.Fn != CrossEntropy && loss.active(e, rf.i) {
+				ratioSum += math.Exp(float64(logp - e.Logprobs[rf.i]))
+				if clip {
+					clipped++
+				}
+			}
+		}
+		if grads == nil {
+			continue
+		}
+		// dz_j = coef·(onehot_j − softmax_j)
+		parallelRows(rows, V, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				zr := z[r*V : r*V+V]
+				cf, l := coefs[r], lses[r]
+				for j, v := range zr {
+					zr[j] = -cf * expf(v-l)
+				}
+				rf := refs[r0+r]
+				zr[ex[rf.e].Target[rf.i]] += cf
+			}
+		})
+		matMulNN(dhF[r0*d:(r0+rows)*d], z, p.lmHead, rows, V, d, false)
+		matMulTN(grads.lmHead, z, a.hF[r0*d:(r0+rows)*d], V, rows, d, true)
+	}
+	res.Loss = lossSum
+	res.Metrics = map[string]float64{"tokens": float64(a.T), "active_tokens": float64(nActive)}
+	if loss.Fn != CrossEntropy && nActive > 0 {
+		res.Metrics["ratio_mean"] = ratioSum / float64(nActive)
+		res.Metrics["clip_fraction"] = clipped / float64(nActive)
+	}
+	return res, nil
+}
+
+// backward propagates dhF through the decoder into grads.
+func (m *Model) backward(ctx context.Context, p, grads *Params, a *activations, dhF []float32) error {
+	c := m.Config
+	T := a.T
+	d, hd := c.HiddenSize, c.headDim()
+	H, KV := c.NumAttentionHeads, c.NumKeyValueHeads
+	qd, kvd, ff := H*hd, KV*hd, c.IntermediateSize
+	maxPos := 0
+	for _, s := range a.spans {
+		maxPos = max(maxPos, s.pos0+s.n)
+	}
+	cos, sin := m.rope.upTo(maxPos)
+	dx := make([]float32, T*d)
+	rmsNormBackward(dx, grads.norm, dhF, a.xLast, a.rmsF, p.norm, T, d)
+
+	dh := make([]float32, T*d)
+	dact := make([]float32, T*ff)
+	dgate := make([]float32, T*ff)
+	dup := make([]float32, T*ff)
+	datt := make([]float32, T*qd)
+	dq := make([]float32, T*qd)
+	dk := make([]float32, T*kvd)
+	dv := make([]float32, T*kvd)
+	for l := c.NumHiddenLayers - 1; l >= 0; l-- {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		la, lp, lg := &a.layers[l], &p.layers[l], &grads.layers[l]
+		// MLP: x_out = x2 + act·Wdownᵀ
+		matMulTN(lg.wDown, dx, la.act, d, T, ff, true)
+		matMulNN(dact, dx, lp.wDown, T, d, ff, false)
+		swigluBackward(dgate, dup, dact, la.gate, la.up)
+		matMulTN(lg.wGate, dgate, la.h2, ff, T, d, true)
+		matMulTN(lg.wUp, dup, la.h2, ff, T, d, true)
+		matMulNN(dh, dgate, lp.wGate, T, ff, d, false)
+		matMulNN(dh, dup, lp.wUp, T, ff, d, true)
+		// dx now means d(x2): the residual path plus the post-norm path.
+		rmsNormBackward(dx, lg.postNorm, dh, la.x2, la.rms2, lp.postNorm, T, d)
+
+		// Attention output: x2 = x + att·Woᵀ (+bo)
+		if lg.bo != nil {
+			biasGrad(lg.bo, dx, T, d)
+		}
+		matMulTN(lg.wo, dx, la.att, d, T, qd, true)
+		matMulNN(datt, dx, lp.wo, T, d, qd, false)
+		clear(dk)
+		clear(dv)
+		m.attentionBackward(la, datt, dq, dk, dv, a.spans)
+		ropeApply(dq, qd, T, H, hd/2, a.pos, cos, sin, true)
+		ropeApply(dk, kvd, T, KV, hd/2, a.pos, cos, sin, true)
+		if c.qkNorm() {
+			// dq holds d(normed q); turn it into d(qPre).
+			dqPre := make([]float32, T*qd)
+			dkPre := make([]float32, T*kvd)
+			rmsNormBackward(dqPre, lg.qNorm, dq, la.qPre, la.qRms, lp.qNorm, T*H, hd)
+			rmsNormBackward(dkPre, lg.kNorm, dk, la.kPre, la.kRms, lp.kNorm, T*KV, hd)
+			copy(dq, dqPre)
+			copy(dk, dkPre)
+		}
+		if lg.bq != nil {
+			biasGrad(lg.bq, dq, T, qd)
+			biasGrad(lg.bk, dk, T, kvd)
+			biasGrad(lg.bv, dv, T, kvd)
+		}
+		matMulTN(lg.wq, dq, la.h1, qd, T, d, true)
+		matMulTN(lg.wk, dk, la.h1, kvd, T, d, true)
+		matMulTN(lg.wv, dv, la.h1, kvd, T, d, true)
+		matMulNN(dh, dq, lp.wq, T, qd, d, false)
+		matMulNN(dh, dk, lp.wk, T, kvd, d, true)
+		matMulNN(dh, dv, lp.wv, T, kvd, d, true)
+		rmsNormBackward(dx, lg.inNorm, dh, la.x, la.rms1, lp.inNorm, T, d)
+	}
+	// Embedding: scatter-add rows (tied heads share this buffer).
+	for t, tok := range a.tokens {
+		addInto(grads.embed[tok*d:tok*d+d], dx[t*d:t*d+d])
+	}
+	return nil
+}
+
+// attentionBackward runs one task per (span, kv head) so that heads sharing
+// a kv head never write the same dk/dv rows concurrently.
+func (m *Model) attentionBackward(la *layerActs, datt, dq, dk, dv []float32, spans []span) {
+	c := m.Config
+	hd, H, KV := c.headDim(), c.NumAttentionHeads, c.NumKeyValueHeads
+	qd, kvd, G := H*hd, KV*hd, H/KV
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	parallelTasks(len(spans)*KV, 0, func(t int) {
+		s, kh := spans[t/KV], t%KV
+		scratch := getBuf(2*attnBlock*s.n + attnBlock)
+		for h := kh * G; h < (kh+1)*G; h++ {
+			attnBackward(attnHead{
+				q: la.q[s.row*qd+h*hd:], ldq: qd, k: la.k[s.row*kvd+kh*hd:], v: la.v[s.row*kvd+kh*hd:], ldkv: kvd,
+				out: la.att[s.row*qd+h*hd:], ldo: qd, lse: la.lse[s.row*H+h:], ldl: H,
+				nq: s.n, hd: hd, scale: scale,
+			}, attnGrad{dout: datt[s.row*qd+h*hd:], dq: dq[s.row*qd+h*hd:],
+				dk: dk[s.row*kvd+kh*hd:], dv: dv[s.row*kvd+kh*hd:]}, *scratch)
+		}
+		packPool.Put(scratch)
+	})
+}

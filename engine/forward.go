@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"context"
+	"math"
+	"sync"
+)
+
+// Model is a set of weights with what is derived from them: the RoPE table
+// and, for sampling, weight matrices packed once for the matrix kernel.
+type Model struct {
+	Config  *Config
+	W       *Weights
+	Version int
+	rope    *ropeTable
+
+	packOnce sync.Once
+	packed   []layerPacked
+	headPack *packedB
+}
+
+type layerPacked struct {
+	wq, wk, wv, wo, wGate, wUp, wDown *packedB
+}
+
+// NewModel wraps weights for inference and training.
+func NewModel(w *Weights, version int) *Model {
+	return &Model{Config: w.Config, W: w, Version: version, rope: newRopeTable(w.Config.headDim(), w.Config.RopeTheta)}
+}
+
+func (m *Model) packAll() {
+	m.packOnce.Do(func() {
+		c := m.Config
+		d, qd, kvd, ff := c.HiddenSize, c.NumAttentionHeads*c.headDim(), c.NumKeyValueHeads*c.headDim(), c.IntermediateSize
+		m.packed = make([]layerPacked, c.NumHiddenLayers)
+		for l, lp := range m.W.layers {
+			m.packed[l] = layerPacked{
+				wq: packWeight(lp.wq, qd, d), wk: packWeight(lp.wk, kvd, d), wv: packWeight(lp.wv, kvd, d),
+				wo: packWeight(lp.wo, d, qd), wGate: packWeight(lp.wGate, ff, d), wUp: packWeight(lp.wUp, ff, d),
+				wDown: packWeight(lp.wDown, d, ff),
+			}
+		}
+		m.headPack = packWeight(m.W.lmHead, c.VocabSize, d)
+	})
+}
+
+// span is one sequence's rows in a packed batch: rows [row, row+n) hold
+// positions [pos0, pos0+n). In training (cache == nil) keys and values come
+// from the batch itself and pos0 is 0; when sampling they are appended to
+// the sequence's KV cache first.
+type span struct {
+	row, n, pos0 int
+	cache        *kvCache
+}
+
+// layerActs are the activations one layer's backward pass needs.
+type layerActs struct {
+	x, h1, q, k, v, qPre, kPre, att, x2, h2, gate, up, act []float32
+	rms1, qRms, kRms, lse, rms2                            []float32
+}
+
+// activations of a training forward pass over T packed rows.
+type activations struct {
+	T      int
+	tokens []int
+	pos    []int
+	spans  []span
+	layers []layerActs
+	xLast  []float32 // residual stream after the last layer
+	rmsF   []float32
+	hF     []float32 // final normalised hidden state
+}
+
+// forward runs the decoder over packed rows and returns the final
+// normalised hidden states [T×d]. With save it keeps what backward needs;
+// without it buffers are reused layer to layer.
+func (m *Model) forward(ctx context.Context, p *Params, tokens []int, spans []span, save bool, usePacked bool) (*activations, error) {
+	c := m.Config
+	T := len(tokens)
+	d, hd := c.HiddenSize, c.headDim()
+	H, KV := c.NumAttentionHeads, c.NumKeyValueHeads
+	qd, kvd, ff := H*hd, KV*hd, c.IntermediateSize
+	a := &activations{T: T, tokens: tokens, spans: spans, pos: make([]int, T)}
+	maxPos := 0
+	for _, s := range spans {
+		for i := 0; i < s.n; i++ {
+			a.pos[s.row+i] = s.pos0 + i
+		}
+		maxPos = max(maxPos, s.pos0+s.n)
+	}
+	cos, sin := m.rope.upTo(maxPos)
+	if usePacked {
+		m.packAll()
+	}
+
+	x := make([]float32, T*d)
+	for t, tok := range tokens {
+		copy(x[t*d:t*d+d], p.embed[tok*d:tok*d+d])
+	}
+	newBufs := func() layerActs {
+		la := layerActs{h1: make([]float32, T*d), q: make([]float32, T*qd), k: make([]float32, T*kvd),
+			v: make([]float32, T*kvd), att: make([]float32, T*qd), x2: make([]float32, T*d),
+			h2: make([]float32, T*d), gate: make([]float32, T*ff), up: make([]float32, T*ff),
+			act: make([]float32, T*ff), rms1: make([]float32, T), rms2: make([]float32, T),
+			lse: make([]float32, T*H)}
+		if c.qkNorm() {
+			la.qPre, la.kPre = make([]float32, T*qd), make([]float32, T*kvd)
+			la.qRms, la.kRms = make([]float32, T*H), make([]float32, T*KV)
+		}
+		return la
+	}
+	var shared layerActs
+	if save {
+		a.layers = make([]layerActs, c.NumHiddenLayers)
+	} else {
+		shared = newBufs()
+	}
+	linear := func(dst, in []float32, w []float32, pk *packedB, out, inDim int) {
+		if usePacked {
+			matMulPacked(dst, in, T, pk, false)
+		} else {
+			matMulNT(dst, in, w, T, inDim, out, false)
+		}
+	}
+	for l, lp := range p.layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var pk layerPacked
+		if usePacked {
+			pk = m.packed[l]
+		}
+		la := shared
+		if save {
+			la = newBufs()
+		}
+		la.x = x
+		rmsNormForward(la.h1, la.rms1, x, lp.inNorm, T, d, c.RMSNormEps)
+		linear(la.q, la.h1, lp.wq, pk.wq, qd, d)
+		linear(la.k, la.h1, lp.wk, pk.wk, kvd, d)
+		linear(la.v, la.h1, lp.wv, pk.wv, kvd, d)
+		if lp.bq != nil {
+			addBias(la.q, lp.bq, T, qd)
+			addBias(la.k, lp.bk, T, kvd)
+			addBias(la.v, lp.bv, T, kvd)
+		}
+		if c.qkNorm() {
+			copy(la.qPre, la.q)
+			copy(la.kPre, la.k)
+			rmsNormForward(la.q, la.qRms, la.qPre, lp.qNorm, T*H, hd, c.RMSNormEps)
+			rmsNormForward(la.k, la.kRms, la.kPre, lp.kNorm, T*KV, hd, c.RMSNormEps)
+		}
+		ropeApply(la.q, qd, T, H, hd/2, a.pos, cos, sin, false)
+		ropeApply(la.k, kvd, T, KV, hd/2, a.pos, cos, sin, false)
+		for _, s := range spans {
+			if s.cache != nil {
+				s.cache.appendRows(l, la.k[s.row*kvd:(s.row+s.n)*kvd], la.v[s.row*kvd:(s.row+s.n)*kvd])
+			}
+		}
+		m.attentionForward(la, spans, l)
+		x2 := la.x2
+		linear(x2, la.att, lp.wo, pk.wo, d, qd)
+		if lp.bo != nil {
+			addBias(x2, lp.bo, T, d)
+		}
+		addInto(x2, x)
+		rmsNormForward(la.h2, la.rms2, x2, lp.postNorm, T, d, c.RMSNormEps)
+		linear(la.gate, la.h2, lp.wGate, pk.wGate, ff, d)
+		linear(la.up, la.h2, lp.wUp, pk.wUp, ff, d)
+		swigluForward(la.act, la.gate, la.up)
+		next := make([]float32, T*d)
+		if !save {
+			next = x // the previous residual is dead once x2 holds it
+		}
+		linear(next, la.act, lp.wDown, pk.wDown, d, ff)
+		addInto(next, x2)
+		x = next
+		if save {
+			a.layers[l] = la
+		}
+	}
+	a.xLast = x
+	a.rmsF = make([]float32, T)
+	a.hF = make([]float32, T*d)
+	rmsNormForward(a.hF, a.rmsF, x, p.norm, T, d, c.RMSNormEps)
+	return a, nil
+}
+
+// attentionForward runs every (span, head) pair, spread over the cores.
+func (m *Model) attentionForward(la layerActs, spans []span, layer int) {
+	c := m.Config
+	hd, H, KV := c.headDim(), c.NumAttentionHeads, c.NumKeyValueHeads
+	qd, kvd, G := H*hd, KV*hd, H/KV
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	parallelTasks(len(spans)*H, 0, func(t int) {
+		s, h := spans[t/H], t%H
+		keys, vals := la.k[s.row*kvd+(h/G)*hd:], la.v[s.row*kvd+(h/G)*hd:]
+		pos0 := 0
+		if s.cache != nil {
+			keys, vals = s.cache.k[layer][(h/G)*hd:], s.cache.v[layer][(h/G)*hd:]
+			pos0 = s.pos0
+		}
+		scratch := getBuf(attnBlock * (pos0 + s.n))
+		attnForward(attnHead{
+			q: la.q[s.row*qd+h*hd:], ldq: qd, k: keys, v: vals, ldkv: kvd,
+			out: la.att[s.row*qd+h*hd:], ldo: qd, lse: la.lse[s.row*H+h:], ldl: H,
+			nq: s.n, pos0: pos0, hd: hd, scale: scale,
+		}, *scratch)
+		packPool.Put(scratch)
+	})
+}

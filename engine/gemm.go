@@ -1,0 +1,318 @@
+package engine
+
+import (
+	"runtime"
+	"sync"
+)
+
+// The matrix multiply behind every linear layer and attention block: a
+// packed, cache-blocked SGEMM in the BLIS style. Both operands are copied
+// into panels that the 6×16 micro-kernel streams through (so transposed
+// operands cost nothing extra), and the output tiles are shared out over
+// all cores. On amd64 with AVX2+FMA the micro-kernel is assembly
+// (gemm_amd64.s); elsewhere it is the Go loop in kernel6x16Go.
+
+const (
+	mr = 6   // micro-kernel rows
+	nr = 16  // micro-kernel columns (two AVX2 vectors)
+	kc = 256 // depth of one packed panel: an A micro-panel (6 KB) and a B micro-panel (16 KB) stay in L1
+	mc = 96  // rows of A per packed block (96 KB, L2)
+)
+
+// gemmArgs describes dst[m×n] (+)= op(A)·op(B) with op(A) m×k and op(B) k×n.
+// transA means A is stored k×m (lda ≥ m); transB means B is stored n×k.
+type gemmArgs struct {
+	m, n, k    int
+	a          []float32
+	lda        int
+	transA     bool
+	b          []float32
+	ldb        int
+	transB     bool
+	c          []float32
+	ldc        int
+	accumulate bool
+	threads    int
+}
+
+var packPool = sync.Pool{New: func() any { return new([]float32) }}
+
+func getBuf(n int) *[]float32 {
+	p := packPool.Get().(*[]float32)
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+// MatMul computes dst = a·b for row-major a (m×k) and b (k×n) on all cores.
+func MatMul(dst, a, b []float32, m, k, n int) {
+	gemm(gemmArgs{m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: dst, ldc: n})
+}
+
+// matMulNT computes dst (+)= a·bᵀ with a m×k and b n×k: a linear layer
+// y = x·Wᵀ with W stored [out, in] as in PyTorch.
+func matMulNT(dst, a, b []float32, m, k, n int, accumulate bool) {
+	gemm(gemmArgs{m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, transB: true, c: dst, ldc: n, accumulate: accumulate})
+}
+
+// matMulNN computes dst (+)= a·b with a m×k and b k×n: dx = dy·W.
+func matMulNN(dst, a, b []float32, m, k, n int, accumulate bool) {
+	gemm(gemmArgs{m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: dst, ldc: n, accumulate: accumulate})
+}
+
+// matMulTN computes dst (+)= aᵀ·b with a k×m and b k×n: dW = dyᵀ·x.
+func matMulTN(dst, a, b []float32, m, k, n int, accumulate bool) {
+	gemm(gemmArgs{m: m, n: n, k: k, a: a, lda: m, transA: true, b: b, ldb: n, c: dst, ldc: n, accumulate: accumulate})
+}
+
+// packedB is a weight matrix W [out×in] packed once as op(B) = Wᵀ, so that
+// the sampler's many small products (decoding steps) skip the packing.
+type packedB struct {
+	k, n   int
+	panels []float32 // for each depth block pc: nPanels·nr·kb values
+}
+
+// packWeight packs W [out×in] for y = x·Wᵀ.
+func packWeight(w []float32, out, in int) *packedB {
+	g := gemmArgs{n: out, k: in, b: w, ldb: in, transB: true}
+	nPanels := (out + nr - 1) / nr
+	pb := &packedB{k: in, n: out, panels: make([]float32, nPanels*nr*in)}
+	for pc := 0; pc < in; pc += kc {
+		kb := min(kc, in-pc)
+		packB(pb.panels[pc*nPanels*nr:pc*nPanels*nr+nPanels*nr*kb], g, pc, kb, 1)
+	}
+	return pb
+}
+
+// matMulPacked computes dst (+)= a·Wᵀ for a m×k with W pre-packed.
+func matMulPacked(dst, a []float32, m int, w *packedB, accumulate bool) {
+	gemmPre(gemmArgs{m: m, n: w.n, k: w.k, a: a, lda: w.k, c: dst, ldc: w.n, accumulate: accumulate}, w)
+}
+
+func gemm(g gemmArgs) { gemmPre(g, nil) }
+
+func gemmPre(g gemmArgs, pre *packedB) {
+	if g.m == 0 || g.n == 0 {
+		return
+	}
+	if g.k == 0 {
+		if !g.accumulate {
+			for i := 0; i < g.m; i++ {
+				clear(g.c[i*g.ldc : i*g.ldc+g.n])
+			}
+		}
+		return
+	}
+	threads := g.threads
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	// Small products are not worth a goroutine hand-off.
+	if threads > 1 && g.m*g.n*g.k < 32*1024 {
+		threads = 1
+	}
+	nPanels := (g.n + nr - 1) / nr
+	for pc := 0; pc < g.k; pc += kc {
+		kb := min(kc, g.k-pc)
+		var bp *[]float32
+		if pre != nil {
+			v := pre.panels[pc*nPanels*nr : pc*nPanels*nr+nPanels*nr*kb]
+			bp = &v
+		} else {
+			bp = getBuf(nPanels * nr * kb)
+			packB(*bp, g, pc, kb, threads)
+		}
+		accumulate := g.accumulate || pc > 0
+		// Tasks are (row block, column-panel range) pairs; with few rows the
+		// columns are split so that every core has work (decoding).
+		mBlocks := (g.m + mc - 1) / mc
+		nSplit := 1
+		if mBlocks < 2*threads {
+			nSplit = min(nPanels, (2*threads+mBlocks-1)/mBlocks)
+		}
+		tasks := mBlocks * nSplit
+		run := func(t int) {
+			ib, js := t/nSplit, t%nSplit
+			i0 := ib * mc
+			mb := min(mc, g.m-i0)
+			p0, p1 := js*nPanels/nSplit, (js+1)*nPanels/nSplit
+			ap := getBuf(((mb + mr - 1) / mr) * mr * kb)
+			packA(*ap, g, i0, mb, pc, kb)
+			macroKernel(*ap, *bp, g, i0, mb, p0, p1, kb, accumulate)
+			packPool.Put(ap)
+		}
+		parallelTasks(tasks, threads, run)
+		if pre == nil {
+			packPool.Put(bp)
+		}
+	}
+}
+
+// parallelTasks runs run(0..n-1) on up to threads goroutines.
+// threads <= 0 means all cores.
+func parallelTasks(n, threads int, run func(int)) {
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	if threads <= 1 || n <= 1 {
+		for t := 0; t < n; t++ {
+			run(t)
+		}
+		return
+	}
+	threads = min(threads, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	next := 0
+	worker := func() {
+		for {
+			mu.Lock()
+			t := next
+			next++
+			mu.Unlock()
+			if t >= n {
+				return
+			}
+			run(t)
+		}
+	}
+	wg.Add(threads - 1)
+	for w := 1; w < threads; w++ {
+		go func() { defer wg.Done(); worker() }()
+	}
+	worker()
+	wg.Wait()
+}
+
+// packA copies rows [i0, i0+mb) × depth [pc, pc+kb) of op(A) into
+// micro-panels of mr rows, each laid out depth-major, zero-padded.
+func packA(dst []float32, g gemmArgs, i0, mb, pc, kb int) {
+	o := 0
+	for ir := 0; ir < mb; ir += mr {
+		rows := min(mr, mb-ir)
+		if !g.transA {
+			for i := 0; i < mr; i++ {
+				if i >= rows {
+					for p := 0; p < kb; p++ {
+						dst[o+p*mr+i] = 0
+					}
+					continue
+				}
+				src := g.a[(i0+ir+i)*g.lda+pc : (i0+ir+i)*g.lda+pc+kb]
+				for p, x := range src {
+					dst[o+p*mr+i] = x
+				}
+			}
+		} else {
+			for p := 0; p < kb; p++ {
+				src := g.a[(pc+p)*g.lda+i0+ir:]
+				d := dst[o+p*mr : o+p*mr+mr]
+				for i := 0; i < mr; i++ {
+					if i < rows {
+						d[i] = src[i]
+					} else {
+						d[i] = 0
+					}
+				}
+			}
+		}
+		o += mr * kb
+	}
+}
+
+// packB copies depth [pc, pc+kb) × all columns of op(B) into micro-panels
+// of nr columns, each laid out depth-major, zero-padded.
+func packB(dst []float32, g gemmArgs, pc, kb, threads int) {
+	nPanels := (g.n + nr - 1) / nr
+	pack := func(jp int) {
+		j0 := jp * nr
+		cols := min(nr, g.n-j0)
+		d := dst[jp*nr*kb : (jp+1)*nr*kb]
+		if !g.transB {
+			for p := 0; p < kb; p++ {
+				row := d[p*nr : p*nr+nr]
+				src := g.b[(pc+p)*g.ldb+j0 : (pc+p)*g.ldb+j0+cols]
+				copy(row, src)
+				clear(row[cols:])
+			}
+			return
+		}
+		for j := 0; j < nr; j++ {
+			if j >= cols {
+				for p := 0; p < kb; p++ {
+					d[p*nr+j] = 0
+				}
+				continue
+			}
+			src := g.b[(j0+j)*g.ldb+pc : (j0+j)*g.ldb+pc+kb]
+			for p, x := range src {
+				d[p*nr+j] = x
+			}
+		}
+	}
+	if threads > 1 && nPanels*kb >= 64*1024/nr {
+		parallelTasks(nPanels, threads, pack)
+		return
+	}
+	for jp := 0; jp < nPanels; jp++ {
+		pack(jp)
+	}
+}
+
+// macroKernel multiplies one packed A block by B panels [p0, p1).
+func macroKernel(ap, bp []float32, g gemmArgs, i0, mb, p0, p1, kb int, accumulate bool) {
+	var tmp [mr * nr]float32
+	for jp := p0; jp < p1; jp++ {
+		j0 := jp * nr
+		cols := min(nr, g.n-j0)
+		bpan := bp[jp*nr*kb:]
+		for ir := 0; ir < mb; ir += mr {
+			rows := min(mr, mb-ir)
+			apan := ap[(ir/mr)*mr*kb:]
+			if rows == mr && cols == nr {
+				kernel6x16(kb, apan, bpan, g.c[(i0+ir)*g.ldc+j0:], g.ldc, accumulate)
+				continue
+			}
+			kernel6x16(kb, apan, bpan, tmp[:], nr, false)
+			for i := 0; i < rows; i++ {
+				c := g.c[(i0+ir+i)*g.ldc+j0 : (i0+ir+i)*g.ldc+j0+cols]
+				t := tmp[i*nr : i*nr+cols]
+				if accumulate {
+					for j := range c {
+						c[j] += t[j]
+					}
+				} else {
+					copy(c, t)
+				}
+			}
+		}
+	}
+}
+
+// kernel6x16Go is the portable micro-kernel: c[6×16] (+)= Σ_p a[p]⊗b[p].
+func kernel6x16Go(k int, a, b, c []float32, ldc int, accumulate bool) {
+	var acc [mr][nr]float32
+	for p := 0; p < k; p++ {
+		av := a[p*mr : p*mr+mr]
+		bv := b[p*nr : p*nr+nr]
+		for i := 0; i < mr; i++ {
+			x := av[i]
+			row := &acc[i]
+			for j := 0; j < nr; j++ {
+				row[j] += x * bv[j]
+			}
+		}
+	}
+	for i := 0; i < mr; i++ {
+		row := c[i*ldc : i*ldc+nr]
+		if accumulate {
+			for j := range row {
+				row[j] += acc[i][j]
+			}
+		} else {
+			copy(row, acc[i][:])
+		}
+	}
+}

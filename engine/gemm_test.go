@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randSlice(rng *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	return v
+}
+
+// naiveGemm is the reference: c (+)= op(a)·op(b) in float64.
+func naiveGemm(g gemmArgs) []float32 {
+	out := make([]float32, g.m*g.ldc)
+	copy(out, g.c)
+	for i := 0; i < g.m; i++ {
+		for j := 0; j < g.n; j++ {
+			var s float64
+			for p := 0; p < g.k; p++ {
+				var av, bv float32
+				if g.transA {
+					av = g.a[p*g.lda+i]
+				} else {
+					av = g.a[i*g.lda+p]
+				}
+				if g.transB {
+					bv = g.b[j*g.ldb+p]
+				} else {
+					bv = g.b[p*g.ldb+j]
+				}
+				s += float64(av) * float64(bv)
+			}
+			if g.accumulate {
+				s += float64(g.c[i*g.ldc+j])
+			}
+			out[i*g.ldc+j] = float32(s)
+		}
+	}
+	return out
+}
+
+func TestGemm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	shapes := [][3]int{{1, 1, 1}, {6, 16, 8}, {7, 17, 300}, {1, 100, 65}, {33, 5, 513}, {97, 50, 3}, {13, 40, 0}}
+	for _, s := range shapes {
+		for _, ta := range []bool{false, true} {
+			for _, tb := range []bool{false, true} {
+				for _, acc := range []bool{false, true} {
+					for _, threads := range []int{1, 2} {
+						m, n, k := s[0], s[1], s[2]
+						g := gemmArgs{m: m, n: n, k: k, a: randSlice(rng, m*k), b: randSlice(rng, k*n),
+							c: randSlice(rng, m*n), ldc: n, transA: ta, transB: tb, accumulate: acc, threads: threads}
+						g.lda, g.ldb = k, n
+						if ta {
+							g.lda = m
+						}
+						if tb {
+							g.ldb = k
+						}
+						want := naiveGemm(g)
+						gemm(g)
+						for i := range want {
+							if d := math.Abs(float64(want[i] - g.c[i])); d > 1e-4*(1+math.Abs(float64(want[i]))) {
+								t.Fatalf("%v ta=%v tb=%v acc=%v threads=%d: c[%d]=%v want %v", s, ta, tb, acc, threads, i, g.c[i], want[i])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestMatMulPacked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, s := range [][3]int{{1, 300, 33}, {7, 513, 16}, {40, 64, 70}} {
+		m, k, n := s[0], s[1], s[2]
+		a, w := randSlice(rng, m*k), randSlice(rng, n*k)
+		want, got := make([]float32, m*n), make([]float32, m*n)
+		matMulNT(want, a, w, m, k, n, false)
+		matMulPacked(got, a, m, packWeight(w, n, k), false)
+		for i := range want {
+			if math.Abs(float64(want[i]-got[i])) > 1e-4 {
+				t.Fatalf("%v: [%d] %v vs %v", s, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+func TestKernelGoMatchesAsm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	k := 37
+	a, b := randSlice(rng, k*mr), randSlice(rng, k*nr)
+	c1, c2 := randSlice(rng, mr*20), make([]float32, mr*20)
+	copy(c2, c1)
+	kernel6x16(k, a, b, c1, 20, true)
+	kernel6x16Go(k, a, b, c2, 20, true)
+	for i := range c1 {
+		if math.Abs(float64(c1[i]-c2[i])) > 1e-4 {
+			t.Fatalf("c[%d]: %v vs %v", i, c1[i], c2[i])
+		}
+	}
+}
+
+func BenchmarkMatMul(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, s := range [][3]int{{512, 512, 512}, {64, 768, 768}, {1024, 384, 1024}, {1, 384, 1024}, {32, 384, 1024}} {
+		m, k, n := s[0], s[1], s[2]
+		a, w, c := randSlice(rng, m*k), randSlice(rng, n*k), make([]float32, m*n)
+		b.Run(fmt.Sprintf("NT_%dx%dx%d", m, k, n), func(b *testing.B) {
+			for b.Loop() {
+				matMulNT(c, a, w, m, k, n, false)
+			}
+			b.ReportMetric(2*float64(m*k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		pw := packWeight(w, n, k)
+		b.Run(fmt.Sprintf("Packed_%dx%dx%d", m, k, n), func(b *testing.B) {
+			for b.Loop() {
+				matMulPacked(c, a, m, pw, false)
+			}
+			b.ReportMetric(2*float64(m*k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		b.Run(fmt.Sprintf("NN_%dx%dx%d", m, k, n), func(b *testing.B) {
+			for b.Loop() {
+				matMulNN(c, a, w, m, k, n, false)
+			}
+			b.ReportMetric(2*float64(m*k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

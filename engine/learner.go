@@ -1,0 +1,219 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+)
+
+// StepResult is what Forward and ForwardBackward return.
+type StepResult struct {
+	// Logprobs[e][i] = log p(Target[i]) of example e under the weights used.
+	Logprobs [][]float32
+	// Elementwise[e][i] is token i's contribution to Loss.
+	Elementwise [][]float32
+	Loss        float64
+	Metrics     map[string]float64
+}
+
+// AdamW holds one optimiser step's settings (Tinker's adam_params).
+type AdamW struct {
+	LR, Beta1, Beta2, Eps, WeightDecay float64
+	// GradClipNorm rescales the accumulated gradient to this global L2
+	// norm when it is larger; 0 disables clipping.
+	GradClipNorm float64
+}
+
+// Learner trains one model: it owns the parameters, the accumulated
+// gradients and the AdamW moments. Calls are serialised by a mutex.
+type Learner struct {
+	mu      sync.Mutex
+	model   *Model // model.W.Params are the live, mutated parameters
+	grads   *Params
+	m1, m2  *Params
+	step    int
+	pending int // examples accumulated since the last optimiser step
+}
+
+// NewLearner starts training from w (which it copies).
+func NewLearner(w *Weights) *Learner {
+	own := &Weights{Config: w.Config, Params: w.Params.Clone()}
+	return &Learner{model: NewModel(own, 0), grads: newParams(w.Config, nil)}
+}
+
+// Config is the model configuration.
+func (l *Learner) Config() *Config { return l.model.Config }
+
+// Step is the number of optimiser steps taken.
+func (l *Learner) Step() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.step
+}
+
+// packBatch lays examples out back to back with no padding.
+func packBatch(ex []Example) ([]int, []span) {
+	total := 0
+	for _, e := range ex {
+		total += len(e.Input)
+	}
+	tokens := make([]int, 0, total)
+	spans := make([]span, len(ex))
+	for i, e := range ex {
+		spans[i] = span{row: len(tokens), n: len(e.Input)}
+		tokens = append(tokens, e.Input...)
+	}
+	return tokens, spans
+}
+
+// Forward computes logprobs and the loss without touching gradients.
+func (l *Learner) Forward(ctx context.Context, ex []Example, loss Loss) (*StepResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.run(ctx, ex, loss, false)
+}
+
+// ForwardBackward computes logprobs and the loss and adds the loss's
+// gradient to the accumulated gradients.
+func (l *Learner) ForwardBackward(ctx context.Context, ex []Example, loss Loss) (*StepResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.run(ctx, ex, loss, true)
+}
+
+func (l *Learner) run(ctx context.Context, ex []Example, loss Loss, train bool) (*StepResult, error) {
+	if err := loss.validate(l.model.Config, ex); err != nil {
+		return nil, err
+	}
+	tokens, spans := packBatch(ex)
+	p := l.model.W.Params
+	a, err := l.model.forward(ctx, p, tokens, spans, train, false)
+	if err != nil {
+		return nil, err
+	}
+	if !train {
+		return l.model.headLoss(ctx, p, nil, a, ex, loss, nil)
+	}
+	// Gradients go to a scratch buffer first so that a cancelled call
+	// leaves the accumulated gradients untouched.
+	g := newParams(l.model.Config, nil)
+	dhF := make([]float32, a.T*l.model.Config.HiddenSize)
+	res, err := l.model.headLoss(ctx, p, g, a, ex, loss, dhF)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.model.backward(ctx, p, g, a, dhF); err != nil {
+		return nil, err
+	}
+	addInto(l.grads.Flat, g.Flat)
+	l.pending += len(ex)
+	return res, nil
+}
+
+// GradNorm is the global L2 norm of the accumulated gradients.
+func (l *Learner) GradNorm() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l2norm(l.grads.Flat)
+}
+
+func l2norm(v []float32) float64 {
+	var s float64
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	return math.Sqrt(s)
+}
+
+// OptimStep applies one AdamW update with the accumulated gradients and
+// clears them. Weight decay is decoupled: w ← w − lr·(m̂/(√v̂+ε) + λ·w).
+func (l *Learner) OptimStep(ctx context.Context, opt AdamW) (map[string]float64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if opt.LR < 0 || opt.Beta1 < 0 || opt.Beta1 >= 1 || opt.Beta2 < 0 || opt.Beta2 >= 1 || opt.Eps < 0 || opt.WeightDecay < 0 || opt.GradClipNorm < 0 {
+		return nil, fmt.Errorf("adam params out of range: %+v", opt)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m1 == nil {
+		l.m1, l.m2 = newParams(l.model.Config, nil), newParams(l.model.Config, nil)
+	}
+	g := l.grads.Flat
+	norm := l2norm(g)
+	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		clear(g)
+		l.pending = 0
+		return nil, errors.New("gradient is not finite; the step was skipped and the gradients cleared")
+	}
+	scale := 1.0
+	if opt.GradClipNorm > 0 && norm > opt.GradClipNorm {
+		scale = opt.GradClipNorm / norm
+	}
+	l.step++
+	b1, b2 := opt.Beta1, opt.Beta2
+	bc1 := 1 - math.Pow(b1, float64(l.step))
+	bc2 := 1 - math.Pow(b2, float64(l.step))
+	w, m1, m2 := l.model.W.Flat, l.m1.Flat, l.m2.Flat
+	lr, eps, wd := opt.LR, opt.Eps, opt.WeightDecay
+	parallelRows(len(w), 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			gi := float64(g[i]) * scale
+			mi := b1*float64(m1[i]) + (1-b1)*gi
+			vi := b2*float64(m2[i]) + (1-b2)*gi*gi
+			m1[i], m2[i] = float32(mi), float32(vi)
+			upd := (mi / bc1) / (math.Sqrt(vi/bc2) + eps)
+			w[i] = float32(float64(w[i]) - lr*(upd+wd*float64(w[i])))
+		}
+	})
+	clear(g)
+	n := l.pending
+	l.pending = 0
+	return map[string]float64{"grad_norm": norm, "learning_rate": lr, "step": float64(l.step),
+		"clipped": boolFloat(scale < 1), "examples": float64(n)}, nil
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Snapshot copies the current parameters into an immutable Weights, for a
+// sampler or a checkpoint.
+func (l *Learner) Snapshot() *Weights {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return &Weights{Config: l.model.Config, Params: l.model.W.Params.Clone()}
+}
+
+// Schedule is a learning-rate schedule: linear warm-up then cosine or
+// linear decay to MinRatio·peak, or constant.
+type Schedule struct {
+	Peak     float64
+	Warmup   int
+	Total    int
+	Kind     string // "constant", "cosine" or "linear"
+	MinRatio float64
+}
+
+// At returns the learning rate for optimiser step (0-based).
+func (s Schedule) At(step int) float64 {
+	if s.Warmup > 0 && step < s.Warmup {
+		return s.Peak * float64(step+1) / float64(s.Warmup)
+	}
+	if s.Kind == "constant" || s.Kind == "" || s.Total <= s.Warmup {
+		return s.Peak
+	}
+	frac := math.Min(1, float64(step-s.Warmup)/float64(s.Total-s.Warmup))
+	lo := s.Peak * s.MinRatio
+	switch s.Kind {
+	case "linear":
+		return lo + (s.Peak-lo)*(1-frac)
+	default:
+		return lo + (s.Peak-lo)*0.5*(1+math.Cos(math.Pi*frac))
+	}
+}

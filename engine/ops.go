@@ -1,0 +1,243 @@
+package engine
+
+import (
+	"math"
+	"runtime"
+	"sync"
+)
+
+// Elementwise and row-wise operations, each with its backward pass next to
+// it. Row loops are spread over the cores with parallelRows.
+
+// parallelRows splits [0, rows) into contiguous ranges, one per core, when
+// the work (rows·width) is large enough to pay for the goroutines.
+func parallelRows(rows, width int, fn func(lo, hi int)) {
+	threads := runtime.GOMAXPROCS(0)
+	if threads == 1 || rows < 2 || rows*width < 16*1024 {
+		fn(0, rows)
+		return
+	}
+	threads = min(threads, rows)
+	var wg sync.WaitGroup
+	wg.Add(threads - 1)
+	for t := 1; t < threads; t++ {
+		lo, hi := t*rows/threads, (t+1)*rows/threads
+		go func() { defer wg.Done(); fn(lo, hi) }()
+	}
+	fn(0, rows/threads)
+	wg.Wait()
+}
+
+// rmsNormForward: out = x / sqrt(mean(x²) + eps) · w, per row of width dim;
+// inv[r] keeps 1/sqrt(mean(x²)+eps) for the backward pass.
+func rmsNormForward(out, inv, x, w []float32, rows, dim int, eps float64) {
+	parallelRows(rows, dim, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			xr := x[r*dim : r*dim+dim]
+			var ss float64
+			for _, v := range xr {
+				ss += float64(v) * float64(v)
+			}
+			s := float32(1 / math.Sqrt(ss/float64(dim)+eps))
+			if inv != nil {
+				inv[r] = s
+			}
+			or := out[r*dim : r*dim+dim]
+			for i, v := range xr {
+				or[i] = w[i] * (v * s)
+			}
+		}
+	})
+}
+
+// rmsNormBackward adds the gradients of rmsNormForward: with y = w·x·s and
+// s = (mean(x²)+eps)^-½,
+//
+//	dx = s·(w∘dy) − s³/dim · x · Σ(w∘dy∘x),   dw = Σ_rows dy∘x·s.
+//
+// dw is accumulated per row range and merged under a lock.
+func rmsNormBackward(dx, dw, dy, x, inv, w []float32, rows, dim int) {
+	var mu sync.Mutex
+	parallelRows(rows, dim, func(lo, hi int) {
+		local := make([]float32, dim)
+		for r := lo; r < hi; r++ {
+			xr, dyr, dxr := x[r*dim:r*dim+dim], dy[r*dim:r*dim+dim], dx[r*dim:r*dim+dim]
+			s := inv[r]
+			var dot float32
+			for i := range xr {
+				dot += w[i] * dyr[i] * xr[i]
+				local[i] += dyr[i] * xr[i] * s
+			}
+			c := s * s * s * dot / float32(dim)
+			for i := range xr {
+				dxr[i] += s*w[i]*dyr[i] - c*xr[i]
+			}
+		}
+		mu.Lock()
+		for i, v := range local {
+			dw[i] += v
+		}
+		mu.Unlock()
+	})
+}
+
+// ropeTable caches cos/sin of position·inv_freq the way transformers
+// computes them (float32 inverse frequencies and products), so logits
+// match to float rounding.
+type ropeTable struct {
+	mu       sync.RWMutex
+	half     int
+	invFreq  []float32
+	cos, sin []float32 // [pos][half]
+}
+
+func newRopeTable(headDim int, theta float64) *ropeTable {
+	half := headDim / 2
+	t := &ropeTable{half: half, invFreq: make([]float32, half)}
+	for i := 0; i < half; i++ {
+		exp := float32(2*i) / float32(headDim)
+		t.invFreq[i] = float32(1 / float32(math.Pow(theta, float64(exp))))
+	}
+	return t
+}
+
+// upTo returns tables covering positions [0, n).
+func (t *ropeTable) upTo(n int) (cos, sin []float32) {
+	t.mu.RLock()
+	if len(t.cos) >= n*t.half {
+		cos, sin = t.cos, t.sin
+		t.mu.RUnlock()
+		return cos, sin
+	}
+	t.mu.RUnlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	have := len(t.cos) / t.half
+	if have >= n {
+		return t.cos, t.sin
+	}
+	want := max(n, 2*have, 256)
+	c := make([]float32, want*t.half)
+	s := make([]float32, want*t.half)
+	copy(c, t.cos)
+	copy(s, t.sin)
+	for p := have; p < want; p++ {
+		for i, f := range t.invFreq {
+			a := float64(float32(p) * f)
+			c[p*t.half+i] = float32(math.Cos(a))
+			s[p*t.half+i] = float32(math.Sin(a))
+		}
+	}
+	t.cos, t.sin = c, s
+	return c, s
+}
+
+// ropeApply rotates heads of width 2·half in place, rows at positions
+// pos[r], in transformers' rotate_half layout (pairs i and i+half). With
+// inverse it applies the transposed rotation, which is the backward pass.
+func ropeApply(x []float32, ld, rows, heads, half int, pos []int, cos, sin []float32, inverse bool) {
+	parallelRows(rows, heads*half*2, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			c := cos[pos[r]*half : pos[r]*half+half]
+			s := sin[pos[r]*half : pos[r]*half+half]
+			for h := 0; h < heads; h++ {
+				v := x[r*ld+h*2*half : r*ld+h*2*half+2*half]
+				a, b := v[:half], v[half:]
+				if inverse {
+					for i := range a {
+						a[i], b[i] = a[i]*c[i]+b[i]*s[i], b[i]*c[i]-a[i]*s[i]
+					}
+				} else {
+					for i := range a {
+						a[i], b[i] = a[i]*c[i]-b[i]*s[i], b[i]*c[i]+a[i]*s[i]
+					}
+				}
+			}
+		}
+	})
+}
+
+func sigmoid(x float32) float32 { return 1 / (1 + expf(-x)) }
+
+// expf is a float32 exp accurate to a few ulp: x = n·ln2 + r with |r| ≤ ln2/2,
+// e^r by a degree-7 Taylor polynomial, and 2^n put into the exponent bits.
+// math.Exp in float64 is several times slower and the activations do not
+// need it.
+func expf(x float32) float32 {
+	if x > 88.7 {
+		return float32(math.Inf(1))
+	}
+	if x < -103 {
+		return 0
+	}
+	const ln2hi, ln2lo, log2e = 0.693145751953125, 1.42860682030941723212e-6, 1.4426950408889634
+	n := float32(math.Floor(float64(x*log2e + 0.5)))
+	r := x - n*ln2hi - n*ln2lo
+	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720+r*(1.0/5040)))))))
+	ni := int32(n)
+	if ni < -126 { // subnormal result: scale in two steps
+		return p * math.Float32frombits(uint32(ni+126+127)<<23) * math.Float32frombits(1<<23)
+	}
+	return p * math.Float32frombits(uint32(ni+127)<<23)
+}
+
+// swigluForward: act = silu(gate)·up.
+func swigluForward(act, gate, up []float32) {
+	parallelRows(len(act), 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			g := gate[i]
+			act[i] = g * sigmoid(g) * up[i]
+		}
+	})
+}
+
+// swigluBackward: dup = dact·silu(g); dgate = dact·up·σ(g)(1 + g(1−σ(g))).
+// dact is overwritten by dgate, and dup is written.
+func swigluBackward(dgate, dup, dact, gate, up []float32) {
+	parallelRows(len(dact), 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			g := gate[i]
+			sg := sigmoid(g)
+			d := dact[i]
+			dup[i] = d * g * sg
+			dgate[i] = d * up[i] * sg * (1 + g*(1-sg))
+		}
+	})
+}
+
+func addBias(x, b []float32, rows, dim int) {
+	for r := 0; r < rows; r++ {
+		xr := x[r*dim : r*dim+dim]
+		for i := range xr {
+			xr[i] += b[i]
+		}
+	}
+}
+
+func biasGrad(db, dy []float32, rows, dim int) {
+	for r := 0; r < rows; r++ {
+		dr := dy[r*dim : r*dim+dim]
+		for i := range dr {
+			db[i] += dr[i]
+		}
+	}
+}
+
+func addInto(dst, src []float32) {
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}
+
+// logSoftmaxRow returns log Σ exp(z) for one row.
+func logSumExp(z []float32) float32 {
+	mx := float32(math.Inf(-1))
+	for _, v := range z {
+		mx = max(mx, v)
+	}
+	var s float64
+	for _, v := range z {
+		s += math.Exp(float64(v - mx))
+	}
+	return mx + float32(math.Log(s))
+}
