@@ -1,0 +1,274 @@
+package rl
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// StepRecord is one line of metrics.jsonl: everything about one training
+// step. Rollout figures cover the window since the previous step.
+type StepRecord struct {
+	Step    int     `json:"step"`    // 0-based training step
+	Version int     `json:"version"` // weight version after the step
+	Time    float64 `json:"time_s"`  // seconds since the run (or resume) began
+
+	// The trained batch.
+	RewardMean float64 `json:"reward_mean"`
+	RewardStd  float64 `json:"reward_std"`
+	Accuracy   float64 `json:"accuracy"` // mean Score
+	TurnsMean  float64 `json:"turns_mean"`
+	TurnsMax   int     `json:"turns_max"`
+	ToolsMean  float64 `json:"tool_calls_mean"`
+	// SampleStaleness counts samples by (step − oldest token version).
+	SampleStaleness map[int]int `json:"sample_staleness"`
+	Questions       []int64     `json:"questions"` // stream indices consumed
+
+	// Rollout window.
+	GenTokens     int     `json:"gen_tokens"`
+	TokensPerSec  float64 `json:"tokens_per_s"`
+	Finished      int     `json:"trajectories"`
+	Admitted      int     `json:"groups_admitted"`
+	Accepted      int     `json:"groups_accepted"`
+	Filtered      int     `json:"groups_filtered"`
+	Failed        int     `json:"groups_failed"`
+	FilteredFrac  float64 `json:"filtered_fraction"`
+	GeneratorIdle float64 `json:"generator_idle"`
+	Running       int64   `json:"groups_running"`
+	Waiting       int     `json:"groups_waiting"` // finished, not yet consumed
+
+	// Time split.
+	WaitSec       float64 `json:"rollout_wait_s"` // trainer waiting for a batch
+	TrainSec      float64 `json:"train_s"`
+	PublishSec    float64 `json:"publish_s"`
+	CheckpointSec float64 `json:"checkpoint_s"`
+	StepSec       float64 `json:"step_s"`
+
+	LR    float64     `json:"lr"`
+	Train *TrainStats `json:"train"`
+}
+
+// metricsSink writes step records to the run directory: metrics.jsonl
+// (append), metrics.prom (Prometheus text format, rewritten atomically) and
+// plots.html.
+type metricsSink struct {
+	dir     string
+	records []*StepRecord
+	reg     *prometheus.Registry
+	gauges  map[string]prometheus.Gauge
+	stale   *prometheus.HistogramVec
+}
+
+func newMetricsSink(dir string, keepBefore int) (*metricsSink, error) {
+	m := &metricsSink{dir: dir, reg: prometheus.NewRegistry(), gauges: map[string]prometheus.Gauge{}}
+	for _, name := range []string{
+		"step", "reward_mean", "accuracy", "turns_mean", "tool_calls_mean", "tokens_per_second",
+		"generator_idle_fraction", "filtered_fraction", "groups_running", "groups_waiting",
+		"rollout_wait_seconds", "train_seconds", "publish_seconds", "loss", "clip_fraction",
+		"entropy", "imp_weight_mean", "imp_weight_max", "imp_capped_fraction", "learning_rate",
+	} {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "asearcher", Subsystem: "rl", Name: name})
+		m.reg.MustRegister(g)
+		m.gauges[name] = g
+	}
+	m.stale = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "asearcher", Subsystem: "rl", Name: "sample_staleness",
+		Help:    "Training version minus the oldest token version of each trained sample.",
+		Buckets: []float64{0, 1, 2, 3, 4, 6, 8, 16, 32},
+	}, nil)
+	m.reg.MustRegister(m.stale)
+	// Keep the records of steps before the resume point and drop any written
+	// after the checkpoint we resume from: those steps are redone.
+	path := filepath.Join(dir, "metrics.jsonl")
+	old, err := readRecords(path)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	for _, r := range old {
+		if r.Step < keepBefore {
+			m.records = append(m.records, r)
+			line, _ := json.Marshal(r)
+			buf.Write(line)
+			buf.WriteByte('\n')
+		}
+	}
+	if err := WriteFileAtomic(path, buf.Bytes()); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// readRecords reads metrics.jsonl, skipping a torn last line.
+func readRecords(path string) ([]*StepRecord, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []*StepRecord
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var r StepRecord
+		if json.Unmarshal(sc.Bytes(), &r) == nil {
+			out = append(out, &r)
+		}
+	}
+	return out, sc.Err()
+}
+
+func (m *metricsSink) add(r *StepRecord) error {
+	m.records = append(m.records, r)
+	line, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(m.dir, "metrics.jsonl"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(append(line, '\n'))
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return fmt.Errorf("append metrics: %w", err)
+	}
+
+	set := func(name string, v float64) { m.gauges[name].Set(v) }
+	set("step", float64(r.Step))
+	set("reward_mean", r.RewardMean)
+	set("accuracy", r.Accuracy)
+	set("turns_mean", r.TurnsMean)
+	set("tool_calls_mean", r.ToolsMean)
+	set("tokens_per_second", r.TokensPerSec)
+	set("generator_idle_fraction", r.GeneratorIdle)
+	set("filtered_fraction", r.FilteredFrac)
+	set("groups_running", float64(r.Running))
+	set("groups_waiting", float64(r.Waiting))
+	set("rollout_wait_seconds", r.WaitSec)
+	set("train_seconds", r.TrainSec)
+	set("publish_seconds", r.PublishSec)
+	set("learning_rate", r.LR)
+	if t := r.Train; t != nil {
+		set("loss", t.Loss)
+		set("clip_fraction", t.ClipFraction)
+		set("entropy", t.Entropy)
+		set("imp_weight_mean", t.ImpWeightMean)
+		set("imp_weight_max", t.ImpWeightMax)
+		set("imp_capped_fraction", t.ImpCapped)
+	}
+	for s, n := range r.SampleStaleness {
+		for range n {
+			m.stale.WithLabelValues().Observe(float64(s))
+		}
+	}
+	if err := prometheus.WriteToTextfile(filepath.Join(m.dir, "metrics.prom"), m.reg); err != nil {
+		return fmt.Errorf("write metrics.prom: %w", err)
+	}
+	return WriteFileAtomic(filepath.Join(m.dir, "plots.html"), RenderPlots("RL training", trainingSeries(m.records)))
+}
+
+// trainingSeries extracts the curves drawn in plots.html.
+func trainingSeries(rs []*StepRecord) []Chart {
+	pick := func(f func(*StepRecord) float64) []Point {
+		var out []Point
+		for _, r := range rs {
+			v := f(r)
+			if !math.IsNaN(v) && !math.IsInf(v, 0) {
+				out = append(out, Point{X: float64(r.Step), Y: v})
+			}
+		}
+		return out
+	}
+	train := func(f func(*TrainStats) float64) func(*StepRecord) float64 {
+		return func(r *StepRecord) float64 {
+			if r.Train == nil {
+				return math.NaN()
+			}
+			return f(r.Train)
+		}
+	}
+	staleMean := func(r *StepRecord) float64 {
+		var n, s float64
+		for k, c := range r.SampleStaleness {
+			n += float64(c)
+			s += float64(k * c)
+		}
+		if n == 0 {
+			return math.NaN()
+		}
+		return s / n
+	}
+	staleMax := func(r *StepRecord) float64 {
+		keys := make([]int, 0, len(r.SampleStaleness))
+		for k := range r.SampleStaleness {
+			keys = append(keys, k)
+		}
+		if len(keys) == 0 {
+			return math.NaN()
+		}
+		sort.Ints(keys)
+		return float64(keys[len(keys)-1])
+	}
+	return []Chart{
+		{Title: "Reward and accuracy of the trained batch", Series: []Series{
+			{Name: "reward", Points: pick(func(r *StepRecord) float64 { return r.RewardMean })},
+			{Name: "accuracy", Points: pick(func(r *StepRecord) float64 { return r.Accuracy })},
+		}},
+		{Title: "Staleness (versions)", Series: []Series{
+			{Name: "mean", Points: pick(staleMean)},
+			{Name: "max", Points: pick(staleMax)},
+		}},
+		{Title: "Turns and tool calls per trajectory", Series: []Series{
+			{Name: "turns", Points: pick(func(r *StepRecord) float64 { return r.TurnsMean })},
+			{Name: "tool calls", Points: pick(func(r *StepRecord) float64 { return r.ToolsMean })},
+		}},
+		{Title: "Seconds per step", Series: []Series{
+			{Name: "waiting for rollouts", Points: pick(func(r *StepRecord) float64 { return r.WaitSec })},
+			{Name: "training", Points: pick(func(r *StepRecord) float64 { return r.TrainSec })},
+			{Name: "publishing weights", Points: pick(func(r *StepRecord) float64 { return r.PublishSec })},
+		}},
+		{Title: "Generation", Series: []Series{
+			{Name: "tokens/s", Points: pick(func(r *StepRecord) float64 { return r.TokensPerSec })},
+		}},
+		{Title: "Fractions", Series: []Series{
+			{Name: "generator idle", Points: pick(func(r *StepRecord) float64 { return r.GeneratorIdle })},
+			{Name: "groups filtered", Points: pick(func(r *StepRecord) float64 { return r.FilteredFrac })},
+			{Name: "tokens clipped", Points: pick(train(func(t *TrainStats) float64 { return t.ClipFraction }))},
+			{Name: "weights capped", Points: pick(train(func(t *TrainStats) float64 { return t.ImpCapped }))},
+		}},
+		{Title: "Loss and entropy", Series: []Series{
+			{Name: "loss", Points: pick(train(func(t *TrainStats) float64 { return t.Loss }))},
+			{Name: "entropy (nats/token)", Points: pick(train(func(t *TrainStats) float64 { return t.Entropy }))},
+		}},
+		{Title: "Behaviour importance weight π_prox/π_behav", Series: []Series{
+			{Name: "mean", Points: pick(train(func(t *TrainStats) float64 { return t.ImpWeightMean }))},
+			{Name: "max", Points: pick(train(func(t *TrainStats) float64 { return t.ImpWeightMax }))},
+		}},
+	}
+}
+
+// fmtFloat renders a number compactly for tables and plot labels.
+func fmtFloat(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case math.Abs(v) >= 1e5 || math.Abs(v) < 1e-3:
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	case math.Abs(v) >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	default:
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+}

@@ -1,0 +1,181 @@
+package rl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Drainer empties the generation pipeline before weights change; the Gate
+// implements it. The controller has closed the gate before Publish is called,
+// so nothing new is sent while a publisher drains.
+type Drainer interface {
+	Drain(ctx context.Context, abort bool, grace time.Duration) error
+}
+
+// Publisher makes the weights the trainer saved at path the sampling weights
+// of version. It returns only when every sampler serves them (the controller
+// bumps the version afterwards) and, whatever happens, leaves generation
+// running.
+type Publisher interface {
+	Publish(ctx context.Context, path string, version int, d Drainer) error
+}
+
+// SwapPublisher publishes to samplers that switch weights atomically while
+// requests run: the embedded engine (swap between decoding steps, tokens
+// stamped by the engine) or Tinker (a new sampling session per version; old
+// requests finish on the old one). Nothing is drained.
+type SwapPublisher struct {
+	Load func(ctx context.Context, path string, version int) error
+}
+
+// Publish implements Publisher.
+func (p SwapPublisher) Publish(ctx context.Context, path string, version int, _ Drainer) error {
+	return p.Load(ctx, path, version)
+}
+
+// TurnBoundaryPublisher publishes to backends that can neither abort nor
+// swap mid-request: it waits for in-flight calls to end, so the version
+// changes between an agent's turns.
+type TurnBoundaryPublisher struct {
+	Load func(ctx context.Context, path string, version int) error
+}
+
+// Publish implements Publisher.
+func (p TurnBoundaryPublisher) Publish(ctx context.Context, path string, version int, d Drainer) error {
+	if err := d.Drain(ctx, false, 0); err != nil {
+		return err
+	}
+	return p.Load(ctx, path, version)
+}
+
+// SGLangPublisher updates a fleet of SGLang servers from a checkpoint
+// directory, AReaL's disk path: pause_generation on every server (in-flight
+// requests return aborted with their partial output), drain the client
+// (aborting stragglers by rid), update_weights_from_disk on every server, and
+// continue_generation on every server. continue_generation is deferred so it
+// is sent on every path out, errors and cancellation included (AReaL #1181:
+// a missing continue hangs training).
+type SGLangPublisher struct {
+	Servers []string // base URLs, e.g. http://10.0.0.1:30000
+	Client  *http.Client
+	// Timeout bounds each HTTP call (default 10 min: loading big weights).
+	Timeout time.Duration
+	// Retries of each call after the first (default 3).
+	Retries int
+	// Grace before aborting requests still in flight after the pause.
+	Grace time.Duration
+}
+
+// Publish implements Publisher.
+func (p *SGLangPublisher) Publish(ctx context.Context, path string, version int, d Drainer) (err error) {
+	if len(p.Servers) == 0 {
+		return errors.New("no SGLang servers to update")
+	}
+	pauseErr := p.all(ctx, "/pause_generation", map[string]any{})
+	defer func() {
+		// A fresh context: the run's may be cancelled, the servers must
+		// still resume.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout())
+		defer cancel()
+		if cerr := p.all(cctx, "/continue_generation", map[string]any{}); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	if pauseErr != nil {
+		return pauseErr
+	}
+	if err := d.Drain(ctx, true, p.Grace); err != nil {
+		return err
+	}
+	return p.all(ctx, "/update_weights_from_disk", map[string]any{
+		"model_path":         path,
+		"abort_all_requests": true,
+		"weight_version":     strconv.Itoa(version),
+	})
+}
+
+func (p *SGLangPublisher) timeout() time.Duration {
+	if p.Timeout > 0 {
+		return p.Timeout
+	}
+	return 10 * time.Minute
+}
+
+// all posts body to endpoint on every server in parallel.
+func (p *SGLangPublisher) all(ctx context.Context, endpoint string, body any) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.Servers))
+	for i, s := range p.Servers {
+		wg.Go(func() { errs[i] = p.post(ctx, s, endpoint, body) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (p *SGLangPublisher) post(ctx context.Context, server, endpoint string, body any) error {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	client := p.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	retries := p.Retries
+	if retries == 0 {
+		retries = 3
+	}
+	url := strings.TrimRight(server, "/") + endpoint
+	var last error
+	for attempt := 0; attempt <= retries; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return errors.Join(last, ctx.Err())
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			}
+		}
+		last = p.postOnce(ctx, client, url, raw)
+		if last == nil {
+			return nil
+		}
+	}
+	return last
+}
+
+func (p *SGLangPublisher) postOnce(ctx context.Context, client *http.Client, url string, raw []byte) error {
+	cctx, cancel := context.WithTimeout(ctx, p.timeout())
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodPost, url, bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: HTTP %d: %s", url, resp.StatusCode, bytes.TrimSpace(body))
+	}
+	// update_weights_* report success in the body.
+	var status struct {
+		Success *bool  `json:"success"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &status) == nil && status.Success != nil && !*status.Success {
+		return fmt.Errorf("POST %s: server says: %s", url, status.Message)
+	}
+	return nil
+}

@@ -1,0 +1,129 @@
+// Package rl is asearcher's fully asynchronous RL controller, after AReaL:
+// rollouts run continuously against llm.Samplers while a trainer.Trainer
+// consumes finished groups. Staleness is bounded by AReaL's admission rule
+// plus a deadline-aware batch selection, generation is interruptible, the
+// loss is decoupled PPO expressed through Tinker's ppo loss, and the whole
+// state checkpoints atomically so a killed run resumes without losing or
+// repeating a batch.
+package rl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/asearcher/asearcher/llm"
+)
+
+// Sequence is one training sequence of a trajectory: a token run in which
+// model-generated tokens carry their behaviour logprob and the weight version
+// that produced them. Multi-turn trajectories whose prompts stop extending
+// each other by prefix yield several sequences.
+type Sequence struct {
+	Tokens []int `json:"tokens"`
+	// LossMask[i] is true exactly on model-generated tokens.
+	LossMask []bool `json:"loss_mask"`
+	// Logprobs[i] is the behaviour logprob of Tokens[i]; 0 where masked.
+	Logprobs []float32 `json:"logprobs"`
+	// Versions[i] is the weight version that generated Tokens[i]; -1 where
+	// masked.
+	Versions []int `json:"versions"`
+}
+
+// Validate checks the alignment rules every sequence must obey.
+func (s *Sequence) Validate() error {
+	n := len(s.Tokens)
+	if len(s.LossMask) != n || len(s.Logprobs) != n || len(s.Versions) != n {
+		return fmt.Errorf("sequence lengths differ: tokens %d, mask %d, logprobs %d, versions %d",
+			n, len(s.LossMask), len(s.Logprobs), len(s.Versions))
+	}
+	for i, m := range s.LossMask {
+		if m && s.Versions[i] < 0 {
+			return fmt.Errorf("token %d is generated but has version %d", i, s.Versions[i])
+		}
+		if !m && s.Versions[i] != -1 {
+			return fmt.Errorf("token %d is not generated but has version %d", i, s.Versions[i])
+		}
+	}
+	return nil
+}
+
+// Generated counts the loss-masked tokens.
+func (s *Sequence) Generated() int {
+	n := 0
+	for _, m := range s.LossMask {
+		if m {
+			n++
+		}
+	}
+	return n
+}
+
+// Sample is one finished trajectory as the trainer sees it.
+type Sample struct {
+	Sequences []Sequence `json:"sequences"`
+	// Reward is the scalar training reward of the whole trajectory.
+	Reward float64 `json:"reward"`
+	// Score is the task metric (e.g. exact match) reported as accuracy.
+	Score float64 `json:"score"`
+	// Turns and ToolCalls describe the episode for metrics.
+	Turns     int `json:"turns"`
+	ToolCalls int `json:"tool_calls"`
+	// Record is the full trajectory as JSON, saved in per-step sample dumps.
+	Record json.RawMessage `json:"record,omitempty"`
+}
+
+// MinVersion is the oldest weight version among the generated tokens (the
+// "head" version), or -1 when nothing was generated.
+func (s *Sample) MinVersion() int {
+	minV := -1
+	for i := range s.Sequences {
+		for j, v := range s.Sequences[i].Versions {
+			if s.Sequences[i].LossMask[j] && (minV < 0 || v < minV) {
+				minV = v
+			}
+		}
+	}
+	return minV
+}
+
+// GeneratedTokens counts loss-masked tokens over all sequences.
+func (s *Sample) GeneratedTokens() int {
+	n := 0
+	for i := range s.Sequences {
+		n += s.Sequences[i].Generated()
+	}
+	return n
+}
+
+// Question is one dataset item handed to a rollout. Index is its position in
+// the controller's infinite data stream and identifies it across restarts.
+type Question struct {
+	Index   int64 `json:"index"`
+	ID      string
+	Payload any
+}
+
+// Rollout runs one trajectory for a question against a sampler. It is the
+// seam to the agent runtime: question + sampler in, trajectory + reward out.
+// sample is the index within the group (0..G-1) and seed a per-trajectory
+// seed derived from the run seed.
+type Rollout interface {
+	Run(ctx context.Context, q Question, sampler llm.Sampler, sample int, seed int64) (*Sample, error)
+}
+
+// RolloutFunc adapts a function to Rollout.
+type RolloutFunc func(ctx context.Context, q Question, sampler llm.Sampler, sample int, seed int64) (*Sample, error)
+
+// Run calls f.
+func (f RolloutFunc) Run(ctx context.Context, q Question, s llm.Sampler, sample int, seed int64) (*Sample, error) {
+	return f(ctx, q, s, sample, seed)
+}
+
+// Dataset is the finite question set the controller cycles through in a
+// seeded shuffled order, one permutation per epoch.
+type Dataset interface {
+	Len() int
+	// Question returns item i (0 ≤ i < Len()).
+	Question(i int) (id string, payload any)
+}
