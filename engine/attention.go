@@ -28,6 +28,9 @@ type attnHead struct {
 	nq, pos0 int
 	hd       int
 	scale    float32
+	// decode marks nq query rows that all sit at position pos0 (the heads
+	// of one GQA group at a decoding step), so they share one key block.
+	decode bool
 }
 
 // attnForward computes out = softmax(q·kᵀ·scale, causal)·v for one head.
@@ -36,12 +39,18 @@ func attnForward(h attnHead, scratch []float32) {
 	for i0 := 0; i0 < h.nq; i0 += attnBlock {
 		bq := min(attnBlock, h.nq-i0)
 		nk := h.pos0 + i0 + bq // keys visible to the last query of the block
+		if h.decode {
+			nk = h.pos0 + 1
+		}
 		s := scratch[:bq*nk]
 		gemm(gemmArgs{m: bq, n: nk, k: h.hd, a: h.q[i0*h.ldq:], lda: h.ldq,
 			b: h.k, ldb: h.ldkv, transB: true, c: s, ldc: nk, threads: 1})
 		for r := 0; r < bq; r++ {
 			row := s[r*nk : r*nk+nk]
 			visible := h.pos0 + i0 + r + 1
+			if h.decode {
+				visible = nk
+			}
 			mx := float32(math.Inf(-1))
 			for j := 0; j < visible; j++ {
 				row[j] *= h.scale

@@ -186,14 +186,42 @@ func (m *Model) forward(ctx context.Context, p *Params, tokens []int, spans []sp
 	return a, nil
 }
 
-// attentionForward runs every (span, head) pair, spread over the cores.
+// attentionForward runs every (span, head) pair, spread over the cores. A
+// decoding span (one new token) runs one task per kv head, stacking the
+// group's query heads into one product so the cached keys are read once.
 func (m *Model) attentionForward(la layerActs, spans []span, layer int) {
 	c := m.Config
 	hd, H, KV := c.headDim(), c.NumAttentionHeads, c.NumKeyValueHeads
 	qd, kvd, G := H*hd, KV*hd, H/KV
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	parallelTasks(len(spans)*H, 0, func(t int) {
-		s, h := spans[t/H], t%H
+	type task struct{ s, h int }
+	var tasks []task
+	for i, s := range spans {
+		if s.n == 1 && s.cache != nil {
+			for kh := 0; kh < KV; kh++ {
+				tasks = append(tasks, task{i, -1 - kh})
+			}
+			continue
+		}
+		for h := 0; h < H; h++ {
+			tasks = append(tasks, task{i, h})
+		}
+	}
+	parallelTasks(len(tasks), 0, func(t int) {
+		s := spans[tasks[t].s]
+		if h := tasks[t].h; h < 0 {
+			kh := -1 - h
+			scratch := getBuf(G * (s.pos0 + 1))
+			attnForward(attnHead{
+				q: la.q[s.row*qd+kh*G*hd:], ldq: hd,
+				k: s.cache.k[layer][kh*hd:], v: s.cache.v[layer][kh*hd:], ldkv: kvd,
+				out: la.att[s.row*qd+kh*G*hd:], ldo: hd, lse: la.lse[s.row*H+kh*G:], ldl: 1,
+				nq: G, pos0: s.pos0, hd: hd, scale: scale, decode: true,
+			}, *scratch)
+			packPool.Put(scratch)
+			return
+		}
+		h := tasks[t].h
 		keys, vals := la.k[s.row*kvd+(h/G)*hd:], la.v[s.row*kvd+(h/G)*hd:]
 		pos0 := 0
 		if s.cache != nil {
