@@ -450,6 +450,11 @@ func (s *Server) generate(ctx context.Context, c *Call, defaultMax int) (*outcom
 		limit = defaultMax
 	}
 	out := &outcome{promptToks: len(c.InputIDs)}
+	// A segment is produced by the weights loaded when it started: updates
+	// happen only while generation is paused, which ends the segment first.
+	s.mu.Lock()
+	out.version = s.version
+	s.mu.Unlock()
 	wait := func(d time.Duration) bool { // false when aborted
 		if d <= 0 {
 			select {
@@ -544,9 +549,6 @@ func (s *Server) generate(ctx context.Context, c *Call, defaultMax int) (*outcom
 		s.sessions = append(s.sessions, sess)
 		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	out.version = s.version
-	s.mu.Unlock()
 	out.elapsed = time.Since(start)
 	return out, nil, nil
 }
