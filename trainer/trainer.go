@@ -33,6 +33,10 @@ type Datum struct {
 type LossConfig struct {
 	ClipLow  float64 `json:"clip_low_threshold,omitempty"`  // ppo lower ratio bound (default 0.8)
 	ClipHigh float64 `json:"clip_high_threshold,omitempty"` // ppo upper ratio bound (default 1.2)
+	// TokenMean divides the summed loss by the number of active tokens
+	// (non-zero weight, or non-zero advantage). An asearcher extension that
+	// only the embedded trainer implements; Tinker always sums.
+	TokenMean bool `json:"-"`
 }
 
 // Output is the result of Forward or ForwardBackward.

@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Training state on disk: a model directory (config.json and an f32
+// model.safetensors, loadable by transformers) plus optimizer.safetensors
+// (AdamW moments under "exp_avg.<name>" and "exp_avg_sq.<name>") and
+// trainer_state.json. Accumulated, not yet applied gradients are not saved:
+// checkpoints are taken after an optimiser step, as with Tinker.
+
+type trainerState struct {
+	Step    int `json:"step"`
+	Version int `json:"version"`
+}
+
+// SaveState writes the learner's state into dir atomically: everything is
+// written to a temporary sibling directory that then replaces dir.
+func (l *Learner) SaveState(dir string, version int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := SaveWeights(tmp, l.model.W, F32); err != nil {
+		return err
+	}
+	if l.m1 != nil {
+		var ts []NamedTensor
+		for _, s := range paramLayout(l.model.Config) {
+			ts = append(ts, NamedTensor{Name: "exp_avg." + s.name, Shape: s.shape, Data: l.m1.byName[s.name]},
+				NamedTensor{Name: "exp_avg_sq." + s.name, Shape: s.shape, Data: l.m2.byName[s.name]})
+		}
+		buf, err := EncodeSafetensors(ts, F32, nil)
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(tmp, "optimizer.safetensors"), buf); err != nil {
+			return fmt.Errorf("save state: %w", err)
+		}
+	}
+	sj, _ := json.Marshal(trainerState{Step: l.step, Version: version})
+	if err := writeFileAtomic(filepath.Join(tmp, "trainer_state.json"), sj); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	// Swap in: move any old state aside first so a crash leaves one of the
+	// two complete directories.
+	old := ""
+	if _, err := os.Stat(dir); err == nil {
+		old = tmp + ".old"
+		if err := os.Rename(dir, old); err != nil {
+			return fmt.Errorf("save state: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if old != "" {
+			os.Rename(old, dir)
+		}
+		return fmt.Errorf("save state: %w", err)
+	}
+	if old != "" {
+		os.RemoveAll(old)
+	}
+	return nil
+}
+
+// LoadState restores weights (and, with withOptimizer, the AdamW moments
+// and step count) from a directory written by SaveState — or from any model
+// directory, for weights only. It returns the saved weight version.
+func (l *Learner) LoadState(dir string, withOptimizer bool) (int, error) {
+	w, err := LoadWeights(dir)
+	if err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !sameArchitecture(w.Config, l.model.Config) {
+		return 0, fmt.Errorf("load state: %s holds a different architecture than the model being trained", dir)
+	}
+	var st trainerState
+	if b, err := os.ReadFile(filepath.Join(dir, "trainer_state.json")); err == nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			return 0, fmt.Errorf("load state: trainer_state.json: %w", err)
+		}
+	}
+	var m1, m2 *Params
+	if withOptimizer {
+		buf, err := os.ReadFile(filepath.Join(dir, "optimizer.safetensors"))
+		switch {
+		case os.IsNotExist(err):
+			// Weights-only checkpoint: the optimiser starts fresh.
+		case err != nil:
+			return 0, fmt.Errorf("load state: %w", err)
+		default:
+			ts, err := DecodeSafetensors(buf)
+			if err != nil {
+				return 0, fmt.Errorf("load state: optimizer.safetensors: %w", err)
+			}
+			m1, m2 = newParams(l.model.Config, nil), newParams(l.model.Config, nil)
+			for _, s := range paramLayout(l.model.Config) {
+				a, b := ts["exp_avg."+s.name], ts["exp_avg_sq."+s.name]
+				if !equalShape(a.Shape, s.shape) || !equalShape(b.Shape, s.shape) {
+					return 0, fmt.Errorf("load state: optimizer moments for %s are missing or misshapen", s.name)
+				}
+				copy(m1.byName[s.name], a.Data)
+				copy(m2.byName[s.name], b.Data)
+			}
+		}
+	}
+	copy(l.model.W.Flat, w.Flat)
+	clear(l.grads.Flat)
+	l.pending = 0
+	if withOptimizer {
+		l.m1, l.m2, l.step = m1, m2, st.Step
+	}
+	return st.Version, nil
+}
+
+func sameArchitecture(a, b *Config) bool {
+	x, y := *a, *b
+	for _, c := range []*Config{&x, &y} {
+		c.TorchDtype, c.Dtype, c.Architectures, c.RopeParameters, c.RopeScaling = "", "", nil, nil, nil
+		c.BOSTokenID, c.EOSTokenID, c.InitRange = nil, nil, 0
+		c.ModelType = strings.ToLower(c.ModelType)
+	}
+	xa, _ := json.Marshal(x)
+	ya, _ := json.Marshal(y)
+	return string(xa) == string(ya)
+}

@@ -1,0 +1,221 @@
+package trainer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+
+	"github.com/asearcher/asearcher/engine"
+)
+
+// WeightsSink receives each published weight version; *engine.Sampler is one.
+type WeightsSink interface {
+	SetWeights(w *engine.Weights, version int)
+}
+
+// EmbeddedOptions configure an Embedded trainer.
+type EmbeddedOptions struct {
+	// Dir receives sampler weights (Dir/sampler_weights/NAME) and training
+	// state (Dir/state/NAME). Empty keeps sampler weights in memory only
+	// and makes SaveState an error.
+	Dir string
+	// SourceDir is the model directory training started from; its
+	// tokenizer files are copied into every directory written, so each is
+	// a complete model directory.
+	SourceDir string
+	// Sinks get every version SaveWeightsForSampler publishes.
+	Sinks []WeightsSink
+}
+
+// Embedded implements Trainer over the in-process engine.
+type Embedded struct {
+	opts    EmbeddedOptions
+	learner *engine.Learner
+	mu      sync.Mutex
+	version int
+}
+
+var _ Trainer = (*Embedded)(nil)
+
+// NewEmbedded starts training from w. Weight version 0 is w itself; each
+// SaveWeightsForSampler publishes the next version.
+func NewEmbedded(w *engine.Weights, opts EmbeddedOptions) *Embedded {
+	return &Embedded{opts: opts, learner: engine.NewLearner(w)}
+}
+
+// Learner exposes the engine learner (for benchmarks and tools).
+func (e *Embedded) Learner() *engine.Learner { return e.learner }
+
+// AddSink registers another receiver of published weights.
+func (e *Embedded) AddSink(s WeightsSink) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.opts.Sinks = append(e.opts.Sinks, s)
+}
+
+// Version is the last published weight version.
+func (e *Embedded) Version() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.version
+}
+
+func toExamples(data []Datum) []engine.Example {
+	ex := make([]engine.Example, len(data))
+	for i, d := range data {
+		ex[i] = engine.Example{Input: d.Input, Target: d.Target, Weights: d.Weights, Logprobs: d.Logprobs, Advantages: d.Advantages}
+	}
+	return ex
+}
+
+func toLoss(fn LossFn, cfg LossConfig) engine.Loss {
+	return engine.Loss{Fn: string(fn), ClipLow: cfg.ClipLow, ClipHigh: cfg.ClipHigh, TokenMean: cfg.TokenMean}
+}
+
+func toOutput(r *engine.StepResult) *Output {
+	return &Output{Logprobs: r.Logprobs, Loss: r.Loss, Metrics: r.Metrics}
+}
+
+// Forward computes logprobs and the loss without touching gradients.
+func (e *Embedded) Forward(ctx context.Context, data []Datum, loss LossFn, cfg LossConfig) (*Output, error) {
+	r, err := e.learner.Forward(ctx, toExamples(data), toLoss(loss, cfg))
+	if err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	return toOutput(r), nil
+}
+
+// ForwardBackward accumulates the loss's gradient until OptimStep.
+func (e *Embedded) ForwardBackward(ctx context.Context, data []Datum, loss LossFn, cfg LossConfig) (*Output, error) {
+	r, err := e.learner.ForwardBackward(ctx, toExamples(data), toLoss(loss, cfg))
+	if err != nil {
+		return nil, fmt.Errorf("forward_backward: %w", err)
+	}
+	return toOutput(r), nil
+}
+
+// OptimStep applies AdamW with the accumulated gradients.
+func (e *Embedded) OptimStep(ctx context.Context, p AdamParams) (map[string]float64, error) {
+	m, err := e.learner.OptimStep(ctx, engine.AdamW{LR: p.LearningRate, Beta1: p.Beta1, Beta2: p.Beta2,
+		Eps: p.Eps, WeightDecay: p.WeightDecay, GradClipNorm: p.GradClipNorm})
+	if err != nil {
+		return nil, fmt.Errorf("optim_step: %w", err)
+	}
+	return m, nil
+}
+
+var safeName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+func checkName(name string) error {
+	if !safeName.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("checkpoint name %q: use letters, digits, '.', '_' and '-' only", name)
+	}
+	return nil
+}
+
+// SaveWeightsForSampler snapshots the weights as the next version, hands
+// them to every sink (samplers switch between decoding steps), and, with a
+// Dir, also writes them as a model directory whose path it returns.
+func (e *Embedded) SaveWeightsForSampler(ctx context.Context, name string) (string, error) {
+	if err := checkName(name); err != nil {
+		return "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	w := e.learner.Snapshot()
+	e.mu.Lock()
+	e.version++
+	v := e.version
+	sinks := append([]WeightsSink(nil), e.opts.Sinks...)
+	e.mu.Unlock()
+	path := "embedded://" + name
+	if e.opts.Dir != "" {
+		path = filepath.Join(e.opts.Dir, "sampler_weights", name)
+		if err := engine.SaveWeights(path, w, engine.F32); err != nil {
+			return "", fmt.Errorf("save weights for sampler: %w", err)
+		}
+		if err := copyTokenizerFiles(e.opts.SourceDir, path); err != nil {
+			return "", err
+		}
+	}
+	for _, s := range sinks {
+		s.SetWeights(w, v)
+	}
+	return path, nil
+}
+
+// SaveState writes weights and optimiser state atomically under
+// Dir/state/NAME and returns that path.
+func (e *Embedded) SaveState(ctx context.Context, name string) (string, error) {
+	if err := checkName(name); err != nil {
+		return "", err
+	}
+	if e.opts.Dir == "" {
+		return "", fmt.Errorf("save state: the embedded trainer has no output directory")
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	path := filepath.Join(e.opts.Dir, "state", name)
+	if err := e.learner.SaveState(path, e.Version()); err != nil {
+		return "", err
+	}
+	if err := copyTokenizerFiles(e.opts.SourceDir, path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// LoadState restores weights, and with withOptimizer the AdamW state, from
+// a SaveState directory (or weights from any model directory). The weight
+// version continues from the saved one; call SaveWeightsForSampler to
+// publish the restored weights.
+func (e *Embedded) LoadState(ctx context.Context, path string, withOptimizer bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	v, err := e.learner.LoadState(path, withOptimizer)
+	if err != nil {
+		return fmt.Errorf("load state: %w", err)
+	}
+	e.mu.Lock()
+	e.version = max(e.version, v)
+	e.mu.Unlock()
+	return nil
+}
+
+// tokenizerFiles are copied next to every weight directory written.
+var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}
+
+func copyTokenizerFiles(src, dst string) error {
+	if src == "" {
+		return nil
+	}
+	for _, f := range tokenizerFiles {
+		in, err := os.Open(filepath.Join(src, f))
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("copy %s: %w", f, err)
+		}
+		data, err := io.ReadAll(in)
+		in.Close()
+		if err != nil {
+			return fmt.Errorf("copy %s: %w", f, err)
+		}
+		tmp := filepath.Join(dst, "."+f+".tmp")
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return fmt.Errorf("copy %s: %w", f, err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dst, f)); err != nil {
+			return fmt.Errorf("copy %s: %w", f, err)
+		}
+	}
+	return nil
+}
