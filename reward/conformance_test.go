@@ -83,16 +83,21 @@ func TestConformanceWithPythonScripts(t *testing.T) {
 		check("musique", []float64{EM(p, g), MaxTokenF1(p, g, SQuADv2).F1}, c.MU)
 		check("asearcher eval", []float64{EM(p, g), MaxSetF1(p, g, EvalSetF1), CEM(p, g), SubEM(p, g)}, c.EV)
 
+		want := Scores{EM: EM(p, g), SubEM: SubEM(p, g), F1: F1(p, g), SetF1: MaxSetF1(p, g, EvalSetF1), RewardF1: MaxSetF1(p, g, RewardSetF1), CEM: CEM(p, g)}
+		if got := Score(p, g); got != want {
+			t.Errorf("%s: Score(%q, %q) = %+v, metric by metric %+v", id, p, g, got, want)
+		}
+
 		ans, ok := ExtractAnswer(answerOpen + p + answerClose)
 		if !ok || ans != c.RW[0].(string) {
 			t.Errorf("%s: extracted %q, want %q", id, ans, c.RW[0])
 			continue
 		}
-		want := make([]float64, 4)
-		for i := range want {
-			want[i] = c.RW[i+1].(float64)
+		rw := make([]float64, 4)
+		for i := range rw {
+			rw[i] = c.RW[i+1].(float64)
 		}
-		check("asearcher rewards", []float64{rewardEM(ans, g), rewardSubEM(ans, g), MaxSetF1(ans, g, RewardSetF1), CEM(ans, g)}, want)
+		check("asearcher rewards", []float64{rewardEM(ans, g), rewardSubEM(ans, g), MaxSetF1(ans, g, RewardSetF1), CEM(ans, g)}, rw)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)

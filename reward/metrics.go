@@ -62,8 +62,12 @@ func F1(prediction string, golds []string) float64 {
 // TokenF1 is the multiset token F1 of one prediction against one gold
 // answer under rule.
 func TokenF1(prediction, gold string, rule F1Rule) PRF {
-	p := NormalizeAnswer(prediction)
-	g := NormalizeAnswer(gold)
+	return tokenF1Normalized(NormalizeAnswer(prediction), NormalizeAnswer(gold), rule)
+}
+
+// tokenF1Normalized is TokenF1 on strings already passed through
+// NormalizeAnswer.
+func tokenF1Normalized(p, g string, rule F1Rule) PRF {
 	if rule == HotpotQA && p != g && (isYesNo(p) || isYesNo(g)) {
 		return PRF{}
 	}
@@ -161,9 +165,13 @@ func SetF1(prediction, gold string, opt SetF1Options) float64 {
 	if opt.BoolMapping {
 		prediction, gold = BoolMapping(prediction), BoolMapping(gold)
 	}
-	p, g := NormalizeText(prediction), NormalizeText(gold)
+	return setF1Normalized(NormalizeText(prediction), NormalizeText(gold), opt.CJK)
+}
+
+// setF1Normalized is SetF1 on strings already passed through NormalizeText.
+func setF1Normalized(p, g string, cjk bool) float64 {
 	var pt, gt map[string]struct{}
-	if opt.CJK && ContainsCJK(g) {
+	if cjk && ContainsCJK(g) {
 		pt, gt = cjkTokenSet(p), cjkTokenSet(g)
 	} else {
 		pt, gt = tokenSet(p), tokenSet(g)
@@ -240,18 +248,22 @@ func cjkTokenSet(s string) map[string]struct{} {
 func CEM(prediction string, golds []string) float64 {
 	pred := splitSpace(NormalizeAnswer(BoolMapping(prediction)))
 	for _, g := range golds {
-		covered := true
-		for _, t := range splitSpace(NormalizeAnswer(BoolMapping(g))) {
-			if !containsString(pred, t) {
-				covered = false
-				break
-			}
-		}
-		if covered {
+		if covers(pred, NormalizeAnswer(BoolMapping(g))) {
 			return 1
 		}
 	}
 	return 0
+}
+
+// covers reports whether every space-separated token of the normalised gold
+// g is in pred.
+func covers(pred []string, g string) bool {
+	for _, t := range splitSpace(g) {
+		if !containsString(pred, t) {
+			return false
+		}
+	}
+	return true
 }
 
 // splitSpace is Python's s.split(" "): an empty string gives one empty
@@ -295,14 +307,37 @@ type Scores struct {
 	CEM float64 `json:"cem"`
 }
 
-// Score computes all string metrics of one prediction.
+// Score computes all string metrics of one prediction. It normalises each
+// string once and is equal to calling EM, SubEM, F1, MaxSetF1 (both
+// variants) and CEM one by one.
 func Score(prediction string, golds []string) Scores {
-	return Scores{
-		EM:       EM(prediction, golds),
-		SubEM:    SubEM(prediction, golds),
-		F1:       F1(prediction, golds),
-		SetF1:    MaxSetF1(prediction, golds, EvalSetF1),
-		RewardF1: MaxSetF1(prediction, golds, RewardSetF1),
-		CEM:      CEM(prediction, golds),
+	var s Scores
+	pa := NormalizeAnswer(prediction)
+	pt := NormalizeText(prediction)
+	paBool, ptBool := pa, pt
+	if b := BoolMapping(prediction); b != prediction {
+		paBool, ptBool = NormalizeAnswer(b), NormalizeText(b)
 	}
+	predCEM := splitSpace(paBool)
+	for _, g := range golds {
+		ga := NormalizeAnswer(g)
+		gt := NormalizeText(g)
+		gaBool, gtBool := ga, gt
+		if b := BoolMapping(g); b != g {
+			gaBool, gtBool = NormalizeAnswer(b), NormalizeText(b)
+		}
+		if ga == pa {
+			s.EM = 1
+		}
+		if strings.Contains(pa, ga) {
+			s.SubEM = 1
+		}
+		s.F1 = max(s.F1, tokenF1Normalized(pa, ga, SQuADv1).F1)
+		s.SetF1 = max(s.SetF1, setF1Normalized(pt, gt, false))
+		s.RewardF1 = max(s.RewardF1, setF1Normalized(ptBool, gtBool, true))
+		if covers(predCEM, gaBool) {
+			s.CEM = 1
+		}
+	}
+	return s
 }
