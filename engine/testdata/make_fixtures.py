@@ -3,9 +3,10 @@
 transformers and torch autograd (float32, CPU).
 
     python engine/testdata/make_fixtures.py generate      # writes testdata/fidelity/{qwen2,qwen3}
-    python engine/testdata/make_fixtures.py check-engine  # loads the engine-written checkpoint
-                                                          # (testdata/fidelity/engine_ckpt) in transformers
-                                                          # and writes its logits next to it
+    python engine/testdata/make_fixtures.py check-engine  # loads the engine-written checkpoints
+                                                          # (testdata/fidelity/engine_ckpt_*, from
+                                                          # ENGINE_WRITE_FIXTURES=1 go test ./engine)
+                                                          # in transformers, writes its logits next to them
 
 For each tiny random config the generator writes the model directory
 (config.json, model.safetensors) and expected.safetensors / expected.json:
@@ -122,7 +123,11 @@ def generate():
 
 
 def check_engine():
-    d = os.path.join(OUT, "engine_ckpt")
+    for kind in ("qwen2", "qwen3"):
+        check_engine_dir(os.path.join(OUT, "engine_ckpt_" + kind))
+
+
+def check_engine_dir(d):
     model = transformers.AutoModelForCausalLM.from_pretrained(d, attn_implementation="eager",
                                                               torch_dtype=torch.float32).eval()
     engine = load_file(os.path.join(d, "engine_logits.safetensors"))
@@ -133,7 +138,7 @@ def check_engine():
             out[f"logits.{i}"] = logits.contiguous()
             worst = max(worst, (logits - engine[f"logits.{i}"]).abs().max().item())
     save_file(out, os.path.join(d, "hf_logits.safetensors"))
-    print(f"transformers {transformers.__version__} loaded the engine checkpoint; max |Δlogit| = {worst:.3g}")
+    print(f"transformers {transformers.__version__} loaded {os.path.basename(d)}; max |Δlogit| vs engine = {worst:.3g}")
     if worst > 1e-4:
         sys.exit("logits differ by more than 1e-4")
 
