@@ -46,8 +46,11 @@ type Config struct {
 	// directory.
 	DumpSamples int `yaml:"dump_samples"`
 	// DrainGraceMS waits this long after pausing before aborting calls that
-	// are still in flight.
+	// are still in flight, and between abort rounds.
 	DrainGraceMS int `yaml:"drain_grace_ms"`
+	// DrainTimeoutMS bounds an aborting drain; calls still in flight then
+	// are held by paused servers and run on the new weights.
+	DrainTimeoutMS int `yaml:"drain_timeout_ms"`
 }
 
 // OptimConfig is AdamW plus a learning-rate schedule.
@@ -137,6 +140,7 @@ func DefaultConfig() Config {
 		KeepCheckpoints: 2,
 		DumpSamples:     4,
 		DrainGraceMS:    100,
+		DrainTimeoutMS:  5000,
 	}
 }
 
@@ -161,8 +165,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rl.checkpoint_every %d: want ≥ 1", c.CheckpointEvery)
 	case c.KeepCheckpoints < 1:
 		return fmt.Errorf("rl.keep_checkpoints %d: want ≥ 1", c.KeepCheckpoints)
-	case c.DumpSamples < 0 || c.DrainGraceMS < 0:
-		return errors.New("rl.dump_samples and rl.drain_grace_ms must be ≥ 0")
+	case c.DumpSamples < 0 || c.DrainGraceMS < 0 || c.DrainTimeoutMS < 0:
+		return errors.New("rl.dump_samples, rl.drain_grace_ms and rl.drain_timeout_ms must be ≥ 0")
 	}
 	if err := c.Advantage.validate(); err != nil {
 		return fmt.Errorf("rl.%w", err)

@@ -63,6 +63,12 @@ type Controller struct {
 	// stops with the last error instead of waiting forever on a dead backend.
 	failStreak int
 	runErr     error
+
+	// hooks let tests observe every batch and every state change.
+	hooks struct {
+		onBatch  func(step int, batch []*Group)
+		onChange func(s *Scheduler) // called with c.mu held
+	}
 }
 
 // window accumulates rollout activity between two steps.
@@ -96,12 +102,17 @@ func New(o Options) (*Controller, error) {
 	if err := os.MkdirAll(o.RunDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
-	return &Controller{cfg: o.Config, opts: o, log: o.Logger, changed: make(chan struct{}),
-		ckpt: checkpointWriter{root: filepath.Join(o.RunDir, checkpointsDir), keep: o.Config.KeepCheckpoints}}, nil
+	c := &Controller{cfg: o.Config, opts: o, log: o.Logger, changed: make(chan struct{}),
+		ckpt: checkpointWriter{root: filepath.Join(o.RunDir, checkpointsDir), keep: o.Config.KeepCheckpoints}}
+	c.gate = NewGate(o.Sampler, 0)
+	c.sampler = c.gate
+	if o.WrapSampler != nil {
+		c.sampler = o.WrapSampler(c.gate)
+	}
+	return c, nil
 }
 
-// Gate returns the controller's gate (for tests and metrics); valid after
-// Run has started.
+// Gate returns the controller's gate between rollouts and the sampler.
 func (c *Controller) Gate() *Gate { return c.gate }
 
 // Registry returns the Prometheus registry of the run's metrics, valid once
@@ -114,6 +125,9 @@ func (c *Controller) Registry() *prometheus.Registry {
 }
 
 func (c *Controller) broadcast() {
+	if c.hooks.onChange != nil {
+		c.hooks.onChange(c.sched)
+	}
 	close(c.changed)
 	c.changed = make(chan struct{})
 }
@@ -159,11 +173,7 @@ func (c *Controller) Run(ctx context.Context) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.gate = NewGate(c.opts.Sampler, st.Version)
-	c.sampler = llm.Sampler(c.gate)
-	if c.opts.WrapSampler != nil {
-		c.sampler = c.opts.WrapSampler(c.gate)
-	}
+	c.gate.SetVersion(st.Version)
 	c.metrics, err = newMetricsSink(c.opts.RunDir, st.Version)
 	if err != nil {
 		return nil, err
@@ -235,6 +245,9 @@ func (c *Controller) step(ctx context.Context, step int, runStart time.Time) (*S
 		return nil, err
 	}
 	t1 := time.Now()
+	if c.hooks.onBatch != nil {
+		c.hooks.onBatch(step, batch)
+	}
 	adam := c.cfg.Optim.Adam(step, c.cfg.Steps)
 	stats, err := Train(ctx, c.opts.Trainer, batch, step, &c.cfg.Advantage, &c.cfg.Loss, adam)
 	if err != nil {
@@ -321,6 +334,7 @@ func (c *Controller) waitBatch(ctx context.Context, step int) ([]*Group, error) 
 			return nil, err
 		}
 		if b := c.sched.SelectBatch(step); b != nil {
+			c.broadcast()
 			c.mu.Unlock()
 			return b, nil
 		}
@@ -343,8 +357,9 @@ func (c *Controller) publish(ctx context.Context, v int) (string, error) {
 	}
 	c.gate.Close()
 	defer c.gate.Open()
-	grace := time.Duration(c.cfg.DrainGraceMS) * time.Millisecond
-	if err := c.opts.Publisher.Publish(ctx, path, v, drainer{c.gate, grace}); err != nil {
+	d := &drainer{g: c.gate, grace: time.Duration(c.cfg.DrainGraceMS) * time.Millisecond,
+		timeout: time.Duration(c.cfg.DrainTimeoutMS) * time.Millisecond, log: c.log}
+	if err := c.opts.Publisher.Publish(ctx, path, v, d); err != nil {
 		return "", err
 	}
 	c.gate.SetVersion(v)
@@ -355,17 +370,23 @@ func (c *Controller) publish(ctx context.Context, v int) (string, error) {
 	return path, nil
 }
 
-// drainer applies the configured grace when a publisher gives none.
+// drainer drains the gate with the configured grace and timeout.
 type drainer struct {
-	g     *Gate
-	grace time.Duration
+	g              *Gate
+	grace, timeout time.Duration
+	log            *slog.Logger
 }
 
-func (d drainer) Drain(ctx context.Context, abort bool, grace time.Duration) error {
-	if grace <= 0 {
-		grace = d.grace
+func (d *drainer) Drain(ctx context.Context, abort bool) error {
+	timeout := d.timeout
+	if !abort {
+		timeout = 0 // turn boundaries: wait for every call to end
 	}
-	return d.g.Drain(ctx, abort, grace)
+	left, err := d.g.Drain(ctx, abort, d.grace, timeout)
+	if left > 0 && err == nil {
+		d.log.Warn("weight update proceeds with calls still in flight (held by a paused server)", "calls", left)
+	}
+	return err
 }
 
 // checkpoint writes trainer and controller state for version v.
@@ -413,6 +434,7 @@ func (c *Controller) produce(ctx context.Context, wg *sync.WaitGroup) {
 		}
 		g := c.sched.TryAdmit(c.stream.Next(), time.Now())
 		c.win.admitted++
+		c.broadcast()
 		c.mu.Unlock()
 		wg.Go(func() { c.runGroup(ctx, g) })
 	}

@@ -53,7 +53,7 @@ func newBanditController(t *testing.T, cfg Config, dir string, resume bool) (*Co
 		return nil
 	}}
 	c, err := New(Options{Config: cfg, Dataset: banditDataset(50), Rollout: banditRollout(4, 3),
-		Sampler: sm, Trainer: tr, Publisher: pub, RunDir: dir, Resume: resume})
+		Sampler: sm, Trainer: tr, Publisher: pub, RunDir: dir, Resume: resume, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestControllerFailingBackendGivesClearError(t *testing.T) {
 		return nil, fmt.Errorf("connection refused")
 	})
 	c, err := New(Options{Config: cfg, Dataset: banditDataset(10), Rollout: fail, Sampler: &unigramSampler{theta: make([]float64, 8)},
-		Trainer: tr, Publisher: SwapPublisher{Load: func(context.Context, string, int) error { return nil }}, RunDir: t.TempDir()})
+		Trainer: tr, Publisher: SwapPublisher{Load: func(context.Context, string, int) error { return nil }}, RunDir: t.TempDir(), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

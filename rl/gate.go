@@ -168,38 +168,52 @@ func (g *Gate) Calls() int64 {
 	return g.calls
 }
 
-// Drain waits until no call is in flight. With abort it first waits grace,
-// then asks the backend to abort whatever is still running, repeating every
-// grace until drained (a request that reached a paused server after the
-// pause is held there, not aborted, and needs its own abort).
-func (g *Gate) Drain(ctx context.Context, abort bool, grace time.Duration) error {
+// Drain waits until no call is in flight and returns how many still are
+// when it gives up. With abort it waits grace, asks the backend to abort
+// whatever still runs, and repeats every grace; after timeout (> 0) it
+// stops waiting. A request that reached a paused server just after the
+// pause is held there, not aborted (SGLang registers a request only once the
+// pause lifts), so an aborting drain cannot always reach zero: such calls
+// run after the update, on the new weights, and their tokens keep the
+// pinned (older) version unless the server reports one, which overstates
+// their staleness rather than hiding it.
+func (g *Gate) Drain(ctx context.Context, abort bool, grace, timeout time.Duration) (int, error) {
 	if grace <= 0 {
 		grace = 50 * time.Millisecond
 	}
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
 	for {
 		g.mu.Lock()
-		if len(g.inflight) == 0 {
+		n := len(g.inflight)
+		if n == 0 {
 			g.mu.Unlock()
-			return nil
+			return 0, nil
 		}
 		ch := g.changed
 		var ids []string
-		for _, id := range g.inflight {
-			ids = append(ids, id)
+		if abort {
+			for _, id := range g.inflight {
+				ids = append(ids, id)
+			}
 		}
 		g.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("draining %d in-flight calls: %w", len(ids), ctx.Err())
+			return n, fmt.Errorf("draining %d in-flight calls: %w", n, ctx.Err())
+		case <-deadline:
+			return n, nil
 		case <-timer.C:
-			if abort {
-				for _, id := range ids {
-					if err := g.Abort(ctx, id); err != nil {
-						slog.Debug("abort during drain", "request", id, "err", err)
-					}
+			for _, id := range ids {
+				if err := g.Abort(ctx, id); err != nil {
+					slog.Debug("abort during drain", "request", id, "err", err)
 				}
 			}
 			timer.Reset(grace)

@@ -14,11 +14,12 @@ import (
 	"time"
 )
 
-// Drainer empties the generation pipeline before weights change; the Gate
-// implements it. The controller has closed the gate before Publish is called,
-// so nothing new is sent while a publisher drains.
+// Drainer empties the generation pipeline before weights change. The
+// controller has closed its gate before Publish is called, so nothing new is
+// sent while a publisher drains. With abort, in-flight calls are aborted
+// and the wait is bounded; without, it waits for every call to end.
 type Drainer interface {
-	Drain(ctx context.Context, abort bool, grace time.Duration) error
+	Drain(ctx context.Context, abort bool) error
 }
 
 // Publisher makes the weights the trainer saved at path the sampling weights
@@ -51,7 +52,7 @@ type TurnBoundaryPublisher struct {
 
 // Publish implements Publisher.
 func (p TurnBoundaryPublisher) Publish(ctx context.Context, path string, version int, d Drainer) error {
-	if err := d.Drain(ctx, false, 0); err != nil {
+	if err := d.Drain(ctx, false); err != nil {
 		return err
 	}
 	return p.Load(ctx, path, version)
@@ -71,8 +72,6 @@ type SGLangPublisher struct {
 	Timeout time.Duration
 	// Retries of each call after the first (default 3).
 	Retries int
-	// Grace before aborting requests still in flight after the pause.
-	Grace time.Duration
 }
 
 // Publish implements Publisher.
@@ -93,7 +92,7 @@ func (p *SGLangPublisher) Publish(ctx context.Context, path string, version int,
 	if pauseErr != nil {
 		return pauseErr
 	}
-	if err := d.Drain(ctx, true, p.Grace); err != nil {
+	if err := d.Drain(ctx, true); err != nil {
 		return err
 	}
 	return p.all(ctx, "/update_weights_from_disk", map[string]any{
