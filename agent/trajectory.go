@@ -1,0 +1,380 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/tools"
+)
+
+// Call purposes.
+const (
+	PurposeAct    = "act"    // the model thinks and takes an action
+	PurposeRead   = "read"   // the model writes a note on a search result or page part
+	PurposeAnswer = "answer" // a forced final answer (reasoning agent)
+)
+
+// Mode says what a trajectory holds at token level.
+const (
+	ModeTokens = "tokens" // token ids in and out: trainable
+	ModeText   = "text"   // raw completion prompts; no token-level data
+	ModeChat   = "chat"   // chat messages; no token-level data
+)
+
+// EndReason says why the agent stopped.
+type EndReason string
+
+const (
+	EndAnswer      EndReason = "answer"       // the model answered
+	EndStopped     EndReason = "stopped"      // the model ended (EOS) without answering
+	EndMaxTurns    EndReason = "max_turns"    // Limits.MaxTurns act calls were made
+	EndContext     EndReason = "context_full" // no room left under Limits.MaxContextTokens
+	EndNoProgress  EndReason = "no_progress"  // too many generations without an action
+	EndModelError  EndReason = "model_error"  // the sampler failed
+	EndCanceled    EndReason = "canceled"     // the context was cancelled
+	EndUnsupported EndReason = "unsupported"  // the agent cannot run on this Env
+)
+
+// Trajectory is everything one agent run did. Token ids are stored once:
+// each call's input is a delta against the previous call (Input), so memory
+// and the serialised size grow with the total number of tokens, not with
+// turns × context. See docs/trajectory.md for the JSON schema.
+type Trajectory struct {
+	ID       string `json:"id"`
+	TaskID   string `json:"task_id,omitempty"`
+	Sample   int    `json:"sample"`
+	Agent    string `json:"agent"`
+	Prompt   string `json:"prompt,omitempty"`
+	Question string `json:"question"`
+	// Mode is ModeTokens when every call's input and output are token ids
+	// from the model; ModeText or ModeChat when the backend works on text
+	// (then Sequences fails and only text is recorded).
+	Mode string `json:"mode"`
+	// TokenLevel is true when Sequences can build training data: Mode is
+	// ModeTokens and every call returned its token ids.
+	TokenLevel bool `json:"token_level"`
+
+	Calls []Call     `json:"calls"`
+	Tools []ToolCall `json:"tools"`
+
+	Answer   string    `json:"answer"`
+	Answered bool      `json:"answered"`
+	End      EndReason `json:"end"`
+	Error    string    `json:"error,omitempty"`
+
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+
+	// Extra is free-form data a workflow or runner attaches (a custom
+	// reward, the gold answers, dataset fields).
+	Extra map[string]any `json:"extra,omitempty"`
+}
+
+// Input is a call's prompt as a delta: the first Keep tokens of the full
+// sequence (input + output) of call Base, followed by Added. Base is -1 for
+// a prompt built from scratch. In text modes Keep counts bytes and the
+// added text is in AddedText.
+type Input struct {
+	Base      int    `json:"base"`
+	Keep      int    `json:"keep"`
+	Added     []int  `json:"added,omitempty"`
+	AddedText string `json:"added_text,omitempty"`
+	// Messages is the chat request of a ModeChat call.
+	Messages []llm.Message `json:"messages,omitempty"`
+}
+
+// Call is one model call.
+type Call struct {
+	Purpose string `json:"purpose"`
+	// Turn is the act turn this call belongs to (0-based).
+	Turn int `json:"turn"`
+	// Tool is the index in Trajectory.Tools of the result a read call
+	// reads, and Part the page part (1-based); -1 and 0 otherwise.
+	Tool int `json:"tool"`
+	Part int `json:"part,omitempty"`
+
+	Input     Input    `json:"input"`
+	InputLen  int      `json:"input_len"` // tokens (bytes in text modes) of the full input
+	MaxTokens int      `json:"max_tokens"`
+	Stop      []string `json:"stop,omitempty"`
+
+	Output   []int     `json:"output,omitempty"`
+	Text     string    `json:"text"`
+	Logprobs []float32 `json:"logprobs,omitempty"`
+	Versions []int     `json:"versions,omitempty"`
+	// NoTokenIDs marks a token-mode call whose backend returned only text;
+	// Output then holds the agent's own encoding of Text.
+	NoTokenIDs bool       `json:"no_token_ids,omitempty"`
+	Finish     llm.Finish `json:"finish"`
+	// StopMatched is the stop string the output ends with, if any; EOS
+	// says the output ends with a stop token.
+	StopMatched string `json:"stop_matched,omitempty"`
+	EOS         bool   `json:"eos,omitempty"`
+	// Clipped says the agent cut the backend's output itself, at a stop
+	// string, a stop token or the token cap the backend did not honour.
+	Clipped bool `json:"clipped,omitempty"`
+
+	Start   time.Duration `json:"start_ns"` // since Trajectory.Started
+	Latency time.Duration `json:"latency_ns"`
+}
+
+// ToolCall is one tool invocation and what the model was shown.
+type ToolCall struct {
+	Name string `json:"name"`
+	Arg  string `json:"arg"`
+	Turn int    `json:"turn"`
+	// Call is the index of the act call that asked for the tool.
+	Call int `json:"call"`
+	// Observation is the text shown to the model (for a page, all parts).
+	Observation string `json:"observation"`
+	Error       string `json:"error,omitempty"`
+	// Docs are the search hits; Page the page read (content capped).
+	Docs []tools.SearchResult `json:"docs,omitempty"`
+	Page *PageRead            `json:"page,omitempty"`
+
+	Start   time.Duration `json:"start_ns"`
+	Latency time.Duration `json:"latency_ns"`
+}
+
+// PageRead describes an accessed page and how much of it the model read.
+type PageRead struct {
+	URL       string `json:"url"`
+	Title     string `json:"title,omitempty"`
+	Chars     int    `json:"chars"`      // length of the page in characters before the cap
+	Parts     int    `json:"parts"`      // parts the capped page was split into
+	PartsRead int    `json:"parts_read"` // parts the model wrote a note on
+}
+
+// InputIDs returns the full prompt of call i in token mode.
+func (t *Trajectory) InputIDs(i int) []int {
+	c := &t.Calls[i]
+	return t.appendFullIDs(make([]int, 0, c.InputLen), i, 0, c.InputLen)
+}
+
+// InputText returns the full prompt of call i in text modes.
+func (t *Trajectory) InputText(i int) string {
+	c := &t.Calls[i]
+	return string(t.appendFullText(make([]byte, 0, c.InputLen), i, 0, c.InputLen))
+}
+
+// fullLen is the length of call i's input followed by its output.
+func (t *Trajectory) fullLen(i int) int {
+	c := &t.Calls[i]
+	if t.Mode == ModeTokens {
+		return c.InputLen + len(c.Output)
+	}
+	return c.InputLen + len(c.Text)
+}
+
+// appendFullIDs appends tokens [from, to) of call i's full sequence.
+func (t *Trajectory) appendFullIDs(dst []int, i, from, to int) []int {
+	for from < to {
+		c := &t.Calls[i]
+		in := &c.Input
+		if from < in.Keep {
+			// The part from the base is resolved first, then the rest here.
+			end := min(to, in.Keep)
+			dst = t.appendFullIDs(dst, in.Base, from, end)
+			from = end
+			continue
+		}
+		addEnd := in.Keep + len(in.Added)
+		if from < addEnd {
+			end := min(to, addEnd)
+			dst = append(dst, in.Added[from-in.Keep:end-in.Keep]...)
+			from = end
+			continue
+		}
+		dst = append(dst, c.Output[from-addEnd:to-addEnd]...)
+		from = to
+	}
+	return dst
+}
+
+// appendFullText is appendFullIDs for text modes (byte offsets).
+func (t *Trajectory) appendFullText(dst []byte, i, from, to int) []byte {
+	for from < to {
+		c := &t.Calls[i]
+		in := &c.Input
+		if from < in.Keep {
+			end := min(to, in.Keep)
+			dst = t.appendFullText(dst, in.Base, from, end)
+			from = end
+			continue
+		}
+		addEnd := in.Keep + len(in.AddedText)
+		if from < addEnd {
+			end := min(to, addEnd)
+			dst = append(dst, in.AddedText[from-in.Keep:end-in.Keep]...)
+			from = end
+			continue
+		}
+		dst = append(dst, c.Text[from-addEnd:to-addEnd]...)
+		from = to
+	}
+	return dst
+}
+
+// Sequence is one training sequence: a run of calls whose prompts extend
+// one another, merged into one token list.
+type Sequence struct {
+	// Tokens are prompt, tool output, template glue and model output in
+	// order. LossMask is 1 on tokens the model generated, 0 elsewhere.
+	Tokens   []int     `json:"input_ids"`
+	LossMask []uint8   `json:"loss_mask"`
+	Logprobs []float32 `json:"logprobs"` // behaviour logprob; 0 where LossMask is 0
+	Versions []int     `json:"versions"` // weight version; -1 where LossMask is 0 or unknown
+	// Calls are the indexes of the calls merged into this sequence.
+	Calls []int `json:"calls"`
+	// MissingLogprobs / MissingVersions say some generated token had no
+	// logprob (recorded as 0) or no version (-1) from the backend.
+	MissingLogprobs bool `json:"missing_logprobs,omitempty"`
+	MissingVersions bool `json:"missing_versions,omitempty"`
+}
+
+// ErrNotTokenLevel is returned by Sequences for trajectories recorded
+// without token ids.
+var ErrNotTokenLevel = errors.New("trajectory has no token-level data (text-mode backend); it can be evaluated but not trained on")
+
+// Sequences merges the calls into training sequences by prefix: a call
+// whose prompt starts with an existing sequence's tokens extends that
+// sequence (the new prompt tokens with mask 0, the output with mask 1);
+// any other call starts a new sequence whose prompt is all mask 0. A page
+// part shown in full to one call and as a short stub afterwards breaks the
+// prefix, so one trajectory usually gives several sequences.
+func (t *Trajectory) Sequences() ([]Sequence, error) {
+	if !t.TokenLevel || t.Mode != ModeTokens {
+		return nil, ErrNotTokenLevel
+	}
+	var seqs []Sequence
+	// tail[s] is the call whose full sequence sequence s currently equals.
+	var tail []int
+	seqOf := make([]int, len(t.Calls)) // sequence each call ended up in
+	for i := range t.Calls {
+		c := &t.Calls[i]
+		if len(c.Logprobs) != 0 && len(c.Logprobs) != len(c.Output) {
+			return nil, fmt.Errorf("call %d: %d logprobs for %d tokens", i, len(c.Logprobs), len(c.Output))
+		}
+		if len(c.Versions) != 0 && len(c.Versions) != len(c.Output) {
+			return nil, fmt.Errorf("call %d: %d versions for %d tokens", i, len(c.Versions), len(c.Output))
+		}
+		s := -1
+		var prompt []int
+		// Fast path: the input keeps the whole of its base call's full
+		// sequence and the base is still the last call of its sequence.
+		if b := c.Input.Base; b >= 0 && c.Input.Keep == t.fullLen(b) && tail[seqOf[b]] == b {
+			s = seqOf[b]
+			prompt = c.Input.Added
+		} else {
+			// Otherwise any sequence that is a prefix of the input is
+			// extended (the longest one); usually none is.
+			full := t.InputIDs(i)
+			for k := range seqs {
+				n := len(seqs[k].Tokens)
+				if n <= len(full) && (s < 0 || n > len(seqs[s].Tokens)) && slices.Equal(seqs[k].Tokens, full[:n]) {
+					s = k
+				}
+			}
+			if s < 0 {
+				seqs = append(seqs, Sequence{})
+				tail = append(tail, -1)
+				s = len(seqs) - 1
+				prompt = full
+			} else {
+				prompt = full[len(seqs[s].Tokens):]
+			}
+		}
+		q := &seqs[s]
+		q.Tokens = append(q.Tokens, prompt...)
+		for range prompt {
+			q.LossMask = append(q.LossMask, 0)
+			q.Logprobs = append(q.Logprobs, 0)
+			q.Versions = append(q.Versions, -1)
+		}
+		q.Tokens = append(q.Tokens, c.Output...)
+		for k := range c.Output {
+			q.LossMask = append(q.LossMask, 1)
+			lp := float32(0)
+			if len(c.Logprobs) > 0 {
+				lp = c.Logprobs[k]
+			} else {
+				q.MissingLogprobs = true
+			}
+			q.Logprobs = append(q.Logprobs, lp)
+			v := -1
+			if len(c.Versions) > 0 {
+				v = c.Versions[k]
+			} else {
+				q.MissingVersions = true
+			}
+			q.Versions = append(q.Versions, v)
+		}
+		q.Calls = append(q.Calls, i)
+		tail[s] = i
+		seqOf[i] = s
+	}
+	return seqs, nil
+}
+
+// Generations returns the text of every model call, in order: what the
+// format gate of the reward checks.
+func (t *Trajectory) Generations() []string {
+	out := make([]string, len(t.Calls))
+	for i := range t.Calls {
+		out[i] = t.Calls[i].Text
+	}
+	return out
+}
+
+// Stats are per-trajectory counts for reports and metrics.
+type Stats struct {
+	Turns           int           `json:"turns"`            // act calls
+	Calls           int           `json:"calls"`            // all model calls
+	Searches        int           `json:"searches"`         // search tool calls
+	Accesses        int           `json:"accesses"`         // access tool calls
+	OtherTools      int           `json:"other_tools"`      // custom tool calls
+	ToolErrors      int           `json:"tool_errors"`      // tool calls that failed
+	GeneratedTokens int           `json:"generated_tokens"` // model tokens over all calls
+	ContextTokens   int           `json:"context_tokens"`   // the longest input + output of a call
+	ModelTime       time.Duration `json:"model_ns"`
+	ToolTime        time.Duration `json:"tool_ns"`
+}
+
+// Stats counts what the trajectory did. In text modes token counts are in
+// bytes unless the calls carry token ids.
+func (t *Trajectory) Stats() Stats {
+	var s Stats
+	for i := range t.Calls {
+		c := &t.Calls[i]
+		s.Calls++
+		if c.Purpose == PurposeAct {
+			s.Turns++
+		}
+		n := len(c.Output)
+		if n == 0 && t.Mode != ModeTokens {
+			n = len(c.Text)
+		}
+		s.GeneratedTokens += n
+		s.ContextTokens = max(s.ContextTokens, c.InputLen+n)
+		s.ModelTime += c.Latency
+	}
+	for i := range t.Tools {
+		tc := &t.Tools[i]
+		switch tc.Name {
+		case KindSearch:
+			s.Searches++
+		case KindAccess:
+			s.Accesses++
+		default:
+			s.OtherTools++
+		}
+		if tc.Error != "" {
+			s.ToolErrors++
+		}
+		s.ToolTime += tc.Latency
+	}
+	return s
+}
