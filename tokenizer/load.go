@@ -276,6 +276,11 @@ func (t *Tokenizer) buildIDTables(added []AddedToken) error {
 	t.addedByContent = make(map[string]int, len(added))
 	for _, a := range added {
 		t.idToToken[a.ID] = a.Content
+		if a.Normalized && t.normalize != nil {
+			// HF's id_to_token (and so decode) gives a normalized token's
+			// normalised text, while token_to_id takes the original.
+			t.idToToken[a.ID] = t.normalize(a.Content)
+		}
 		t.defined[a.ID] = true
 		t.special[a.ID] = a.Special
 		t.addedByContent[a.Content] = a.ID
