@@ -296,4 +296,3 @@ func (q *pairQueue) Pop() any {
 	*q = old[:len(old)-1]
 	return x
 }
-
