@@ -43,6 +43,8 @@ const (
 // and the serialised size grow with the total number of tokens, not with
 // turns × context. See docs/trajectory.md for the JSON schema.
 type Trajectory struct {
+	// Schema is TrajectorySchema when written by Writer.
+	Schema   int    `json:"schema"`
 	ID       string `json:"id"`
 	TaskID   string `json:"task_id,omitempty"`
 	Sample   int    `json:"sample"`
@@ -249,18 +251,15 @@ func (t *Trajectory) Sequences() ([]Sequence, error) {
 	if !t.TokenLevel || t.Mode != ModeTokens {
 		return nil, ErrNotTokenLevel
 	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
 	var seqs []Sequence
 	// tail[s] is the call whose full sequence sequence s currently equals.
 	var tail []int
 	seqOf := make([]int, len(t.Calls)) // sequence each call ended up in
 	for i := range t.Calls {
 		c := &t.Calls[i]
-		if len(c.Logprobs) != 0 && len(c.Logprobs) != len(c.Output) {
-			return nil, fmt.Errorf("call %d: %d logprobs for %d tokens", i, len(c.Logprobs), len(c.Output))
-		}
-		if len(c.Versions) != 0 && len(c.Versions) != len(c.Output) {
-			return nil, fmt.Errorf("call %d: %d versions for %d tokens", i, len(c.Versions), len(c.Output))
-		}
 		s := -1
 		var prompt []int
 		// Fast path: the input keeps the whole of its base call's full
@@ -317,6 +316,41 @@ func (t *Trajectory) Sequences() ([]Sequence, error) {
 		seqOf[i] = s
 	}
 	return seqs, nil
+}
+
+// Validate checks that the calls' input deltas and per-token arrays are
+// consistent, as a trajectory read from a file must be before its token
+// data is used.
+func (t *Trajectory) Validate() error {
+	tokens := t.Mode == ModeTokens
+	for i := range t.Calls {
+		c := &t.Calls[i]
+		in := &c.Input
+		if in.Base < -1 || in.Base >= i {
+			return fmt.Errorf("call %d: input base %d is not an earlier call", i, in.Base)
+		}
+		limit := 0
+		if in.Base >= 0 {
+			limit = t.fullLen(in.Base)
+		}
+		if in.Keep < 0 || in.Keep > limit {
+			return fmt.Errorf("call %d: input keeps %d of %d", i, in.Keep, limit)
+		}
+		added := len(in.AddedText)
+		if tokens {
+			added = len(in.Added)
+		}
+		if c.InputLen != in.Keep+added {
+			return fmt.Errorf("call %d: input length %d is not %d kept + %d added", i, c.InputLen, in.Keep, added)
+		}
+		if len(c.Logprobs) != 0 && len(c.Logprobs) != len(c.Output) {
+			return fmt.Errorf("call %d: %d logprobs for %d tokens", i, len(c.Logprobs), len(c.Output))
+		}
+		if len(c.Versions) != 0 && len(c.Versions) != len(c.Output) {
+			return fmt.Errorf("call %d: %d versions for %d tokens", i, len(c.Versions), len(c.Output))
+		}
+	}
+	return nil
 }
 
 // Generations returns the text of every model call, in order: what the
