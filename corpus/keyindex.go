@@ -161,7 +161,7 @@ func (w *KeyIndexWriter) Abort() { w.removeParts(); w.mem = nil }
 // Len is the number of entries added.
 func (w *KeyIndexWriter) Len() uint64 { return w.n }
 
-// Finish writes the index to path atomically.
+// Finish writes the index to path atomically (not fsynced: see SyncFS).
 func (w *KeyIndexWriter) Finish(path string) (err error) {
 	defer w.removeParts()
 	if w.n > 1<<32-1 {
@@ -255,9 +255,6 @@ func (w *KeyIndexWriter) Finish(path string) (err error) {
 		if err := bw.Flush(); err != nil {
 			return err
 		}
-	}
-	if err := f.Sync(); err != nil {
-		return err
 	}
 	if err := f.Close(); err != nil {
 		return err

@@ -44,7 +44,8 @@ type StoreMeta struct {
 	Created time.Time `json:"created"`
 }
 
-// StoreWriter appends passages to a new store.
+// StoreWriter appends passages to a new store. Files are renamed into
+// place atomically but not fsynced; call SyncFS when durability matters.
 type StoreWriter struct {
 	dir      string
 	rows     *os.File
@@ -147,9 +148,6 @@ func (w *StoreWriter) Finish(meta StoreMeta) error {
 		if err := step.buf.Flush(); err != nil {
 			return fmt.Errorf("write store: %w", err)
 		}
-		if err := step.f.Sync(); err != nil {
-			return fmt.Errorf("write store: %w", err)
-		}
 		if err := step.f.Close(); err != nil {
 			return fmt.Errorf("write store: %w", err)
 		}
@@ -171,7 +169,7 @@ func (w *StoreWriter) Finish(meta StoreMeta) error {
 	if meta.Created.IsZero() {
 		meta.Created = time.Now().UTC()
 	}
-	if err := WriteJSONFile(filepath.Join(w.dir, storeMetaFile), meta); err != nil {
+	if err := writeJSON(filepath.Join(w.dir, storeMetaFile), meta, false); err != nil {
 		return err
 	}
 	ok = true
@@ -195,18 +193,29 @@ func (w *StoreWriter) cleanup() {
 	w.urls.Abort()
 }
 
-// WriteJSONFile writes v as indented JSON to path atomically.
-func WriteJSONFile(path string, v any) error {
+// WriteJSONFile writes v as indented JSON to path atomically and durably.
+func WriteJSONFile(path string, v any) error { return writeJSON(path, v, true) }
+
+// WriteJSONFileUnsynced is WriteJSONFile without the fsync, for files of a
+// larger build that is flushed once at its end (see SyncFS).
+func WriteJSONFileUnsynced(path string, v any) error { return writeJSON(path, v, false) }
+
+func writeJSON(path string, v any, sync bool) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, append(data, '\n'))
+	return writeFile(path, append(data, '\n'), sync)
 }
 
 // WriteFileAtomic writes data to path through a synced temporary file and a
 // rename, so readers see the old file or the new one, never a torn one.
-func WriteFileAtomic(path string, data []byte) error {
+func WriteFileAtomic(path string, data []byte) error { return writeFile(path, data, true) }
+
+// WriteFileAtomicUnsynced is WriteFileAtomic without the fsync (see SyncFS).
+func WriteFileAtomicUnsynced(path string, data []byte) error { return writeFile(path, data, false) }
+
+func writeFile(path string, data []byte, sync bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
@@ -216,10 +225,12 @@ func WriteFileAtomic(path string, data []byte) error {
 		os.Remove(tmp.Name())
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		os.Remove(tmp.Name())
