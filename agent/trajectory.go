@@ -377,8 +377,8 @@ type Stats struct {
 	ToolTime        time.Duration `json:"tool_ns"`
 }
 
-// Stats counts what the trajectory did. In text modes token counts are in
-// bytes unless the calls carry token ids.
+// Stats counts what the trajectory did. In text modes, calls without
+// token ids count their text as bytes/4 tokens.
 func (t *Trajectory) Stats() Stats {
 	var s Stats
 	for i := range t.Calls {
@@ -387,12 +387,15 @@ func (t *Trajectory) Stats() Stats {
 		if c.Purpose == PurposeAct {
 			s.Turns++
 		}
-		n := len(c.Output)
-		if n == 0 && t.Mode != ModeTokens {
-			n = len(c.Text)
+		n, in := len(c.Output), c.InputLen
+		if t.Mode != ModeTokens {
+			if n == 0 {
+				n = estimateTokens(len(c.Text))
+			}
+			in = estimateTokens(in)
 		}
 		s.GeneratedTokens += n
-		s.ContextTokens = max(s.ContextTokens, c.InputLen+n)
+		s.ContextTokens = max(s.ContextTokens, in+n)
 		s.ModelTime += c.Latency
 	}
 	for i := range t.Tools {

@@ -44,6 +44,7 @@ Start with:
 		newServeCmd(),
 		newBenchCmd(),
 		newModelCmd(),
+		newAskCmd(),
 	)
 	return root
 }
