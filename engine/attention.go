@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math"
+	"slices"
 )
 
 // Causal attention for one (sequence, head) pair, computed a block of
@@ -31,6 +32,23 @@ type attnHead struct {
 	// decode marks nq query rows that all sit at position pos0 (the heads
 	// of one GQA group at a decoding step), so they share one key block.
 	decode bool
+	// Keys and values packed once per (sequence, kv head) for the matrix
+	// kernel: kT as op(B) = Kᵀ (for Q·Kᵀ), vN as V (for P·V), and for the
+	// backward pass kN as K (dS·K) and vT as Vᵀ (dO·Vᵀ). Nil ones are
+	// packed per call.
+	kT, vN, kN, vT *packedB
+}
+
+// packKV packs one kv head's keys and values (rows [0, n), stride ldkv).
+func packKV(k, v []float32, ldkv, n, hd int, backward bool) (kT, vN, kN, vT *packedB) {
+	kT = packMatrix(k, ldkv, true, n, hd)
+	if !backward {
+		vN = packMatrix(v, ldkv, false, hd, n)
+		return kT, vN, nil, nil
+	}
+	kN = packMatrix(k, ldkv, false, hd, n)
+	vT = packMatrix(v, ldkv, true, n, hd)
+	return kT, nil, kN, vT
 }
 
 // attnForward computes out = softmax(q·kᵀ·scale, causal)·v for one head.
@@ -43,36 +61,32 @@ func attnForward(h attnHead, scratch []float32) {
 			nk = h.pos0 + 1
 		}
 		s := scratch[:bq*nk]
-		gemm(gemmArgs{m: bq, n: nk, k: h.hd, a: h.q[i0*h.ldq:], lda: h.ldq,
-			b: h.k, ldb: h.ldkv, transB: true, c: s, ldc: nk, threads: 1})
+		gemmPre(gemmArgs{m: bq, n: nk, k: h.hd, a: h.q[i0*h.ldq:], lda: h.ldq,
+			b: h.k, ldb: h.ldkv, transB: true, c: s, ldc: nk, threads: 1}, h.kT)
 		for r := 0; r < bq; r++ {
 			row := s[r*nk : r*nk+nk]
 			visible := h.pos0 + i0 + r + 1
 			if h.decode {
 				visible = nk
 			}
-			mx := float32(math.Inf(-1))
-			for j := 0; j < visible; j++ {
-				row[j] *= h.scale
-				mx = max(mx, row[j])
-			}
+			vis := row[:visible]
+			mx := slices.Max(vis) * h.scale
+			expScaled(vis, vis, h.scale, mx)
 			var sum float32
-			for j := 0; j < visible; j++ {
-				e := expf(row[j] - mx)
-				row[j] = e
+			for _, e := range vis {
 				sum += e
 			}
 			inv := 1 / sum
-			for j := 0; j < visible; j++ {
-				row[j] *= inv
+			for j := range vis {
+				vis[j] *= inv
 			}
 			clear(row[visible:])
 			if h.lse != nil {
 				h.lse[(i0+r)*h.ldl] = mx + float32(math.Log(float64(sum)))
 			}
 		}
-		gemm(gemmArgs{m: bq, n: h.hd, k: nk, a: s, lda: nk, b: h.v, ldb: h.ldkv,
-			c: h.out[i0*h.ldo:], ldc: h.ldo, threads: 1})
+		gemmPre(gemmArgs{m: bq, n: h.hd, k: nk, a: s, lda: nk, b: h.v, ldb: h.ldkv,
+			c: h.out[i0*h.ldo:], ldc: h.ldo, threads: 1}, h.vN)
 	}
 }
 
@@ -96,15 +110,12 @@ func attnBackward(h attnHead, g attnGrad, scratch []float32) {
 		p := scratch[:bq*nk]
 		dp := scratch[bq*nk : 2*bq*nk]
 		dsum := scratch[2*bq*nk : 2*bq*nk+bq]
-		gemm(gemmArgs{m: bq, n: nk, k: h.hd, a: h.q[i0*h.ldq:], lda: h.ldq,
-			b: h.k, ldb: h.ldkv, transB: true, c: p, ldc: nk, threads: 1})
+		gemmPre(gemmArgs{m: bq, n: nk, k: h.hd, a: h.q[i0*h.ldq:], lda: h.ldq,
+			b: h.k, ldb: h.ldkv, transB: true, c: p, ldc: nk, threads: 1}, h.kT)
 		for r := 0; r < bq; r++ {
 			row := p[r*nk : r*nk+nk]
 			visible := h.pos0 + i0 + r + 1
-			l := h.lse[(i0+r)*h.ldl]
-			for j := 0; j < visible; j++ {
-				row[j] = expf(row[j]*h.scale - l)
-			}
+			expScaled(row[:visible], row[:visible], h.scale, h.lse[(i0+r)*h.ldl])
 			clear(row[visible:])
 			do := g.dout[(i0+r)*h.ldo : (i0+r)*h.ldo+h.hd]
 			o := h.out[(i0+r)*h.ldo : (i0+r)*h.ldo+h.hd]
@@ -118,8 +129,8 @@ func attnBackward(h attnHead, g attnGrad, scratch []float32) {
 		gemm(gemmArgs{m: nk, n: h.hd, k: bq, a: p, lda: nk, transA: true,
 			b: g.dout[i0*h.ldo:], ldb: h.ldo, c: g.dv, ldc: h.ldkv, accumulate: true, threads: 1})
 		// dP = dO·Vᵀ
-		gemm(gemmArgs{m: bq, n: nk, k: h.hd, a: g.dout[i0*h.ldo:], lda: h.ldo,
-			b: h.v, ldb: h.ldkv, transB: true, c: dp, ldc: nk, threads: 1})
+		gemmPre(gemmArgs{m: bq, n: nk, k: h.hd, a: g.dout[i0*h.ldo:], lda: h.ldo,
+			b: h.v, ldb: h.ldkv, transB: true, c: dp, ldc: nk, threads: 1}, h.vT)
 		for r := 0; r < bq; r++ {
 			pr, dr := p[r*nk:r*nk+nk], dp[r*nk:r*nk+nk]
 			d := dsum[r]
@@ -128,8 +139,8 @@ func attnBackward(h attnHead, g attnGrad, scratch []float32) {
 			}
 		}
 		// dQ = dS·K
-		gemm(gemmArgs{m: bq, n: h.hd, k: nk, a: dp, lda: nk, b: h.k, ldb: h.ldkv,
-			c: g.dq[i0*h.ldq:], ldc: h.ldq, threads: 1})
+		gemmPre(gemmArgs{m: bq, n: h.hd, k: nk, a: dp, lda: nk, b: h.k, ldb: h.ldkv,
+			c: g.dq[i0*h.ldq:], ldc: h.ldq, threads: 1}, h.kN)
 		// dK[0:nk] += dSᵀ·Q
 		gemm(gemmArgs{m: nk, n: h.hd, k: bq, a: dp, lda: nk, transA: true,
 			b: h.q[i0*h.ldq:], ldb: h.ldq, c: g.dk, ldc: h.ldkv, accumulate: true, threads: 1})

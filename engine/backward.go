@@ -49,8 +49,9 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 		coefs := make([]float32, rows)
 		lses := make([]float32, rows)
 		parallelRows(rows, V, func(lo, hi int) {
+			tmp := make([]float32, V)
 			for r := lo; r < hi; r++ {
-				lses[r] = logSumExp(z[r*V : r*V+V])
+				lses[r] = logSumExpBuf(z[r*V:r*V+V], tmp)
 			}
 		})
 		for r := 0; r < rows; r++ {
@@ -77,9 +78,10 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 		parallelRows(rows, V, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				zr := z[r*V : r*V+V]
-				cf, l := coefs[r], lses[r]
+				cf := coefs[r]
+				expScaled(zr, zr, 1, lses[r])
 				for j, v := range zr {
-					zr[j] = -cf * expf(v-l)
+					zr[j] = -cf * v
 				}
 				rf := refs[r0+r]
 				zr[ex[rf.e].Target[rf.i]] += cf
@@ -186,11 +188,13 @@ func (m *Model) attentionBackward(la *layerActs, datt, dq, dk, dv []float32, spa
 	parallelTasks(len(spans)*KV, 0, func(t int) {
 		s, kh := spans[t/KV], t%KV
 		scratch := getBuf(2*attnBlock*s.n + attnBlock)
+		keys, vals := la.k[s.row*kvd+kh*hd:], la.v[s.row*kvd+kh*hd:]
+		kT, _, kN, vT := packKV(keys, vals, kvd, s.n, hd, true)
 		for h := kh * G; h < (kh+1)*G; h++ {
 			attnBackward(attnHead{
-				q: la.q[s.row*qd+h*hd:], ldq: qd, k: la.k[s.row*kvd+kh*hd:], v: la.v[s.row*kvd+kh*hd:], ldkv: kvd,
+				q: la.q[s.row*qd+h*hd:], ldq: qd, k: keys, v: vals, ldkv: kvd,
 				out: la.att[s.row*qd+h*hd:], ldo: qd, lse: la.lse[s.row*H+h:], ldl: H,
-				nq: s.n, hd: hd, scale: scale,
+				nq: s.n, hd: hd, scale: scale, kT: kT, kN: kN, vT: vT,
 			}, attnGrad{dout: datt[s.row*qd+h*hd:], dq: dq[s.row*qd+h*hd:],
 				dk: dk[s.row*kvd+kh*hd:], dv: dv[s.row*kvd+kh*hd:]}, *scratch)
 		}

@@ -203,8 +203,8 @@ func (m *Model) attentionForward(la layerActs, spans []span, layer int) {
 			}
 			continue
 		}
-		for h := 0; h < H; h++ {
-			tasks = append(tasks, task{i, h})
+		for kh := 0; kh < KV; kh++ {
+			tasks = append(tasks, task{i, kh})
 		}
 	}
 	parallelTasks(len(tasks), 0, func(t int) {
@@ -221,19 +221,22 @@ func (m *Model) attentionForward(la layerActs, spans []span, layer int) {
 			packPool.Put(scratch)
 			return
 		}
-		h := tasks[t].h
-		keys, vals := la.k[s.row*kvd+(h/G)*hd:], la.v[s.row*kvd+(h/G)*hd:]
+		kh := tasks[t].h
+		keys, vals := la.k[s.row*kvd+kh*hd:], la.v[s.row*kvd+kh*hd:]
 		pos0 := 0
 		if s.cache != nil {
-			keys, vals = s.cache.k[layer][(h/G)*hd:], s.cache.v[layer][(h/G)*hd:]
+			keys, vals = s.cache.k[layer][kh*hd:], s.cache.v[layer][kh*hd:]
 			pos0 = s.pos0
 		}
+		kT, vN, _, _ := packKV(keys, vals, kvd, pos0+s.n, hd, false)
 		scratch := getBuf(attnBlock * (pos0 + s.n))
-		attnForward(attnHead{
-			q: la.q[s.row*qd+h*hd:], ldq: qd, k: keys, v: vals, ldkv: kvd,
-			out: la.att[s.row*qd+h*hd:], ldo: qd, lse: la.lse[s.row*H+h:], ldl: H,
-			nq: s.n, pos0: pos0, hd: hd, scale: scale,
-		}, *scratch)
+		for h := kh * G; h < (kh+1)*G; h++ {
+			attnForward(attnHead{
+				q: la.q[s.row*qd+h*hd:], ldq: qd, k: keys, v: vals, ldkv: kvd,
+				out: la.att[s.row*qd+h*hd:], ldo: qd, lse: la.lse[s.row*H+h:], ldl: H,
+				nq: s.n, pos0: pos0, hd: hd, scale: scale, kT: kT, vN: vN,
+			}, *scratch)
+		}
 		packPool.Put(scratch)
 	})
 }

@@ -74,9 +74,18 @@ type packedB struct {
 	panels []float32 // for each depth block pc: nPanels·nr·kb values
 }
 
+func (p *packedB) nPanels() int { return (p.n + nr - 1) / nr }
+
 // packWeight packs W [out×in] for y = x·Wᵀ.
 func packWeight(w []float32, out, in int) *packedB {
-	g := gemmArgs{n: out, k: in, b: w, ldb: in, transB: true}
+	return packMatrix(w, in, true, out, in)
+}
+
+// packMatrix packs op(B) (k×n) once for reuse across products: B stored
+// k×n with row stride ldb, or n×k when trans (so op(B) = Bᵀ).
+func packMatrix(b []float32, ldb int, trans bool, n, k int) *packedB {
+	g := gemmArgs{n: n, k: k, b: b, ldb: ldb, transB: trans}
+	out, in := n, k
 	nPanels := (out + nr - 1) / nr
 	pb := &packedB{k: in, n: out, panels: make([]float32, nPanels*nr*in)}
 	for pc := 0; pc < in; pc += kc {
@@ -116,13 +125,17 @@ func gemmPre(g gemmArgs, pre *packedB) {
 	nPanels := (g.n + nr - 1) / nr
 	for pc := 0; pc < g.k; pc += kc {
 		kb := min(kc, g.k-pc)
-		var bp *[]float32
+		var bp []float32
+		stride := nr * kb // floats between consecutive panels
+		var pooled *[]float32
 		if pre != nil {
-			v := pre.panels[pc*nPanels*nr : pc*nPanels*nr+nPanels*nr*kb]
-			bp = &v
+			full := min(kc, pre.k-pc)
+			off := pc * pre.nPanels() * nr
+			bp, stride = pre.panels[off:off+pre.nPanels()*nr*full], nr*full
 		} else {
-			bp = getBuf(nPanels * nr * kb)
-			packB(*bp, g, pc, kb, threads)
+			pooled = getBuf(nPanels * nr * kb)
+			bp = *pooled
+			packB(bp, g, pc, kb, threads)
 		}
 		accumulate := g.accumulate || pc > 0
 		// Tasks are (row block, column-panel range) pairs; with few rows the
@@ -132,25 +145,21 @@ func gemmPre(g gemmArgs, pre *packedB) {
 		if mBlocks < 2*threads {
 			nSplit = min(nPanels, (2*threads+mBlocks-1)/mBlocks)
 		}
-		tasks := mBlocks * nSplit
 		run := func(t int) {
 			ib, js := t/nSplit, t%nSplit
 			i0 := ib * mc
 			mb := min(mc, g.m-i0)
 			p0, p1 := js*nPanels/nSplit, (js+1)*nPanels/nSplit
-			ap := getBuf(((mb + mr - 1) / mr) * mr * kb)
-			packA(*ap, g, i0, mb, pc, kb)
-			macroKernel(*ap, *bp, g, i0, mb, p0, p1, kb, accumulate)
-			packPool.Put(ap)
+			macroKernel(bp, stride, g, i0, mb, p0, p1, pc, kb, accumulate)
 		}
-		parallelTasks(tasks, threads, run)
-		if pre == nil {
-			packPool.Put(bp)
+		parallelTasks(mBlocks*nSplit, threads, run)
+		if pooled != nil {
+			packPool.Put(pooled)
 		}
 	}
 }
 
-// parallelTasks runs run(0..n-1) on up to threads goroutines.
+// parallelTasks runs run(0..n-1) on up to threads goroutines;
 // threads <= 0 means all cores.
 func parallelTasks(n, threads int, run func(int)) {
 	if threads <= 0 {
@@ -184,42 +193,6 @@ func parallelTasks(n, threads int, run func(int)) {
 	}
 	worker()
 	wg.Wait()
-}
-
-// packA copies rows [i0, i0+mb) × depth [pc, pc+kb) of op(A) into
-// micro-panels of mr rows, each laid out depth-major, zero-padded.
-func packA(dst []float32, g gemmArgs, i0, mb, pc, kb int) {
-	o := 0
-	for ir := 0; ir < mb; ir += mr {
-		rows := min(mr, mb-ir)
-		if !g.transA {
-			for i := 0; i < mr; i++ {
-				if i >= rows {
-					for p := 0; p < kb; p++ {
-						dst[o+p*mr+i] = 0
-					}
-					continue
-				}
-				src := g.a[(i0+ir+i)*g.lda+pc : (i0+ir+i)*g.lda+pc+kb]
-				for p, x := range src {
-					dst[o+p*mr+i] = x
-				}
-			}
-		} else {
-			for p := 0; p < kb; p++ {
-				src := g.a[(pc+p)*g.lda+i0+ir:]
-				d := dst[o+p*mr : o+p*mr+mr]
-				for i := 0; i < mr; i++ {
-					if i < rows {
-						d[i] = src[i]
-					} else {
-						d[i] = 0
-					}
-				}
-			}
-		}
-		o += mr * kb
-	}
 }
 
 // packB copies depth [pc, pc+kb) × all columns of op(B) into micro-panels
@@ -261,21 +234,47 @@ func packB(dst []float32, g gemmArgs, pc, kb, threads int) {
 	}
 }
 
-// macroKernel multiplies one packed A block by B panels [p0, p1).
-func macroKernel(ap, bp []float32, g gemmArgs, i0, mb, p0, p1, kb int, accumulate bool) {
+// macroKernel multiplies rows [i0, i0+mb) of op(A), depth [pc, pc+kb),
+// by B panels [p0, p1). A is read in place; only a final partial group of
+// rows is copied into a zero-padded depth-major buffer.
+func macroKernel(bp []float32, stride int, g gemmArgs, i0, mb, p0, p1, pc, kb int, accumulate bool) {
 	var tmp [mr * nr]float32
-	for jp := p0; jp < p1; jp++ {
-		j0 := jp * nr
-		cols := min(nr, g.n-j0)
-		bpan := bp[jp*nr*kb:]
-		for ir := 0; ir < mb; ir += mr {
-			rows := min(mr, mb-ir)
-			apan := ap[(ir/mr)*mr*kb:]
+	var edge [mr * kc]float32
+	for ir := 0; ir < mb; ir += mr {
+		rows := min(mr, mb-ir)
+		// A panel: pointer, stride and layout for the kernel.
+		var a []float32
+		lda, trans := g.lda, g.transA
+		switch {
+		case rows < mr:
+			for p := 0; p < kb; p++ {
+				for i := 0; i < mr; i++ {
+					v := float32(0)
+					if i < rows {
+						if g.transA {
+							v = g.a[(pc+p)*g.lda+i0+ir+i]
+						} else {
+							v = g.a[(i0+ir+i)*g.lda+pc+p]
+						}
+					}
+					edge[p*mr+i] = v
+				}
+			}
+			a, lda, trans = edge[:kb*mr], mr, true
+		case g.transA:
+			a = g.a[pc*g.lda+i0+ir : (pc+kb-1)*g.lda+i0+ir+mr]
+		default:
+			a = g.a[(i0+ir)*g.lda+pc : (i0+ir+mr-1)*g.lda+pc+kb]
+		}
+		for jp := p0; jp < p1; jp++ {
+			j0 := jp * nr
+			cols := min(nr, g.n-j0)
+			bpan := bp[jp*stride : jp*stride+nr*kb]
 			if rows == mr && cols == nr {
-				kernel6x16(kb, apan, bpan, g.c[(i0+ir)*g.ldc+j0:], g.ldc, accumulate)
+				kernel6x16(kb, a, lda, trans, bpan, g.c[(i0+ir)*g.ldc+j0:], g.ldc, accumulate)
 				continue
 			}
-			kernel6x16(kb, apan, bpan, tmp[:], nr, false)
+			kernel6x16(kb, a, lda, trans, bpan, tmp[:], nr, false)
 			for i := 0; i < rows; i++ {
 				c := g.c[(i0+ir+i)*g.ldc+j0 : (i0+ir+i)*g.ldc+j0+cols]
 				t := tmp[i*nr : i*nr+cols]
@@ -291,14 +290,19 @@ func macroKernel(ap, bp []float32, g gemmArgs, i0, mb, p0, p1, kb int, accumulat
 	}
 }
 
-// kernel6x16Go is the portable micro-kernel: c[6×16] (+)= Σ_p a[p]⊗b[p].
-func kernel6x16Go(k int, a, b, c []float32, ldc int, accumulate bool) {
+// kernel6x16Go is the portable micro-kernel: c[6×16] (+)= A·b with A read
+// as a[i*lda+p] (or a[p*lda+i] when trans) and b packed depth-major.
+func kernel6x16Go(k int, a []float32, lda int, trans bool, b, c []float32, ldc int, accumulate bool) {
 	var acc [mr][nr]float32
 	for p := 0; p < k; p++ {
-		av := a[p*mr : p*mr+mr]
 		bv := b[p*nr : p*nr+nr]
 		for i := 0; i < mr; i++ {
-			x := av[i]
+			var x float32
+			if trans {
+				x = a[p*lda+i]
+			} else {
+				x = a[i*lda+p]
+			}
 			row := &acc[i]
 			for j := 0; j < nr; j++ {
 				row[j] += x * bv[j]

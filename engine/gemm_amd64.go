@@ -23,16 +23,46 @@ var haveAVX2FMA = func() bool {
 }()
 
 //go:noescape
-func kern6x16avx2(k int, a, b, c *float32, ldc int, accumulate bool)
+func kern6x16T(k int, a *float32, lda int, b, c *float32, ldc int, accumulate bool)
 
-func kernel6x16(k int, a, b, c []float32, ldc int, accumulate bool) {
-	if haveAVX2FMA {
-		// Bounds the assembly relies on, checked once per call.
-		_ = a[k*mr-1]
-		_ = b[k*nr-1]
-		_ = c[5*ldc+nr-1]
-		kern6x16avx2(k, &a[0], &b[0], &c[0], ldc, accumulate)
+//go:noescape
+func kern6x16N(k int, a *float32, lda int, b, c *float32, ldc int, accumulate bool)
+
+// kernel6x16 computes c[6×16] (+)= A·b; A is a[i*lda+p], or a[p*lda+i]
+// when trans, for i < 6 and p < k.
+func kernel6x16(k int, a []float32, lda int, trans bool, b, c []float32, ldc int, accumulate bool) {
+	if !haveAVX2FMA || k == 0 {
+		kernel6x16Go(k, a, lda, trans, b, c, ldc, accumulate)
 		return
 	}
-	kernel6x16Go(k, a, b, c, ldc, accumulate)
+	// Bounds the assembly relies on, checked once per call.
+	_ = b[k*nr-1]
+	_ = c[5*ldc+nr-1]
+	if trans {
+		_ = a[(k-1)*lda+mr-1]
+		kern6x16T(k, &a[0], lda, &b[0], &c[0], ldc, accumulate)
+		return
+	}
+	_ = a[5*lda+k-1]
+	kern6x16N(k, &a[0], lda, &b[0], &c[0], ldc, accumulate)
+}
+
+//go:noescape
+func expScaledAVX2(dst, src *float32, n int, scale, sub float32)
+
+// expScaled sets dst[i] = exp(src[i]·scale − sub); dst may alias src.
+func expScaled(dst, src []float32, scale, sub float32) {
+	n := len(src)
+	if n == 0 {
+		return
+	}
+	_ = dst[n-1]
+	head := 0
+	if haveAVX2FMA && n >= 8 {
+		head = n &^ 7
+		expScaledAVX2(&dst[0], &src[0], head, scale, sub)
+	}
+	for i := head; i < n; i++ {
+		dst[i] = expf(src[i]*scale - sub)
+	}
 }

@@ -1,16 +1,23 @@
 #include "textflag.h"
 
-// func kern6x16avx2(k int, a, b, c *float32, ldc int, accumulate bool)
-//
-// c[6×16] (+)= Σ_p a[6p:6p+6] ⊗ b[16p:16p+16]: twelve YMM accumulators,
-// two B vectors and two broadcast registers; loads of B are reused by six
-// FMAs each, so the loop is bound by FMA throughput, not memory.
-TEXT ·kern6x16avx2(SB), NOSPLIT, $0-41
+// The 6×16 micro-kernels: c[6×16] (+)= A[6×k]·B[k×16] with B packed
+// depth-major (16 floats per depth step). Twelve YMM accumulators, two B
+// vectors and two broadcast registers; each B load feeds six FMAs, so the
+// loop runs at FMA throughput. They differ only in how A is read:
+//   kern6x16T: A stored transposed (depth-major), a[p*lda+i], which is also
+//              the packed layout with lda = 6;
+//   kern6x16N: A row-major, a[i*lda+p], read as six row streams, so no
+//              packing copy is needed.
+
+// func kern6x16T(k int, a *float32, lda int, b, c *float32, ldc int, accumulate bool)
+TEXT ·kern6x16T(SB), NOSPLIT, $0-49
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
+	MOVQ lda+16(FP), R10
+	SHLQ $2, R10
+	MOVQ b+24(FP), DI
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
 	SHLQ $2, R8
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -25,9 +32,9 @@ TEXT ·kern6x16avx2(SB), NOSPLIT, $0-41
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 	TESTQ CX, CX
-	JEQ store
+	JEQ kern6x16T_store
 
-loop:
+kern6x16T_loop:
 	VMOVUPS (DI), Y12
 	VMOVUPS 32(DI), Y13
 	VBROADCASTSS 0(SI), Y14
@@ -48,15 +55,15 @@ loop:
 	VBROADCASTSS 20(SI), Y15
 	VFMADD231PS Y12, Y15, Y10
 	VFMADD231PS Y13, Y15, Y11
-	ADDQ $24, SI
+	ADDQ R10, SI
 	ADDQ $64, DI
 	DECQ CX
-	JNE loop
+	JNE kern6x16T_loop
 
-store:
-	MOVBQZX accumulate+40(FP), R9
+kern6x16T_store:
+	MOVBQZX accumulate+48(FP), R9
 	TESTQ R9, R9
-	JEQ plain
+	JEQ kern6x16T_plain
 	VADDPS (DX), Y0, Y0
 	VADDPS 32(DX), Y1, Y1
 	VMOVUPS Y0, (DX)
@@ -89,7 +96,121 @@ store:
 	VZEROUPPER
 	RET
 
-plain:
+kern6x16T_plain:
+	VMOVUPS Y0, (DX)
+	VMOVUPS Y1, 32(DX)
+	ADDQ R8, DX
+	VMOVUPS Y2, (DX)
+	VMOVUPS Y3, 32(DX)
+	ADDQ R8, DX
+	VMOVUPS Y4, (DX)
+	VMOVUPS Y5, 32(DX)
+	ADDQ R8, DX
+	VMOVUPS Y6, (DX)
+	VMOVUPS Y7, 32(DX)
+	ADDQ R8, DX
+	VMOVUPS Y8, (DX)
+	VMOVUPS Y9, 32(DX)
+	ADDQ R8, DX
+	VMOVUPS Y10, (DX)
+	VMOVUPS Y11, 32(DX)
+	VZEROUPPER
+	RET
+
+// func kern6x16N(k int, a *float32, lda int, b, c *float32, ldc int, accumulate bool)
+TEXT ·kern6x16N(SB), NOSPLIT, $0-49
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R10
+	SHLQ $2, R10
+	MOVQ b+24(FP), DI
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
+	SHLQ $2, R8
+	LEAQ (SI)(R10*1), AX
+	LEAQ (AX)(R10*1), BX
+	LEAQ (BX)(R10*1), R9
+	LEAQ (R9)(R10*1), R11
+	LEAQ (R11)(R10*1), R12
+	XORQ R13, R13
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	TESTQ CX, CX
+	JEQ kern6x16N_store
+
+kern6x16N_loop:
+	VMOVUPS (DI), Y12
+	VMOVUPS 32(DI), Y13
+	VBROADCASTSS (SI)(R13*4), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (AX)(R13*4), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS (BX)(R13*4), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS (R9)(R13*4), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VBROADCASTSS (R11)(R13*4), Y14
+	VFMADD231PS Y12, Y14, Y8
+	VFMADD231PS Y13, Y14, Y9
+	VBROADCASTSS (R12)(R13*4), Y15
+	VFMADD231PS Y12, Y15, Y10
+	VFMADD231PS Y13, Y15, Y11
+	INCQ R13
+	ADDQ $64, DI
+	DECQ CX
+	JNE kern6x16N_loop
+
+kern6x16N_store:
+	MOVBQZX accumulate+48(FP), R9
+	TESTQ R9, R9
+	JEQ kern6x16N_plain
+	VADDPS (DX), Y0, Y0
+	VADDPS 32(DX), Y1, Y1
+	VMOVUPS Y0, (DX)
+	VMOVUPS Y1, 32(DX)
+	ADDQ R8, DX
+	VADDPS (DX), Y2, Y2
+	VADDPS 32(DX), Y3, Y3
+	VMOVUPS Y2, (DX)
+	VMOVUPS Y3, 32(DX)
+	ADDQ R8, DX
+	VADDPS (DX), Y4, Y4
+	VADDPS 32(DX), Y5, Y5
+	VMOVUPS Y4, (DX)
+	VMOVUPS Y5, 32(DX)
+	ADDQ R8, DX
+	VADDPS (DX), Y6, Y6
+	VADDPS 32(DX), Y7, Y7
+	VMOVUPS Y6, (DX)
+	VMOVUPS Y7, 32(DX)
+	ADDQ R8, DX
+	VADDPS (DX), Y8, Y8
+	VADDPS 32(DX), Y9, Y9
+	VMOVUPS Y8, (DX)
+	VMOVUPS Y9, 32(DX)
+	ADDQ R8, DX
+	VADDPS (DX), Y10, Y10
+	VADDPS 32(DX), Y11, Y11
+	VMOVUPS Y10, (DX)
+	VMOVUPS Y11, 32(DX)
+	VZEROUPPER
+	RET
+
+kern6x16N_plain:
 	VMOVUPS Y0, (DX)
 	VMOVUPS Y1, 32(DX)
 	ADDQ R8, DX

@@ -95,15 +95,17 @@ func TestMatMulPacked(t *testing.T) {
 
 func TestKernelGoMatchesAsm(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	k := 37
-	a, b := randSlice(rng, k*mr), randSlice(rng, k*nr)
-	c1, c2 := randSlice(rng, mr*20), make([]float32, mr*20)
-	copy(c2, c1)
-	kernel6x16(k, a, b, c1, 20, true)
-	kernel6x16Go(k, a, b, c2, 20, true)
-	for i := range c1 {
-		if math.Abs(float64(c1[i]-c2[i])) > 1e-4 {
-			t.Fatalf("c[%d]: %v vs %v", i, c1[i], c2[i])
+	k, lda := 37, 41
+	a, b := randSlice(rng, lda*k), randSlice(rng, k*nr)
+	for _, trans := range []bool{false, true} {
+		c1, c2 := randSlice(rng, mr*20), make([]float32, mr*20)
+		copy(c2, c1)
+		kernel6x16(k, a, lda, trans, b, c1, 20, true)
+		kernel6x16Go(k, a, lda, trans, b, c2, 20, true)
+		for i := range c1 {
+			if math.Abs(float64(c1[i]-c2[i])) > 1e-4 {
+				t.Fatalf("trans=%v c[%d]: %v vs %v", trans, i, c1[i], c2[i])
+			}
 		}
 	}
 }
@@ -131,6 +133,54 @@ func BenchmarkMatMul(b *testing.B) {
 				matMulNN(c, a, w, m, k, n, false)
 			}
 			b.ReportMetric(2*float64(m*k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+func TestExpScaled(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, n := range []int{0, 1, 7, 8, 9, 64, 1001} {
+		src := make([]float32, n)
+		for i := range src {
+			src[i] = float32(rng.Float64()*200 - 100)
+		}
+		if n > 3 {
+			src[0], src[1], src[2] = -200, 0, 88
+		}
+		dst := make([]float32, n)
+		expScaled(dst, src, 0.5, -1)
+		for i, x := range src {
+			want := math.Exp(float64(float32(float64(x)*0.5 + 1)))
+			got := float64(dst[i])
+			if want > 1e-37 && math.Abs(got-want) > 3e-7*want || want <= 1e-37 && got > 2e-38 {
+				t.Fatalf("n=%d exp(%v·0.5+1) = %v, want %v", n, x, got, want)
+			}
+		}
+		expScaled(src, src, 1, 0) // in place
+	}
+	for _, x := range []float32{-104, -90, -50, -1, 0, 1e-8, 0.3, 1, 10, 80, 88.5, 100} {
+		if got, want := float64(expf(x)), math.Exp(float64(x)); math.Abs(got-want) > 3e-7*want+1e-44 && want < math.MaxFloat32 {
+			t.Errorf("expf(%v) = %v, want %v", x, got, want)
+		}
+	}
+}
+
+func BenchmarkKernel(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	k := 256
+	a := randSlice(rng, 6*k)
+	bp := randSlice(rng, k*nr)
+	c := make([]float32, 6*nr)
+	for _, trans := range []bool{false, true} {
+		lda := k
+		if trans {
+			lda = 6
+		}
+		b.Run(fmt.Sprintf("trans=%v", trans), func(b *testing.B) {
+			for b.Loop() {
+				kernel6x16(k, a, lda, trans, bp, c, nr, true)
+			}
+			b.ReportMetric(2*float64(6*nr*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
 }

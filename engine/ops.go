@@ -3,6 +3,7 @@ package engine
 import (
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 )
 
@@ -157,8 +158,6 @@ func ropeApply(x []float32, ld, rows, heads, half int, pos []int, cos, sin []flo
 	})
 }
 
-func sigmoid(x float32) float32 { return 1 / (1 + expf(-x)) }
-
 // expf is a float32 exp accurate to a few ulp: x = n·ln2 + r with |r| ≤ ln2/2,
 // e^r by a degree-7 Taylor polynomial, and 2^n put into the exponent bits.
 // math.Exp in float64 is several times slower and the activations do not
@@ -175,19 +174,38 @@ func expf(x float32) float32 {
 	r := x - n*ln2hi - n*ln2lo
 	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720+r*(1.0/5040)))))))
 	ni := int32(n)
+	if ni > 127 {
+		return p * 2 * math.Float32frombits(uint32(ni-1+127)<<23)
+	}
 	if ni < -126 { // subnormal result: scale in two steps
 		return p * math.Float32frombits(uint32(ni+126+127)<<23) * math.Float32frombits(1<<23)
 	}
 	return p * math.Float32frombits(uint32(ni+127)<<23)
 }
 
+// sigmoidChunks calls fn with σ(x) for consecutive chunks of x, computing
+// the exponentials with the vector kernel.
+func sigmoidChunks(x []float32, lo, hi int, fn func(i0 int, sig []float32)) {
+	var buf [1024]float32
+	for c := lo; c < hi; c += len(buf) {
+		n := min(len(buf), hi-c)
+		s := buf[:n]
+		expScaled(s, x[c:c+n], -1, 0)
+		for i, e := range s {
+			s[i] = 1 / (1 + e)
+		}
+		fn(c, s)
+	}
+}
+
 // swigluForward: act = silu(gate)·up.
 func swigluForward(act, gate, up []float32) {
 	parallelRows(len(act), 1, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			g := gate[i]
-			act[i] = g * sigmoid(g) * up[i]
-		}
+		sigmoidChunks(gate, lo, hi, func(i0 int, sig []float32) {
+			for i, sg := range sig {
+				act[i0+i] = gate[i0+i] * sg * up[i0+i]
+			}
+		})
 	})
 }
 
@@ -195,13 +213,14 @@ func swigluForward(act, gate, up []float32) {
 // dact is overwritten by dgate, and dup is written.
 func swigluBackward(dgate, dup, dact, gate, up []float32) {
 	parallelRows(len(dact), 1, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			g := gate[i]
-			sg := sigmoid(g)
-			d := dact[i]
-			dup[i] = d * g * sg
-			dgate[i] = d * up[i] * sg * (1 + g*(1-sg))
-		}
+		sigmoidChunks(gate, lo, hi, func(i0 int, sig []float32) {
+			for j, sg := range sig {
+				i := i0 + j
+				g, d := gate[i], dact[i]
+				dup[i] = d * g * sg
+				dgate[i] = d * up[i] * sg * (1 + g*(1-sg))
+			}
+		})
 	})
 }
 
@@ -229,7 +248,18 @@ func addInto(dst, src []float32) {
 	}
 }
 
-// logSoftmaxRow returns log Σ exp(z) for one row.
+// logSumExpBuf is logSumExp with the vector exp kernel; tmp holds len(z).
+func logSumExpBuf(z, tmp []float32) float32 {
+	mx := slices.Max(z)
+	expScaled(tmp, z, 1, mx)
+	var s float64
+	for _, e := range tmp[:len(z)] {
+		s += float64(e)
+	}
+	return mx + float32(math.Log(s))
+}
+
+// logSumExp returns log Σ exp(z) for one row.
 func logSumExp(z []float32) float32 {
 	mx := float32(math.Inf(-1))
 	for _, v := range z {
