@@ -94,7 +94,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Comparative benchmarks that print side-by-side tables",
 	}
-	c.AddCommand()
+	c.AddCommand(newBenchEngineCmd())
 	return c
 }
 
