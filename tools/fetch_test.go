@@ -300,6 +300,8 @@ func TestAddrPolicy(t *testing.T) {
 		{"2002:a9fe:a9fe::1", false, false},   // 6to4 of 169.254.169.254
 		{"2002:0808:0808::1", true, true},     // 6to4 of 8.8.8.8
 		{"2001:0:4136:e378::1", false, false}, // Teredo
+		{"::1%0", false, true},
+		{"fe80::1%eth0", false, true},
 	}
 	for _, c := range cases {
 		ip := netip.MustParseAddr(c.ip)

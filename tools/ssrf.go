@@ -78,7 +78,9 @@ type AddrPolicy struct {
 
 // check returns nil when ip may be dialled, else why not.
 func (p AddrPolicy) check(ip netip.Addr) error {
-	ip = ip.Unmap()
+	// netip prefixes never contain a zoned address, so "fe80::1%eth0" would
+	// slip past every check below with its zone on.
+	ip = ip.WithZone("").Unmap()
 	for _, a := range p.Allow {
 		if a.Contains(ip) {
 			return nil
