@@ -1,0 +1,571 @@
+// Package server serves an index over the Search-R1 / ASearcher retrieval
+// API: POST /retrieve and POST /access, plus GET /health and GET /metrics.
+// Requests run concurrently with no global lock.
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asearcher/asearcher/corpus"
+	"github.com/asearcher/asearcher/retrieval"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options configure a Server. Zero values are the defaults given.
+type Options struct {
+	// Method is the retrieval method: bm25 (default), dense or hybrid.
+	Method string
+	// DefaultTopK answers requests whose topk is null or 0 (default 3, as
+	// ASearcher's server).
+	DefaultTopK int
+	// MaxTopK is the largest topk accepted (default 100).
+	MaxTopK int
+	// MaxQueries per /retrieve request (default 512).
+	MaxQueries int
+	// MaxURLs per /access request (default 256).
+	MaxURLs int
+	// MaxBodyBytes bounds request bodies (default 4 MiB).
+	MaxBodyBytes int64
+	// MaxPageBytes bounds a page assembled from passages (default 1 MiB).
+	MaxPageBytes int
+	// RequestTimeout bounds the work of one request (default 60 s).
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+	// Registry receives the metrics; nil makes a private one, served by
+	// /metrics with Go runtime metrics.
+	Registry *prometheus.Registry
+}
+
+func (o *Options) defaults() {
+	if o.Method == "" {
+		o.Method = "bm25"
+	}
+	if o.DefaultTopK <= 0 {
+		o.DefaultTopK = 3
+	}
+	if o.MaxTopK <= 0 {
+		o.MaxTopK = 100
+	}
+	if o.MaxQueries <= 0 {
+		o.MaxQueries = 512
+	}
+	if o.MaxURLs <= 0 {
+		o.MaxURLs = 256
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 4 << 20
+	}
+	if o.MaxPageBytes <= 0 {
+		o.MaxPageBytes = 1 << 20
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 60 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	o.DefaultTopK = min(o.DefaultTopK, o.MaxTopK)
+}
+
+// Server answers retrieval requests over one index.
+type Server struct {
+	ix        *retrieval.Index
+	retriever retrieval.Retriever
+	opts      Options
+	mux       *http.ServeMux
+	bufs      sync.Pool
+	hits      sync.Pool
+
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	queries  prometheus.Counter
+	inFlight prometheus.Gauge
+}
+
+// New makes a server for ix.
+func New(ix *retrieval.Index, opts Options) (*Server, error) {
+	opts.defaults()
+	r, err := ix.Retriever(opts.Method)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{ix: ix, retriever: r, opts: opts, mux: http.NewServeMux()}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "asearcher_search_requests_total", Help: "HTTP requests by endpoint and status code.",
+	}, []string{"endpoint", "code"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "asearcher_search_request_seconds", Help: "Request latency by endpoint.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14),
+	}, []string{"endpoint"})
+	s.queries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "asearcher_search_queries_total", Help: "Queries answered by /retrieve.",
+	})
+	s.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "asearcher_search_in_flight_requests", Help: "Requests being served.",
+	})
+	passages := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "asearcher_search_index_passages", Help: "Passages in the served index.",
+	})
+	passages.Set(float64(ix.Store.Len()))
+	for _, c := range []prometheus.Collector{s.requests, s.latency, s.queries, s.inFlight, passages} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("server metrics: %w", err)
+		}
+	}
+	s.mux.HandleFunc("/retrieve", s.instrument("retrieve", http.MethodPost, s.handleRetrieve))
+	s.mux.HandleFunc("/access", s.instrument("access", http.MethodPost, s.handleAccess))
+	s.mux.HandleFunc("/health", s.instrument("health", http.MethodGet, s.handleHealth))
+	s.mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint "+r.URL.Path+"; use POST /retrieve, POST /access, GET /health or GET /metrics")
+	})
+	return s, nil
+}
+
+// ServeHTTP makes the server an http.Handler (mount it on an
+// httptest.Server in tests).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) instrument(name, method string, h func(http.ResponseWriter, *http.Request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		s.inFlight.Inc()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		defer func() {
+			s.inFlight.Dec()
+			s.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+			s.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		}()
+		if r.Method != method {
+			sw.Header().Set("Allow", method)
+			writeError(sw, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s is not allowed; use %s", r.Method, r.URL.Path, method))
+			return
+		}
+		h(sw, r)
+	}
+}
+
+// apiError is the body of every 4xx/5xx response.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(apiError{Error: msg})
+}
+
+// RetrieveRequest is the body of POST /retrieve.
+type RetrieveRequest struct {
+	Queries []string `json:"queries"`
+	// TopK null or 0 means the server default.
+	TopK         *int `json:"topk"`
+	ReturnScores bool `json:"return_scores"`
+}
+
+// AccessRequest is the body of POST /access.
+type AccessRequest struct {
+	URLs []string `json:"urls"`
+}
+
+// requestError is a client mistake, answered with 400.
+type requestError struct{ msg string }
+
+func (e requestError) Error() string { return e.msg }
+
+// DecodeRetrieve parses and validates a /retrieve body; it returns the
+// request with TopK resolved.
+func DecodeRetrieve(body []byte, maxQueries, defaultTopK, maxTopK int) (RetrieveRequest, int, error) {
+	var req RetrieveRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return req, 0, err
+	}
+	if req.Queries == nil {
+		return req, 0, requestError{`"queries" is required: a list of strings`}
+	}
+	if len(req.Queries) > maxQueries {
+		return req, 0, requestError{fmt.Sprintf("%d queries exceed the limit of %d per request; split the batch", len(req.Queries), maxQueries)}
+	}
+	topk := defaultTopK
+	if req.TopK != nil && *req.TopK != 0 {
+		topk = *req.TopK
+	}
+	if topk < 0 || topk > maxTopK {
+		return req, 0, requestError{fmt.Sprintf("topk %d out of range: want 1 to %d (null or 0 means %d)", topk, maxTopK, defaultTopK)}
+	}
+	return req, topk, nil
+}
+
+// DecodeAccess parses and validates an /access body.
+func DecodeAccess(body []byte, maxURLs int) (AccessRequest, error) {
+	var req AccessRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return req, err
+	}
+	if req.URLs == nil {
+		return req, requestError{`"urls" is required: a list of strings`}
+	}
+	if len(req.URLs) > maxURLs {
+		return req, requestError{fmt.Sprintf("%d urls exceed the limit of %d per request", len(req.URLs), maxURLs)}
+	}
+	return req, nil
+}
+
+// decodeStrict decodes one JSON object; unknown fields are ignored, as the
+// upstream (pydantic) servers do, but wrong types are errors.
+func decodeStrict(body []byte, v any) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return requestError{"body must be a JSON object"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return requestError{fmt.Sprintf("field %q: got JSON %s, want %s", te.Field, te.Value, jsonKind(te.Type.String()))}
+		}
+		return requestError{"invalid JSON: " + err.Error()}
+	}
+	if dec.More() {
+		return requestError{"invalid JSON: data after the object"}
+	}
+	return nil
+}
+
+func jsonKind(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return "a list of " + jsonKind(goType[2:])
+	case goType == "string":
+		return "a string"
+	case goType == "bool":
+		return "true or false"
+	case strings.Contains(goType, "int"):
+		return "an integer"
+	}
+	return goType
+}
+
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", s.opts.MaxBodyBytes))
+		} else {
+			writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) getBuf() *bytes.Buffer {
+	b, _ := s.bufs.Get().(*bytes.Buffer)
+	if b == nil {
+		b = new(bytes.Buffer)
+	}
+	b.Reset()
+	return b
+}
+
+func (s *Server) putBuf(b *bytes.Buffer) {
+	if b.Cap() <= 4<<20 {
+		s.bufs.Put(b)
+	}
+}
+
+func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	req, topk, err := DecodeRetrieve(body, s.opts.MaxQueries, s.opts.DefaultTopK, s.opts.MaxTopK)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
+	defer cancel()
+	hitsp, _ := s.hits.Get().(*[]retrieval.Hit)
+	if hitsp == nil {
+		hitsp = new([]retrieval.Hit)
+	}
+	defer s.hits.Put(hitsp)
+	buf := s.getBuf()
+	defer s.putBuf(buf)
+	buf.WriteString(`{"result":[`)
+	for qi, q := range req.Queries {
+		hits, err := s.retriever.Search(ctx, q, topk, (*hitsp)[:0])
+		*hitsp = hits
+		if err != nil {
+			code := http.StatusInternalServerError
+			if ctx.Err() != nil {
+				code = http.StatusServiceUnavailable
+			}
+			s.opts.Logger.Warn("retrieve failed", "query", q, "err", err)
+			writeError(w, code, fmt.Sprintf("query %d: %v", qi, err))
+			return
+		}
+		if qi > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteByte('[')
+		for i, h := range hits {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			row := s.ix.Store.Row(h.Doc)
+			if req.ReturnScores {
+				buf.WriteString(`{"document":`)
+				buf.Write(row)
+				buf.WriteString(`,"score":`)
+				buf.Write(strconv.AppendFloat(buf.AvailableBuffer(), float64(h.Score), 'g', -1, 32))
+				buf.WriteByte('}')
+			} else {
+				buf.Write(row)
+			}
+		}
+		buf.WriteByte(']')
+	}
+	buf.WriteString("]}\n")
+	s.queries.Add(float64(len(req.Queries)))
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(buf.Bytes())
+}
+
+func (s *Server) handleAccess(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := DecodeAccess(body, s.opts.MaxURLs)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	buf := s.getBuf()
+	defer s.putBuf(buf)
+	buf.WriteString(`{"result":[`)
+	var errs []string
+	failed := false
+	for i, u := range req.URLs {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		row := s.lookupPage(u)
+		msg := ""
+		if row == nil {
+			buf.WriteString("null")
+			msg = "unknown url or id: " + u
+			failed = true
+		} else {
+			buf.Write(row)
+		}
+		errs = append(errs, msg)
+	}
+	buf.WriteByte(']')
+	if failed {
+		// Upstream clients read only "result"; "errors" says why an
+		// entry is null, aligned with "urls".
+		buf.WriteString(`,"errors":[`)
+		for i, msg := range errs {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			if msg == "" {
+				buf.WriteString("null")
+			} else {
+				buf.Write(corpus.AppendJSONString(buf.AvailableBuffer(), msg))
+			}
+		}
+		buf.WriteByte(']')
+	}
+	buf.WriteString("}\n")
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(buf.Bytes())
+}
+
+// urlVariants lists the forms a url is looked up under: as given, with
+// ASearcher's index.php/ → index.php?title= rewrite, and /wiki/Some_Title as
+// /w/index.php?title=Some%20Title.
+func urlVariants(u string) []string {
+	out := []string{u}
+	if strings.Contains(u, "index.php/") {
+		out = append(out, strings.Replace(u, "index.php/", "index.php?title=", 1))
+	}
+	if i := strings.Index(u, "/wiki/"); i >= 0 {
+		title := strings.ReplaceAll(u[i+len("/wiki/"):], "_", " ")
+		if t, err := url.PathUnescape(title); err == nil {
+			title = t
+		}
+		out = append(out, corpus.URLFor(u[:i]+"/w/index.php?title={title}", title))
+	}
+	return out
+}
+
+// lookupPage finds a url (or passage id): first among whole pages, then
+// among passages, whose shared url makes a page of all of them in order.
+func (s *Server) lookupPage(u string) []byte {
+	var ords []uint32
+	for _, v := range urlVariants(u) {
+		if s.ix.Pages != nil {
+			if ords = s.ix.Pages.LookupURL(v, ords[:0]); len(ords) > 0 {
+				return s.ix.Pages.Row(ords[0])
+			}
+		}
+		if ords = s.ix.Store.LookupURL(v, ords[:0]); len(ords) > 0 {
+			if len(ords) == 1 {
+				return s.ix.Store.Row(ords[0])
+			}
+			return s.assemblePage(v, ords)
+		}
+	}
+	if s.ix.Pages != nil {
+		if ord, ok := s.ix.Pages.LookupID(u); ok {
+			return s.ix.Pages.Row(ord)
+		}
+	}
+	if ord, ok := s.ix.Store.LookupID(u); ok {
+		return s.ix.Store.Row(ord)
+	}
+	return nil
+}
+
+// assemblePage joins the passages of one url into a page row.
+func (s *Server) assemblePage(u string, ords []uint32) []byte {
+	first, err := s.ix.Store.Passage(ords[0])
+	if err != nil {
+		return nil
+	}
+	var text strings.Builder
+	for i, ord := range ords {
+		p, err := s.ix.Store.Passage(ord)
+		if err != nil {
+			continue
+		}
+		if i > 0 {
+			text.WriteByte('\n')
+		}
+		text.WriteString(p.Text())
+		if text.Len() >= s.opts.MaxPageBytes {
+			break
+		}
+	}
+	body := text.String()
+	if len(body) > s.opts.MaxPageBytes {
+		body = body[:s.opts.MaxPageBytes]
+		body = strings.ToValidUTF8(body, "")
+	}
+	row := []byte(`{"id":`)
+	row = corpus.AppendJSONString(row, first.ID)
+	row = append(row, `,"title":`...)
+	row = corpus.AppendJSONString(row, first.Title)
+	row = append(row, `,"url":`...)
+	row = corpus.AppendJSONString(row, u)
+	row = append(row, `,"contents":`...)
+	row = corpus.AppendJSONString(row, corpus.JoinContents(first.Title, body))
+	row = append(row, `,"passages":`...)
+	row = strconv.AppendInt(row, int64(len(ords)), 10)
+	return append(row, '}')
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{
+		"status":   "ok",
+		"method":   s.opts.Method,
+		"passages": s.ix.Store.Len(),
+		"pages":    s.ix.Pages != nil,
+	})
+}
+
+// HTTPServer returns an http.Server for s with timeouts suited to it.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      s.opts.RequestTimeout + 30*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Serve listens on addr until ctx ends, then shuts down gracefully: it
+// stops accepting, lets requests in flight finish (up to 10 s) and returns.
+// ready, if not nil, receives the bound address once listening.
+func (s *Server) Serve(ctx context.Context, addr string, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	hs := s.HTTPServer(addr)
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// WriteAddressFile records addr in dir as ASearcher's training clients
+// expect it: a file Host{ip}_IP{port}.txt containing "ip:port".
+func WriteAddressFile(dir string, addr net.Addr) (string, error) {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "Host"+host+"_IP"+port+".txt")
+	return path, corpus.WriteFileAtomic(path, []byte(host+":"+port))
+}
