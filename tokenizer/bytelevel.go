@@ -9,11 +9,18 @@ package tokenizer
 // byteLevelTable holds both directions of the byte <-> rune mapping.
 type byteLevelTable struct {
 	byteToRune [256]rune
-	runeToByte map[rune]byte
+	runeToByte [byteRuneLimit]int16 // -1 for runes that stand for no byte
 }
 
+// byteRuneLimit bounds the runes of the table: the 68 shifted bytes end at
+// U+0143.
+const byteRuneLimit = 0x144
+
 func newByteLevelTable() *byteLevelTable {
-	t := &byteLevelTable{runeToByte: make(map[rune]byte, 256)}
+	t := &byteLevelTable{}
+	for i := range t.runeToByte {
+		t.runeToByte[i] = -1
+	}
 	printable := func(b int) bool {
 		return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)
 	}
@@ -25,7 +32,7 @@ func newByteLevelTable() *byteLevelTable {
 			next++
 		}
 		t.byteToRune[b] = r
-		t.runeToByte[r] = byte(b)
+		t.runeToByte[r] = int16(b)
 	}
 	return t
 }
@@ -33,26 +40,16 @@ func newByteLevelTable() *byteLevelTable {
 // byteLevel is immutable after construction, so one shared copy is safe.
 var byteLevel = newByteLevelTable()
 
-// encodeBytes maps raw bytes to their byte-level string.
-func (t *byteLevelTable) encodeBytes(b []byte) string {
-	rs := make([]rune, len(b))
-	for i, c := range b {
-		rs[i] = t.byteToRune[c]
-	}
-	return string(rs)
-}
-
 // decodeString maps a byte-level string back to raw bytes, the way HF's
 // ByteLevel decoder does: a token whose runes are all in the table becomes
 // those bytes; any other token keeps its own UTF-8 bytes.
 func (t *byteLevelTable) decodeString(s string) []byte {
 	out := make([]byte, 0, len(s))
 	for _, r := range s {
-		b, ok := t.runeToByte[r]
-		if !ok {
+		if r >= byteRuneLimit || t.runeToByte[r] < 0 {
 			return []byte(s)
 		}
-		out = append(out, b)
+		out = append(out, byte(t.runeToByte[r]))
 	}
 	return out
 }

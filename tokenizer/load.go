@@ -105,7 +105,7 @@ type modelJSON struct {
 	FuseUnk                 bool            `json:"fuse_unk"`
 	ByteFallback            bool            `json:"byte_fallback"`
 	IgnoreMerges            bool            `json:"ignore_merges"`
-	Vocab                   map[string]int  `json:"vocab"`
+	Vocab                   json.RawMessage `json:"vocab"`
 	Merges                  json.RawMessage `json:"merges"`
 }
 
@@ -141,8 +141,9 @@ func parseModel(mj *modelJSON) (*bpeModel, error) {
 	if mj.Type != "" && mj.Type != "BPE" {
 		return nil, fmt.Errorf("model type %q is not supported: only byte-level BPE is", mj.Type)
 	}
-	if mj.Vocab == nil {
-		return nil, errors.New("model has no vocab")
+	vocab, err := parseVocab(mj.Vocab)
+	if err != nil {
+		return nil, err
 	}
 	if mj.Dropout != nil && *mj.Dropout > 0 {
 		return nil, errors.New("BPE dropout is not supported: set model.dropout to null")
@@ -154,22 +155,22 @@ func parseModel(mj *modelJSON) (*bpeModel, error) {
 	if mj.ByteFallback {
 		return nil, errors.New("byte_fallback is not supported: it belongs to SentencePiece-style BPE, not byte-level BPE")
 	}
-	m := &bpeModel{vocab: mj.Vocab, ranks: make(map[uint64]merge, len(mj.Vocab)), unkID: -1}
+	m := &bpeModel{vocab: vocab, unkID: -1, cache: newWordCache()}
 	for id := range m.byteIDs {
 		m.byteIDs[id] = -1
 	}
-	for tok, id := range mj.Vocab {
+	for tok, id := range vocab {
 		if id < 0 || id > maxTokenID {
 			return nil, fmt.Errorf("vocab token %q has id %d, outside 0..%d", tok, id, maxTokenID)
 		}
 	}
 	for b := 0; b < 256; b++ {
-		if id, ok := mj.Vocab[string(byteLevel.byteToRune[b])]; ok {
+		if id, ok := vocab[string(byteLevel.byteToRune[b])]; ok {
 			m.byteIDs[b] = int32(id)
 		}
 	}
 	if mj.UnkToken != nil {
-		id, ok := mj.Vocab[*mj.UnkToken]
+		id, ok := vocab[*mj.UnkToken]
 		if !ok {
 			return nil, fmt.Errorf("unk_token %q is not in the vocab", *mj.UnkToken)
 		}
@@ -180,23 +181,24 @@ func parseModel(mj *modelJSON) (*bpeModel, error) {
 		return nil, err
 	}
 	m.merges = rules
+	m.ranks = newRankTable(len(rules))
 	targets := make(map[int32]struct{}, len(rules))
 	for rank, r := range rules {
-		a, okA := mj.Vocab[r.left]
-		b, okB := mj.Vocab[r.right]
-		c, okC := mj.Vocab[r.left+r.right]
+		a, okA := vocab[r.left]
+		b, okB := vocab[r.right]
+		c, okC := vocab[r.left+r.right]
 		if !okA || !okB || !okC {
 			return nil, fmt.Errorf("merge %d (%q %q) uses a token that is not in the vocab", rank, r.left, r.right)
 		}
-		m.ranks[pairKey(int32(a), int32(b))] = merge{rank: int32(rank), id: int32(c)}
+		m.ranks.put(pairKey(int32(a), int32(b)), merge{rank: int32(rank), id: int32(c)})
 		if _, dup := targets[int32(c)]; dup {
 			m.sharedTargets = true
 		}
 		targets[int32(c)] = struct{}{}
 	}
 	maxID := 0
-	m.whole = make(map[string]int32, len(mj.Vocab))
-	for tok, id := range mj.Vocab {
+	m.whole = make(map[string]int32, len(vocab))
+	for tok, id := range vocab {
 		m.whole[string(byteLevel.decodeString(tok))] = int32(id)
 		maxID = max(maxID, id)
 	}
@@ -217,32 +219,38 @@ const maxTokenID = 1<<24 - 1
 // parseMerges accepts both layouts HF writes: "a b" strings (tokenizers
 // before 0.20) and ["a", "b"] pairs.
 func parseMerges(raw json.RawMessage) ([]mergeRule, error) {
-	if len(raw) == 0 || string(raw) == "null" {
+	if isNull(raw) {
 		return nil, nil
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, fmt.Errorf("merges: %w", err)
-	}
-	rules := make([]mergeRule, len(items))
-	for i, it := range items {
-		if len(it) > 0 && it[0] == '"' {
-			var s string
-			if err := json.Unmarshal(it, &s); err != nil {
-				return nil, fmt.Errorf("merge %d: %w", i, err)
+	s := &jsonScanner{b: raw}
+	rules := make([]mergeRule, 0, len(raw)/12)
+	err := s.list(func() error {
+		n := len(rules)
+		if s.peek() == '"' {
+			line, err := s.str()
+			if err != nil {
+				return fmt.Errorf("merge %d: %w", n, err)
 			}
-			left, right, ok := strings.Cut(s, " ")
+			left, right, ok := strings.Cut(line, " ")
 			if !ok || strings.Contains(right, " ") {
-				return nil, fmt.Errorf("merge %d %q: want two tokens separated by one space", i, s)
+				return fmt.Errorf("merge %d %q: want two tokens separated by one space", n, line)
 			}
-			rules[i] = mergeRule{left, right}
-			continue
+			rules = append(rules, mergeRule{left, right})
+			return nil
 		}
 		var pair []string
-		if err := json.Unmarshal(it, &pair); err != nil || len(pair) != 2 {
-			return nil, fmt.Errorf("merge %d: want a pair of token strings", i)
+		if err := s.list(func() error {
+			tok, err := s.str()
+			pair = append(pair, tok)
+			return err
+		}); err != nil || len(pair) != 2 {
+			return fmt.Errorf("merge %d: want a pair of token strings", n)
 		}
-		rules[i] = mergeRule{pair[0], pair[1]}
+		rules = append(rules, mergeRule{pair[0], pair[1]})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("merges: %w", err)
 	}
 	return rules, nil
 }
