@@ -1,0 +1,3 @@
+package dataset
+
+//go:generate go run gen_embedded.go
