@@ -251,3 +251,27 @@ func TestResumerPinsClientVersions(t *testing.T) {
 		t.Fatalf("%+v %v", r, err)
 	}
 }
+
+// The same, without timing: the fake aborts after 7 tokens, and the
+// weights change while the Resumer waits to resubmit.
+func TestResumerScriptedInterruption(t *testing.T) {
+	srv := fakellm.New(fakellm.Options{})
+	defer srv.Close()
+	srv.SetVersion(1)
+	srv.Enqueue(fakellm.Reply{Text: "<search>lighthouse of alexandria height</search>", AbortAfter: 7})
+	res := &llm.Resumer{Sampler: newSGLang(t, srv), Wait: func(ctx context.Context) error { srv.SetVersion(2); return nil }}
+	r, err := res.Sample(context.Background(), &llm.Request{ID: "t#0", InputIDs: []int{1, 2, 3}, Params: llm.Params{MaxNewTokens: 64, Stop: []string{"</search>"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := byteTok.Encode("<search>lighthouse of alexandria height</search>")
+	if !reflect.DeepEqual(r.OutputIDs, want) || r.Text != "<search>lighthouse of alexandria height</search>" || r.Finish != llm.FinishStop || r.StopMatched != "</search>" {
+		t.Fatalf("%+v", r)
+	}
+	if !reflect.DeepEqual(r.Versions, append(fill(7, 1), fill(len(want)-7, 2)...)) || !reflect.DeepEqual(r.Logprobs, defaultLPs(want)) {
+		t.Errorf("versions %v", r.Versions)
+	}
+	if c := srv.Calls(); len(c) != 2 || c[1].Params.MaxNewTokens != 64-7 {
+		t.Errorf("calls %+v", c)
+	}
+}

@@ -33,6 +33,11 @@
 // requests wait until Continue. A request that resubmits prompt + partial
 // output under the same rid (AReaL's resume loop) continues the same reply
 // where it stopped, so a client can be checked for lost or duplicated
-// tokens. SetVersion changes the weight version reported in
-// meta_info.weight_version.
+// tokens. Reply.AbortAfter scripts such an interruption at an exact token
+// without any timing. SetVersion (or POST /update_weights_from_disk with
+// "weight_version") changes the weight version reported in
+// meta_info.weight_version; a segment reports the version it started with.
+//
+// Calls records every generation request (path, rid, prompt ids and text,
+// parsed sampling fields, raw body) so tests can assert what a client sent.
 package fakellm

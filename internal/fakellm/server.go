@@ -60,6 +60,10 @@ type Reply struct {
 	// budget ran out, "abort" ends as if the request were aborted.
 	// Stop strings, stop token ids and max tokens can end it earlier.
 	Finish string
+	// AbortAfter > 0 aborts the generation once, right after that many
+	// tokens, as a pause would; a resubmission continues the reply. It
+	// scripts an interruption without depending on timing.
+	AbortAfter int
 	// Delay is waited before the first token (prefill); TokenDelay before
 	// every token. Both are cut short by aborts, pauses and the client
 	// going away.
@@ -181,6 +185,10 @@ type session struct {
 	lps     []float32
 	emitted int
 	reply   Reply
+	// abortAt is the position of a scripted one-time abort (-1: none).
+	abortAt int
+	// endAborted: the reply's Finish "abort" already happened once.
+	endAborted bool
 }
 
 // New starts a server on 127.0.0.1 with a random port.
@@ -433,7 +441,10 @@ func (s *Server) generate(ctx context.Context, c *Call, defaultMax int) (*outcom
 		if len(lps) != len(ids) {
 			return nil, nil, fmt.Errorf("fakellm: reply has %d tokens but %d logprobs", len(ids), len(lps))
 		}
-		sess = &session{rid: c.RID, prompt: append([]int(nil), c.InputIDs...), ids: ids, lps: lps, reply: reply}
+		sess = &session{rid: c.RID, prompt: append([]int(nil), c.InputIDs...), ids: ids, lps: lps, reply: reply, abortAt: -1}
+		if reply.AbortAfter > 0 {
+			sess.abortAt = reply.AbortAfter
+		}
 	}
 	run := &running{rid: c.RID, abort: make(chan struct{})}
 	s.mu.Lock()
@@ -483,11 +494,17 @@ func (s *Server) generate(ctx context.Context, c *Call, defaultMax int) (*outcom
 			break
 		}
 		pos := sess.emitted
+		if pos == sess.abortAt {
+			sess.abortAt = -1
+			aborted = true
+			break
+		}
 		if pos >= len(sess.ids) {
-			switch reply.Finish {
-			case "length":
+			switch {
+			case reply.Finish == "length":
 				out.finish = "length"
-			case "abort":
+			case reply.Finish == "abort" && !sess.endAborted:
+				sess.endAborted = true
 				aborted = true
 			default:
 				eos := s.opts.EOS
