@@ -45,6 +45,8 @@ Start with:
 		newBenchCmd(),
 		newModelCmd(),
 		newAskCmd(),
+		newSearchCmd(),
+		newGenerateCmd(),
 	)
 	return root
 }
@@ -76,7 +78,7 @@ func newIndexCmd() *cobra.Command {
 		Use:   "index",
 		Short: "Build and inspect search indexes",
 	}
-	c.AddCommand()
+	c.AddCommand(newIndexBuildCmd(), newIndexDenseCmd())
 	return c
 }
 
@@ -85,7 +87,7 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run HTTP servers: the search engine or a model",
 	}
-	c.AddCommand()
+	c.AddCommand(newServeSearchCmd())
 	return c
 }
 
@@ -103,6 +105,6 @@ func newModelCmd() *cobra.Command {
 		Use:   "model",
 		Short: "Create and inspect embedded-engine model directories",
 	}
-	c.AddCommand()
+	c.AddCommand(newModelInitCmd())
 	return c
 }
