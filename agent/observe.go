@@ -66,6 +66,14 @@ func splitRunes(s string, n, max int) []string {
 	return parts
 }
 
+// SearchObservation renders search hits, or the search's failure, as the
+// model sees them in an observation style (StyleASearcher, StyleSearchR1,
+// StyleCompact), each hit cut to docChars characters. Custom agents use it
+// to show results the way the built-in agents do.
+func SearchObservation(style string, docs []tools.SearchResult, docChars int, err error) string {
+	return searchObservation(style, docs, docChars, err)
+}
+
 // searchObservation renders search hits (or the failure) in a style.
 func searchObservation(style string, docs []tools.SearchResult, docChars int, err error) string {
 	var b strings.Builder
