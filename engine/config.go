@@ -33,18 +33,48 @@ type Config struct {
 	TieWordEmbeddings     bool     `json:"tie_word_embeddings"`
 	// AttentionBias is Qwen3's switch for q/k/v/o biases. Qwen2 always has
 	// q/k/v biases and no o bias, whatever this says.
-	AttentionBias *bool  `json:"attention_bias,omitempty"`
-	HiddenAct     string `json:"hidden_act,omitempty"`
-	BOSTokenID    *int   `json:"bos_token_id,omitempty"`
-	EOSTokenID    *int   `json:"eos_token_id,omitempty"`
-	TorchDtype    string `json:"torch_dtype,omitempty"`
-	Dtype         string `json:"dtype,omitempty"` // transformers 5 spelling of torch_dtype
+	AttentionBias *bool    `json:"attention_bias,omitempty"`
+	HiddenAct     string   `json:"hidden_act,omitempty"`
+	BOSTokenID    *int     `json:"bos_token_id,omitempty"`
+	EOSTokenID    TokenIDs `json:"eos_token_id,omitempty"`
+	TorchDtype    string   `json:"torch_dtype,omitempty"`
+	Dtype         string   `json:"dtype,omitempty"` // transformers 5 spelling of torch_dtype
 	// RopeScaling (transformers 4) and RopeParameters (transformers 5)
 	// describe the RoPE variant; only the default one is implemented.
 	RopeScaling      *ropeParams `json:"rope_scaling,omitempty"`
 	RopeParameters   *ropeParams `json:"rope_parameters,omitempty"`
 	UseSlidingWindow bool        `json:"use_sliding_window,omitempty"`
 	InitRange        float64     `json:"initializer_range,omitempty"`
+}
+
+// TokenIDs is a config field that holds one token id or a list of them
+// (generation configs list several EOS ids).
+type TokenIDs []int
+
+// UnmarshalJSON accepts null, an integer or a list of integers.
+func (t *TokenIDs) UnmarshalJSON(b []byte) error {
+	var one *int
+	if err := json.Unmarshal(b, &one); err == nil {
+		*t = nil
+		if one != nil {
+			*t = TokenIDs{*one}
+		}
+		return nil
+	}
+	var many []int
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("token id: want an integer or a list of integers, got %s", b)
+	}
+	*t = many
+	return nil
+}
+
+// MarshalJSON writes a single id as an integer, as transformers does.
+func (t TokenIDs) MarshalJSON() ([]byte, error) {
+	if len(t) == 1 {
+		return json.Marshal(t[0])
+	}
+	return json.Marshal([]int(t))
 }
 
 type ropeParams struct {
@@ -186,13 +216,12 @@ func LoadConfig(path string) (*Config, error) {
 // embedded RL demo and the benchmark model). The vocabulary size is the
 // tokenizer's, so it is given here.
 func Preset(name string, vocab int) (*Config, error) {
-	eos := vocab - 1
 	f := false
 	c := &Config{
 		Architectures: []string{"Qwen3ForCausalLM"},
 		ModelType:     "qwen3", VocabSize: vocab, RMSNormEps: 1e-6, RopeTheta: 10000,
 		TieWordEmbeddings: true, AttentionBias: &f, HiddenAct: "silu",
-		EOSTokenID: &eos, TorchDtype: "float32", InitRange: 0.02,
+		EOSTokenID: TokenIDs{vocab - 1}, TorchDtype: "float32", InitRange: 0.02,
 	}
 	switch name {
 	case "tiny":

@@ -90,7 +90,7 @@ type seqState struct {
 	logprobs []float32
 	versions []int
 	text     strings.Builder
-	dec      *streamDecoder
+	dec      textStream
 	onToken  func(StreamEvent)
 
 	aborted atomic.Bool
@@ -315,7 +315,7 @@ func (s *Sampler) newSeq(req *llm.Request) (*seqState, error) {
 		rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)), result: make(chan *llm.Response, 1),
 	}
 	if s.opts.Tokenizer != nil {
-		seq.dec = &streamDecoder{tok: s.opts.Tokenizer}
+		seq.dec = newTextStream(s.opts.Tokenizer)
 	}
 	return seq, nil
 }

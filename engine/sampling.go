@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+
+	"github.com/asearcher/asearcher/tokenizer"
 )
 
 // Tokenizer is what the engine needs from a tokenizer; the tokenizer
@@ -15,7 +17,23 @@ type Tokenizer interface {
 	Decode(ids []int) string
 }
 
-// streamDecoder turns ids into text as they arrive. Byte-level BPE tokens
+// textStream turns ids into text as they arrive; Flush returns what is held
+// back at the end.
+type textStream interface {
+	Add(id int) string
+	Flush() string
+}
+
+// newTextStream uses the tokenizer's own byte-exact stream decoder when it
+// has one, else the generic one below.
+func newTextStream(tok Tokenizer) textStream {
+	if t, ok := tok.(*tokenizer.Tokenizer); ok {
+		return t.NewStreamDecoder()
+	}
+	return &streamDecoder{tok: tok}
+}
+
+// streamDecoder turns ids into text as they arrive, for any Tokenizer. Byte-level BPE tokens
 // can split a UTF-8 character, so ids whose decoding ends in an incomplete
 // character (decoded as U+FFFD) are held back until the next one completes it.
 type streamDecoder struct {
@@ -23,8 +41,8 @@ type streamDecoder struct {
 	pending []int
 }
 
-// add returns the text that the new id completes ("" while held back).
-func (d *streamDecoder) add(id int) string {
+// Add returns the text that the new id completes ("" while held back).
+func (d *streamDecoder) Add(id int) string {
 	d.pending = append(d.pending, id)
 	s := d.tok.Decode(d.pending)
 	// A UTF-8 character is at most 4 bytes, so 8 held ids means the
@@ -36,8 +54,8 @@ func (d *streamDecoder) add(id int) string {
 	return s
 }
 
-// flush returns whatever is held back.
-func (d *streamDecoder) flush() string {
+// Flush returns whatever is held back.
+func (d *streamDecoder) Flush() string {
 	if len(d.pending) == 0 {
 		return ""
 	}

@@ -161,7 +161,7 @@ func (s *Sampler) emit(seq *seqState, tok int, lp float32, version int, prefix *
 	}
 	var piece string
 	if seq.dec != nil {
-		piece = seq.dec.add(tok)
+		piece = seq.dec.Add(tok)
 		seq.text.WriteString(piece)
 	}
 	if seq.onToken != nil {
@@ -190,7 +190,7 @@ func (s *Sampler) emit(seq *seqState, tok int, lp float32, version int, prefix *
 // finish delivers the response and hands the KV cache to the prefix cache.
 func (s *Sampler) finish(seq *seqState, why llm.Finish, stop string, prefix *prefixCache) {
 	if seq.dec != nil {
-		seq.text.WriteString(seq.dec.flush())
+		seq.text.WriteString(seq.dec.Flush())
 	}
 	resp := &llm.Response{OutputIDs: seq.out, Text: seq.text.String(), Logprobs: seq.logprobs,
 		Versions: seq.versions, Finish: why, StopMatched: stop, PromptTokens: seq.promptLen}
