@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -110,7 +111,7 @@ func (l *Learner) LoadState(dir string, withOptimizer bool) (int, error) {
 			m1, m2 = newParams(l.model.Config, nil), newParams(l.model.Config, nil)
 			for _, s := range paramLayout(l.model.Config) {
 				a, b := ts["exp_avg."+s.name], ts["exp_avg_sq."+s.name]
-				if !equalShape(a.Shape, s.shape) || !equalShape(b.Shape, s.shape) {
+				if !slices.Equal(a.Shape, s.shape) || !slices.Equal(b.Shape, s.shape) {
 					return 0, fmt.Errorf("load state: optimizer moments for %s are missing or misshapen", s.name)
 				}
 				copy(m1.byName[s.name], a.Data)

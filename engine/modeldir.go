@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -66,7 +67,7 @@ func WeightsFromTensors(cfg *Config, tensors map[string]Tensor) (*Weights, error
 		if !ok {
 			return nil, fmt.Errorf("weights: tensor %s is missing", s.name)
 		}
-		if !equalShape(t.Shape, s.shape) {
+		if !slices.Equal(t.Shape, s.shape) {
 			return nil, fmt.Errorf("weights: tensor %s has shape %v, config wants %v", s.name, t.Shape, s.shape)
 		}
 		copy(p.byName[s.name], t.Data)
@@ -78,20 +79,12 @@ func WeightsFromTensors(cfg *Config, tensors map[string]Tensor) (*Weights, error
 		}
 		return nil, fmt.Errorf("weights: unexpected tensor %s for this config", name)
 	}
+	if err := checkFinite(p); err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
+	}
 	return &Weights{Config: cfg, Params: p}, nil
 }
 
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // SaveWeights writes config.json and model.safetensors into dir (created if
 // needed), each atomically. dtype F16/BF16 halves the file; training state

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -164,7 +165,7 @@ func TestSamplerContinuousBatching(t *testing.T) {
 	}
 	wg.Wait()
 	for i := range reqs {
-		if !equalInts(solo[i].OutputIDs, together[i].OutputIDs) {
+		if !slices.Equal(solo[i].OutputIDs, together[i].OutputIDs) {
 			t.Errorf("request %d: batched %v, alone %v", i, together[i].OutputIDs, solo[i].OutputIDs)
 		}
 		if d := maxAbsDiff(solo[i].Logprobs, together[i].Logprobs); d > 1e-4 {
@@ -173,17 +174,6 @@ func TestSamplerContinuousBatching(t *testing.T) {
 	}
 }
 
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 func TestSamplerStops(t *testing.T) {
 	tok := newCharTokenizer(97)
@@ -222,12 +212,12 @@ func TestSamplerStops(t *testing.T) {
 	// Seeds reproduce; top_k 1 is greedy.
 	a, _ := s.Sample(ctx, &llm.Request{InputIDs: []int{4, 4}, Params: llm.Params{Temperature: 1, MaxNewTokens: 12, Seed: seed(9)}})
 	b, _ := s.Sample(ctx, &llm.Request{InputIDs: []int{4, 4}, Params: llm.Params{Temperature: 1, MaxNewTokens: 12, Seed: seed(9)}})
-	if !equalInts(a.OutputIDs, b.OutputIDs) {
+	if !slices.Equal(a.OutputIDs, b.OutputIDs) {
 		t.Fatalf("same seed, different samples: %v vs %v", a.OutputIDs, b.OutputIDs)
 	}
 	g, _ := s.Sample(ctx, &llm.Request{InputIDs: []int{4, 4}, Params: llm.Params{MaxNewTokens: 12}})
 	k1, _ := s.Sample(ctx, &llm.Request{InputIDs: []int{4, 4}, Params: llm.Params{Temperature: 1.5, TopK: 1, MaxNewTokens: 12}})
-	if !equalInts(g.OutputIDs, k1.OutputIDs) {
+	if !slices.Equal(g.OutputIDs, k1.OutputIDs) {
 		t.Fatalf("top_k=1 %v differs from greedy %v", k1.OutputIDs, g.OutputIDs)
 	}
 }
@@ -358,7 +348,7 @@ func TestSamplerPrefixReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !equalInts(r2.OutputIDs, fresh.OutputIDs) || maxAbsDiff(r2.Logprobs, fresh.Logprobs) > 1e-4 {
+	if !slices.Equal(r2.OutputIDs, fresh.OutputIDs) || maxAbsDiff(r2.Logprobs, fresh.Logprobs) > 1e-4 {
 		t.Fatalf("with reuse %v, fresh %v", r2.OutputIDs, fresh.OutputIDs)
 	}
 }
