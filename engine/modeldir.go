@@ -85,7 +85,6 @@ func WeightsFromTensors(cfg *Config, tensors map[string]Tensor) (*Weights, error
 	return &Weights{Config: cfg, Params: p}, nil
 }
 
-
 // SaveWeights writes config.json and model.safetensors into dir (created if
 // needed), each atomically. dtype F16/BF16 halves the file; training state
 // uses F32 so nothing is lost.

@@ -174,7 +174,6 @@ func TestSamplerContinuousBatching(t *testing.T) {
 	}
 }
 
-
 func TestSamplerStops(t *testing.T) {
 	tok := newCharTokenizer(97)
 	s, _ := testSampler(t, SamplerOptions{Tokenizer: tok})
