@@ -1,7 +1,10 @@
 package reward
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
@@ -116,4 +119,30 @@ func BenchmarkJudgeCached(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkScoreConformance runs Score over the 1,500 conformance pairs,
+// the Go half of testdata/bench_vs_python.sh.
+func BenchmarkScoreConformance(b *testing.B) {
+	type pair struct {
+		P string   `json:"p"`
+		G []string `json:"g"`
+	}
+	raw, err := os.ReadFile("testdata/conformance.jsonl")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pairs []pair
+	for _, line := range bytes.Split(raw, []byte("\n")) {
+		var p pair
+		if json.Unmarshal(line, &p) == nil && p.G != nil {
+			pairs = append(pairs, p)
+		}
+	}
+	for b.Loop() {
+		for _, p := range pairs {
+			Score(p.P, p.G)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(pairs)), "ns/pair")
 }

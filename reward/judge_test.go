@@ -389,3 +389,17 @@ func TestJudgeKeyDistinguishesFields(t *testing.T) {
 		t.Error("key is not deterministic")
 	}
 }
+
+// TestJudgePromptDocumented keeps docs/metrics.md in step with the prompt.
+func TestJudgePromptDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```text\n"+judgePrompt+"\n```") {
+		t.Error("docs/metrics.md does not show the current judge prompt; copy judgePrompt into its ```text block")
+	}
+	if !strings.Contains(string(doc), JudgePromptVersion) {
+		t.Error("docs/metrics.md does not name the current JudgePromptVersion")
+	}
+}

@@ -1,6 +1,7 @@
 package reward
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -170,7 +171,7 @@ func SetF1(prediction, gold string, opt SetF1Options) float64 {
 
 // setF1Normalized is SetF1 on strings already passed through NormalizeText.
 func setF1Normalized(p, g string, cjk bool) float64 {
-	var pt, gt map[string]struct{}
+	var pt, gt []string
 	if cjk && ContainsCJK(g) {
 		pt, gt = cjkTokenSet(p), cjkTokenSet(g)
 	} else {
@@ -179,12 +180,7 @@ func setF1Normalized(p, g string, cjk bool) float64 {
 	if len(gt) == 0 || len(pt) == 0 {
 		return 0
 	}
-	common := 0
-	for t := range pt {
-		if _, ok := gt[t]; ok {
-			common++
-		}
-	}
+	common := sortedIntersection(pt, gt)
 	precision := float64(common) / float64(len(pt))
 	recall := float64(common) / float64(len(gt))
 	if precision+recall <= 0 {
@@ -204,20 +200,17 @@ func MaxSetF1(prediction string, golds []string, opt SetF1Options) float64 {
 	return best
 }
 
-func tokenSet(s string) map[string]struct{} {
-	fields := pyFields(s)
-	set := make(map[string]struct{}, len(fields))
-	for _, f := range fields {
-		set[f] = struct{}{}
-	}
-	return set
+// tokenSet is Python's set(s.split()), as a sorted slice without repeats.
+func tokenSet(s string) []string {
+	return sortedSet(pyFields(s))
 }
 
 // cjkTokenSet is ASearcher's parse_chinese_str: the set of characters left
 // after deleting ASCII digits, spaces and "，。,.-", plus every maximal run of
 // digits (Python isdigit, so superscripts and fullwidth digits count too).
-func cjkTokenSet(s string) map[string]struct{} {
-	set := make(map[string]struct{}, utf8.RuneCountInString(s))
+// Tokens are substrings of s, so building the set allocates one slice.
+func cjkTokenSet(s string) []string {
+	toks := make([]string, 0, len(s)/2+1)
 	runStart := -1
 	prevDigit := false
 	for i, r := range s {
@@ -226,19 +219,42 @@ func cjkTokenSet(s string) map[string]struct{} {
 			runStart = i
 		}
 		if !d && prevDigit {
-			set[s[runStart:i]] = struct{}{}
+			toks = append(toks, s[runStart:i])
 		}
 		prevDigit = d
 		switch {
 		case r >= '0' && r <= '9', r == ' ', r == ',', r == '.', r == '-', r == '，', r == '。':
 		default:
-			set[string(r)] = struct{}{}
+			toks = append(toks, s[i:i+utf8.RuneLen(r)])
 		}
 	}
 	if prevDigit {
-		set[s[runStart:]] = struct{}{}
+		toks = append(toks, s[runStart:])
 	}
-	return set
+	return sortedSet(toks)
+}
+
+func sortedSet(toks []string) []string {
+	slices.Sort(toks)
+	return slices.Compact(toks)
+}
+
+// sortedIntersection counts the strings two sorted sets share.
+func sortedIntersection(a, b []string) int {
+	n, i, j := 0, 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i] == b[j]:
+			n++
+			i++
+			j++
+		case a[i] < b[j]:
+			i++
+		default:
+			j++
+		}
+	}
+	return n
 }
 
 // CEM is ASearcher's cover exact match: 1 when every token of some
