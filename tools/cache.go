@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -64,7 +65,9 @@ type CacheOptions struct {
 // non-transient errors) shared by concurrent runs.
 //
 // Layout: one file per answer, DIR/<kind>/<h[0:2]>/<h>.json.zst, where h is
-// the SHA-256 of kind, namespace and key. Files are written to a temporary
+// the SHA-256 of kind, namespace and key; the file is zstd-compressed and
+// holds one JSON line (kind, namespace, key, time, results or page or
+// error) followed by the page content as raw text. Files are written to a temporary
 // name and renamed into place, so readers in any process see a whole entry
 // or none, and concurrent writers of the same key leave one of their
 // complete answers. Within a process, identical concurrent requests share
@@ -124,6 +127,10 @@ type cacheEntry struct {
 	Results   []SearchResult `json:"results,omitempty"`
 	Page      *Page          `json:"page,omitempty"`
 	Err       *cachedError   `json:"error,omitempty"`
+	// ContentFollows: the page content is stored raw after the JSON
+	// header line instead of as a JSON string, which would cost more to
+	// escape and unescape than everything else in a hit.
+	ContentFollows bool `json:"content_follows,omitempty"`
 }
 
 type cachedError struct {
@@ -160,10 +167,14 @@ func (c *Cache) load(kind, namespace, key string) *cacheEntry {
 		c.logger.Warn("tool cache: corrupt entry ignored", "path", p, "err", err)
 		return nil
 	}
+	header, body, _ := bytes.Cut(raw, []byte{'\n'})
 	var e cacheEntry
-	if err := json.Unmarshal(raw, &e); err != nil || e.Kind != kind || e.Namespace != namespace || e.Key != key {
+	if err := json.Unmarshal(header, &e); err != nil || e.Kind != kind || e.Namespace != namespace || e.Key != key {
 		c.logger.Warn("tool cache: entry does not match its key; ignored", "path", p)
 		return nil
+	}
+	if e.ContentFollows && e.Page != nil {
+		e.Page.Content = string(body)
 	}
 	return &e
 }
@@ -171,10 +182,21 @@ func (c *Cache) load(kind, namespace, key string) *cacheEntry {
 // store writes an entry atomically.
 func (c *Cache) store(e *cacheEntry) error {
 	p := c.path(e.Kind, e.Namespace, e.Key)
-	raw, err := json.Marshal(e)
+	// Layout inside the compressed file: one line of JSON (which never
+	// holds a raw newline), then the page content, if any, as it is.
+	h := *e
+	var content string
+	if e.Page != nil {
+		pg := *e.Page
+		content, pg.Content = pg.Content, ""
+		h.Page, h.ContentFollows = &pg, true
+	}
+	raw, err := json.Marshal(&h)
 	if err != nil {
 		return err
 	}
+	raw = append(raw, '\n')
+	raw = append(raw, content...)
 	data := c.enc.EncodeAll(raw, nil)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
