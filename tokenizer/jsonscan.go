@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // The vocab and merges of a large tokenizer.json (151k entries each for
@@ -75,8 +76,8 @@ func (s *jsonScanner) str() (string, error) {
 func (s *jsonScanner) integer() (int, error) {
 	s.skipSpace()
 	start := s.i
-	for s.i < len(s.b) && (s.b[s.i] == '-' || (s.b[s.i] >= '0' && s.b[s.i] <= '9')) {
-		s.i++
+	for s.i < len(s.b) && strings.IndexByte("-+.eE0123456789", s.b[s.i]) >= 0 {
+		s.i++ // the whole number, so that 1.5 is reported as not an integer
 	}
 	n, err := strconv.Atoi(string(s.b[start:s.i]))
 	if err != nil {
