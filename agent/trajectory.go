@@ -254,66 +254,85 @@ func (t *Trajectory) Sequences() ([]Sequence, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
-	var seqs []Sequence
-	// tail[s] is the call whose full sequence sequence s currently equals.
-	var tail []int
-	seqOf := make([]int, len(t.Calls)) // sequence each call ended up in
+	// Pass 1: which sequence each call extends. A sequence always equals
+	// the full sequence (input + output) of its last call, its tail.
+	var tails []int     // tail call of each sequence
+	var members [][]int // calls of each sequence
+	seqOf := make([]int, len(t.Calls))
 	for i := range t.Calls {
 		c := &t.Calls[i]
 		s := -1
-		var prompt []int
 		// Fast path: the input keeps the whole of its base call's full
-		// sequence and the base is still the last call of its sequence.
-		if b := c.Input.Base; b >= 0 && c.Input.Keep == t.fullLen(b) && tail[seqOf[b]] == b {
+		// sequence and the base is still the tail of its sequence.
+		if b := c.Input.Base; b >= 0 && c.Input.Keep == t.fullLen(b) && tails[seqOf[b]] == b {
 			s = seqOf[b]
-			prompt = c.Input.Added
 		} else {
-			// Otherwise any sequence that is a prefix of the input is
-			// extended (the longest one); usually none is.
-			full := t.InputIDs(i)
-			for k := range seqs {
-				n := len(seqs[k].Tokens)
-				if n <= len(full) && (s < 0 || n > len(seqs[s].Tokens)) && slices.Equal(seqs[k].Tokens, full[:n]) {
+			// Otherwise the longest sequence that is a prefix of the input
+			// is extended; usually there is none.
+			var full []int
+			for k, tl := range tails {
+				n := t.fullLen(tl)
+				if n > c.InputLen || (s >= 0 && n <= t.fullLen(tails[s])) {
+					continue
+				}
+				if full == nil {
+					full = t.InputIDs(i)
+				}
+				if slices.Equal(t.appendFullIDs(make([]int, 0, n), tl, 0, n), full[:n]) {
 					s = k
 				}
 			}
 			if s < 0 {
-				seqs = append(seqs, Sequence{})
-				tail = append(tail, -1)
-				s = len(seqs) - 1
-				prompt = full
-			} else {
-				prompt = full[len(seqs[s].Tokens):]
+				tails = append(tails, -1)
+				members = append(members, nil)
+				s = len(tails) - 1
 			}
 		}
-		q := &seqs[s]
-		q.Tokens = append(q.Tokens, prompt...)
-		for range prompt {
-			q.LossMask = append(q.LossMask, 0)
-			q.Logprobs = append(q.Logprobs, 0)
-			q.Versions = append(q.Versions, -1)
+		tails[s] = i
+		members[s] = append(members[s], i)
+		seqOf[i] = s
+	}
+	// Pass 2: fill each sequence, allocated once at its final length.
+	seqs := make([]Sequence, len(tails))
+	for s, calls := range members {
+		n := t.fullLen(tails[s])
+		q := Sequence{
+			Tokens:   make([]int, 0, n),
+			LossMask: make([]uint8, n),
+			Logprobs: make([]float32, n),
+			Versions: make([]int, n),
+			Calls:    calls,
 		}
-		q.Tokens = append(q.Tokens, c.Output...)
-		for k := range c.Output {
-			q.LossMask = append(q.LossMask, 1)
-			lp := float32(0)
-			if len(c.Logprobs) > 0 {
-				lp = c.Logprobs[k]
+		for _, i := range calls {
+			c := &t.Calls[i]
+			// The prompt part this call adds to what the sequence holds.
+			from := len(q.Tokens)
+			if c.Input.Base >= 0 && from >= c.Input.Keep {
+				q.Tokens = append(q.Tokens, c.Input.Added[from-c.Input.Keep:]...)
 			} else {
+				q.Tokens = t.appendFullIDs(q.Tokens, i, from, c.InputLen)
+			}
+			for k := from; k < len(q.Tokens); k++ {
+				q.Versions[k] = -1
+			}
+			at := len(q.Tokens)
+			q.Tokens = append(q.Tokens, c.Output...)
+			for k := range c.Output {
+				q.LossMask[at+k] = 1
+				q.Versions[at+k] = -1
+			}
+			if len(c.Logprobs) > 0 {
+				copy(q.Logprobs[at:], c.Logprobs)
+			} else if len(c.Output) > 0 {
 				q.MissingLogprobs = true
 			}
-			q.Logprobs = append(q.Logprobs, lp)
-			v := -1
 			if len(c.Versions) > 0 {
-				v = c.Versions[k]
-			} else {
+				copy(q.Versions[at:], c.Versions)
+			} else if len(c.Output) > 0 {
 				q.MissingVersions = true
 			}
-			q.Versions = append(q.Versions, v)
 		}
-		q.Calls = append(q.Calls, i)
-		tail[s] = i
-		seqOf[i] = s
+		seqs[s] = q
 	}
 	return seqs, nil
 }

@@ -224,3 +224,36 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// TestSequencesExtendOlderSequence: a call whose prompt starts with an
+// older sequence (not its base's) extends that one, as AReaL's prefix
+// merge does.
+func TestSequencesExtendOlderSequence(t *testing.T) {
+	tr := &Trajectory{Mode: ModeTokens, TokenLevel: true, Calls: []Call{
+		{Input: Input{Base: -1, Added: []int{1, 2}}, InputLen: 2, Output: []int{3}, Logprobs: []float32{-1}, Versions: []int{5}},
+		{Input: Input{Base: 0, Keep: 1, Added: []int{9}}, InputLen: 2, Output: []int{4}, Logprobs: []float32{-2}, Versions: []int{5}},
+		{Input: Input{Base: 1, Keep: 0, Added: []int{1, 2, 3, 5}}, InputLen: 4, Output: []int{6, 7}, Logprobs: []float32{-3, -4}, Versions: []int{6, 6}},
+	}}
+	seqs, err := tr.Sequences()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != 2 || !equalInts(seqs[0].Tokens, []int{1, 2, 3, 5, 6, 7}) || !equalInts(seqs[0].Calls, []int{0, 2}) || !equalInts(seqs[1].Tokens, []int{1, 9, 4}) {
+		t.Fatalf("sequences %+v", seqs)
+	}
+	if !bytes.Equal(seqs[0].LossMask, []uint8{0, 0, 1, 0, 1, 1}) || !equalInts(seqs[0].Versions, []int{-1, -1, 5, -1, 6, 6}) ||
+		seqs[0].Logprobs[4] != -3 || seqs[0].Logprobs[3] != 0 {
+		t.Fatalf("seq 0 %+v", seqs[0])
+	}
+	// Without logprobs and versions the sequence says so.
+	tr.Calls[2].Logprobs, tr.Calls[2].Versions = nil, nil
+	seqs, _ = tr.Sequences()
+	if !seqs[0].MissingLogprobs || !seqs[0].MissingVersions || seqs[1].MissingLogprobs || seqs[0].Versions[4] != -1 {
+		t.Fatalf("missing flags %+v", seqs)
+	}
+	// Corrupt deltas are refused, not followed.
+	tr.Calls[2].Input.Base = 7
+	if _, err := tr.Sequences(); err == nil {
+		t.Fatal("bad base accepted")
+	}
+}
