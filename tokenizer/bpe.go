@@ -77,7 +77,8 @@ func (m *bpeModel) encodePiece(dst []int, piece string, sc *bpeScratch) []int {
 
 const (
 	maxCachedPiece = 48
-	wordCacheSize  = 1 << 16 // entries; a power of two
+	minWordCache   = 1 << 10 // entries; powers of two
+	maxWordCache   = 1 << 16
 )
 
 // wordCache is a direct-mapped cache from piece to ids shared by all
@@ -93,12 +94,18 @@ type cacheEntry struct {
 	ids []int32
 }
 
-func newWordCache() wordCache {
-	return wordCache{seed: maphash.MakeSeed(), entries: make([]atomic.Pointer[cacheEntry], wordCacheSize)}
+// newWordCache sizes the cache by the vocabulary: a small vocabulary comes
+// with small test corpora, and 64k slots cost 512 kB up front.
+func newWordCache(vocabSize int) wordCache {
+	size := minWordCache
+	for size < vocabSize && size < maxWordCache {
+		size <<= 1
+	}
+	return wordCache{seed: maphash.MakeSeed(), entries: make([]atomic.Pointer[cacheEntry], size)}
 }
 
 func (c *wordCache) slot(piece string) *atomic.Pointer[cacheEntry] {
-	return &c.entries[maphash.String(c.seed, piece)&(wordCacheSize-1)]
+	return &c.entries[maphash.String(c.seed, piece)&uint64(len(c.entries)-1)]
 }
 
 func (m *bpeModel) encodeUncached(dst []int, piece string, scratch *bpeScratch) []int {

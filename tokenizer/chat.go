@@ -151,6 +151,20 @@ func writeTurn(b *strings.Builder, role, content string) {
 	b.WriteString("<|im_end|>\n")
 }
 
+// writeCalls renders an assistant turn's tool calls, each after a newline
+// except, when newlineFirst is false, the first.
+func writeCalls(b *strings.Builder, calls []ToolCall, newlineFirst, quoteString bool) error {
+	for j, tc := range calls {
+		if j > 0 || newlineFirst {
+			b.WriteString("\n")
+		}
+		if err := writeCall(b, tc, quoteString); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // writeCall renders one tool call; quoteString is Qwen2.5's "tojson" of
 // pre-serialised arguments.
 func writeCall(b *strings.Builder, tc ToolCall, quoteString bool) error {
@@ -220,13 +234,8 @@ func renderQwen3(b *strings.Builder, msgs []Message, tools []string, opts ChatOp
 			} else {
 				b.WriteString(content)
 			}
-			for j, tc := range m.ToolCalls {
-				if j > 0 || content != "" {
-					b.WriteString("\n")
-				}
-				if err := writeCall(b, tc, false); err != nil {
-					return err
-				}
+			if err := writeCalls(b, m.ToolCalls, content != "", false); err != nil {
+				return err
 			}
 			b.WriteString("<|im_end|>\n")
 		case m.Role == "tool":
@@ -265,11 +274,8 @@ func renderQwen25(b *strings.Builder, msgs []Message, tools []string, opts ChatO
 				b.WriteString("\n")
 				b.WriteString(m.Content)
 			}
-			for _, tc := range m.ToolCalls {
-				b.WriteString("\n")
-				if err := writeCall(b, tc, true); err != nil {
-					return err
-				}
+			if err := writeCalls(b, m.ToolCalls, true, true); err != nil {
+				return err
 			}
 			b.WriteString("<|im_end|>\n")
 		case m.Role == "tool":

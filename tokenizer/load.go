@@ -97,16 +97,21 @@ type fileJSON struct {
 }
 
 type modelJSON struct {
-	Type                    string          `json:"type"`
-	Dropout                 *float64        `json:"dropout"`
-	UnkToken                *string         `json:"unk_token"`
-	ContinuingSubwordPrefix *string         `json:"continuing_subword_prefix"`
-	EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
-	FuseUnk                 bool            `json:"fuse_unk"`
-	ByteFallback            bool            `json:"byte_fallback"`
-	IgnoreMerges            bool            `json:"ignore_merges"`
-	Vocab                   json.RawMessage `json:"vocab"`
-	Merges                  json.RawMessage `json:"merges"`
+	modelOptions
+	Vocab  json.RawMessage `json:"vocab"`
+	Merges json.RawMessage `json:"merges"`
+}
+
+// modelOptions are the BPE model's settings, written back by Save.
+type modelOptions struct {
+	Type                    string   `json:"type"`
+	Dropout                 *float64 `json:"dropout"`
+	UnkToken                *string  `json:"unk_token"`
+	ContinuingSubwordPrefix *string  `json:"continuing_subword_prefix"`
+	EndOfWordSuffix         *string  `json:"end_of_word_suffix"`
+	FuseUnk                 bool     `json:"fuse_unk"`
+	ByteFallback            bool     `json:"byte_fallback"`
+	IgnoreMerges            bool     `json:"ignore_merges"`
 }
 
 // FromJSON builds a tokenizer from the bytes of a tokenizer.json file.
@@ -155,7 +160,7 @@ func parseModel(mj *modelJSON) (*bpeModel, error) {
 	if mj.ByteFallback {
 		return nil, errors.New("byte_fallback is not supported: it belongs to SentencePiece-style BPE, not byte-level BPE")
 	}
-	m := &bpeModel{vocab: vocab, unkID: -1, cache: newWordCache()}
+	m := &bpeModel{vocab: vocab, unkID: -1, cache: newWordCache(len(vocab))}
 	for id := range m.byteIDs {
 		m.byteIDs[id] = -1
 	}

@@ -106,16 +106,7 @@ func (t *Tokenizer) MarshalJSON() ([]byte, error) {
 		empty := ""
 		m.ContinuingSubwordPrefix, m.EndOfWordSuffix = &empty, &empty
 	}
-	head, err := marshalNoEscape(struct {
-		Type                    string   `json:"type"`
-		Dropout                 *float64 `json:"dropout"`
-		UnkToken                *string  `json:"unk_token"`
-		ContinuingSubwordPrefix *string  `json:"continuing_subword_prefix"`
-		EndOfWordSuffix         *string  `json:"end_of_word_suffix"`
-		FuseUnk                 bool     `json:"fuse_unk"`
-		ByteFallback            bool     `json:"byte_fallback"`
-		IgnoreMerges            bool     `json:"ignore_merges"`
-	}{m.Type, m.Dropout, m.UnkToken, m.ContinuingSubwordPrefix, m.EndOfWordSuffix, m.FuseUnk, m.ByteFallback, m.IgnoreMerges})
+	head, err := marshalNoEscape(m.modelOptions)
 	if err != nil {
 		return nil, err
 	}

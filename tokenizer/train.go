@@ -100,7 +100,7 @@ func TrainContext(ctx context.Context, texts []string, opts TrainOptions) (*Toke
 			PreTokenizer:  qwenPreTokenizerJSON(),
 			PostProcessor: json.RawMessage(`{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}`),
 			Decoder:       json.RawMessage(`{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}`),
-			Model:         modelJSON{Type: "BPE"},
+			Model:         modelJSON{modelOptions: modelOptions{Type: "BPE"}},
 		},
 		model: &bpeModel{vocab: vocab, merges: tr.merges},
 		added: added,
