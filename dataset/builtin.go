@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
@@ -71,25 +72,24 @@ var builtins = []Builtin{
 var errGAIANotShipped = errors.New("GAIA is not shipped: its terms forbid resharing it. Accept them on Hugging Face (gaia-benchmark/GAIA), save the 103 text-only validation questions as JSON or JSONL (fields Question and Final answer, or question and answer), and pass the file's path")
 
 // Builtins lists the shipped datasets in a stable order.
-func Builtins() []Builtin {
-	out := make([]Builtin, len(builtins))
-	copy(out, builtins)
-	return out
-}
+func Builtins() []Builtin { return slices.Clone(builtins) }
 
 // LookupBuiltin finds a shipped dataset by name or alias, ignoring case.
 func LookupBuiltin(name string) (Builtin, bool) {
-	for _, b := range builtins {
-		if strings.EqualFold(b.Name, name) {
-			return b, true
-		}
-		for _, a := range b.Aliases {
-			if strings.EqualFold(a, name) {
-				return b, true
-			}
+	return lookupNamed(builtins, name, func(b Builtin) (string, []string) { return b.Name, b.Aliases })
+}
+
+// lookupNamed finds the entry of list whose name or an alias equals name,
+// ignoring case.
+func lookupNamed[T any](list []T, name string, names func(T) (string, []string)) (T, bool) {
+	for _, e := range list {
+		n, aliases := names(e)
+		if strings.EqualFold(n, name) || slices.ContainsFunc(aliases, func(a string) bool { return strings.EqualFold(a, name) }) {
+			return e, true
 		}
 	}
-	return Builtin{}, false
+	var zero T
+	return zero, false
 }
 
 // BuiltinHelp is the list of shipped datasets for a command's --help.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -58,25 +59,11 @@ type Passage struct {
 func contentsOf(title, text string) string { return `"` + title + "\"\n" + text }
 
 // Corpora lists the shipped corpora in a stable order.
-func Corpora() []Corpus {
-	out := make([]Corpus, len(corpora))
-	copy(out, corpora)
-	return out
-}
+func Corpora() []Corpus { return slices.Clone(corpora) }
 
 // LookupCorpus finds a shipped corpus by name or alias, ignoring case.
 func LookupCorpus(name string) (Corpus, bool) {
-	for _, c := range corpora {
-		if strings.EqualFold(c.Name, name) {
-			return c, true
-		}
-		for _, a := range c.Aliases {
-			if strings.EqualFold(a, name) {
-				return c, true
-			}
-		}
-	}
-	return Corpus{}, false
+	return lookupNamed(corpora, name, func(c Corpus) (string, []string) { return c.Name, c.Aliases })
 }
 
 // ReadCorpus calls fn for every passage of a shipped corpus, in file order.

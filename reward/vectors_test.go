@@ -134,27 +134,24 @@ func TestReferenceVectors(t *testing.T) {
 				return
 			}
 			p, g := v.Prediction, v.Golds
-			if n := v.NormalizeAnswer; n != nil {
-				if got := NormalizeAnswer(p); got != n.Prediction {
-					t.Errorf("NormalizeAnswer(%q) = %q, want %q", p, got, n.Prediction)
+			for _, c := range []struct {
+				name string
+				fn   func(string) string
+				want *normalized
+			}{{"normalize_answer", NormalizeAnswer, v.NormalizeAnswer}, {"asearcher_normalize_text", NormalizeText, v.NormalizeText}} {
+				if c.want == nil {
+					continue
 				}
-				for i, gold := range g {
-					if got := NormalizeAnswer(gold); got != n.Golds[i] {
-						t.Errorf("NormalizeAnswer(%q) = %q, want %q", gold, got, n.Golds[i])
+				for i, in := range append([]string{p}, g...) {
+					want := c.want.Prediction
+					if i > 0 {
+						want = c.want.Golds[i-1]
+					}
+					if got := c.fn(in); got != want {
+						t.Errorf("%s(%q) = %q, want %q", c.name, in, got, want)
 					}
 				}
-				checked["normalize_answer"]++
-			}
-			if n := v.NormalizeText; n != nil {
-				if got := NormalizeText(p); got != n.Prediction {
-					t.Errorf("NormalizeText(%q) = %q, want %q", p, got, n.Prediction)
-				}
-				for i, gold := range g {
-					if got := NormalizeText(gold); got != n.Golds[i] {
-						t.Errorf("NormalizeText(%q) = %q, want %q", gold, got, n.Golds[i])
-					}
-				}
-				checked["asearcher_normalize_text"]++
+				checked[c.name]++
 			}
 			if s := v.SQuADv1; s != nil {
 				eq(t, "squad v1.1 em", EM(p, g), s.EM)
