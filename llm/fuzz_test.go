@@ -108,3 +108,22 @@ func FuzzTokenLogprobs(f *testing.F) {
 		}
 	})
 }
+
+// intList agrees with encoding/json's []int on every input.
+func FuzzIntList(f *testing.F) {
+	for _, s := range []string{`[]`, `null`, `[1, 2 ,3]`, `[1.0]`, `[-0,7e2]`, `[99999999999999999999]`, ` [ 4 ] `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want []int
+		werr := json.Unmarshal(data, &want)
+		var got intList
+		gerr := json.Unmarshal(data, &got)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("%q: encoding/json err %v, intList err %v", data, werr, gerr)
+		}
+		if werr == nil && (len(want) != len(got) || !equalInts(want, got)) {
+			t.Fatalf("%q: got %v want %v", data, got, want)
+		}
+	})
+}

@@ -197,8 +197,8 @@ func checkInput(req *Request) error {
 // sglangGenerateReply is the non-streaming /generate reply for one prompt.
 type sglangGenerateReply struct {
 	Text      *string `json:"text"`
-	OutputIDs []int   `json:"output_ids"`
-	TokenIDs  []int   `json:"token_ids"` // older skip_tokenizer_init builds
+	OutputIDs intList `json:"output_ids"`
+	TokenIDs  intList `json:"token_ids"` // older skip_tokenizer_init builds
 	MetaInfo  *struct {
 		ID                  string          `json:"id"`
 		FinishReason        json.RawMessage `json:"finish_reason"`

@@ -208,3 +208,47 @@ func stringEnd(d []byte, i int) (int, bool) {
 	}
 	return 0, false
 }
+
+// intList is a JSON list of token ids, parsed without reflection: replies
+// carry thousands of them.
+type intList []int
+
+func (l *intList) UnmarshalJSON(data []byte) error {
+	out := (*l)[:0]
+	i := skipWS(data, 0)
+	if hasPrefixAt(data, i, "null") {
+		*l = nil
+		return nil
+	}
+	if i >= len(data) || data[i] != '[' {
+		return errors.New("want a list of token ids")
+	}
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == ']' {
+		*l = out
+		return checkEnd(data, i+1)
+	}
+	for {
+		j := numberEnd(data, i)
+		v, err := strconv.Atoi(string(data[i:j]))
+		if err != nil {
+			var generic []int
+			if gerr := json.Unmarshal(data, &generic); gerr != nil {
+				return gerr
+			}
+			*l = generic
+			return nil
+		}
+		out = append(out, v)
+		i = skipWS(data, j)
+		if i < len(data) && data[i] == ',' {
+			i = skipWS(data, i+1)
+			continue
+		}
+		if i < len(data) && data[i] == ']' {
+			*l = out
+			return checkEnd(data, i+1)
+		}
+		return errors.New("want a list of token ids")
+	}
+}
