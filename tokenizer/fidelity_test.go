@@ -49,3 +49,24 @@ func TestQwenDecodeMatchesHF(t *testing.T) {
 		}
 	}
 }
+
+// TestInvalidUTF8KeptByteForByte: invalid bytes in the input survive
+// encoding as byte tokens (HF cannot be asked: Python strings are Unicode).
+func TestInvalidUTF8KeptByteForByte(t *testing.T) {
+	tok := qwen(t)
+	tests := []struct{ in, want string }{
+		{"\xff abc \xe4\xb8", "\xff abc \xe4\xb8"},
+		{"\xed\xa0\x80x", "\xed\xa0\x80x"},
+		{"中\x80文<|im_end|>\xc3", "中\x80文<|im_end|>\xc3"},
+		{"e\u0301\xff", "\u00e9\xff"}, // the valid stretch is still NFC-normalised
+	}
+	for _, tt := range tests {
+		var got []byte
+		for _, id := range tok.Encode(tt.in) {
+			got = append(got, tok.tokenBytes(id)...)
+		}
+		if string(got) != tt.want {
+			t.Errorf("Encode(%q) holds %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

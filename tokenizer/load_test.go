@@ -14,7 +14,7 @@ func TestLoadDirectoryPicksChatFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qwen25, err := os.ReadFile(filepath.Join("testdata", "qwen2.5", "chat_template.jinja"))
+	qwen25, err := os.ReadFile(filepath.Join("templates", "qwen2.5.jinja"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,8 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
+PKG = os.path.dirname(HERE)
+REPO = os.path.dirname(PKG)
 WIKI = os.path.join(REPO, "dataset", "data", "flashrag-wiki18-sample", "corpus_sample1000.jsonl")
 
 
@@ -327,7 +328,7 @@ def main():
         fast = PreTrainedTokenizerFast(tokenizer_file=path)
     with open(os.path.join(HERE, "qwen3", "tokenizer_config.json"), encoding="utf-8") as f:
         qwen3_template = json.load(f)["chat_template"]
-    with open(os.path.join(HERE, "qwen2.5", "chat_template.jinja"), encoding="utf-8") as f:
+    with open(os.path.join(PKG, "templates", "qwen2.5.jinja"), encoding="utf-8") as f:
         qwen25_template = f.read()
     write_zst_jsonl(os.path.join(HERE, "chat.jsonl.zst"),
                     chat_rows(fast, {"qwen3": qwen3_template, "qwen2.5": qwen25_template}))
