@@ -96,7 +96,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Comparative benchmarks that print side-by-side tables",
 	}
-	c.AddCommand(newBenchEngineCmd())
+	c.AddCommand(newBenchEngineCmd(), newBenchRetrievalCmd(), newBenchRecallCmd())
 	return c
 }
 
