@@ -40,10 +40,10 @@ type benchDoc struct{ text string }
 
 // ours is asearcher's BM25 engine called in process.
 type ours struct {
-	ix     *retrieval.Index
-	k1, b  float64
-	an     retrieval.AnalyzerConfig
-	pool   chan []retrieval.Hit
+	ix    *retrieval.Index
+	k1, b float64
+	an    retrieval.AnalyzerConfig
+	pool  chan []retrieval.Hit
 }
 
 func (o *ours) name() string { return "asearcher" }
