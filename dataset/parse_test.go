@@ -277,4 +277,8 @@ func TestLoadResolvesNamesAndPaths(t *testing.T) {
 	if set, err := Load("mydata", Options{}); err != nil || len(set.Items) != 1 {
 		t.Errorf("bare file name: %v", err)
 	}
+	// Built-ins come from the binary, not from files beside it.
+	if set, err := Load("flashrag-nq-17", Options{}); err != nil || len(set.Items) != 17 {
+		t.Errorf("built-in away from the source tree: %v", err)
+	}
 }

@@ -304,8 +304,16 @@ func TestJudgeCacheMemoryAndFile(t *testing.T) {
 	}
 	data, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) != 4 || strings.Contains(string(data), "Verd\n") {
-		t.Fatalf("cache file after repair and append:\n%s", data)
+	if len(lines) != 5 || lines[3] != `{"key":"abc","verdict":"correct","raw":"Verd` {
+		t.Fatalf("cache file after a torn line and an append:\n%s", data)
+	}
+	final, err := OpenJudgeCache(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer final.Close()
+	if final.Len() != 3 {
+		t.Errorf("cache holds %d judgements after the append, want 3", final.Len())
 	}
 	if strings.Contains(string(data), paris.Question) || strings.Contains(string(data), `"paris"`) {
 		t.Errorf("cache file holds question or prediction text:\n%s", data)

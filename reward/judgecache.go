@@ -17,13 +17,16 @@ import (
 // predictions, so caching an encrypted benchmark writes none of its text.
 //
 // Each line is written with a single write on a file opened O_APPEND, so
-// runs on one machine can share a file; a line torn by a kill is dropped
-// when the file is next opened.
+// runs on one machine can share a file; a line torn by a kill is skipped
+// when the file is read, and the next verdict starts on a fresh line.
 type JudgeCache struct {
 	mu   sync.Mutex
 	mem  map[string]Judgement
 	file *os.File
 	path string
+	// startLine makes the next append begin with a newline, after a torn
+	// last line.
+	startLine bool
 }
 
 // judgeCacheRecord is one line of the cache file.
@@ -70,14 +73,12 @@ func (c *JudgeCache) load(f *os.File) error {
 		return fmt.Errorf("judge cache: %w", err)
 	}
 	if n := len(data); n > 0 && data[n-1] != '\n' {
-		// A kill mid-write leaves a partial last line; drop it so the next
-		// append starts on a line of its own.
-		keep := bytes.LastIndexByte(data, '\n') + 1
-		slog.Warn("judge cache: dropping a torn last line", "file", c.path, "bytes", n-keep)
-		if err := f.Truncate(int64(keep)); err != nil {
-			return fmt.Errorf("judge cache: repair torn line: %w", err)
-		}
-		data = data[:keep]
+		// A kill mid-write leaves a partial last line. It is not cut off,
+		// since another process may still be writing it; the next append
+		// starts with a newline instead, and the partial line is skipped as
+		// malformed below.
+		c.startLine = true
+		data = append(data, '\n')
 	}
 	bad := 0
 	line := 0
@@ -142,9 +143,13 @@ func (c *JudgeCache) Put(key string, j Judgement) error {
 	if c.file == nil {
 		return nil
 	}
+	if c.startLine {
+		line = append([]byte{'\n'}, line...)
+	}
 	if _, err := c.file.Write(line); err != nil {
 		return fmt.Errorf("append to %s: %w", c.path, err)
 	}
+	c.startLine = false
 	return nil
 }
 
