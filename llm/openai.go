@@ -181,9 +181,12 @@ func rejectsExtension(err error) bool {
 }
 
 // appendOpenAISampling writes the sampling fields shared by both endpoints.
-func appendOpenAISampling(o *objWriter, p *Params, ext bool) {
+// maxKey is "max_tokens", or "max_completion_tokens" for chat requests to
+// hosted APIs, whose newer models refuse max_tokens (engines still read
+// max_tokens, and an older one would ignore the other name).
+func appendOpenAISampling(o *objWriter, p *Params, ext bool, maxKey string) {
 	if p.MaxNewTokens > 0 {
-		o.int("max_tokens", p.MaxNewTokens)
+		o.int(maxKey, p.MaxNewTokens)
 	}
 	o.float("temperature", p.Temperature)
 	o.float("top_p", topPOrOne(p.TopP))
@@ -215,7 +218,7 @@ func encodeCompletionRequest(b []byte, model string, req *Request, ext bool) []b
 	} else {
 		o.str("prompt", req.Prompt)
 	}
-	appendOpenAISampling(&o, &req.Params, ext)
+	appendOpenAISampling(&o, &req.Params, ext, "max_tokens")
 	if ext {
 		o.int("logprobs", 0)
 	} else {
@@ -243,7 +246,11 @@ func encodeChatRequest(b []byte, model string, req *Request, ext bool) []byte {
 		o.b = mo.close()
 	}
 	o.b = append(o.b, ']')
-	appendOpenAISampling(&o, &req.Params, ext)
+	maxKey := "max_tokens"
+	if !ext {
+		maxKey = "max_completion_tokens"
+	}
+	appendOpenAISampling(&o, &req.Params, ext, maxKey)
 	o.bool("logprobs", true)
 	o.bool("stream", false)
 	if ext && req.ID != "" {

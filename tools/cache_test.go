@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/asearcher/asearcher/internal/fakeweb"
 )
 
 // countingSearcher answers from a function and counts calls.
@@ -245,5 +247,41 @@ func TestParseCacheMode(t *testing.T) {
 	}
 	if _, err := ParseCacheMode("offline"); err == nil {
 		t.Error("unknown mode accepted")
+	}
+}
+
+// What the cache writes holds answers, never the keys used to get them.
+func TestCacheFilesHoldNoKeys(t *testing.T) {
+	const key = "serper-SECRET-4242"
+	fake := fakeweb.NewSerper(key)
+	defer fake.Close()
+	fake.Set("q", fakeweb.Hit{Title: "t", Link: "https://l", Snippet: "s"})
+	dir := t.TempDir()
+	c := openCache(t, dir, CacheLive)
+	s, _ := NewSerper(SerperConfig{APIKey: key, Endpoint: fake.URL, Retry: fastRetry})
+	cs := c.Searcher(s, "")
+	if _, err := cs.Search(context.Background(), "q", 3); err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := NewSerper(SerperConfig{APIKey: key + "x", Endpoint: fake.URL, Retry: fastRetry})
+	_, _ = c.Searcher(bad, "").Search(context.Background(), "other", 3) // a recorded 403
+	n := 0
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		data, _ := os.ReadFile(p)
+		raw, err := c.dec.DecodeAll(data, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if strings.Contains(string(raw), "SECRET") {
+			t.Errorf("%s holds the key: %s", p, raw)
+		}
+		return nil
+	})
+	if n != 2 {
+		t.Errorf("%d cache files, want 2", n)
 	}
 }
