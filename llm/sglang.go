@@ -206,6 +206,10 @@ type sglangGenerateReply struct {
 		CompletionTokens    *int            `json:"completion_tokens"`
 		WeightVersion       json.RawMessage `json:"weight_version"`
 		OutputTokenLogprobs tokenLogprobs   `json:"output_token_logprobs"`
+		// OutputTokenWeightVersions is asearcher's `serve model` extension:
+		// the version of each token, for engines that swap weights between
+		// decoding steps without ending the request.
+		OutputTokenWeightVersions intList `json:"output_token_weight_versions"`
 	} `json:"meta_info"`
 }
 
@@ -265,7 +269,9 @@ func decodeSGLangGenerate(data []byte, stops []string) (*Response, error) {
 	if m.CompletionTokens != nil && resp.OutputIDs != nil && *m.CompletionTokens != len(resp.OutputIDs) {
 		return nil, fmt.Errorf("decode reply: completion_tokens %d but %d token ids", *m.CompletionTokens, len(resp.OutputIDs))
 	}
-	if v, ok := parseVersion(m.WeightVersion); ok && len(resp.OutputIDs) > 0 {
+	if pv := m.OutputTokenWeightVersions; len(pv) > 0 && len(pv) == len(resp.OutputIDs) {
+		resp.Versions = append([]int(nil), pv...)
+	} else if v, ok := parseVersion(m.WeightVersion); ok && len(resp.OutputIDs) > 0 {
 		resp.Versions = make([]int, len(resp.OutputIDs))
 		for i := range resp.Versions {
 			resp.Versions[i] = v

@@ -123,6 +123,8 @@ func TestDecodeGoldenReplies(t *testing.T) {
 			Finish: FinishLength, PromptTokens: 4}},
 		{"sglang_reply_null_logprob.json", decodeSGLangGenerate, Response{OutputIDs: []int{1, 2}, Logprobs: []float32{float32(math.Inf(-1)), -0.5},
 			Versions: []int{7, 7}, Text: "ab", Finish: FinishLength, PromptTokens: 4}},
+		{"sglang_reply_token_versions.json", decodeSGLangGenerate, Response{OutputIDs: []int{97, 98, 99}, Logprobs: f32s(-0.5, -0.25, -0.125),
+			Versions: []int{4, 4, 5}, Text: "abc", Finish: FinishLength, PromptTokens: 2}},
 		{"vllm_completion_token_ids.json", decodeCompletionResponse, Response{OutputIDs: vllmIDs, Logprobs: vllmLPs,
 			Text: "<search>capital of France</search>", Finish: FinishStop, StopMatched: "</search>", PromptTokens: 3}},
 		{"vllm_completion_trimmed_token_strings.json", decodeCompletionResponse, Response{OutputIDs: vllmIDs, Logprobs: vllmLPs,
