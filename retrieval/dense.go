@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -128,7 +129,11 @@ func BuildDense(ctx context.Context, st *corpus.Store, dir string, opts DenseBui
 		}
 		done = info.Size() / int64(4*state.Dim)
 	}
+	// Drop a torn last vector, then append after the complete ones.
 	if err := vf.Truncate(done * int64(4*max(state.Dim, 1))); err != nil {
+		return nil, fmt.Errorf("dense index: %w", err)
+	}
+	if _, err := vf.Seek(0, io.SeekEnd); err != nil {
 		return nil, fmt.Errorf("dense index: %w", err)
 	}
 	if done > 0 {

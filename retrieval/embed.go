@@ -44,7 +44,7 @@ type embeddingsRequest struct {
 
 type embeddingsResponse struct {
 	Data []struct {
-		Index     int       `json:"index"`
+		Index     *int      `json:"index"`
 		Embedding []float32 `json:"embedding"`
 	} `json:"data"`
 }
@@ -133,12 +133,12 @@ func (c *EmbeddingsClient) once(ctx context.Context, body []byte, n int) ([][]fl
 	}
 	vecs := make([][]float32, n)
 	for i, d := range out.Data {
-		idx := d.Index
-		if len(out.Data) > 0 && idx == 0 && i > 0 {
-			idx = i // servers that omit index keep input order
+		idx := i // servers that omit "index" answer in input order
+		if d.Index != nil {
+			idx = *d.Index
 		}
 		if idx < 0 || idx >= n || vecs[idx] != nil {
-			return nil, permanentError{fmt.Errorf("embedding index %d out of range or repeated", d.Index)}
+			return nil, permanentError{fmt.Errorf("embedding index %d out of range or repeated", idx)}
 		}
 		if len(d.Embedding) == 0 {
 			return nil, permanentError{errors.New("empty embedding")}
