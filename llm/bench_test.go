@@ -110,19 +110,24 @@ func BenchmarkDecodeGenerate(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
 			for b.Loop() {
-				var r struct {
-					Text      string `json:"text"`
-					OutputIDs []int  `json:"output_ids"`
-					MetaInfo  struct {
-						OutputTokenLogprobs [][]any `json:"output_token_logprobs"`
-					} `json:"meta_info"`
-				}
-				if err := json.Unmarshal(data, &r); err != nil {
+				if err := decodeReflect(data); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 	}
+}
+
+// decodeReflect is the encoding/json baseline for reply decoding.
+func decodeReflect(data []byte) error {
+	var r struct {
+		Text      string `json:"text"`
+		OutputIDs []int  `json:"output_ids"`
+		MetaInfo  struct {
+			OutputTokenLogprobs [][]any `json:"output_token_logprobs"`
+		} `json:"meta_info"`
+	}
+	return json.Unmarshal(data, &r)
 }
 
 type noopSampler struct{ name string }

@@ -1,7 +1,6 @@
 package llm
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -22,14 +21,7 @@ func TestCompareCodecs(t *testing.T) {
 	rep256, rep4k := benchReply(256), benchReply(4096)
 	var buf []byte
 	decodeBaseline := func(data []byte) {
-		var r struct {
-			Text      string `json:"text"`
-			OutputIDs []int  `json:"output_ids"`
-			MetaInfo  struct {
-				OutputTokenLogprobs [][]any `json:"output_token_logprobs"`
-			} `json:"meta_info"`
-		}
-		if err := json.Unmarshal(data, &r); err != nil {
+		if err := decodeReflect(data); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -259,17 +259,37 @@ func encodeChatRequest(b []byte, model string, req *Request, ext bool) []byte {
 	return o.close()
 }
 
-// completionChoice covers the OpenAI reference fields plus what vLLM
-// (token_ids, stop_reason) and SGLang (matched_stop) add.
-type completionChoice struct {
-	Text         *string         `json:"text"`
+// choiceCommon is what completion and chat choices share: the OpenAI
+// reference fields plus what vLLM (token_ids, stop_reason) and SGLang
+// (matched_stop) add.
+type choiceCommon struct {
 	FinishReason *string         `json:"finish_reason"`
 	StopReason   json.RawMessage `json:"stop_reason"`
 	MatchedStop  json.RawMessage `json:"matched_stop"`
-	TokenIDs     []int           `json:"token_ids"`
-	Logprobs     *struct {
+	TokenIDs     intList         `json:"token_ids"`
+}
+
+type completionChoice struct {
+	choiceCommon
+	Text     *string `json:"text"`
+	Logprobs *struct {
 		Tokens        []string   `json:"tokens"`
 		TokenLogprobs []*float64 `json:"token_logprobs"`
+	} `json:"logprobs"`
+}
+
+type chatChoice struct {
+	choiceCommon
+	Message *struct {
+		Content          *string `json:"content"`
+		ReasoningContent *string `json:"reasoning_content"`
+		Reasoning        *string `json:"reasoning"`
+	} `json:"message"`
+	Logprobs *struct {
+		Content []struct {
+			Token   string   `json:"token"`
+			Logprob *float64 `json:"logprob"`
+		} `json:"content"`
 	} `json:"logprobs"`
 }
 
@@ -278,20 +298,40 @@ type openAIUsage struct {
 	CompletionTokens int `json:"completion_tokens"`
 }
 
-type completionReply struct {
-	Choices []completionChoice `json:"choices"`
-	Usage   *openAIUsage       `json:"usage"`
+// firstChoice decodes a reply and returns its first choice and usage.
+func firstChoice[C any](data []byte) (*C, *openAIUsage, error) {
+	var r struct {
+		Choices []C          `json:"choices"`
+		Usage   *openAIUsage `json:"usage"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, nil, fmt.Errorf("decode reply: %w", err)
+	}
+	if len(r.Choices) == 0 {
+		return nil, nil, errors.New("decode reply: no choices")
+	}
+	return &r.Choices[0], r.Usage, nil
+}
+
+// finishChoice fills in what both reply kinds share.
+func finishChoice(resp *Response, c *choiceCommon, tokens []string, lps []*float64, u *openAIUsage, stops []string) (*Response, error) {
+	if err := fillTokens(resp, c.TokenIDs, tokens, lps); err != nil {
+		return nil, err
+	}
+	if err := applyOpenAIFinish(resp, c.FinishReason, c.StopReason, c.MatchedStop, stops); err != nil {
+		return nil, err
+	}
+	if u != nil {
+		resp.PromptTokens = u.PromptTokens
+	}
+	return resp, nil
 }
 
 func decodeCompletionResponse(data []byte, stops []string) (*Response, error) {
-	var r completionReply
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("decode reply: %w", err)
+	ch, usage, err := firstChoice[completionChoice](data)
+	if err != nil {
+		return nil, err
 	}
-	if len(r.Choices) == 0 {
-		return nil, errors.New("decode reply: no choices")
-	}
-	ch := r.Choices[0]
 	resp := &Response{}
 	if ch.Text != nil {
 		resp.Text = *ch.Text
@@ -301,50 +341,14 @@ func decodeCompletionResponse(data []byte, stops []string) (*Response, error) {
 	if ch.Logprobs != nil {
 		tokens, lps = ch.Logprobs.Tokens, ch.Logprobs.TokenLogprobs
 	}
-	if err := fillTokens(resp, ch.TokenIDs, tokens, lps); err != nil {
-		return nil, err
-	}
-	if err := applyOpenAIFinish(resp, ch.FinishReason, ch.StopReason, ch.MatchedStop, stops); err != nil {
-		return nil, err
-	}
-	if r.Usage != nil {
-		resp.PromptTokens = r.Usage.PromptTokens
-	}
-	return resp, nil
-}
-
-type chatChoice struct {
-	Message *struct {
-		Content          *string `json:"content"`
-		ReasoningContent *string `json:"reasoning_content"`
-		Reasoning        *string `json:"reasoning"`
-	} `json:"message"`
-	FinishReason *string         `json:"finish_reason"`
-	StopReason   json.RawMessage `json:"stop_reason"`
-	MatchedStop  json.RawMessage `json:"matched_stop"`
-	TokenIDs     []int           `json:"token_ids"`
-	Logprobs     *struct {
-		Content []struct {
-			Token   string   `json:"token"`
-			Logprob *float64 `json:"logprob"`
-		} `json:"content"`
-	} `json:"logprobs"`
-}
-
-type chatReply struct {
-	Choices []chatChoice `json:"choices"`
-	Usage   *openAIUsage `json:"usage"`
+	return finishChoice(resp, &ch.choiceCommon, tokens, lps, usage, stops)
 }
 
 func decodeChatResponse(data []byte, stops []string) (*Response, error) {
-	var r chatReply
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("decode reply: %w", err)
+	ch, usage, err := firstChoice[chatChoice](data)
+	if err != nil {
+		return nil, err
 	}
-	if len(r.Choices) == 0 {
-		return nil, errors.New("decode reply: no choices")
-	}
-	ch := r.Choices[0]
 	resp := &Response{}
 	if ch.Message != nil {
 		if ch.Message.Content != nil {
@@ -369,23 +373,14 @@ func decodeChatResponse(data []byte, stops []string) (*Response, error) {
 			lps = append(lps, c.Logprob)
 		}
 	}
-	if err := fillTokens(resp, ch.TokenIDs, tokens, lps); err != nil {
-		return nil, err
-	}
-	if err := applyOpenAIFinish(resp, ch.FinishReason, ch.StopReason, ch.MatchedStop, stops); err != nil {
-		return nil, err
-	}
-	if r.Usage != nil {
-		resp.PromptTokens = r.Usage.PromptTokens
-	}
-	return resp, nil
+	return finishChoice(resp, &ch.choiceCommon, tokens, lps, usage, stops)
 }
 
 // fillTokens sets OutputIDs and Logprobs from whichever the server gave:
 // token_ids (vLLM return_token_ids), or logprob tokens of the form
 // "token_id:N" (vLLM return_tokens_as_token_ids). Plain token strings carry
 // no ids; then only the logprobs are kept.
-func fillTokens(resp *Response, tokenIDs []int, tokens []string, lps []*float64) error {
+func fillTokens(resp *Response, tokenIDs intList, tokens []string, lps []*float64) error {
 	if len(lps) > 0 {
 		resp.Logprobs = make([]float32, len(lps))
 		for i, lp := range lps {

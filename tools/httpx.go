@@ -254,6 +254,35 @@ func (d *doer) bodySnippet(b []byte) string {
 	return d.scrub(s)
 }
 
+// doerConfig is what a backend's config says about its HTTP behaviour;
+// zero values take the backend's defaults.
+type doerConfig struct {
+	client         *http.Client
+	retry          Retry
+	timeout        time.Duration
+	defaultTimeout time.Duration
+	concurrent     int // 0: no limit
+	maxBytes       int64
+	secret         string
+}
+
+func newDoer(op, backend string, c doerConfig) *doer {
+	if c.client == nil {
+		c.client = defaultClient()
+	}
+	if c.timeout == 0 {
+		c.timeout = c.defaultTimeout
+	}
+	d := &doer{op: op, backend: backend, client: c.client, retry: c.retry, timeout: c.timeout, maxBytes: c.maxBytes}
+	if c.concurrent > 0 {
+		d.limiter = newHostLimiter(c.concurrent)
+	}
+	if c.secret != "" {
+		d.secrets = []string{c.secret}
+	}
+	return d
+}
+
 func defaultClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 64

@@ -51,14 +51,6 @@ func NewJina(cfg JinaConfig) (*Jina, error) {
 	if !strings.HasSuffix(ep, "/") {
 		ep += "/"
 	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = defaultClient()
-	}
-	timeout := cfg.Timeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
 	conc := cfg.MaxConcurrent
 	if conc <= 0 {
 		conc = 5
@@ -67,10 +59,10 @@ func NewJina(cfg JinaConfig) (*Jina, error) {
 	if maxBytes <= 0 {
 		maxBytes = 8 << 20
 	}
-	return &Jina{endpoint: ep, key: cfg.APIKey, d: &doer{
-		op: "fetch", backend: "jina", client: client, retry: cfg.Retry, timeout: timeout,
-		limiter: newHostLimiter(conc), secrets: []string{cfg.APIKey}, maxBytes: maxBytes,
-	}}, nil
+	return &Jina{endpoint: ep, key: cfg.APIKey, d: newDoer("fetch", "jina", doerConfig{
+		client: cfg.HTTPClient, retry: cfg.Retry, timeout: cfg.Timeout, defaultTimeout: 30 * time.Second,
+		concurrent: conc, maxBytes: maxBytes, secret: cfg.APIKey,
+	})}, nil
 }
 
 // String names the backend for logs and cache keys (never the key).

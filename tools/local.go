@@ -37,17 +37,10 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("retrieval server URL %q: want http(s)://host:port", cfg.BaseURL)
 	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = defaultClient()
-	}
-	timeout := cfg.Timeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
 	return &Local{
 		base: strings.TrimRight(u.String(), "/"),
-		d:    &doer{op: "search", backend: "local", client: client, retry: cfg.Retry, timeout: timeout, maxBytes: 64 << 20},
+		d: newDoer("search", "local", doerConfig{client: cfg.HTTPClient, retry: cfg.Retry, timeout: cfg.Timeout,
+			defaultTimeout: 30 * time.Second, maxBytes: 64 << 20}),
 	}, nil
 }
 

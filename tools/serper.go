@@ -52,22 +52,14 @@ func NewSerper(cfg SerperConfig) (*Serper, error) {
 	if ep == "" {
 		ep = SerperEndpoint
 	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = defaultClient()
-	}
-	timeout := cfg.Timeout
-	if timeout == 0 {
-		timeout = 20 * time.Second
-	}
 	conc := cfg.MaxConcurrent
 	if conc <= 0 {
 		conc = 10
 	}
-	return &Serper{endpoint: ep, key: cfg.APIKey, d: &doer{
-		op: "search", backend: "serper", client: client, retry: cfg.Retry, timeout: timeout,
-		limiter: newHostLimiter(conc), secrets: []string{cfg.APIKey}, maxBytes: 8 << 20,
-	}}, nil
+	return &Serper{endpoint: ep, key: cfg.APIKey, d: newDoer("search", "serper", doerConfig{
+		client: cfg.HTTPClient, retry: cfg.Retry, timeout: cfg.Timeout, defaultTimeout: 20 * time.Second,
+		concurrent: conc, maxBytes: 8 << 20, secret: cfg.APIKey,
+	})}, nil
 }
 
 // String names the backend for logs and cache keys (never the key).

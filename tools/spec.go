@@ -31,16 +31,11 @@ type SpecOptions struct {
 //	addrdir:DIR                a retrieval server found in DIR/Host*_IP*.txt
 //	                           (the upstream RAG_SERVER_ADDR_DIR convention)
 func SearcherFromSpec(spec string, o SpecOptions) (Searcher, error) {
-	spec = strings.TrimSpace(spec)
-	kind, base, err := splitSpec(spec, "search")
+	kind, base, namespace, err := parseSpec(spec, "search")
 	if err != nil {
 		return nil, err
 	}
-	namespace := kind
-	if kind == "local" {
-		namespace = "local:" + base
-	}
-	if o.Cache != nil && o.Cache.Mode() == CacheReplay {
+	if o.replaying() {
 		return o.Cache.Searcher(nil, namespace), nil
 	}
 	var s Searcher
@@ -71,19 +66,14 @@ func SearcherFromSpec(spec string, o SpecOptions) (Searcher, error) {
 //	addrdir:DIR                as for SearcherFromSpec
 //	none                       no browser: returns nil (search-only agents)
 func BrowserFromSpec(spec string, o SpecOptions) (Browser, error) {
-	spec = strings.TrimSpace(spec)
-	if spec == "none" {
+	if strings.TrimSpace(spec) == "none" {
 		return nil, nil
 	}
-	kind, base, err := splitSpec(spec, "access")
+	kind, base, namespace, err := parseSpec(spec, "access")
 	if err != nil {
 		return nil, err
 	}
-	namespace := kind
-	if kind == "local" {
-		namespace = "local:" + base
-	}
-	if o.Cache != nil && o.Cache.Mode() == CacheReplay {
+	if o.replaying() {
 		return o.Cache.Browser(nil, namespace), nil
 	}
 	var b Browser
@@ -109,6 +99,19 @@ func BrowserFromSpec(spec string, o SpecOptions) (Browser, error) {
 		return o.Cache.Browser(b, namespace), nil
 	}
 	return b, nil
+}
+
+func (o SpecOptions) replaying() bool { return o.Cache != nil && o.Cache.Mode() == CacheReplay }
+
+// parseSpec returns the backend kind, a local server's URL, and the cache
+// namespace of the backend.
+func parseSpec(spec, flag string) (kind, base, namespace string, err error) {
+	kind, base, err = splitSpec(strings.TrimSpace(spec), flag)
+	namespace = kind
+	if kind == "local" {
+		namespace = "local:" + base
+	}
+	return kind, base, namespace, err
 }
 
 // splitSpec returns the backend kind and, for a local server, its URL.

@@ -392,15 +392,8 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ext := s.readExtras(fields)
-	out, failure, err := s.generate(r.Context(), &c, 16)
-	if err != nil {
-		if r.Context().Err() == nil {
-			s.openAIError(w, http.StatusInternalServerError, err.Error(), "")
-		}
-		return
-	}
-	if failure != nil {
-		fail(w, failure)
+	out, ok := s.generateOpenAI(w, r, &c, 16)
+	if !ok {
 		return
 	}
 	choice := map[string]any{"index": 0, "text": out.text, "logprobs": nil, "finish_reason": out.finish}
@@ -423,6 +416,23 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		"id": s.newID("cmpl-"), "object": "text_completion", "created": time.Now().Unix(), "model": s.opts.Model,
 		"choices": []any{choice}, "usage": usage(out), "system_fingerprint": nil,
 	})
+}
+
+// generateOpenAI runs the call and, when it yields no generation (an error,
+// a scripted failure, a client that left), has answered already.
+func (s *Server) generateOpenAI(w http.ResponseWriter, r *http.Request, c *Call, defaultMax int) (*outcome, bool) {
+	out, failure, err := s.generate(r.Context(), c, defaultMax)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.openAIError(w, http.StatusInternalServerError, err.Error(), "")
+		}
+		return nil, false
+	}
+	if failure != nil {
+		fail(w, failure)
+		return nil, false
+	}
+	return out, true
 }
 
 func (s *Server) addVLLMChoiceFields(choice map[string]any, out *outcome, ext openAIExtras, prompt []int) {
@@ -522,15 +532,8 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	var logprobs bool
 	_ = decodeInto(fields, "logprobs", &logprobs)
 	ext := s.readExtras(fields)
-	out, failure, err := s.generate(r.Context(), &c, 0)
-	if err != nil {
-		if r.Context().Err() == nil {
-			s.openAIError(w, http.StatusInternalServerError, err.Error(), "")
-		}
-		return
-	}
-	if failure != nil {
-		fail(w, failure)
+	out, ok := s.generateOpenAI(w, r, &c, 0)
+	if !ok {
 		return
 	}
 	choice := map[string]any{
