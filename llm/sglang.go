@@ -52,7 +52,7 @@ func NewSGLang(cfg SGLangConfig) (*SGLang, error) {
 		HTTPClient: ep.client,
 		APIKey:     cfg.APIKey,
 		Model:      cfg.Model,
-		Dialect:    DialectExtended,
+		Dialect:    DialectAuto,
 	})
 	if err != nil {
 		return nil, err
