@@ -57,7 +57,9 @@ type Reply struct {
 	Logprobs []float32
 	// Finish forces how the reply ends once its tokens are out: "" ends
 	// with EOS (finish stop), "length" ends without EOS as if the token
-	// budget ran out, "abort" ends as if the request were aborted.
+	// budget ran out, "abort" ends as if the request were aborted — every
+	// time, resubmissions included, so a client's resubmission limit can
+	// be tested (use AbortAfter for an interruption that resumes).
 	// Stop strings, stop token ids and max tokens can end it earlier.
 	Finish string
 	// AbortAfter > 0 aborts the generation once, right after that many
@@ -187,8 +189,6 @@ type session struct {
 	reply   Reply
 	// abortAt is the position of a scripted one-time abort (-1: none).
 	abortAt int
-	// endAborted: the reply's Finish "abort" already happened once.
-	endAborted bool
 }
 
 // New starts a server on 127.0.0.1 with a random port.
@@ -503,8 +503,7 @@ func (s *Server) generate(ctx context.Context, c *Call, defaultMax int) (*outcom
 			switch {
 			case reply.Finish == "length":
 				out.finish = "length"
-			case reply.Finish == "abort" && !sess.endAborted:
-				sess.endAborted = true
+			case reply.Finish == "abort":
 				aborted = true
 			default:
 				eos := s.opts.EOS

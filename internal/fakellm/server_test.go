@@ -129,17 +129,25 @@ func TestResubmissionContinuesTheReply(t *testing.T) {
 	if m["meta_info"].(map[string]any)["finish_reason"].(map[string]any)["type"] != "length" {
 		t.Fatalf("%v", m)
 	}
-	s.Enqueue(Reply{IDs: []int{20, 21, 22, 23}, Finish: "abort"})
+	s.Enqueue(Reply{IDs: []int{20, 21, 22, 23}, AbortAfter: 3})
 	_, m = post(t, s.URL+"/generate", `{"input_ids":[1,2],"sampling_params":{"max_new_tokens":10},"rid":"y"}`)
-	if m["meta_info"].(map[string]any)["finish_reason"].(map[string]any)["type"] != "abort" {
+	if m["meta_info"].(map[string]any)["finish_reason"].(map[string]any)["type"] != "abort" || len(m["output_ids"].([]any)) != 3 {
 		t.Fatalf("%v", m)
 	}
 	// The resubmission of prompt + partial output under the same rid
-	// continues the same reply (which then ends with EOS).
-	_, m = post(t, s.URL+"/generate", `{"input_ids":[1,2,20,21,22,23],"sampling_params":{"max_new_tokens":10},"rid":"y"}`)
+	// continues the same reply, which then ends with EOS.
+	_, m = post(t, s.URL+"/generate", `{"input_ids":[1,2,20,21,22],"sampling_params":{"max_new_tokens":10},"rid":"y"}`)
 	ids := m["output_ids"].([]any)
-	if len(ids) != 1 || ids[0].(float64) != ByteEOS || !s.Calls()[2].Resumed {
+	if len(ids) != 2 || ids[0].(float64) != 23 || ids[1].(float64) != ByteEOS || !s.Calls()[2].Resumed {
 		t.Errorf("continuation: %v", m)
+	}
+	// Finish "abort" aborts every time: the resubmission gets nothing more.
+	s.Enqueue(Reply{IDs: []int{30}, Finish: "abort"})
+	post(t, s.URL+"/generate", `{"input_ids":[5],"sampling_params":{"max_new_tokens":10},"rid":"z"}`)
+	_, m = post(t, s.URL+"/generate", `{"input_ids":[5,30],"sampling_params":{"max_new_tokens":10},"rid":"z"}`)
+	fr := m["meta_info"].(map[string]any)["finish_reason"].(map[string]any)
+	if fr["type"] != "abort" || fr["message"] != "Abort before prefill" || !s.Calls()[4].Resumed {
+		t.Errorf("endless abort: %v", m)
 	}
 	if s.Pending() != 0 {
 		t.Errorf("pending %d", s.Pending())
