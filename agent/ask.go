@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 )
 
@@ -43,7 +44,28 @@ func Ask(ctx context.Context, w io.Writer, reg *Registry, c AskConfig) error {
 		return err
 	}
 	defer closeEnv()
+	env.OnStep = logStep(env.Log)
 	return RunAndShow(ctx, w, wf, env, Task{ID: "ask", Question: c.Question}, c.JSON, c.Width)
+}
+
+// logStep reports progress as log lines (stderr), so a long run is not
+// silent until the trajectory is printed.
+func logStep(log *slog.Logger) func(Step) {
+	return func(st Step) {
+		switch {
+		case st.Call != nil:
+			c := st.Call
+			log.Info("model call", "turn", st.Turn+1, "purpose", c.Purpose, "tokens", len(c.Output),
+				"seconds", fmt.Sprintf("%.2f", c.Latency.Seconds()), "text", capRunes(strings.Join(strings.Fields(c.Text), " "), 120))
+		case st.Tool != nil:
+			t := st.Tool
+			args := []any{"turn", st.Turn + 1, "tool", t.Name, "arg", capRunes(t.Arg, 120), "seconds", fmt.Sprintf("%.2f", t.Latency.Seconds())}
+			if t.Error != "" {
+				args = append(args, "error", t.Error)
+			}
+			log.Info("tool call", args...)
+		}
+	}
 }
 
 // RunAndShow runs wf on task and prints the trajectory (readable, or one

@@ -46,6 +46,18 @@ type Env struct {
 	StopTokenIDs []int
 	Limits       Limits
 	Log          *slog.Logger
+	// OnStep, when set, is called after every model call and tool call
+	// (from the goroutine running the agent), for live progress.
+	OnStep func(Step)
+}
+
+// Step is one model call or tool call that just finished. The pointers
+// are valid only during the callback.
+type Step struct {
+	Trajectory string
+	Turn       int
+	Call       *Call     // a model call, or nil
+	Tool       *ToolCall // a tool call (its observation not yet set), or nil
 }
 
 // Limits bound one run. Every limit is enforced by the agent for every
@@ -67,8 +79,9 @@ type Limits struct {
 	// ToolTimeout bounds one tool call, including a tool that ignores its
 	// context (default 60s).
 	ToolTimeout time.Duration `json:"tool_timeout" yaml:"tool_timeout"`
-	// MaxAborts bounds how often one generation is continued after the
-	// backend returned a partial (aborted) output (default 8).
+	// MaxAborts bounds how often in a row a generation is retried after
+	// the backend aborted it without producing a token (default 8).
+	// Aborts with partial output are always continued.
 	MaxAborts int `json:"max_aborts" yaml:"max_aborts"`
 }
 

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -167,4 +168,42 @@ func capDocs(docs []tools.SearchResult, docChars int) []tools.SearchResult {
 		out[i] = d
 	}
 	return out
+}
+
+// searchTool runs the search tool of env for the session: an empty query
+// or a missing search engine is an error the model will read.
+func searchTool(ctx context.Context, s *Session, query string, topk int) ([]tools.SearchResult, int, error) {
+	env := s.env
+	docs, idx, err := RunTool(ctx, s, KindSearch, query, func(ctx context.Context) ([]tools.SearchResult, error) {
+		switch {
+		case query == "":
+			return nil, errEmptyQuery
+		case env.Search == nil:
+			return nil, errNoSearch
+		}
+		return env.Search.Search(ctx, query, topk)
+	})
+	if len(docs) > topk {
+		docs = docs[:topk]
+	}
+	return docs, idx, err
+}
+
+// accessTool reads a page with the browser of env; an empty url, a missing
+// browser and a page without text are errors the model will read.
+func accessTool(ctx context.Context, s *Session, url string) (*tools.Page, int, error) {
+	env := s.env
+	return RunTool(ctx, s, KindAccess, url, func(ctx context.Context) (*tools.Page, error) {
+		switch {
+		case url == "":
+			return nil, errEmptyURL
+		case env.Browse == nil:
+			return nil, errNoBrowser
+		}
+		p, err := env.Browse.Access(ctx, url)
+		if err == nil && (p == nil || strings.TrimSpace(p.Content) == "") {
+			err = errEmptyPage
+		}
+		return p, err
+	})
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tokenizer"
-	"github.com/asearcher/asearcher/tools"
 )
 
 // ReasoningConfig configures the reasoning-model agent. Unlike the search
@@ -278,23 +277,12 @@ func (r *reasoningRun) historyText() string {
 func (r *reasoningRun) noteOf(text string) string { return r.thoughtOf(text, Action{}) }
 
 func (r *reasoningRun) search(ctx context.Context, query string) error {
-	s, env, cfg := r.s, r.env, r.a.cfg
-	docs, idx, err := RunTool(ctx, s, KindSearch, query, func(ctx context.Context) ([]tools.SearchResult, error) {
-		switch {
-		case query == "":
-			return nil, errEmptyQuery
-		case env.Search == nil:
-			return nil, errNoSearch
-		}
-		return env.Search.Search(ctx, query, cfg.TopK)
-	})
+	s, cfg := r.s, r.a.cfg
+	docs, idx, err := searchTool(ctx, s, query, cfg.TopK)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	r.searches++
-	if len(docs) > cfg.TopK {
-		docs = docs[:cfg.TopK]
-	}
 	var content string
 	switch {
 	case err != nil:
@@ -325,20 +313,8 @@ func (r *reasoningRun) search(ctx context.Context, query string) error {
 }
 
 func (r *reasoningRun) access(ctx context.Context, url string) error {
-	s, env, cfg := r.s, r.env, r.a.cfg
-	page, idx, err := RunTool(ctx, s, KindAccess, url, func(ctx context.Context) (*tools.Page, error) {
-		switch {
-		case url == "":
-			return nil, errEmptyURL
-		case env.Browse == nil:
-			return nil, errNoBrowser
-		}
-		p, err := env.Browse.Access(ctx, url)
-		if err == nil && (p == nil || strings.TrimSpace(p.Content) == "") {
-			err = errEmptyPage
-		}
-		return p, err
-	})
+	s, cfg := r.s, r.a.cfg
+	page, idx, err := accessTool(ctx, s, url)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

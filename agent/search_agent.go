@@ -8,7 +8,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/asearcher/asearcher/llm"
-	"github.com/asearcher/asearcher/tools"
 )
 
 // SearchConfig configures the concatenating search agent: one growing
@@ -274,21 +273,9 @@ func promptVars(task Task) map[string]string {
 // search runs one search, shows the hits and, with notes, asks for a note.
 func (a *SearchAgent) search(ctx context.Context, s *Session, query string) error {
 	query = capRunes(query, a.cfg.MaxArgChars)
-	env := s.env
-	docs, idx, err := RunTool(ctx, s, KindSearch, query, func(ctx context.Context) ([]tools.SearchResult, error) {
-		switch {
-		case query == "":
-			return nil, errEmptyQuery
-		case env.Search == nil:
-			return nil, errNoSearch
-		}
-		return env.Search.Search(ctx, query, a.cfg.TopK)
-	})
+	docs, idx, err := searchTool(ctx, s, query, a.cfg.TopK)
 	if ctx.Err() != nil {
 		return ctx.Err()
-	}
-	if len(docs) > a.cfg.TopK {
-		docs = docs[:a.cfg.TopK]
 	}
 	obs := searchObservation(a.cfg.Style, docs, a.cfg.DocChars, err)
 	rec := &s.traj.Tools[idx]
@@ -328,20 +315,7 @@ func (a *SearchAgent) note(ctx context.Context, s *Session, tool, part int) erro
 // replaced by a short stub so later turns carry only the notes.
 func (a *SearchAgent) access(ctx context.Context, s *Session, url string) error {
 	url = capRunes(url, a.cfg.MaxArgChars)
-	env := s.env
-	page, idx, err := RunTool(ctx, s, KindAccess, url, func(ctx context.Context) (*tools.Page, error) {
-		switch {
-		case url == "":
-			return nil, errEmptyURL
-		case env.Browse == nil:
-			return nil, errNoBrowser
-		}
-		p, err := env.Browse.Access(ctx, url)
-		if err == nil && (p == nil || strings.TrimSpace(p.Content) == "") {
-			err = errEmptyPage
-		}
-		return p, err
-	})
+	page, idx, err := accessTool(ctx, s, url)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

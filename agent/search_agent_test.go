@@ -39,6 +39,14 @@ func TestSearchAgentSearchReadAnswer(t *testing.T) {
 	env := newEnv(fs)
 	env.Search = &fakeSearch{docs: testDocs}
 	env.Browse = &fakeBrowser{pages: map[string]string{"http://wiki/dune": page3}}
+	var steps []string
+	env.OnStep = func(st Step) {
+		if st.Call != nil {
+			steps = append(steps, st.Call.Purpose)
+		} else {
+			steps = append(steps, st.Tool.Name)
+		}
+	}
 	a, err := NewSearchAgent(smallPartsConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +54,9 @@ func TestSearchAgentSearchReadAnswer(t *testing.T) {
 	traj, err := a.Run(context.Background(), env, Task{ID: "q1", Question: "Who wrote Dune?"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := strings.Join(steps, ","); got != "act,search,read,act,access,read,read,read,act" {
+		t.Fatalf("steps reported %s", got)
 	}
 	if traj.End != EndAnswer || traj.Answer != "Frank Herbert" || !traj.Answered {
 		t.Fatalf("end %s answer %q", traj.End, traj.Answer)
@@ -500,3 +511,44 @@ func TestTextMode(t *testing.T) {
 }
 
 func decode(ids []int) string { return byteTok{}.Decode(ids) }
+
+// TestDemonstrate: scripted replies run through the real tiny agent give
+// training sequences whose trained tokens are exactly the replies (plus
+// EOS), with the observations in the agent's own format masked.
+func TestDemonstrate(t *testing.T) {
+	a, err := NewSearchAgent(TinyConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := newEnv(nil)
+	env.Search = &fakeSearch{docs: testDocs}
+	replies := []string{"<search>dune author</search>", "<answer>Frank Herbert</answer>"}
+	traj, err := Demonstrate(context.Background(), a, env, Task{Question: "Who wrote Dune?"}, replies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs, err := traj.Sequences()
+	if err != nil || len(seqs) != 1 {
+		t.Fatalf("%d sequences: %v", len(seqs), err)
+	}
+	want := "Q: Who wrote Dune?\n<search>dune author</search>\n<information>Dune\nDune is a 1965 novel by Frank Herbert.\nHerbert\nFrank Herbert was an American writer.</information>\n<answer>Frank Herbert</answer>"
+	if got := decode(seqs[0].Tokens); got != want {
+		t.Fatalf("demonstration text\n%q\nwant\n%q", got, want)
+	}
+	var trained []int
+	for k, m := range seqs[0].LossMask {
+		if m == 1 {
+			trained = append(trained, seqs[0].Tokens[k])
+		}
+	}
+	if decode(trained) != strings.Join(replies, "") {
+		t.Fatalf("trained %q", decode(trained))
+	}
+	// A script the agent does not follow is refused.
+	if _, err := Demonstrate(context.Background(), a, env, Task{Question: "q"}, []string{"<answer>x</answer>", "<answer>y</answer>"}); err == nil {
+		t.Fatal("unused reply accepted")
+	}
+	if _, err := Demonstrate(context.Background(), a, env, Task{Question: "q"}, []string{"<search>x</search>"}); err == nil {
+		t.Fatal("demonstration without an answer accepted")
+	}
+}

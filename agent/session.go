@@ -256,6 +256,7 @@ func (s *Session) Generate(ctx context.Context, g Gen) (Reply, error) {
 	if budget <= 0 || budget > s.lim.MaxCallTokens {
 		budget = s.lim.MaxCallTokens
 	}
+	stalled := 0 // aborts in a row that produced no token
 	for attempt := 0; ; attempt++ {
 		room := s.lim.MaxContextTokens - s.Len()
 		callBudget := min(budget-rep.Tokens, room)
@@ -264,7 +265,7 @@ func (s *Session) Generate(ctx context.Context, g Gen) (Reply, error) {
 				return rep, ErrContextFull
 			}
 			rep.Finish = llm.FinishLength
-			return rep, nil
+			break
 		}
 		i, err := s.call(ctx, g, callBudget, sb.String())
 		if err != nil {
@@ -285,17 +286,21 @@ func (s *Session) Generate(ctx context.Context, g Gen) (Reply, error) {
 		if c.Finish != llm.FinishAbort {
 			break
 		}
-		if attempt+1 >= s.lim.MaxAborts {
-			return rep, fmt.Errorf("generation aborted %d times in a row; giving up", attempt+1)
+		// Partial output (the server was paused or preempted): keep it and
+		// continue. Progress spends budget, so only aborts that produced
+		// nothing are bounded.
+		if n > 0 {
+			stalled = 0
+			continue
 		}
-		if n == 0 {
-			// An abort before any token: back off briefly so a paused
-			// server is not hammered.
-			select {
-			case <-ctx.Done():
-				return rep, ctx.Err()
-			case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
-			}
+		stalled++
+		if stalled >= s.lim.MaxAborts {
+			return rep, fmt.Errorf("generation aborted %d times in a row without output; giving up", stalled)
+		}
+		select {
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-time.After(time.Duration(stalled) * 50 * time.Millisecond):
 		}
 	}
 	rep.Text = sb.String()[len(g.Carry):]
@@ -348,6 +353,9 @@ func (s *Session) call(ctx context.Context, g Gen, budget int, carry string) (in
 	}
 	s.AppendOutput(i)
 	s.dirty = s.Mark()
+	if s.env.OnStep != nil {
+		s.env.OnStep(Step{Trajectory: s.traj.ID, Turn: s.turn, Call: &s.traj.Calls[i]})
+	}
 	return i, nil
 }
 
@@ -622,7 +630,11 @@ func RunTool[T any](ctx context.Context, s *Session, name, arg string, fn ToolFu
 		rec.Error = r.err.Error()
 	}
 	s.traj.Tools = append(s.traj.Tools, rec)
-	return r.v, len(s.traj.Tools) - 1, r.err
+	idx := len(s.traj.Tools) - 1
+	if s.env.OnStep != nil {
+		s.env.OnStep(Step{Trajectory: s.traj.ID, Turn: s.turn, Tool: &s.traj.Tools[idx]})
+	}
+	return r.v, idx, r.err
 }
 
 // Finish ends the run: it records the end reason, the error if any, and
