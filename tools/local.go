@@ -102,7 +102,7 @@ func (l *Local) Access(ctx context.Context, pageURL string) (*Page, error) {
 	if err != nil {
 		return nil, err
 	}
-	pages, err := ParseAccessReply(data)
+	pages, reasons, err := ParseAccessReply(data)
 	if err != nil {
 		return nil, &Error{Op: "fetch", Backend: "local", Msg: err.Error()}
 	}
@@ -110,7 +110,11 @@ func (l *Local) Access(ctx context.Context, pageURL string) (*Page, error) {
 		return nil, &Error{Op: "fetch", Backend: "local", Msg: fmt.Sprintf("asked 1 url, got %d pages", len(pages))}
 	}
 	if pages[0] == nil {
-		return nil, &Error{Op: "fetch", Backend: "local", Status: http.StatusNotFound, Msg: "page not found in the local corpus"}
+		msg := "page not found in the local corpus"
+		if reasons[0] != "" {
+			msg += " (" + truncateRunes(reasons[0], 200) + ")"
+		}
+		return nil, &Error{Op: "fetch", Backend: "local", Status: http.StatusNotFound, Msg: msg}
 	}
 	p := pages[0]
 	if strings.TrimSpace(p.Content) == "" {
@@ -225,16 +229,25 @@ func idString(raw json.RawMessage) string {
 }
 
 // ParseAccessReply reads an /access reply: {"result": [row|null ...]},
-// where a row has "contents" and optionally "url" and "title".
-func ParseAccessReply(data []byte) ([]*Page, error) {
+// where a row has "contents" and optionally "url" and "title". Servers may
+// add "errors": [null|"why" ...] beside it (ours does); reasons holds those
+// messages, "" where there is none.
+func ParseAccessReply(data []byte) (pages []*Page, reasons []string, err error) {
 	var reply struct {
 		Result []json.RawMessage `json:"result"`
+		Errors []*string         `json:"errors"`
 	}
 	if err := json.Unmarshal(data, &reply); err != nil {
-		return nil, fmt.Errorf("bad /access reply: %v", err)
+		return nil, nil, fmt.Errorf("bad /access reply: %v", err)
 	}
 	if reply.Result == nil {
-		return nil, errors.New(`bad /access reply: no "result"`)
+		return nil, nil, errors.New(`bad /access reply: no "result"`)
+	}
+	reasons = make([]string, len(reply.Result))
+	for i, e := range reply.Errors {
+		if i < len(reasons) && e != nil {
+			reasons[i] = *e
+		}
 	}
 	out := make([]*Page, len(reply.Result))
 	for i, raw := range reply.Result {
@@ -249,7 +262,7 @@ func ParseAccessReply(data []byte) ([]*Page, error) {
 			Page     *string `json:"page"`
 		}
 		if err := json.Unmarshal(raw, &row); err != nil {
-			return nil, fmt.Errorf("bad /access reply: page %d: %v", i, err)
+			return nil, nil, fmt.Errorf("bad /access reply: page %d: %v", i, err)
 		}
 		p := &Page{URL: row.URL, Title: row.Title}
 		switch {
@@ -260,9 +273,9 @@ func ParseAccessReply(data []byte) ([]*Page, error) {
 		case row.Page != nil:
 			p.Content = *row.Page
 		default:
-			return nil, fmt.Errorf(`bad /access reply: page %d has no "contents"`, i)
+			return nil, nil, fmt.Errorf(`bad /access reply: page %d has no "contents"`, i)
 		}
 		out[i] = p
 	}
-	return out, nil
+	return out, reasons, nil
 }

@@ -51,16 +51,20 @@ func TestParseRetrieveReply(t *testing.T) {
 }
 
 func TestParseAccessReply(t *testing.T) {
-	got, err := ParseAccessReply(golden(t, "access_reply.json"))
+	got, reasons, err := ParseAccessReply(golden(t, "access_reply.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got[1] != nil || got[0].Title != "Paris" || got[0].URL != "https://en.wikipedia.org/w/index.php?title=Paris" ||
-		got[0].Content[:6] != "Paris\n" {
-		t.Errorf("got %+v", got)
+		got[0].Content[:6] != "Paris\n" || !reflect.DeepEqual(reasons, []string{"", ""}) {
+		t.Errorf("got %+v %q", got, reasons)
 	}
-	for _, bad := range []string{`{}`, `{"result":[{"url":"u"}]}`, `{"result":"x"}`} {
-		if _, err := ParseAccessReply([]byte(bad)); err == nil {
+	got, reasons, err = ParseAccessReply(golden(t, "access_reply_errors.json"))
+	if err != nil || len(got) != 2 || got[0] == nil || got[1] != nil || !reflect.DeepEqual(reasons, []string{"", "unknown url or id: https://example.org/missing"}) {
+		t.Errorf("with errors: %+v %q %v", got, reasons, err)
+	}
+	for _, bad := range []string{`{}`, `{"result":[{"url":"u"}]}`, `{"result":"x"}`, `{"result":[],"errors":"x"}`} {
+		if _, _, err := ParseAccessReply([]byte(bad)); err == nil {
 			t.Errorf("%s: want an error", bad)
 		}
 	}
@@ -120,9 +124,10 @@ func FuzzParseRetrieveReply(f *testing.F) {
 
 func FuzzParseAccessReply(f *testing.F) {
 	f.Add(golden(f, "access_reply.json"))
+	f.Add(golden(f, "access_reply_errors.json"))
 	f.Add([]byte(`{"result":[null,{"contents":"x"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		pages, err := ParseAccessReply(data)
+		pages, _, err := ParseAccessReply(data)
 		if err == nil && pages == nil {
 			t.Fatal("nil pages without error")
 		}
