@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tools"
@@ -550,5 +551,35 @@ func TestDemonstrate(t *testing.T) {
 	}
 	if _, err := Demonstrate(context.Background(), a, env, Task{Question: "q"}, []string{"<search>x</search>"}); err == nil {
 		t.Fatal("demonstration without an answer accepted")
+	}
+}
+
+// TestTextOnlyBackendCap: text-only replies that ignore the token cap are
+// cut too: by our own encoding in token mode, at 8 bytes per budgeted
+// token in text mode.
+func TestTextOnlyBackendCap(t *testing.T) {
+	long := strings.Repeat("é", 50_000) // 100,000 bytes
+	for _, tc := range []struct {
+		name string
+		env  *Env
+		want int // bytes kept
+	}{
+		{"token mode", newEnv(nil), 30},
+		{"text mode", &Env{}, 30 * textBytesPerToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.env.Sampler = &fakeSampler{turns: []turn{{text: long, noIDs: true}}}
+			tc.env.Limits = Limits{MaxCallTokens: 30, MinCallTokens: 1}
+			s := NewSession(tc.env, Task{Question: "q"}, "t", "")
+			s.Append("prompt")
+			rep, err := s.Generate(context.Background(), Gen{Purpose: PurposeAct, Stop: []string{"</search>"}, Tool: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := s.Trajectory().Calls[0]
+			if len(rep.Text) != tc.want || rep.Finish != llm.FinishLength || !c.Clipped || !utf8.ValidString(rep.Text) {
+				t.Fatalf("kept %d bytes (want %d), finish %s, clipped %v", len(rep.Text), tc.want, rep.Finish, c.Clipped)
+			}
+		})
 	}
 }

@@ -428,7 +428,7 @@ func (s *Session) fillOutput(c *Call, resp *llm.Response, carry string, budget i
 		if len(resp.OutputIDs) > 0 {
 			c.Output = slices.Clone(resp.OutputIDs)
 		}
-		s.clipText(c, carry)
+		s.clipText(c, carry, budget)
 		return
 	}
 	if len(resp.OutputIDs) == 0 && resp.Text != "" {
@@ -436,8 +436,13 @@ func (s *Session) fillOutput(c *Call, resp *llm.Response, carry string, budget i
 		// it, but the trajectory can no longer be trained on.
 		c.NoTokenIDs = true
 		s.traj.TokenLevel = false
-		s.clipText(c, carry)
+		s.clipText(c, carry, 0)
 		c.Output = s.env.Tokenizer.Encode(c.Text)
+		if len(c.Output) > budget {
+			c.Output = c.Output[:budget]
+			c.Text = s.env.Tokenizer.Decode(c.Output)
+			c.Finish, c.StopMatched, c.EOS, c.Clipped = llm.FinishLength, "", false, true
+		}
 		return
 	}
 	c.Output = slices.Clone(resp.OutputIDs)
@@ -514,8 +519,14 @@ func (s *Session) clipTokens(c *Call, carry string, budget int) {
 	}
 }
 
-// clipText cuts text-only output after the first stop string.
-func (s *Session) clipText(c *Call, carry string) {
+// textBytesPerToken bounds the output of a text-only call: text longer
+// than this many bytes per budgeted token means the backend ignored the
+// cap (real text averages about 4).
+const textBytesPerToken = 8
+
+// clipText cuts text-only output after the first stop string, and, when
+// budget > 0, at textBytesPerToken bytes per budgeted token.
+func (s *Session) clipText(c *Call, carry string, budget int) {
 	if len(c.Stop) > 0 {
 		tail := carryTail(carry, c.Stop)
 		if stop, end := firstStop(tail+c.Text, c.Stop); stop != "" {
@@ -526,11 +537,18 @@ func (s *Session) clipText(c *Call, carry string) {
 				c.Output = nil
 			}
 			c.Finish, c.StopMatched = llm.FinishStop, stop
-			return
+			if budget <= 0 || len(c.Text) <= budget*textBytesPerToken {
+				return
+			}
 		}
 	}
 	c.StopMatched = ""
 	c.EOS = c.Finish == llm.FinishStop
+	if limit := budget * textBytesPerToken; budget > 0 && len(c.Text) > limit {
+		c.Text = strings.ToValidUTF8(c.Text[:limit], "")
+		c.Output = nil
+		c.Finish, c.EOS, c.Clipped = llm.FinishLength, false, true
+	}
 }
 
 // carryTail is the end of the earlier text of a reply that a stop string
