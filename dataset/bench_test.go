@@ -68,3 +68,22 @@ func BenchmarkSample(b *testing.B) {
 		Sample(items, 1000, 7)
 	}
 }
+
+// BenchmarkDecompressEmbedded is the price of shipping the data compressed:
+// zstd decoding of one embedded file.
+func BenchmarkDecompressEmbedded(b *testing.B) {
+	for _, file := range []string{"bamboogle/test.jsonl", "2wikimultihopqa-dev-qa/dev_12576.json"} {
+		raw, err := readEmbedded(file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(file, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if _, err := readEmbedded(file); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
