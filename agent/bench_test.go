@@ -227,9 +227,11 @@ func BenchmarkConcurrentAgents(b *testing.B) {
 // the context at n tokens from the first call.
 func benchQuestion(b *testing.B, tok Tokenizer, n int) string {
 	var sb strings.Builder
+	total := 0
 	for _, d := range benchPassages(b, 994) {
-		sb.WriteString(d.Title + ": " + d.Text + "\n")
-		if len(tok.Encode(sb.String())) > n {
+		line := d.Title + ": " + d.Text + "\n"
+		sb.WriteString(line)
+		if total += len(tok.Encode(line)); total > n {
 			break
 		}
 	}
