@@ -26,12 +26,14 @@ type EnvConfig struct {
 	// Tokenizer is a tokenizer.json (or a directory with one). With it the
 	// agent runs in token mode: exact token ids, trainable trajectories.
 	Tokenizer string
-	// Search is a retrieval server base URL (http://host:port), "serper"
-	// (SERPER_API_KEY), or "" for none.
+	// Search is a tools.SearcherFromSpec value: a retrieval server base URL
+	// (http://host:port), addrdir:DIR, "serper" (SERPER_API_KEY), or ""
+	// for none.
 	Search string
-	// Access picks the page reader: "auto" (the retrieval server's /access
-	// with a local search, else Jina when JINA_API_KEY is set, else direct
-	// fetch), "local", "fetch", "jina" or "none".
+	// Access is a tools.BrowserFromSpec value (fetch, jina, none, a
+	// retrieval server URL, addrdir:DIR) or: "auto" (the search server's
+	// /access with a local search, else Jina when JINA_API_KEY is set, else
+	// direct fetch) or "local" (the search server's /access).
 	Access string
 	// AllowPrivateFetch lets direct fetch reach private addresses.
 	AllowPrivateFetch bool
@@ -61,27 +63,19 @@ func (c EnvConfig) Build() (*Env, func() error, error) {
 		env.Template = TokenizerTemplate{Tok: tok}
 		env.StopTokenIDs = DefaultStopTokenIDs(tok)
 	}
-	searcher, browser, err := c.tools(log)
-	if err != nil {
-		return nil, nil, err
-	}
+	opts := tools.SpecOptions{AllowPrivateFetch: c.AllowPrivateFetch, Logger: log}
 	if c.ToolCache != "" {
 		mode, err := tools.ParseCacheMode(c.ToolCacheMode)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--tool-cache-mode: %w", err)
 		}
-		cache, err := tools.OpenCache(c.ToolCache, tools.CacheOptions{Mode: mode, Logger: log})
-		if err != nil {
+		if opts.Cache, err = tools.OpenCache(c.ToolCache, tools.CacheOptions{Mode: mode, Logger: log}); err != nil {
 			return nil, nil, fmt.Errorf("--tool-cache: %w", err)
 		}
-		if searcher != nil {
-			searcher = cache.Searcher(searcher, "")
-		}
-		if browser != nil {
-			browser = cache.Browser(browser, "")
-		}
 	}
-	env.Search, env.Browse = searcher, browser
+	if err := c.tools(env, opts); err != nil {
+		return nil, nil, err
+	}
 	apiKey := c.APIKey
 	if apiKey == "" {
 		apiKey = llm.APIKeyFromEnv()
@@ -94,59 +88,42 @@ func (c EnvConfig) Build() (*Env, func() error, error) {
 	return env, pool.Close, nil
 }
 
-func (c EnvConfig) tools(log *slog.Logger) (tools.Searcher, tools.Browser, error) {
-	var searcher tools.Searcher
-	var local *tools.Local
-	switch s := strings.TrimSpace(c.Search); {
-	case s == "" || s == "none":
-	case s == "serper":
-		key := tools.SerperKeyFromEnv()
-		if key == "" {
-			return nil, nil, errors.New("--search serper needs SERPER_API_KEY in the environment")
-		}
-		sp, err := tools.NewSerper(tools.SerperConfig{APIKey: key})
+// tools builds the search and page tools from the --search and --access
+// specs (tools.SearcherFromSpec / BrowserFromSpec), adding the access
+// choices auto and local.
+func (c EnvConfig) tools(env *Env, opts tools.SpecOptions) error {
+	search := strings.TrimSpace(c.Search)
+	local := search != "" && search != "none" && search != "serper"
+	if search != "" && search != "none" {
+		s, err := tools.SearcherFromSpec(search, opts)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--search: %w", err)
+			return err
 		}
-		searcher = sp
-	default:
-		l, err := tools.NewLocal(tools.LocalConfig{BaseURL: s})
-		if err != nil {
-			return nil, nil, fmt.Errorf("--search: %w (or use serper)", err)
-		}
-		searcher, local = l, l
+		env.Search = s
 	}
 	access := strings.TrimSpace(c.Access)
-	if access == "" || access == "auto" {
+	switch access {
+	case "", "auto":
 		switch {
-		case local != nil:
-			access = "local"
+		case local:
+			access = search
 		case tools.JinaKeyFromEnv() != "":
 			access = "jina"
-		case searcher != nil:
+		case env.Search != nil:
 			access = "fetch"
 		default:
 			access = "none"
 		}
-	}
-	var browser tools.Browser
-	switch access {
-	case "none":
 	case "local":
-		if local == nil {
-			return nil, nil, errors.New("--access local needs --search to be a retrieval server URL")
+		if !local {
+			return errors.New("--access local needs --search to be a retrieval server (http://host:port or addrdir:DIR)")
 		}
-		browser = local
-	case "jina":
-		j, err := tools.NewJina(tools.JinaConfig{APIKey: tools.JinaKeyFromEnv()})
-		if err != nil {
-			return nil, nil, fmt.Errorf("--access jina: %w", err)
-		}
-		browser = j
-	case "fetch":
-		browser = tools.NewFetcher(tools.FetchConfig{Policy: tools.AddrPolicy{AllowPrivate: c.AllowPrivateFetch}, Logger: log})
-	default:
-		return nil, nil, fmt.Errorf("--access %q: want auto, local, fetch, jina or none", c.Access)
+		access = search
 	}
-	return searcher, browser, nil
+	b, err := tools.BrowserFromSpec(access, opts)
+	if err != nil {
+		return err
+	}
+	env.Browse = b
+	return nil
 }
