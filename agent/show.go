@@ -73,8 +73,11 @@ func Show(w io.Writer, t *Trajectory, o ShowOptions) error {
 	}
 	p.line("Tokens: %d generated · %d context (largest call)%s", s.GeneratedTokens, s.ContextTokens, estimated)
 	p.line("Time: %s (model %s, tools %s)", secs(t.Duration), secs(s.ModelTime), secs(s.ToolTime))
-	if !t.TokenLevel {
-		p.line("Note: no token-level data (the backend returned text only); the trajectory can be evaluated but not trained on.")
+	switch {
+	case t.Mode != ModeTokens:
+		p.line("Note: %s mode (no --tokenizer): no token-level data; the trajectory can be evaluated but not trained on.", t.Mode)
+	case !t.TokenLevel:
+		p.line("Note: the model server returned text without token ids; the trajectory can be evaluated but not trained on.")
 	}
 	return p.err
 }
