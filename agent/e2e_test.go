@@ -166,7 +166,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ac := traj.Tools[1]
 	if ac.Name != KindAccess || ac.Arg != pageURL || ac.Error != "" || ac.Call != 2 || ac.Page == nil ||
-		ac.Page.Chars != 60_000 || ac.Page.Parts != 3 || ac.Page.PartsRead != 3 {
+		ac.Page.Chars != 60_000 || ac.Page.Parts != 3 || ac.Page.PartsRead != 3 || ac.Page.PartChars != 25_000 || ac.Observation != pageText {
 		t.Fatalf("access record %+v page %+v", ac, ac.Page)
 	}
 	for k := range 3 {

@@ -327,7 +327,7 @@ func (r *reasoningRun) access(ctx context.Context, url string) error {
 	content := capRunes(page.Content, cfg.PageChars)
 	parts := splitRunes(content, cfg.PartChars, cfg.MaxParts)
 	s.traj.Tools[idx].Observation = content
-	s.traj.Tools[idx].Page = &PageRead{URL: url, Title: page.Title, Chars: utf8.RuneCountInString(page.Content), Parts: len(parts)}
+	s.traj.Tools[idx].Page = &PageRead{URL: url, Title: page.Title, Chars: utf8.RuneCountInString(page.Content), Parts: len(parts), PartChars: cfg.PartChars}
 	for k, part := range parts {
 		vars := r.withVars(map[string]string{"url": url, "part": strconv.Itoa(k+1) + " of " + strconv.Itoa(len(parts)), "content": part})
 		rep, err := r.generate(ctx, r.a.readPage, vars, Gen{Purpose: PurposeRead, Stop: []string{"</thought>"}, Tool: idx, Part: k + 1})

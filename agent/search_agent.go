@@ -329,7 +329,7 @@ func (a *SearchAgent) access(ctx context.Context, s *Session, url string) error 
 	parts := splitRunes(content, a.cfg.PartChars, a.cfg.MaxParts)
 	rec := &s.traj.Tools[idx]
 	rec.Observation = content
-	rec.Page = &PageRead{URL: url, Title: page.Title, Chars: utf8.RuneCountInString(page.Content), Parts: len(parts)}
+	rec.Page = &PageRead{URL: url, Title: page.Title, Chars: utf8.RuneCountInString(page.Content), Parts: len(parts), PartChars: a.cfg.PartChars}
 	if !a.cfg.Notes {
 		s.Append(pageObservation(a.cfg.Style, 1, parts[0], 0))
 		rec.Page.PartsRead = 1

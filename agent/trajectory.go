@@ -147,6 +147,7 @@ type PageRead struct {
 	Title     string `json:"title,omitempty"`
 	Chars     int    `json:"chars"`      // length of the page in characters before the cap
 	Parts     int    `json:"parts"`      // parts the capped page was split into
+	PartChars int    `json:"part_chars"` // characters per part: part k is Observation's runes [(k-1)·PartChars, k·PartChars)
 	PartsRead int    `json:"parts_read"` // parts the model wrote a note on
 }
 
