@@ -3,7 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/asearcher/asearcher/llm"
@@ -279,7 +278,11 @@ func (t *Trajectory) Sequences() ([]Sequence, error) {
 				if full == nil {
 					full = t.InputIDs(i)
 				}
-				if slices.Equal(t.appendFullIDs(make([]int, 0, n), tl, 0, n), full[:n]) {
+				// Compared block by block, so a sequence that differs
+				// early costs little.
+				if extendCommon(full, 0, n, func(dst []int, from, to int) []int {
+					return t.appendFullIDs(dst, tl, from, to)
+				}) == n {
 					s = k
 				}
 			}
