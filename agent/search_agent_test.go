@@ -583,3 +583,29 @@ func TestTextOnlyBackendCap(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestsNeverChange: a backend that keeps the InputIDs it was given
+// (a prefix cache) never sees them change, although the agent rewinds the
+// context around page parts.
+func TestRequestsNeverChange(t *testing.T) {
+	var kept [][]int
+	var copies [][]int
+	inner := &fakeSampler{turns: []turn{
+		{text: "<access>http://wiki/dune</access>"}, {text: "a</think>"}, {text: "b</think>"}, {text: "c</think>"}, {text: "<answer>x</answer>"},
+	}}
+	env := newEnv(samplerFunc(func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+		kept = append(kept, req.InputIDs)
+		copies = append(copies, slices.Clone(req.InputIDs))
+		return inner.Sample(ctx, req)
+	}))
+	env.Browse = &fakeBrowser{pages: map[string]string{"http://wiki/dune": page3}}
+	a, _ := NewSearchAgent(smallPartsConfig())
+	if _, err := a.Run(context.Background(), env, Task{Question: "q"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range kept {
+		if !slices.Equal(kept[i], copies[i]) {
+			t.Fatalf("request %d's input ids changed after the call", i)
+		}
+	}
+}

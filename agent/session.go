@@ -139,10 +139,13 @@ func (s *Session) Rewind(mark int) {
 	if mark < 0 || mark > s.Mark() {
 		panic(fmt.Sprintf("agent: rewind to %d of a %d-long context", mark, s.Mark()))
 	}
+	// The capacity is cut too, so the next append copies instead of
+	// overwriting tokens a sampler was given: a request's InputIDs are
+	// never changed after the call, even if a backend kept them.
 	if s.traj.Mode == ModeTokens {
-		s.ids = s.ids[:mark]
+		s.ids = s.ids[:mark:mark]
 	} else {
-		s.text = s.text[:mark]
+		s.text = s.text[:mark:mark]
 	}
 	s.dirty = min(s.dirty, mark)
 }
