@@ -161,3 +161,62 @@ func TestOpenStoreRejectsDamage(t *testing.T) {
 		t.Error("short key index parsed")
 	}
 }
+
+func BenchmarkParseRow(b *testing.B) {
+	row := []byte(`{"id": "17", "contents": "\"Evan Morris\"\nEvan L. Morris (January 26, 1977 – July 9, 2015) was a lobbyist for Genentech and its parent corporation Roche in Washington, D.C. He began his career in Washington as an intern in the Clinton White House at age 18."}`)
+	opts := RowOptions{URLTemplate: DefaultURLTemplate}
+	b.SetBytes(int64(len(row)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseRow(row, 17, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkStoreLookupID(b *testing.B) {
+	s := buildStoreB(b, "../dataset/data/flashrag-wiki18-sample/corpus_sample1000.jsonl")
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok := s.LookupID(ids[i%1000]); !ok {
+			b.Fatal("missing id")
+		}
+		i++
+	}
+}
+
+func buildStoreB(b *testing.B, path string) *Store {
+	r, err := OpenReader(path, ReaderOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	dir := b.TempDir()
+	w, err := CreateStore(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for {
+		p, err := r.Next()
+		if err != nil {
+			break
+		}
+		if _, err := w.Add(&p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Finish(StoreMeta{}); err != nil {
+		b.Fatal(err)
+	}
+	s, err := OpenStore(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}

@@ -338,3 +338,21 @@ func FuzzDecodeAccess(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRetrieveHandler measures one /retrieve request of one query
+// through the handler (decode, search, encode rows), without the network.
+func BenchmarkRetrieveHandler(b *testing.B) {
+	s, err := New(testIndex(b), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(`{"queries": ["closest star to the Sun"], "topk": 3, "return_scores": true}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/retrieve", bytes.NewReader(body)))
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
+}
