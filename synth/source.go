@@ -409,3 +409,51 @@ func seedRand(id string) *rand.Rand {
 	h.Write([]byte(id))
 	return rand.New(rand.NewPCG(h.Sum64(), 0xac71))
 }
+
+// IndexTools searches and reads an opened local index in process, so the
+// tool-using solver can run on --index without a retrieval server. It
+// implements tools.Searcher and tools.Browser.
+type IndexTools struct {
+	Index *retrieval.Index
+}
+
+// Search implements tools.Searcher with BM25.
+func (t IndexTools) Search(ctx context.Context, query string, topk int) ([]tools.SearchResult, error) {
+	r, err := t.Index.Retriever("bm25")
+	if err != nil {
+		return nil, err
+	}
+	hits, err := r.Search(ctx, query, topk, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]tools.SearchResult, 0, len(hits))
+	for _, h := range hits {
+		p, err := t.Index.Store.Passage(h.Doc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tools.SearchResult{Title: p.Title, URL: p.URL, ID: p.ID, Text: p.Contents, Score: float64(h.Score)})
+	}
+	return out, nil
+}
+
+// Access implements tools.Browser: the passages stored under the url.
+func (t IndexTools) Access(ctx context.Context, url string) (*tools.Page, error) {
+	ords := t.Index.Store.LookupURL(url, nil)
+	if len(ords) == 0 {
+		return nil, fmt.Errorf("no page %q in the index", clip(url, 200))
+	}
+	var b strings.Builder
+	title := ""
+	for _, o := range ords {
+		p, err := t.Index.Store.Passage(o)
+		if err != nil {
+			return nil, err
+		}
+		title = p.Title
+		b.WriteString(p.Text())
+		b.WriteString("\n")
+	}
+	return &tools.Page{URL: url, Title: title, Content: strings.TrimSpace(b.String())}, nil
+}

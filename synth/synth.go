@@ -47,7 +47,8 @@ type Config struct {
 	// [8].
 	SolverAttempts int
 	// MaxSolveRate: a validated version is written when its solve rate is
-	// at most this [0.5]; easier ones count as too_easy.
+	// at most this (zero: only versions no solver attempt got right);
+	// easier ones count as too_easy. The command's default is 0.5.
 	MaxSolveRate float64
 	// ExitSolveRate: exit is offered once a version's solve rate was at
 	// most this [0, i.e. no solver attempt was right].
@@ -55,7 +56,7 @@ type Config struct {
 	// MaxLinks is how many linked entities are offered for injection [10].
 	MaxLinks int
 	// MaxParseRetries is how often a call is repeated after a reply that
-	// does not parse [2].
+	// does not parse (zero: never; the command's default is 2).
 	MaxParseRetries int
 	// MaxPageChars cuts pages shown to the model [6000].
 	MaxPageChars int
@@ -93,13 +94,7 @@ func (c *Config) defaults() {
 	c.Concurrency = cmpInt(c.Concurrency, 4)
 	c.MaxTurns = cmpInt(c.MaxTurns, 16)
 	c.SolverAttempts = cmpInt(c.SolverAttempts, 8)
-	if c.MaxSolveRate == 0 {
-		c.MaxSolveRate = 0.5
-	}
 	c.MaxLinks = cmpInt(c.MaxLinks, 10)
-	if c.MaxParseRetries == 0 {
-		c.MaxParseRetries = 2
-	}
 	c.MaxPageChars = cmpInt(c.MaxPageChars, 6000)
 	if c.Params == nil {
 		c.Params = &llm.Params{Temperature: 0.8, TopP: 0.95, MaxNewTokens: 2048}

@@ -168,7 +168,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	syn, err := New(Config{
 		Source: src, Generator: newPool(t, srv.OpenAIURL()), GeneratorName: "fake-model",
-		Seeds: 1, Concurrency: 1, MaxTurns: 8, SolverAttempts: 4, Progress: ProgressOff,
+		Seeds: 1, Concurrency: 1, MaxTurns: 8, SolverAttempts: 4, MaxSolveRate: 0.5, MaxParseRetries: 2, Progress: ProgressOff,
 		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) },
 	})
 	if err != nil {

@@ -47,6 +47,7 @@ Start with:
 		newAskCmd(),
 		newSearchCmd(),
 		newGenerateCmd(),
+		newSynthCmd(),
 	)
 	return root
 }
