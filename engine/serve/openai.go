@@ -1,0 +1,716 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/tokenizer"
+)
+
+// The OpenAI-compatible API: /v1/models, /v1/completions and
+// /v1/chat/completions with the shapes of the OpenAI reference, plus the
+// vLLM/SGLang extensions asearcher's llm client sends (top_k,
+// stop_token_ids, return_token_ids, return_tokens_as_token_ids,
+// include_stop_str_in_output, no_stop_trim, request_id, ignore_eos).
+
+func (s *Server) routeOpenAI() {
+	s.mux.HandleFunc("/v1/models", s.handleModels)
+	s.mux.HandleFunc("/v1/completions", s.handleCompletions)
+	s.mux.HandleFunc("/v1/chat/completions", s.handleChat)
+}
+
+// openAIError writes OpenAI's error body.
+func openAIError(w http.ResponseWriter, status int, msg string) {
+	typ := "invalid_request_error"
+	if status >= 500 {
+		typ = "server_error"
+	} else if status == http.StatusNotFound {
+		typ = "not_found_error"
+	}
+	writeJSON(w, status, map[string]any{"error": map[string]any{"message": msg, "type": typ, "param": nil, "code": status}})
+}
+
+func openAIBodyError(w http.ResponseWriter, err error) {
+	var be *bodyError
+	if errors.As(err, &be) {
+		openAIError(w, be.status, be.msg)
+		return
+	}
+	openAIError(w, http.StatusBadRequest, err.Error())
+}
+
+func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
+	if !requireMethod(w, r, http.MethodGet) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{map[string]any{
+		"id": s.opts.ModelName, "object": "model", "created": 0, "owned_by": "asearcher",
+		"root": s.opts.ModelName, "max_model_len": s.ctxLen,
+	}}})
+}
+
+// openAIKeys are the request fields accepted by both endpoints; fields
+// that only change billing or telemetry are accepted and ignored.
+var openAIKeys = map[string]bool{
+	"model": true, "max_tokens": true, "max_completion_tokens": true, "temperature": true, "top_p": true,
+	"top_k": true, "stop": true, "stop_token_ids": true, "seed": true, "n": true, "stream": true,
+	"stream_options": true, "logprobs": true, "top_logprobs": true, "user": true, "request_id": true,
+	"return_token_ids": true, "return_tokens_as_token_ids": true, "include_stop_str_in_output": true,
+	"no_stop_trim": true, "ignore_eos": true, "frequency_penalty": true, "presence_penalty": true,
+	"repetition_penalty": true, "min_p": true, "echo": true, "prompt": true, "messages": true,
+	"suffix": true, "best_of": true, "logit_bias": true, "skip_special_tokens": true,
+	"chat_template_kwargs": true, "add_generation_prompt": true, "response_format": true,
+	"tools": true, "tool_choice": true, "parallel_tool_calls": true, "store": true, "metadata": true,
+	"service_tier": true, "reasoning_effort": true, "min_tokens": true,
+}
+
+// openAIRequest is the decoded common part of a completion or chat request.
+type openAIRequest struct {
+	params      llm.Params
+	maxTokens   int
+	n           int
+	stream      bool
+	usageChunk  bool
+	logprobs    bool
+	ignoreEOS   bool
+	keepStop    bool
+	tokenIDs    bool // return_token_ids
+	idTokens    bool // return_tokens_as_token_ids
+	rid         string
+	chatOptions tokenizer.ChatOptions
+}
+
+func (s *Server) parseOpenAICommon(f map[string]json.RawMessage, chat bool) (*openAIRequest, error) {
+	for k := range f {
+		if !openAIKeys[k] {
+			return nil, fmt.Errorf("unknown field %q", k)
+		}
+	}
+	var model string
+	if err := field(f, "model", &model); err != nil {
+		return nil, err
+	}
+	if model != "" && model != s.opts.ModelName {
+		return nil, &bodyError{http.StatusNotFound, fmt.Sprintf("The model `%s` does not exist; this server serves %q.", model, s.opts.ModelName)}
+	}
+	o := &openAIRequest{n: 1, maxTokens: -1}
+	o.params.Temperature = 1
+	var temp, topP *float64
+	var maxTok, maxComp *int
+	for key, dst := range map[string]any{
+		"temperature": &temp, "top_p": &topP, "top_k": &o.params.TopK, "stop_token_ids": &o.params.StopTokenIDs,
+		"seed": &o.params.Seed, "n": &o.n, "stream": &o.stream, "request_id": &o.rid, "ignore_eos": &o.ignoreEOS,
+		"return_token_ids": &o.tokenIDs, "return_tokens_as_token_ids": &o.idTokens, "max_tokens": &maxTok,
+		"max_completion_tokens": &maxComp,
+	} {
+		if err := field(f, key, dst); err != nil {
+			return nil, err
+		}
+	}
+	if temp != nil {
+		if *temp < 0 || *temp > 2 || math.IsNaN(*temp) {
+			return nil, fmt.Errorf("temperature must be in [0, 2], got %v", *temp)
+		}
+		o.params.Temperature = *temp
+	}
+	if topP != nil {
+		if !(*topP > 0 && *topP <= 1) {
+			return nil, fmt.Errorf("top_p must be in (0, 1], got %v", *topP)
+		}
+		o.params.TopP = *topP
+	}
+	if o.params.TopK < -1 {
+		return nil, fmt.Errorf("top_k must be -1 (disable) or at least 1, got %d", o.params.TopK)
+	}
+	switch {
+	case maxComp != nil:
+		o.maxTokens = *maxComp
+	case maxTok != nil:
+		o.maxTokens = *maxTok
+	case !chat:
+		o.maxTokens = 16 // OpenAI's completions default
+	}
+	if o.maxTokens == 0 || o.maxTokens < -1 {
+		return nil, fmt.Errorf("max_tokens must be at least 1, got %d", o.maxTokens)
+	}
+	if o.maxTokens > 0 {
+		o.params.MaxNewTokens = o.maxTokens
+	}
+	if o.n < 1 || o.n > 64 {
+		return nil, fmt.Errorf("n must be in [1, 64], got %d", o.n)
+	}
+	stop, err := stringOrList(f["stop"])
+	if err != nil {
+		return nil, fmt.Errorf("stop: %v", err)
+	}
+	o.params.Stop = stop
+	var incl, noTrim bool
+	if err := field(f, "include_stop_str_in_output", &incl); err != nil {
+		return nil, err
+	}
+	if err := field(f, "no_stop_trim", &noTrim); err != nil {
+		return nil, err
+	}
+	o.keepStop = incl || noTrim
+	var so struct {
+		IncludeUsage bool `json:"include_usage"`
+	}
+	if err := field(f, "stream_options", &so); err != nil {
+		return nil, err
+	}
+	o.usageChunk = so.IncludeUsage
+	for key, neutral := range map[string]float64{"frequency_penalty": 0, "presence_penalty": 0, "repetition_penalty": 1, "min_p": 0, "min_tokens": 0} {
+		var v *float64
+		if err := field(f, key, &v); err != nil {
+			return nil, err
+		}
+		if v != nil && *v != neutral {
+			return nil, fmt.Errorf("%s=%v is not supported by the embedded engine (only %v)", key, *v, neutral)
+		}
+	}
+	for _, key := range []string{"logit_bias", "response_format", "tools", "suffix"} {
+		if raw, ok := f[key]; ok && !isNull(raw) && string(raw) != "{}" && string(raw) != "[]" {
+			if key == "response_format" && strings.Contains(string(raw), `"text"`) {
+				continue
+			}
+			return nil, fmt.Errorf("%s is not supported by the embedded engine", key)
+		}
+	}
+	var echo bool
+	if err := field(f, "echo", &echo); err != nil || echo {
+		return nil, errors.New("echo is not supported by the embedded engine")
+	}
+	if chat {
+		var lp bool
+		var top int
+		if err := field(f, "logprobs", &lp); err != nil {
+			return nil, err
+		}
+		if err := field(f, "top_logprobs", &top); err != nil {
+			return nil, err
+		}
+		if top != 0 {
+			return nil, errors.New("top_logprobs is not supported by the embedded engine; use logprobs: true")
+		}
+		o.logprobs = lp
+		var kw struct {
+			EnableThinking *bool `json:"enable_thinking"`
+		}
+		if err := field(f, "chat_template_kwargs", &kw); err != nil {
+			return nil, err
+		}
+		o.chatOptions = tokenizer.ChatOptions{AddGenerationPrompt: true, DisableThinking: kw.EnableThinking != nil && !*kw.EnableThinking}
+		if raw, ok := f["add_generation_prompt"]; ok && !isNull(raw) {
+			if err := field(f, "add_generation_prompt", &o.chatOptions.AddGenerationPrompt); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		var lp *int
+		if err := field(f, "logprobs", &lp); err != nil {
+			return nil, err
+		}
+		if lp != nil && (*lp < 0 || *lp > 1) {
+			return nil, fmt.Errorf("logprobs=%d: the embedded engine returns the sampled token's logprob only (0 or 1)", *lp)
+		}
+		o.logprobs = lp != nil
+	}
+	if o.stream && o.n > 1 {
+		return nil, errors.New("streaming takes n = 1")
+	}
+	return o, nil
+}
+
+// completionPrompts reads a completions prompt: a string, a list of
+// strings, a list of token ids or a list of such lists.
+func (s *Server) completionPrompts(raw json.RawMessage) ([][]int, error) {
+	if isNull(raw) {
+		return nil, errors.New("prompt is required")
+	}
+	var ids []int
+	if err := json.Unmarshal(raw, &ids); err == nil {
+		return [][]int{ids}, nil
+	}
+	var batch [][]int
+	if err := json.Unmarshal(raw, &batch); err == nil {
+		return batch, nil
+	}
+	texts, err := stringOrList(raw)
+	if err != nil {
+		return nil, errors.New("prompt must be a string, a list of strings, a list of token ids or a list of such lists")
+	}
+	out := make([][]int, len(texts))
+	for i, t := range texts {
+		if out[i], err = s.encode(t); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// chatMessage is an OpenAI chat message; content is a string or a list of
+// text parts.
+type chatMessage struct {
+	Role             string          `json:"role"`
+	Content          json.RawMessage `json:"content"`
+	ReasoningContent string          `json:"reasoning_content"`
+	ToolCalls        []struct {
+		Function struct {
+			Name      string          `json:"name"`
+			Arguments json.RawMessage `json:"arguments"`
+		} `json:"function"`
+	} `json:"tool_calls"`
+}
+
+func (s *Server) chatPrompt(raw json.RawMessage, opts tokenizer.ChatOptions) ([]int, error) {
+	if s.opts.Tokenizer == nil {
+		return nil, errors.New("this server has no tokenizer, so it cannot apply a chat template; use /generate with input_ids")
+	}
+	var msgs []chatMessage
+	if err := json.Unmarshal(raw, &msgs); err != nil || len(msgs) == 0 {
+		return nil, errors.New("messages must be a non-empty list of {role, content} objects")
+	}
+	tm := make([]tokenizer.Message, len(msgs))
+	for i, m := range msgs {
+		switch m.Role {
+		case "system", "user", "assistant", "tool", "developer":
+		default:
+			return nil, fmt.Errorf("messages[%d]: unknown role %q", i, m.Role)
+		}
+		text, err := messageText(m.Content)
+		if err != nil {
+			return nil, fmt.Errorf("messages[%d].content: %v", i, err)
+		}
+		role := m.Role
+		if role == "developer" {
+			role = "system"
+		}
+		tm[i] = tokenizer.Message{Role: role, Content: text, ReasoningContent: m.ReasoningContent}
+		for _, tc := range m.ToolCalls {
+			tm[i].ToolCalls = append(tm[i].ToolCalls, tokenizer.ToolCall{Name: tc.Function.Name, Arguments: tc.Function.Arguments})
+		}
+	}
+	text, err := s.opts.Tokenizer.ApplyChatTemplate(tm, opts)
+	if err != nil {
+		return nil, fmt.Errorf("chat template: %w", err)
+	}
+	return s.opts.Tokenizer.Encode(text), nil
+}
+
+func messageText(raw json.RawMessage) (string, error) {
+	if isNull(raw) {
+		return "", nil
+	}
+	var str string
+	if err := json.Unmarshal(raw, &str); err == nil {
+		return str, nil
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return "", errors.New("want a string or a list of text parts")
+	}
+	var b strings.Builder
+	for _, p := range parts {
+		if p.Type != "text" {
+			return "", fmt.Errorf("content part type %q is not supported (text only)", p.Type)
+		}
+		b.WriteString(p.Text)
+	}
+	return b.String(), nil
+}
+
+// openAIChoice is one finished generation in OpenAI terms.
+type openAIChoice struct {
+	resp *llm.Response
+	text string
+}
+
+// finishReason maps the engine's finish to OpenAI's; an aborted request
+// (pause, abort) reports "abort" as vLLM and SGLang do.
+func finishReason(f llm.Finish) string {
+	switch f {
+	case llm.FinishStop:
+		return "stop"
+	case llm.FinishLength:
+		return "length"
+	default:
+		return "abort"
+	}
+}
+
+// trimStop removes a matched stop string from the end of text unless the
+// request asked to keep it.
+func trimStop(text, matched string, keep bool) string {
+	if matched == "" || keep {
+		return text
+	}
+	if i := strings.LastIndex(text, matched); i >= 0 {
+		return text[:i]
+	}
+	return text
+}
+
+func (s *Server) tokenString(id int, asID bool) string {
+	if asID {
+		return "token_id:" + strconv.Itoa(id)
+	}
+	return s.tokenText(id)
+}
+
+func (s *Server) runChoices(ctx context.Context, prompts [][]int, o *openAIRequest) ([]openAIChoice, error) {
+	var jobs [][]int
+	for _, p := range prompts {
+		if err := s.checkPrompt(p); err != nil {
+			return nil, err
+		}
+		for j := 0; j < o.n; j++ {
+			jobs = append(jobs, p)
+		}
+	}
+	out := make([]openAIChoice, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rid := o.rid
+			if rid != "" && len(jobs) > 1 {
+				rid += "-" + strconv.Itoa(i)
+			}
+			p := o.params
+			if p.Seed != nil && len(jobs) > 1 {
+				sd := *p.Seed + int64(i)
+				p.Seed = &sd
+			}
+			resp, err := s.generate(ctx, &genRequest{rid: rid, ids: jobs[i], params: p, ignoreEOS: o.ignoreEOS})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			out[i] = openAIChoice{resp: resp, text: trimStop(resp.Text, resp.StopMatched, o.keepStop)}
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// stopReason is vLLM's stop_reason: the matched stop string or stop token,
+// null for EOS or length.
+func stopReason(resp *llm.Response, userStops []int) any {
+	if resp.Finish != llm.FinishStop {
+		return nil
+	}
+	if resp.StopMatched != "" {
+		return resp.StopMatched
+	}
+	if n := len(resp.OutputIDs); n > 0 && containsInt(userStops, resp.OutputIDs[n-1]) {
+		return resp.OutputIDs[n-1]
+	}
+	return nil
+}
+
+func usage(prompt, completion int) map[string]any {
+	return map[string]any{"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+}
+
+func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
+	if !requireMethod(w, r, http.MethodPost) {
+		return
+	}
+	_, f, err := decodeFields(r)
+	if err != nil {
+		openAIBodyError(w, err)
+		return
+	}
+	o, err := s.parseOpenAICommon(f, false)
+	if err != nil {
+		openAIBodyError(w, err)
+		return
+	}
+	prompts, err := s.completionPrompts(f["prompt"])
+	if err != nil {
+		openAIError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(prompts) == 0 {
+		openAIError(w, http.StatusBadRequest, "prompt is empty")
+		return
+	}
+	id := s.newID("cmpl")
+	if o.stream {
+		if len(prompts) != 1 {
+			openAIError(w, http.StatusBadRequest, "streaming takes one prompt")
+			return
+		}
+		s.streamOpenAI(w, r, id, prompts[0], o, false)
+		return
+	}
+	choices, err := s.runChoices(r.Context(), prompts, o)
+	if err != nil {
+		if r.Context().Err() == nil {
+			openAIError(w, http.StatusBadRequest, err.Error())
+		}
+		return
+	}
+	list := make([]any, len(choices))
+	promptTokens, completionTokens := 0, 0
+	for i, c := range choices {
+		ch := map[string]any{"index": i, "text": c.text, "finish_reason": finishReason(c.resp.Finish),
+			"stop_reason": stopReason(c.resp, o.params.StopTokenIDs), "logprobs": nil}
+		if o.logprobs {
+			toks := make([]string, len(c.resp.OutputIDs))
+			lps := make([]float64, len(c.resp.OutputIDs))
+			offs := make([]int, len(c.resp.OutputIDs))
+			off := 0
+			for j, tid := range c.resp.OutputIDs {
+				toks[j] = s.tokenString(tid, o.idTokens)
+				lps[j] = float64(c.resp.Logprobs[j])
+				offs[j] = off
+				off += len(s.tokenText(tid))
+			}
+			ch["logprobs"] = map[string]any{"tokens": toks, "token_logprobs": lps, "top_logprobs": nil, "text_offset": offs}
+		}
+		if o.tokenIDs {
+			ch["token_ids"] = c.resp.OutputIDs
+			ch["prompt_token_ids"] = prompts[i/o.n]
+		}
+		list[i] = ch
+		if i%o.n == 0 {
+			promptTokens += len(prompts[i/o.n])
+		}
+		completionTokens += len(c.resp.OutputIDs)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "text_completion", "created": time.Now().Unix(),
+		"model": s.opts.ModelName, "choices": list, "usage": usage(promptTokens, completionTokens)})
+}
+
+func (s *Server) chatLogprobs(resp *llm.Response, idTokens bool) map[string]any {
+	content := make([]any, len(resp.OutputIDs))
+	for j, tid := range resp.OutputIDs {
+		tok := s.tokenString(tid, idTokens)
+		content[j] = map[string]any{"token": tok, "logprob": float64(resp.Logprobs[j]), "bytes": []byte(s.tokenText(tid)), "top_logprobs": []any{}}
+	}
+	return map[string]any{"content": content}
+}
+
+func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+	if !requireMethod(w, r, http.MethodPost) {
+		return
+	}
+	_, f, err := decodeFields(r)
+	if err != nil {
+		openAIBodyError(w, err)
+		return
+	}
+	o, err := s.parseOpenAICommon(f, true)
+	if err != nil {
+		openAIBodyError(w, err)
+		return
+	}
+	ids, err := s.chatPrompt(f["messages"], o.chatOptions)
+	if err != nil {
+		openAIError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	id := s.newID("chatcmpl")
+	if o.stream {
+		s.streamOpenAI(w, r, id, ids, o, true)
+		return
+	}
+	choices, err := s.runChoices(r.Context(), [][]int{ids}, o)
+	if err != nil {
+		if r.Context().Err() == nil {
+			openAIError(w, http.StatusBadRequest, err.Error())
+		}
+		return
+	}
+	list := make([]any, len(choices))
+	completionTokens := 0
+	for i, c := range choices {
+		ch := map[string]any{"index": i, "message": map[string]any{"role": "assistant", "content": c.text},
+			"finish_reason": finishReason(c.resp.Finish), "stop_reason": stopReason(c.resp, o.params.StopTokenIDs), "logprobs": nil}
+		if o.logprobs {
+			ch["logprobs"] = s.chatLogprobs(c.resp, o.idTokens)
+		}
+		if o.tokenIDs {
+			ch["token_ids"] = c.resp.OutputIDs
+		}
+		list[i] = ch
+		completionTokens += len(c.resp.OutputIDs)
+	}
+	reply := map[string]any{"id": id, "object": "chat.completion", "created": time.Now().Unix(),
+		"model": s.opts.ModelName, "choices": list, "usage": usage(len(ids), completionTokens)}
+	if o.tokenIDs {
+		reply["prompt_token_ids"] = ids
+	}
+	writeJSON(w, http.StatusOK, reply)
+}
+
+// streamOpenAI answers stream:true with OpenAI's SSE chunks: text deltas
+// as tokens are sampled, a last chunk with finish_reason (and usage when
+// stream_options.include_usage), then data: [DONE]. Stop strings are
+// held back until it is clear they are not the start of a stop.
+func (s *Server) streamOpenAI(w http.ResponseWriter, r *http.Request, id string, prompt []int, o *openAIRequest, chat bool) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		openAIError(w, http.StatusInternalServerError, "streaming is not available on this connection")
+		return
+	}
+	if err := s.checkPrompt(prompt); err != nil {
+		openAIError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	created := time.Now().Unix()
+	object := "text_completion"
+	if chat {
+		object = "chat.completion.chunk"
+	}
+	chunk := func(delta string, ids []int, lps []float32, finish any) map[string]any {
+		ch := map[string]any{"index": 0, "finish_reason": finish, "logprobs": nil}
+		if chat {
+			d := map[string]any{"content": delta}
+			if ids == nil && finish == nil {
+				d["role"] = "assistant"
+			}
+			ch["delta"] = d
+		} else {
+			ch["text"] = delta
+		}
+		if o.logprobs && len(ids) > 0 {
+			resp := &llm.Response{OutputIDs: ids, Logprobs: lps}
+			if chat {
+				ch["logprobs"] = s.chatLogprobs(resp, o.idTokens)
+			} else {
+				toks := make([]string, len(ids))
+				vals := make([]float64, len(ids))
+				for j, t := range ids {
+					toks[j], vals[j] = s.tokenString(t, o.idTokens), float64(lps[j])
+				}
+				ch["logprobs"] = map[string]any{"tokens": toks, "token_logprobs": vals, "top_logprobs": nil}
+			}
+		}
+		if o.tokenIDs && ids != nil {
+			ch["token_ids"] = ids
+		}
+		return map[string]any{"id": id, "object": object, "created": created, "model": s.opts.ModelName, "choices": []any{ch}}
+	}
+	events := make(chan engine.StreamEvent, 256)
+	done := make(chan struct{})
+	var resp *llm.Response
+	var genErr error
+	go func() {
+		defer close(done)
+		resp, genErr = s.generate(r.Context(), &genRequest{rid: o.rid, ids: prompt, params: o.params, ignoreEOS: o.ignoreEOS,
+			onToken: func(ev engine.StreamEvent) {
+				select {
+				case events <- ev:
+				case <-r.Context().Done():
+				}
+			}})
+	}()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	if chat {
+		writeSSE(w, chunk("", nil, nil, nil))
+		fl.Flush()
+	}
+	// held is text not yet sent because it may be the start of a stop
+	// string (which is trimmed unless the request keeps it).
+	var held strings.Builder
+	var ids []int
+	var lps []float32
+	holdBack := 0
+	if !o.keepStop {
+		for _, st := range o.params.Stop {
+			holdBack = max(holdBack, len(st)-1)
+		}
+	}
+	flush := func(final bool) {
+		text := held.String()
+		n := len(text)
+		if !final {
+			n = safePrefix(text, holdBack)
+		}
+		if n == 0 && len(ids) == 0 {
+			return
+		}
+		writeSSE(w, chunk(text[:n], ids, lps, nil))
+		fl.Flush()
+		rest := text[n:]
+		held.Reset()
+		held.WriteString(rest)
+		ids, lps = nil, nil
+	}
+	for stop := false; !stop; {
+		select {
+		case ev := <-events:
+			held.WriteString(ev.Text)
+			ids = append(ids, ev.ID)
+			lps = append(lps, ev.Logprob)
+			flush(false)
+		case <-done:
+			stop = true
+		}
+	}
+	for len(events) > 0 { // tokens delivered just before the request ended
+		ev := <-events
+		held.WriteString(ev.Text)
+		ids = append(ids, ev.ID)
+		lps = append(lps, ev.Logprob)
+	}
+	if genErr != nil {
+		if r.Context().Err() == nil {
+			writeSSE(w, map[string]any{"error": map[string]any{"message": genErr.Error(), "type": "server_error", "code": 500}})
+			_, _ = w.Write([]byte("data: [DONE]\n\n"))
+			fl.Flush()
+		}
+		return
+	}
+	if resp.StopMatched != "" && !o.keepStop {
+		rest := held.String()
+		if i := strings.LastIndex(rest, resp.StopMatched); i >= 0 {
+			held.Reset()
+			held.WriteString(rest[:i])
+		}
+	}
+	flush(true)
+	last := chunk("", nil, nil, finishReason(resp.Finish))
+	if chat {
+		last["choices"].([]any)[0].(map[string]any)["delta"] = map[string]any{}
+	}
+	writeSSE(w, last)
+	if o.usageChunk {
+		writeSSE(w, map[string]any{"id": id, "object": object, "created": created, "model": s.opts.ModelName,
+			"choices": []any{}, "usage": usage(len(prompt), len(resp.OutputIDs))})
+	}
+	_, _ = w.Write([]byte("data: [DONE]\n\n"))
+	fl.Flush()
+}
+
+// safePrefix is how much of text can be sent while the last hold bytes
+// may still become a stop string, cut at a UTF-8 boundary.
+func safePrefix(text string, hold int) int {
+	n := len(text) - hold
+	if n <= 0 {
+		return 0
+	}
+	for n > 0 && n < len(text) && text[n]&0xC0 == 0x80 {
+		n--
+	}
+	return n
+}

@@ -1,0 +1,763 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/llm"
+)
+
+// The SGLang-compatible API: request and reply bodies follow SGLang's
+// GenerateReqInput and the dicts its tokenizer manager returns
+// (python/sglang/srt/managers/io_struct.py, entrypoints/http_server.py).
+// Golden files in testdata/sglang pin the shapes.
+
+func (s *Server) routeSGLang() {
+	s.mux.HandleFunc("/generate", s.handleGenerate)
+	s.mux.HandleFunc("/abort_request", s.handleAbort)
+	s.mux.HandleFunc("/pause_generation", s.handlePause)
+	s.mux.HandleFunc("/continue_generation", s.handleContinue)
+	s.mux.HandleFunc("/update_weights_from_disk", s.handleUpdateWeights)
+	s.mux.HandleFunc("/update_weight_version", s.handleUpdateVersion)
+	s.mux.HandleFunc("/get_model_info", s.handleModelInfo)
+	s.mux.HandleFunc("/get_weight_version", s.handleWeightVersion)
+	s.mux.HandleFunc("/get_server_info", s.handleServerInfo)
+	s.mux.HandleFunc("/flush_cache", s.handleFlushCache)
+	s.mux.HandleFunc("/health", s.handleHealth)
+	s.mux.HandleFunc("/health_generate", s.handleHealth)
+}
+
+// sglangError is SGLang's error body for a rejected request.
+func sglangError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]any{"message": msg}})
+}
+
+func sglangBodyError(w http.ResponseWriter, err error) {
+	var be *bodyError
+	if errors.As(err, &be) {
+		sglangError(w, be.status, be.msg)
+		return
+	}
+	sglangError(w, http.StatusBadRequest, err.Error())
+}
+
+func requireMethod(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	sglangError(w, http.StatusMethodNotAllowed, "use "+strings.Join(methods, " or "))
+	return false
+}
+
+// generateKeys are GenerateReqInput fields; zeroOnly ones are accepted
+// only with their default (empty) value because the engine has no such
+// feature.
+var (
+	generateKeys = map[string]bool{
+		"text": true, "input_ids": true, "sampling_params": true, "rid": true, "return_logprob": true,
+		"logprob_start_len": true, "top_logprobs_num": true, "return_text_in_logprobs": true, "stream": true,
+		"log_metrics": true, "return_hidden_states": true, "return_routed_experts": true, "image_data": true,
+		"lora_path": true, "modalities": true, "session_params": true, "custom_logit_processor": true,
+		"token_ids_logprob": true, "input_embeds": true, "priority": true, "no_logs": true, "data_parallel_rank": true,
+		"bootstrap_host": true, "bootstrap_port": true, "bootstrap_room": true, "extra_key": true,
+	}
+	generateZeroOnly = []string{"return_hidden_states", "return_routed_experts", "image_data", "lora_path",
+		"modalities", "session_params", "custom_logit_processor", "token_ids_logprob", "input_embeds",
+		"bootstrap_host", "bootstrap_port", "bootstrap_room"}
+	samplingKeys = map[string]bool{
+		"max_new_tokens": true, "stop": true, "stop_token_ids": true, "temperature": true, "top_p": true,
+		"top_k": true, "min_p": true, "frequency_penalty": true, "presence_penalty": true,
+		"repetition_penalty": true, "min_new_tokens": true, "n": true, "ignore_eos": true,
+		"skip_special_tokens": true, "spaces_between_special_tokens": true, "no_stop_trim": true,
+		"sampling_seed": true, "json_schema": true, "regex": true, "ebnf": true, "structural_tag": true,
+		"custom_params": true, "stream_interval": true, "logit_bias": true, "stop_regex": true,
+	}
+)
+
+// sglangParams is a decoded sampling_params object.
+type sglangParams struct {
+	p          llm.Params
+	maxNew     *int // nil: the default; 0: score only
+	ignoreEOS  bool
+	noStopTrim bool
+	n          int
+}
+
+func parseSGLangSampling(raw json.RawMessage) (*sglangParams, error) {
+	sp := &sglangParams{n: 1}
+	sp.p.Temperature = 1 // SGLang's default
+	if isNull(raw) {
+		return sp, nil
+	}
+	var f map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, errors.New("sampling_params must be a JSON object")
+	}
+	for k := range f {
+		if !samplingKeys[k] {
+			return nil, fmt.Errorf("SamplingParams.__init__() got an unexpected keyword argument '%s'", k)
+		}
+	}
+	if err := field(f, "max_new_tokens", &sp.maxNew); err != nil {
+		return nil, err
+	}
+	if sp.maxNew != nil && *sp.maxNew < 0 {
+		return nil, fmt.Errorf("max_new_tokens must be at least 0, got %d", *sp.maxNew)
+	}
+	var temp *float64
+	if err := field(f, "temperature", &temp); err != nil {
+		return nil, err
+	}
+	if temp != nil {
+		if *temp < 0 || math.IsNaN(*temp) {
+			return nil, fmt.Errorf("temperature must be non-negative, got %v", *temp)
+		}
+		sp.p.Temperature = *temp
+	}
+	if err := field(f, "top_p", &sp.p.TopP); err != nil {
+		return nil, err
+	}
+	if sp.p.TopP < 0 || sp.p.TopP > 1 {
+		return nil, fmt.Errorf("top_p must be in (0, 1], got %v", sp.p.TopP)
+	}
+	if err := field(f, "top_k", &sp.p.TopK); err != nil {
+		return nil, err
+	}
+	if sp.p.TopK < -1 || sp.p.TopK == 0 && f["top_k"] != nil && !isNull(f["top_k"]) {
+		return nil, fmt.Errorf("top_k must be -1 (disable) or at least 1, got %d", sp.p.TopK)
+	}
+	stop, err := stringOrList(f["stop"])
+	if err != nil {
+		return nil, fmt.Errorf("stop: %v", err)
+	}
+	sp.p.Stop = stop
+	if err := field(f, "stop_token_ids", &sp.p.StopTokenIDs); err != nil {
+		return nil, err
+	}
+	if err := field(f, "sampling_seed", &sp.p.Seed); err != nil {
+		return nil, err
+	}
+	if err := field(f, "ignore_eos", &sp.ignoreEOS); err != nil {
+		return nil, err
+	}
+	if err := field(f, "no_stop_trim", &sp.noStopTrim); err != nil {
+		return nil, err
+	}
+	if err := field(f, "n", &sp.n); err != nil {
+		return nil, err
+	}
+	if sp.n < 1 || sp.n > 64 {
+		return nil, fmt.Errorf("n must be in [1, 64], got %d", sp.n)
+	}
+	// Penalties and constrained decoding are not implemented; their
+	// neutral values are accepted so clients that always send them work.
+	for key, neutral := range map[string]float64{"min_p": 0, "frequency_penalty": 0, "presence_penalty": 0, "repetition_penalty": 1, "min_new_tokens": 0} {
+		var v *float64
+		if err := field(f, key, &v); err != nil {
+			return nil, err
+		}
+		if v != nil && *v != neutral {
+			return nil, fmt.Errorf("%s=%v is not supported by the embedded engine (only %v)", key, *v, neutral)
+		}
+	}
+	for _, key := range []string{"json_schema", "regex", "ebnf", "structural_tag", "stop_regex", "logit_bias", "custom_params"} {
+		if raw, ok := f[key]; ok && !isNull(raw) && string(raw) != "{}" && string(raw) != "[]" {
+			return nil, fmt.Errorf("%s is not supported by the embedded engine", key)
+		}
+	}
+	return sp, nil
+}
+
+// generateInput is one prompt of a possibly batched /generate.
+type generateInput struct {
+	ids []int
+	rid string
+}
+
+func (s *Server) parseGenerateInputs(f map[string]json.RawMessage) ([]generateInput, bool, error) {
+	text, hasText := f["text"]
+	idsRaw, hasIDs := f["input_ids"]
+	hasText, hasIDs = hasText && !isNull(text), hasIDs && !isNull(idsRaw)
+	if hasText == hasIDs {
+		return nil, false, errors.New("Either text or input_ids should be provided.")
+	}
+	var prompts [][]int
+	batch := false
+	if hasIDs {
+		var one []int
+		if err := json.Unmarshal(idsRaw, &one); err == nil {
+			prompts = [][]int{one}
+		} else if err := json.Unmarshal(idsRaw, &prompts); err != nil {
+			return nil, false, errors.New("input_ids must be a list of token ids or a list of such lists")
+		} else {
+			batch = true
+		}
+	} else {
+		texts, err := stringOrList(text)
+		if err != nil {
+			return nil, false, fmt.Errorf("text: %v", err)
+		}
+		var one string
+		batch = json.Unmarshal(text, &one) != nil
+		for _, t := range texts {
+			ids, err := s.encode(t)
+			if err != nil {
+				return nil, false, err
+			}
+			prompts = append(prompts, ids)
+		}
+	}
+	if len(prompts) == 0 {
+		return nil, false, errors.New("the batch is empty")
+	}
+	var rids []string
+	if raw, ok := f["rid"]; ok && !isNull(raw) {
+		var one string
+		if err := json.Unmarshal(raw, &one); err == nil {
+			rids = []string{one}
+		} else if err := json.Unmarshal(raw, &rids); err != nil {
+			return nil, false, errors.New("rid must be a string or a list of strings")
+		}
+		if len(rids) != len(prompts) {
+			return nil, false, fmt.Errorf("%d rids for %d prompts", len(rids), len(prompts))
+		}
+	}
+	in := make([]generateInput, len(prompts))
+	for i, p := range prompts {
+		if err := s.checkPrompt(p); err != nil {
+			return nil, false, err
+		}
+		in[i].ids = p
+		if rids != nil {
+			in[i].rid = rids[i]
+		}
+	}
+	return in, batch, nil
+}
+
+type generateOptions struct {
+	returnLogprob  bool
+	logprobStart   int
+	returnText     bool
+	stream         bool
+	topLogprobsNum int
+}
+
+func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
+	if !requireMethod(w, r, http.MethodPost, http.MethodPut) {
+		return
+	}
+	_, f, err := decodeFields(r)
+	if err != nil {
+		sglangBodyError(w, err)
+		return
+	}
+	for k := range f {
+		if !generateKeys[k] {
+			sglangError(w, http.StatusBadRequest, fmt.Sprintf("GenerateReqInput.__init__() got an unexpected keyword argument '%s'", k))
+			return
+		}
+	}
+	for _, k := range generateZeroOnly {
+		if raw, ok := f[k]; ok && !isNull(raw) && string(raw) != "false" && string(raw) != "[]" && string(raw) != "{}" {
+			sglangError(w, http.StatusBadRequest, fmt.Sprintf("%s is not supported by the embedded engine", k))
+			return
+		}
+	}
+	inputs, batch, err := s.parseGenerateInputs(f)
+	if err != nil {
+		sglangError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	sp, err := parseSGLangSampling(f["sampling_params"])
+	if err != nil {
+		sglangError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	o := generateOptions{logprobStart: -1}
+	for key, dst := range map[string]any{"return_logprob": &o.returnLogprob, "logprob_start_len": &o.logprobStart,
+		"return_text_in_logprobs": &o.returnText, "stream": &o.stream, "top_logprobs_num": &o.topLogprobsNum} {
+		if err := field(f, key, dst); err != nil {
+			sglangError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	if o.topLogprobsNum != 0 {
+		sglangError(w, http.StatusBadRequest, "top_logprobs_num is not supported by the embedded engine; use return_logprob")
+		return
+	}
+	if o.returnLogprob && o.logprobStart >= 0 {
+		for _, in := range inputs {
+			if o.logprobStart >= len(in.ids) {
+				sglangError(w, http.StatusBadRequest, fmt.Sprintf("logprob_start_len (%d) must be less than the prompt length (%d)", o.logprobStart, len(in.ids)))
+				return
+			}
+		}
+	}
+	// n > 1 repeats every prompt, as SGLang does.
+	if sp.n > 1 {
+		var rep []generateInput
+		for _, in := range inputs {
+			for j := 0; j < sp.n; j++ {
+				c := in
+				if c.rid != "" {
+					c.rid = c.rid + "-" + strconv.Itoa(j)
+				}
+				rep = append(rep, c)
+			}
+		}
+		inputs, batch = rep, true
+	}
+	if o.stream {
+		if batch {
+			sglangError(w, http.StatusBadRequest, "streaming takes one prompt")
+			return
+		}
+		s.streamGenerate(w, r, inputs[0], sp, o)
+		return
+	}
+	results := make([]any, len(inputs))
+	errs := make([]error, len(inputs))
+	var wg sync.WaitGroup
+	for i := range inputs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = s.generateOne(r.Context(), inputs[i], sp, o, nil)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			if r.Context().Err() != nil {
+				return // the client is gone
+			}
+			sglangError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	if batch {
+		writeJSON(w, http.StatusOK, results)
+		return
+	}
+	writeJSON(w, http.StatusOK, results[0])
+}
+
+// sglangReply is one /generate result.
+type sglangReply struct {
+	Text      string     `json:"text"`
+	OutputIDs []int      `json:"output_ids"`
+	MetaInfo  sglangMeta `json:"meta_info"`
+}
+
+type sglangMeta struct {
+	ID               string  `json:"id"`
+	FinishReason     any     `json:"finish_reason"`
+	PromptTokens     int     `json:"prompt_tokens"`
+	CompletionTokens int     `json:"completion_tokens"`
+	CachedTokens     int     `json:"cached_tokens"`
+	WeightVersion    string  `json:"weight_version"`
+	TotalRetractions int     `json:"total_retractions"`
+	E2ELatency       float64 `json:"e2e_latency"`
+	// OutputTokenWeightVersions[i] is the weight version that produced
+	// output token i (an asearcher extension: versions change inside one
+	// request when weights are swapped mid-generation). weight_version is
+	// the version of the last token.
+	OutputTokenWeightVersions []int `json:"output_token_weight_versions"`
+	InputTokenLogprobs        []any `json:"input_token_logprobs,omitempty"`
+	OutputTokenLogprobs       []any `json:"output_token_logprobs,omitempty"`
+}
+
+// generateOne runs one prompt and builds its SGLang reply.
+func (s *Server) generateOne(ctx context.Context, in generateInput, sp *sglangParams, o generateOptions, onToken func(engine.StreamEvent)) (*sglangReply, error) {
+	start := time.Now()
+	rid := in.rid
+	if rid == "" {
+		rid = s.newID("sgl")
+	}
+	meta := sglangMeta{ID: rid, PromptTokens: len(in.ids), OutputTokenWeightVersions: []int{}}
+	if o.returnLogprob && o.logprobStart >= 0 {
+		lps, _, err := s.promptLogprobs(ctx, in.ids)
+		if err != nil {
+			return nil, err
+		}
+		meta.InputTokenLogprobs = make([]any, 0, len(in.ids)-o.logprobStart)
+		for i := o.logprobStart; i < len(in.ids); i++ {
+			meta.InputTokenLogprobs = append(meta.InputTokenLogprobs, s.logprobEntry(lps[i], in.ids[i], o.returnText))
+		}
+	}
+	var resp *llm.Response
+	if sp.maxNew != nil && *sp.maxNew == 0 {
+		// Scoring only: nothing is generated, the prompt is "finished" by
+		// length, as SGLang reports it.
+		resp = &llm.Response{OutputIDs: []int{}, Logprobs: []float32{}, Versions: []int{}, Finish: llm.FinishLength}
+	} else {
+		p := sp.p
+		if sp.maxNew != nil {
+			p.MaxNewTokens = *sp.maxNew
+		}
+		var err error
+		resp, err = s.generate(ctx, &genRequest{rid: rid, ids: in.ids, params: p, ignoreEOS: sp.ignoreEOS, onToken: onToken})
+		if err != nil {
+			return nil, err
+		}
+	}
+	meta.CompletionTokens = len(resp.OutputIDs)
+	meta.FinishReason = s.sglangFinish(resp, sp)
+	meta.OutputTokenWeightVersions = resp.Versions
+	if meta.OutputTokenWeightVersions == nil {
+		meta.OutputTokenWeightVersions = []int{}
+	}
+	v := s.Version()
+	if n := len(resp.Versions); n > 0 {
+		v = resp.Versions[n-1]
+	}
+	meta.WeightVersion = strconv.Itoa(v)
+	if o.returnLogprob {
+		meta.OutputTokenLogprobs = make([]any, len(resp.OutputIDs))
+		for i, id := range resp.OutputIDs {
+			meta.OutputTokenLogprobs[i] = s.logprobEntry(resp.Logprobs[i], id, o.returnText)
+		}
+	}
+	meta.E2ELatency = time.Since(start).Seconds()
+	text := resp.Text
+	if resp.StopMatched != "" && !sp.noStopTrim {
+		if i := strings.LastIndex(text, resp.StopMatched); i >= 0 {
+			text = text[:i]
+		}
+	}
+	return &sglangReply{Text: text, OutputIDs: resp.OutputIDs, MetaInfo: meta}, nil
+}
+
+// logprobEntry is SGLang's [logprob, token_id, text_or_null]; a missing
+// logprob (the first prompt token) is null.
+func (s *Server) logprobEntry(lp float32, id int, withText bool) []any {
+	var lv any
+	if !math.IsNaN(float64(lp)) && !math.IsInf(float64(lp), 0) {
+		lv = float64(lp)
+	}
+	var text any
+	if withText {
+		text = s.tokenText(id)
+	}
+	return []any{lv, id, text}
+}
+
+// sglangFinish renders finish_reason the way SGLang does.
+func (s *Server) sglangFinish(resp *llm.Response, sp *sglangParams) any {
+	switch resp.Finish {
+	case llm.FinishStop:
+		if resp.StopMatched != "" {
+			return map[string]any{"type": "stop", "matched": resp.StopMatched}
+		}
+		var matched any
+		if n := len(resp.OutputIDs); n > 0 {
+			matched = resp.OutputIDs[n-1]
+		}
+		return map[string]any{"type": "stop", "matched": matched}
+	case llm.FinishLength:
+		return map[string]any{"type": "length", "length": len(resp.OutputIDs)}
+	default:
+		msg := "Abort in running batch"
+		if len(resp.OutputIDs) == 0 {
+			msg = "Abort before prefill"
+		}
+		return map[string]any{"type": "abort", "message": msg, "status_code": nil, "err_type": nil}
+	}
+}
+
+// streamGenerate answers stream:true with SSE events carrying the text so
+// far (SGLang's cumulative form) and ends with data: [DONE].
+func (s *Server) streamGenerate(w http.ResponseWriter, r *http.Request, in generateInput, sp *sglangParams, o generateOptions) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		sglangError(w, http.StatusInternalServerError, "streaming is not available on this connection")
+		return
+	}
+	events := make(chan engine.StreamEvent, 256)
+	done := make(chan struct{})
+	var reply *sglangReply
+	var err error
+	go func() {
+		defer close(done)
+		reply, err = s.generateOne(r.Context(), in, sp, o, func(ev engine.StreamEvent) {
+			select {
+			case events <- ev:
+			case <-r.Context().Done():
+			}
+		})
+	}()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	var text strings.Builder
+	var ids []int
+	for {
+		select {
+		case ev := <-events:
+			text.WriteString(ev.Text)
+			ids = append(ids, ev.ID)
+			chunk := map[string]any{"text": text.String(), "output_ids": ids, "meta_info": map[string]any{
+				"id": in.rid, "finish_reason": nil, "prompt_tokens": len(in.ids), "completion_tokens": len(ids)}}
+			writeSSE(w, chunk)
+			fl.Flush()
+			continue
+		case <-done:
+		}
+		break
+	}
+	if err != nil {
+		writeSSE(w, map[string]any{"error": map[string]any{"message": err.Error()}})
+	} else {
+		writeSSE(w, reply)
+	}
+	_, _ = w.Write([]byte("data: [DONE]\n\n"))
+	fl.Flush()
+}
+
+func writeSSE(w http.ResponseWriter, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	_, _ = w.Write([]byte("data: "))
+	_, _ = w.Write(data)
+	_, _ = w.Write([]byte("\n\n"))
+}
+
+func (s *Server) handleAbort(w http.ResponseWriter, r *http.Request) {
+	if !requireMethod(w, r, http.MethodPost) {
+		return
+	}
+	_, f, err := decodeFields(r)
+	if err != nil {
+		sglangBodyError(w, err)
+		return
+	}
+	var rid string
+	var all bool
+	if err := field(f, "rid", &rid); err != nil {
+		sglangError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := field(f, "abort_all", &all); err != nil {
+		sglangError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	switch {
+	case all:
+		s.abortAll(r.Context())
+	case rid != "":
+		_ = s.sampler.Abort(r.Context(), rid)
+	default:
+		sglangError(w, http.StatusBadRequest, "give rid or abort_all: true")
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) handlePause(w http.ResponseWriter, r *http.Request) {
+	if !requireMethod(w, r, http.MethodPost) {
+		return
+	}
+	_, f, err := decodeFields(r)
+	if err != nil {
+		sglangBodyError(w, err)
+		return
+	}
+	mode := "abort"
+	if err := field(f, "mode", &mode); err != nil {
+		sglangError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if mode != "abort" {
+		sglangError(w, http.StatusBadRequest, fmt.Sprintf("pause mode %q is not supported; use \"abort\" (in-flight requests end with their partial output)", mode))
+		return
+	}
+	s.mu.Lock()
+	s.paused = true
+	s.mu.Unlock()
+	s.sampler.Pause()
+	writeJSON(w, http.StatusOK, map[string]any{"message": "Generation paused successfully.", "status": "ok"})
+}
+
+func (s *Server) handleContinue(w http.ResponseWriter, r *http.Request) {
+	if !requireMethod(w, r, http.MethodPost) {
+		return
+	}
+	if _, _, err := decodeFields(r); err != nil {
+		sglangBodyError(w, err)
+		return
+	}
+	s.mu.Lock()
+	s.paused = false
+	s.mu.Unlock()
+	s.sampler.Continue()
+	writeJSON(w, http.StatusOK, map[string]any{"message": "Generation continued successfully.", "status": "ok"})
+}
+
+// parseVersionLabel reads a weight_version label ("7", "v7" or a number).
+func parseVersionLabel(raw json.RawMessage) (int, bool, error) {
+	if isNull(raw) {
+		return 0, false, nil
+	}
+	var n int
+	if err := json.Unmarshal(raw, &n); err == nil {
+		return n, true, nil
+	}
+	var str string
+	if err := json.Unmarshal(raw, &str); err != nil {
+		return 0, false, errors.New("weight_version must be a number or a numeric string")
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(str), "v"))
+	if err != nil {
+		return 0, false, fmt.Errorf("weight_version %q is not numeric; this server versions weights with integers", str)
+	}
+	return n, true, nil
+}
+
+func (s *Server) handleUpdateWeights(w http.ResponseWriter, r *http.Request) {
+	if !requireMethod(w, r, http.MethodPost) {
+		return
+	}
+	_, f, err := decodeFields(r)
+	if err != nil {
+		sglangBodyError(w, err)
+		return
+	}
+	var path, format string
+	var abortAll bool
+	for key, dst := range map[string]any{"model_path": &path, "load_format": &format, "abort_all_requests": &abortAll} {
+		if err := field(f, key, dst); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"success": false, "message": err.Error(), "num_paused_requests": 0})
+			return
+		}
+	}
+	version, hasVersion, err := parseVersionLabel(f["weight_version"])
+	fail := func(msg string) {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"success": false, "message": msg, "num_paused_requests": 0})
+	}
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	if path == "" {
+		fail("model_path is required")
+		return
+	}
+	if format != "" && format != "auto" && format != "safetensors" {
+		fail(fmt.Sprintf("load_format %q is not supported; use safetensors", format))
+		return
+	}
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	wts, err := s.loadWeights(path)
+	if err != nil {
+		fail("Failed to update weights: " + err.Error())
+		return
+	}
+	if !hasVersion {
+		version = s.Version() + 1
+	}
+	aborted := 0
+	if abortAll {
+		aborted = s.abortAll(r.Context())
+	}
+	if err := s.SetWeights(wts, version); err != nil {
+		fail("Failed to update weights: " + err.Error())
+		return
+	}
+	s.log.Info("weights updated", "path", path, "version", version, "aborted", aborted)
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": "Succeeded to update model weights.", "num_paused_requests": aborted})
+}
+
+func (s *Server) handleUpdateVersion(w http.ResponseWriter, r *http.Request) {
+	if !requireMethod(w, r, http.MethodPost) {
+		return
+	}
+	_, f, err := decodeFields(r)
+	if err != nil {
+		sglangBodyError(w, err)
+		return
+	}
+	v, ok, err := parseVersionLabel(f["new_version"])
+	if err != nil || !ok {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"success": false, "message": "new_version must be a number or a numeric string"})
+		return
+	}
+	var abortAll bool
+	if err := field(f, "abort_all_requests", &abortAll); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"success": false, "message": err.Error()})
+		return
+	}
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	if abortAll {
+		s.abortAll(r.Context())
+	}
+	if err := s.SetWeights(s.current().w, v); err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"success": false, "message": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": "Weight version updated", "new_version": strconv.Itoa(v)})
+}
+
+func (s *Server) handleModelInfo(w http.ResponseWriter, r *http.Request) {
+	if !requireMethod(w, r, http.MethodGet, http.MethodPost) {
+		return
+	}
+	cfg := s.opts.Weights.Config
+	path := s.opts.ModelDir
+	if path == "" {
+		path = s.opts.ModelName
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"model_path": path, "tokenizer_path": path, "is_generation": true,
+		"preferred_sampling_params": nil, "weight_version": strconv.Itoa(s.Version()),
+		"model_type": cfg.ModelType, "architectures": cfg.Architectures, "served_model_name": s.opts.ModelName,
+		"context_length": s.ctxLen,
+	})
+}
+
+func (s *Server) handleWeightVersion(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"weight_version": strconv.Itoa(s.Version())})
+}
+
+func (s *Server) handleServerInfo(w http.ResponseWriter, r *http.Request) {
+	st := s.sampler.Stats()
+	s.mu.Lock()
+	paused := s.paused
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"version": "asearcher-embedded", "model_path": s.opts.ModelDir, "served_model_name": s.opts.ModelName,
+		"context_length": s.ctxLen, "max_running_requests": s.opts.MaxBatch, "weight_version": strconv.Itoa(s.Version()),
+		"paused": paused, "internal_states": []any{map[string]any{"active": st.Active, "steps": st.Steps, "generated_tokens": st.Generated}},
+	})
+}
+
+// handleFlushCache always succeeds: the prefix cache is dropped on every
+// weight swap anyway, and it never serves another weight version.
+func (s *Server) handleFlushCache(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("Cache flushed.\nPlease check backend logs for more details. (When there are running or waiting requests, the operation will not be performed.)\n"))
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if s.closed.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
