@@ -1,0 +1,61 @@
+package synth
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/tokenizer"
+)
+
+// TestEmbeddedEngine runs the pipeline against the embedded engine's
+// sampler (a randomly initialised tiny model behind the chat template).
+// Its replies are noise: the run must still complete, with every seed
+// ended as unparseable and each bad reply recorded.
+func TestEmbeddedEngine(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "model")
+	cfg, err := engine.Preset("tiny", 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.InitModelDir(context.Background(), dir, engine.InitOptions{Config: cfg, Seed: 3, DType: engine.F32}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := engine.NewSamplerForDir(dir, engine.SamplerOptions{}, tokenizer.ChatOptions{DisableThinking: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ix := hotpotIndex(t)
+	src, err := NewCorpusSource(ix, nil, 48)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "qa.jsonl")
+	stats, err := runOnce(t, Config{
+		Source: src, Generator: s, GeneratorName: "tiny", Seeds: 2, Concurrency: 2, MaxTurns: 2, SolverAttempts: 2,
+		MaxParseRetries: 1, MaxPageChars: 300, Params: &llm.Params{Temperature: 1, MaxNewTokens: 24},
+		Progress: ProgressOff, Logger: slog.New(slog.DiscardHandler),
+	}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Seeds != 2 || stats.Accepted != 0 || stats.ParseFailures != 4 || stats.Ends["base_unparseable"] != 2 {
+		t.Fatalf("stats %+v", stats)
+	}
+	o, err := OpenOutput(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	for _, r := range o.Results() {
+		for _, pf := range r.ParseFailures {
+			if pf.Step != "base_qa" || pf.Error == "" {
+				t.Errorf("parse failure %+v", pf)
+			}
+		}
+	}
+}
