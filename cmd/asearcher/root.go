@@ -88,7 +88,7 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run HTTP servers: the search engine or a model",
 	}
-	c.AddCommand(newServeSearchCmd())
+	c.AddCommand(newServeSearchCmd(), newServeModelCmd())
 	return c
 }
 

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/engine/serve"
+)
+
+func newServeModelCmd() *cobra.Command {
+	var (
+		modelDir, initPreset, addr, name, ckptDir, apiKey string
+		maxBatch, maxNew, maxModels                       int
+		grace                                             time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "model",
+		Short: "Serve the embedded model over the OpenAI, SGLang-compatible and Tinker-compatible APIs",
+		Long: `One process serves a model directory (or a fresh --init preset) over:
+
+  OpenAI   /v1/chat/completions (SSE streaming), /v1/completions, /v1/models
+  SGLang   /generate, /abort_request, /pause_generation, /continue_generation,
+           /update_weights_from_disk, /get_model_info, /health
+  Tinker   /api/v1/... (create_model, forward_backward, optim_step,
+           save_weights_for_sampler, asample, retrieve_future, ...)
+
+Generation keeps running while Tinker training steps run; weight swaps are
+atomic and every generated token carries the version that produced it.
+docs/api.md describes each endpoint.`,
+		Example: `  asearcher serve model --model runs/model --addr 127.0.0.1:30000
+  asearcher serve model --init tiny --checkpoint-dir /tmp/ckpt`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (modelDir == "") == (initPreset == "") {
+				return fmt.Errorf("give --model DIR or --init tiny|small")
+			}
+			if initPreset != "" {
+				cfg, err := engine.Preset(initPreset, 16)
+				if err != nil {
+					return err
+				}
+				tmp, err := os.MkdirTemp("", "asearcher-model-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				modelDir = filepath.Join(tmp, initPreset)
+				if _, err := engine.InitModelDir(cmd.Context(), modelDir, engine.InitOptions{Config: cfg, Seed: 1, DType: engine.F32}); err != nil {
+					return err
+				}
+				if name == "" {
+					name = "asearcher-" + initPreset
+				}
+			}
+			w, tok, err := engine.OpenModelDir(modelDir)
+			if err != nil {
+				return fmt.Errorf("open --model %s: %w", modelDir, err)
+			}
+			s, err := serve.New(serve.Options{ModelName: name, ModelDir: modelDir, Weights: w, Tokenizer: tok,
+				MaxBatch: maxBatch, DefaultMaxNewTokens: maxNew, CheckpointDir: ckptDir, MaxModels: maxModels,
+				APIKey: apiKey, Logger: slog.Default()})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				s.Close()
+				return fmt.Errorf("listen on %s: %w (use --addr to pick another)", addr, err)
+			}
+			slog.Info("serving model", "addr", "http://"+ln.Addr().String(), "model", s.ModelName(), "dir", modelDir)
+			return s.Serve(cmd.Context(), ln, grace)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&modelDir, "model", "", "model directory (config.json, model.safetensors, tokenizer.json)")
+	f.StringVar(&initPreset, "init", "", "serve a freshly initialised preset instead (tiny or small)")
+	f.StringVar(&addr, "addr", "127.0.0.1:30000", "listen address")
+	f.StringVar(&name, "name", "", "served model name (default: the directory's name)")
+	f.StringVar(&ckptDir, "checkpoint-dir", "", "where Tinker save_weights / save_weights_for_sampler write (empty: sampler weights in memory, save_weights refused)")
+	f.StringVar(&apiKey, "api-key", os.Getenv("ASEARCHER_SERVE_API_KEY"), "require this key (Authorization: Bearer or X-API-Key) [$ASEARCHER_SERVE_API_KEY]")
+	f.IntVar(&maxBatch, "max-batch", 64, "sequences decoded together")
+	f.IntVar(&maxNew, "max-new-tokens", 128, "default max_new_tokens when a request sets none")
+	f.IntVar(&maxModels, "max-models", 4, "Tinker training models held at once (each is a full copy with Adam state)")
+	f.DurationVar(&grace, "grace", 10*time.Second, "on shutdown, how long in-flight requests may finish before they are aborted")
+	return c
+}
