@@ -3,19 +3,18 @@ package synth
 import (
 	"context"
 	"log/slog"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
 	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/engine/serve"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tokenizer"
 )
 
-// TestEmbeddedEngine runs the pipeline against the embedded engine's
-// sampler (a randomly initialised tiny model behind the chat template).
-// Its replies are noise: the run must still complete, with every seed
-// ended as unparseable and each bad reply recorded.
-func TestEmbeddedEngine(t *testing.T) {
+func tinyModel(t *testing.T) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "model")
 	cfg, err := engine.Preset("tiny", 16)
 	if err != nil {
@@ -24,11 +23,43 @@ func TestEmbeddedEngine(t *testing.T) {
 	if _, err := engine.InitModelDir(context.Background(), dir, engine.InitOptions{Config: cfg, Seed: 3, DType: engine.F32}); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// TestEmbeddedEngine runs the pipeline against the embedded engine (a
+// randomly initialised tiny model behind the chat template): in process,
+// and served over HTTP as `asearcher serve model` does, through both the
+// OpenAI-compatible and the SGLang client. Its replies are noise: the run
+// must still complete, with every seed ended as unparseable and each bad
+// reply recorded.
+func TestEmbeddedEngine(t *testing.T) {
+	dir := tinyModel(t)
 	s, err := engine.NewSamplerForDir(dir, engine.SamplerOptions{}, tokenizer.ChatOptions{DisableThinking: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	w, tok, err := engine.OpenModelDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := serve.New(serve.Options{ModelDir: dir, Weights: w, Tokenizer: tok, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	for name, gen := range map[string]llm.Sampler{
+		"in-process": s,
+		"openai":     newPool(t, hs.URL+"/v1"),
+		"sglang":     newPool(t, "sglang:"+hs.URL),
+	} {
+		t.Run(name, func(t *testing.T) { runNoise(t, gen) })
+	}
+}
+
+func runNoise(t *testing.T, gen llm.Sampler) {
 	ix := hotpotIndex(t)
 	src, err := NewCorpusSource(ix, nil, 48)
 	if err != nil {
@@ -36,7 +67,7 @@ func TestEmbeddedEngine(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "qa.jsonl")
 	stats, err := runOnce(t, Config{
-		Source: src, Generator: s, GeneratorName: "tiny", Seeds: 2, Concurrency: 2, MaxTurns: 2, SolverAttempts: 2,
+		Source: src, Generator: gen, GeneratorName: "tiny", Seeds: 2, Concurrency: 2, MaxTurns: 2, SolverAttempts: 2,
 		MaxParseRetries: 1, MaxPageChars: 300, Params: &llm.Params{Temperature: 1, MaxNewTokens: 24},
 		Progress: ProgressOff, Logger: slog.New(slog.DiscardHandler),
 	}, out)
