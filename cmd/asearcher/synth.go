@@ -2,12 +2,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/corpus"
@@ -18,16 +22,71 @@ import (
 	"github.com/asearcher/asearcher/tools"
 )
 
+// synthOptions are the synth command's knobs: its flags, and the keys of
+// a --config YAML file (flags given on the command line win).
+type synthOptions struct {
+	Index             string  `yaml:"index"`
+	Search            string  `yaml:"search"`
+	Access            string  `yaml:"access"`
+	Seeds             string  `yaml:"seeds"`
+	Links             string  `yaml:"links"`
+	Out               string  `yaml:"out"`
+	Model             string  `yaml:"model"`
+	ModelName         string  `yaml:"model_name"`
+	SolverModel       string  `yaml:"solver_model"`
+	JudgeModel        string  `yaml:"judge_model"`
+	JudgeCache        string  `yaml:"judge_cache"`
+	N                 int     `yaml:"n"`
+	Seed              uint64  `yaml:"seed"`
+	Concurrency       int     `yaml:"concurrency"`
+	MaxTurns          int     `yaml:"max_turns"`
+	Attempts          int     `yaml:"attempts"`
+	MaxSolveRate      float64 `yaml:"max_solve_rate"`
+	ExitSolveRate     float64 `yaml:"exit_solve_rate"`
+	MaxLinks          int     `yaml:"max_links"`
+	Retries           int     `yaml:"retries"`
+	MaxPageChars      int     `yaml:"max_page_chars"`
+	ToolAttempts      int     `yaml:"tool_attempts"`
+	Agent             string  `yaml:"agent"`
+	Temperature       float64 `yaml:"temperature"`
+	TopP              float64 `yaml:"top_p"`
+	MaxTokens         int     `yaml:"max_tokens"`
+	SolverTemperature float64 `yaml:"solver_temperature"`
+	SolverMaxTokens   int     `yaml:"solver_max_tokens"`
+}
+
+// loadSynthConfig reads a --config file over o, then re-applies the flags
+// set on the command line so that they win.
+func loadSynthConfig(fs *pflag.FlagSet, path string, o *synthOptions) error {
+	changed := map[string]string{}
+	fs.Visit(func(f *pflag.Flag) { changed[f.Name] = f.Value.String() })
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	defer f.Close()
+	var file struct {
+		Synth *synthOptions `yaml:"synth"`
+	}
+	file.Synth = o
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&file); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("--config %s: %w (keys are the flag names with _ under a synth: block)", path, err)
+	}
+	for name, v := range changed {
+		if err := fs.Set(name, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func newSynthCmd() *cobra.Command {
 	var (
-		index, search, access, seedsFile, links, out string
-		model, modelName, solverModel, judgeModel    string
-		judgeCache, toolAgent                        string
-		cfg                                          synth.Config
-		gen, solve                                   llm.Params
-		rngSeed                                      uint64
-		toolAttempts                                 int
-		noProgress                                   bool
+		o          synthOptions
+		configPath string
+		noProgress bool
 	)
 	c := &cobra.Command{
 		Use:   "synth --index DIR|--search URL|serper --model URL --n N --out FILE",
@@ -55,11 +114,23 @@ question and the difficulty histogram. See docs/synth.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if out == "" || model == "" {
+			if configPath != "" {
+				if err := loadSynthConfig(cmd.Flags(), configPath, &o); err != nil {
+					return err
+				}
+			}
+			if o.Out == "" || o.Model == "" {
 				return errors.New("--out and --model are required")
 			}
-			if (index == "") == (search == "") {
+			if (o.Index == "") == (o.Search == "") {
 				return errors.New("give exactly one of --index DIR and --search URL|serper")
+			}
+			cfg := synth.Config{
+				Seeds: o.N, Concurrency: o.Concurrency, MaxTurns: o.MaxTurns, SolverAttempts: o.Attempts,
+				MaxSolveRate: o.MaxSolveRate, ExitSolveRate: o.ExitSolveRate, MaxLinks: o.MaxLinks,
+				MaxParseRetries: o.Retries, MaxPageChars: o.MaxPageChars,
+				Params:       &llm.Params{Temperature: o.Temperature, TopP: o.TopP, MaxNewTokens: o.MaxTokens},
+				SolverParams: &llm.Params{Temperature: o.SolverTemperature, MaxNewTokens: o.SolverMaxTokens},
 			}
 			pools := map[string]*llm.Pool{}
 			defer func() {
@@ -71,7 +142,7 @@ question and the difficulty histogram. See docs/synth.md.`,
 				if p, ok := pools[spec]; ok {
 					return p, nil
 				}
-				p, err := llm.NewClient(spec, llm.ClientOptions{APIKey: llm.APIKeyFromEnv(), Model: modelName})
+				p, err := llm.NewClient(spec, llm.ClientOptions{APIKey: llm.APIKeyFromEnv(), Model: o.ModelName})
 				if err != nil {
 					return nil, fmt.Errorf("model %q: %w", spec, err)
 				}
@@ -79,61 +150,61 @@ question and the difficulty histogram. See docs/synth.md.`,
 				return p, nil
 			}
 			var err error
-			if cfg.Generator, err = client(model); err != nil {
+			if cfg.Generator, err = client(o.Model); err != nil {
 				return err
 			}
-			cfg.GeneratorName = cmpOrStr(modelName, model)
-			if solverModel != "" {
-				if cfg.Solver, err = client(solverModel); err != nil {
+			cfg.GeneratorName = cmpOrStr(o.ModelName, o.Model)
+			if o.SolverModel != "" {
+				if cfg.Solver, err = client(o.SolverModel); err != nil {
 					return err
 				}
-				cfg.SolverName = solverModel
+				cfg.SolverName = o.SolverModel
 			}
-			if judgeModel != "" {
-				if cfg.Judge, err = client(judgeModel); err != nil {
+			if o.JudgeModel != "" {
+				if cfg.Judge, err = client(o.JudgeModel); err != nil {
 					return err
 				}
-				cfg.JudgeName = judgeModel
+				cfg.JudgeName = o.JudgeModel
 			}
-			if judgeCache != "" {
-				if cfg.JudgeCache, err = reward.OpenJudgeCache(judgeCache); err != nil {
+			if o.JudgeCache != "" {
+				if cfg.JudgeCache, err = reward.OpenJudgeCache(o.JudgeCache); err != nil {
 					return err
 				}
 			}
 			var searcher tools.Searcher
 			var browser tools.Browser
-			if index != "" {
-				ix, err := retrieval.Open(index, retrieval.OpenOptions{NoDense: true})
+			if o.Index != "" {
+				ix, err := retrieval.Open(o.Index, retrieval.OpenOptions{NoDense: true})
 				if err != nil {
-					return fmt.Errorf("--index %s: %w (build one with asearcher index build)", index, err)
+					return fmt.Errorf("--index %s: %w (build one with asearcher index build)", o.Index, err)
 				}
 				defer ix.Close()
 				var l synth.Links
-				if links != "" {
-					if l, err = synth.LoadLinks(links); err != nil {
+				if o.Links != "" {
+					if l, err = synth.LoadLinks(o.Links); err != nil {
 						return err
 					}
 				}
-				if cfg.Source, err = synth.NewCorpusSource(ix, l, rngSeed); err != nil {
+				if cfg.Source, err = synth.NewCorpusSource(ix, l, o.Seed); err != nil {
 					return err
 				}
 				searcher, browser = synth.IndexTools{Index: ix}, synth.IndexTools{Index: ix}
 			} else {
-				if seedsFile == "" {
+				if o.Seeds == "" {
 					return errors.New("--search needs --seeds FILE: one seed query or page title per line")
 				}
-				queries, err := readLines(seedsFile)
+				queries, err := readLines(o.Seeds)
 				if err != nil {
 					return err
 				}
-				if searcher, err = tools.SearcherFromSpec(search, tools.SpecOptions{}); err != nil {
+				if searcher, err = tools.SearcherFromSpec(o.Search, tools.SpecOptions{}); err != nil {
 					return err
 				}
-				acc := access
+				acc := o.Access
 				if acc == "auto" {
 					acc = "none"
-					if strings.HasPrefix(search, "http") {
-						acc = search
+					if strings.HasPrefix(o.Search, "http") {
+						acc = o.Search
 					}
 				}
 				if browser, err = tools.BrowserFromSpec(acc, tools.SpecOptions{}); err != nil {
@@ -141,70 +212,71 @@ question and the difficulty histogram. See docs/synth.md.`,
 				}
 				cfg.Source = &synth.SearchSource{Search: searcher, Browse: browser, Queries: queries}
 			}
-			if toolAttempts > 0 {
-				agents := agent.NewRegistry()
-				wf, err := agents.New(toolAgent, agent.Options{})
+			if o.ToolAttempts > 0 {
+				wf, err := agent.NewRegistry().New(o.Agent, agent.Options{})
 				if err != nil {
 					return err
 				}
-				solverSpec := cmpOrStr(solverModel, model)
-				p, err := client(solverSpec)
+				p, err := client(cmpOrStr(o.SolverModel, o.Model))
 				if err != nil {
 					return err
 				}
-				cfg.ToolSolver, cfg.ToolAttempts = wf, toolAttempts
-				cfg.ToolEnv = &agent.Env{Sampler: p, Search: searcher, Browse: browser, Sampling: solve, Limits: agent.Limits{}.WithDefaults()}
+				cfg.ToolSolver, cfg.ToolAttempts = wf, o.ToolAttempts
+				cfg.ToolEnv = &agent.Env{Sampler: p, Search: searcher, Browse: browser, Sampling: *cfg.SolverParams, Limits: agent.Limits{}.WithDefaults()}
 			}
-			cfg.Params, cfg.SolverParams = &gen, &solve
 			if noProgress {
 				cfg.Progress = synth.ProgressLog
 			}
-			o, err := synth.OpenOutput(out)
-			if err != nil {
-				return err
-			}
-			defer o.Close()
 			s, err := synth.New(cfg)
 			if err != nil {
 				return err
 			}
-			stats, runErr := s.Run(ctx, o)
+			out, err := synth.OpenOutput(o.Out)
+			if err != nil {
+				return err
+			}
+			defer out.Close()
+			if err := writeSynthConfig(o.Out+".config.yaml", o); err != nil {
+				return err
+			}
+			stats, runErr := s.Run(ctx, out)
 			stats.WriteText(cmd.OutOrStdout())
 			if runErr == nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%d questions); stats in %s\n", out, stats.Accepted, synth.StatsPath(out))
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%d questions); stats in %s\n", o.Out, stats.Accepted, synth.StatsPath(o.Out))
 			}
 			return runErr
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&index, "index", "", "a built local index (asearcher index build) whose corpus supplies seeds, pages and links")
-	f.StringVar(&search, "search", "", "instead of --index: a retrieval server URL, addrdir:DIR or serper; seeds from --seeds")
-	f.StringVar(&access, "access", "auto", "page reader with --search: auto (the retrieval server's /access, none for serper), fetch, jina, none or a URL")
-	f.StringVar(&seedsFile, "seeds", "", "with --search: a file of seed queries or titles, one per line")
-	f.StringVar(&links, "links", "", "with --index: links file (JSON page → [pages] or {links, in_links}, or JSONL); default: titles mentioned in the text")
-	f.StringVar(&out, "out", "", "output JSONL (appended; rerun to resume)")
-	f.StringVar(&model, "model", "", "generator model: an OpenAI-compatible base URL (http://host:port/v1) or sglang:http://host:port; comma-separated for a pool")
-	f.StringVar(&modelName, "model-name", "", "model name for OpenAI-compatible servers (default: ask the server)")
-	f.StringVar(&solverModel, "solver-model", "", "model that answers without tools for the difficulty check (default: --model)")
-	f.StringVar(&judgeModel, "judge-model", "", "model that grades the solver's answers (default: --model)")
-	f.StringVar(&judgeCache, "judge-cache", "", "file caching judge verdicts across runs")
-	f.IntVar(&cfg.Seeds, "n", 10, "seeds to process in total (a resumed run counts the finished ones)")
-	f.Uint64Var(&rngSeed, "seed", 1, "seed of the random seed-page sample (--index)")
-	f.IntVar(&cfg.Concurrency, "concurrency", 4, "seeds worked on at once")
-	f.IntVar(&cfg.MaxTurns, "max-turns", 16, "edits tried per seed")
-	f.IntVar(&cfg.SolverAttempts, "attempts", 8, "solver answers per candidate (difficulty check)")
-	f.Float64Var(&cfg.MaxSolveRate, "max-solve-rate", 0.5, "write versions whose solve rate is at most this")
-	f.Float64Var(&cfg.ExitSolveRate, "exit-solve-rate", 0, "offer exit once a version's solve rate was at most this")
-	f.IntVar(&cfg.MaxLinks, "max-links", 10, "linked entities offered for injection")
-	f.IntVar(&cfg.MaxParseRetries, "retries", 2, "repeats of a call whose reply does not parse")
-	f.IntVar(&cfg.MaxPageChars, "max-page-chars", 6000, "characters of a page shown to the model")
-	f.IntVar(&toolAttempts, "tool-attempts", 0, "also run the search agent this many times per validated version (records tool_solve_rate)")
-	f.StringVar(&toolAgent, "agent", agent.AgentASearcher, "agent for --tool-attempts")
-	f.Float64Var(&gen.Temperature, "temperature", 0.8, "generator temperature")
-	f.Float64Var(&gen.TopP, "top-p", 0.95, "generator nucleus sampling threshold")
-	f.IntVar(&gen.MaxNewTokens, "max-tokens", 2048, "most tokens of one generator reply")
-	f.Float64Var(&solve.Temperature, "solver-temperature", 0.6, "solver temperature")
-	f.IntVar(&solve.MaxNewTokens, "solver-max-tokens", 1024, "most tokens of one solver reply")
+	f.StringVar(&configPath, "config", "", "YAML file with a synth: block of these settings (flags override it)")
+	f.StringVar(&o.Index, "index", "", "a built local index (asearcher index build) whose corpus supplies seeds, pages and links")
+	f.StringVar(&o.Search, "search", "", "instead of --index: a retrieval server URL, addrdir:DIR or serper; seeds from --seeds")
+	f.StringVar(&o.Access, "access", "auto", "page reader with --search: auto (the retrieval server's /access, none for serper), fetch, jina, none or a URL")
+	f.StringVar(&o.Seeds, "seeds", "", "with --search: a file of seed queries or titles, one per line")
+	f.StringVar(&o.Links, "links", "", "with --index: links file (JSON page → [pages] or {links, in_links}, or JSONL); default: titles mentioned in the text")
+	f.StringVar(&o.Out, "out", "", "output JSONL (appended; rerun to resume)")
+	f.StringVar(&o.Model, "model", "", "generator model: an OpenAI-compatible base URL (http://host:port/v1) or sglang:http://host:port; comma-separated for a pool")
+	f.StringVar(&o.ModelName, "model-name", "", "model name for OpenAI-compatible servers (default: ask the server)")
+	f.StringVar(&o.SolverModel, "solver-model", "", "model that answers without tools for the difficulty check (default: --model)")
+	f.StringVar(&o.JudgeModel, "judge-model", "", "model that grades the solver's answers (default: --model)")
+	f.StringVar(&o.JudgeCache, "judge-cache", "", "file caching judge verdicts across runs")
+	f.IntVar(&o.N, "n", 10, "seeds to process in total (a resumed run counts the finished ones)")
+	f.Uint64Var(&o.Seed, "seed", 1, "seed of the random seed-page sample (--index)")
+	f.IntVar(&o.Concurrency, "concurrency", 4, "seeds worked on at once")
+	f.IntVar(&o.MaxTurns, "max-turns", 16, "edits tried per seed")
+	f.IntVar(&o.Attempts, "attempts", 8, "solver answers per candidate (difficulty check)")
+	f.Float64Var(&o.MaxSolveRate, "max-solve-rate", 0.5, "write versions whose solve rate is at most this")
+	f.Float64Var(&o.ExitSolveRate, "exit-solve-rate", 0, "offer exit once a version's solve rate was at most this")
+	f.IntVar(&o.MaxLinks, "max-links", 10, "linked entities offered for injection")
+	f.IntVar(&o.Retries, "retries", 2, "repeats of a call whose reply does not parse")
+	f.IntVar(&o.MaxPageChars, "max-page-chars", 6000, "characters of a page shown to the model")
+	f.IntVar(&o.ToolAttempts, "tool-attempts", 0, "also run the search agent this many times per validated version (records tool_solve_rate)")
+	f.StringVar(&o.Agent, "agent", agent.AgentASearcher, "agent for --tool-attempts")
+	f.Float64Var(&o.Temperature, "temperature", 0.8, "generator temperature")
+	f.Float64Var(&o.TopP, "top-p", 0.95, "generator nucleus sampling threshold")
+	f.IntVar(&o.MaxTokens, "max-tokens", 2048, "most tokens of one generator reply")
+	f.Float64Var(&o.SolverTemperature, "solver-temperature", 0.6, "solver temperature")
+	f.IntVar(&o.SolverMaxTokens, "solver-max-tokens", 1024, "most tokens of one solver reply")
 	f.BoolVar(&noProgress, "no-progress", false, "log progress lines instead of drawing a bar")
 	c.AddCommand(newSynthFilterCmd())
 	return c
@@ -253,6 +325,18 @@ func newSynthFilterCmd() *cobra.Command {
 	c.Flags().Float64Var(&toolRate, "max-tool-solve-rate", 1, "also bound the search agent's solve rate (when recorded)")
 	c.Flags().IntVar(&opts.PerSeed, "per-seed", 3, "keep at most this many versions per seed, hardest first (0: all)")
 	return c
+}
+
+// writeSynthConfig records the settings of a run beside its output.
+func writeSynthConfig(path string, o synthOptions) error {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(map[string]synthOptions{"synth": o}); err != nil {
+		return err
+	}
+	enc.Close()
+	return corpus.WriteFileAtomic(path, b.Bytes())
 }
 
 func readLines(path string) ([]string, error) {

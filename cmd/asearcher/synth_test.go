@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -79,6 +80,22 @@ func TestSynthCommand(t *testing.T) {
 		t.Fatalf("filtered file:\n%s", b)
 	}
 
+	// --config: a YAML synth block; flags on the command line win.
+	cfgPath := filepath.Join(dir, "synth.yaml")
+	out2 := filepath.Join(dir, "qa2.jsonl")
+	os.WriteFile(cfgPath, []byte("synth:\n  index: "+index+"\n  model: "+srv.OpenAIURL()+"\n  out: "+out2+"\n  n: 1\n  attempts: 2\n  max_turns: 2\n"), 0o644)
+	stdout, err = runCLI(t, "synth", "--config", cfgPath, "--n", "2", "--no-progress", "--log-level", "warn")
+	if err != nil || !strings.Contains(stdout, "seeds 2 ") || !strings.Contains(stdout, "0/2:2") {
+		t.Fatalf("--config run: %v\n%s", err, stdout)
+	}
+	if b, err := os.ReadFile(out2 + ".config.yaml"); err != nil || !strings.Contains(string(b), `"n": 2`) || !strings.Contains(string(b), "attempts: 2") {
+		t.Fatalf("run config: %v\n%s", err, b)
+	}
+	os.WriteFile(cfgPath, []byte("synth:\n  seeds_count: 3\n"), 0o644)
+	if _, err := runCLI(t, "synth", "--config", cfgPath); err == nil || !strings.Contains(err.Error(), "seeds_count") {
+		t.Errorf("unknown config key: %v", err)
+	}
+
 	for _, bad := range [][]string{
 		{"synth", "--model", srv.OpenAIURL(), "--out", out},
 		{"synth", "--index", index, "--search", "http://127.0.0.1:1", "--model", srv.OpenAIURL(), "--out", out},
@@ -88,5 +105,45 @@ func TestSynthCommand(t *testing.T) {
 		if _, err := runCLI(t, bad...); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+// TestSynthConfigDocs decodes the documented synth YAML block strictly and
+// checks that its values are the flag defaults.
+func TestSynthConfigDocs(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	i := strings.Index(doc, "\n## QA synthesis")
+	if i < 0 {
+		t.Fatal("docs/configuration.md has no synth section")
+	}
+	start := strings.Index(doc[i:], "```yaml\n") + i + len("```yaml\n")
+	end := strings.Index(doc[start:], "```") + start
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(doc[start:end]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := newSynthCmd()
+	var fromFile synthOptions
+	if err := loadSynthConfig(cmd.Flags(), path, &fromFile); err != nil {
+		t.Fatal(err)
+	}
+	def := func(name string) string { return cmd.Flags().Lookup(name).DefValue }
+	atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
+	atof := func(s string) float64 { f, _ := strconv.ParseFloat(s, 64); return f }
+	want := synthOptions{
+		Index: fromFile.Index, Out: fromFile.Out, Model: fromFile.Model,
+		Access: def("access"), N: atoi(def("n")), Seed: uint64(atoi(def("seed"))), Concurrency: atoi(def("concurrency")),
+		MaxTurns: atoi(def("max-turns")), Attempts: atoi(def("attempts")), MaxSolveRate: atof(def("max-solve-rate")),
+		ExitSolveRate: atof(def("exit-solve-rate")), MaxLinks: atoi(def("max-links")), Retries: atoi(def("retries")),
+		MaxPageChars: atoi(def("max-page-chars")), ToolAttempts: atoi(def("tool-attempts")), Agent: def("agent"),
+		Temperature: atof(def("temperature")), TopP: atof(def("top-p")), MaxTokens: atoi(def("max-tokens")),
+		SolverTemperature: atof(def("solver-temperature")), SolverMaxTokens: atoi(def("solver-max-tokens")),
+	}
+	if fromFile != want {
+		t.Fatalf("documented block\n%+v\ndiffers from the flag defaults\n%+v", fromFile, want)
 	}
 }
