@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/internal/fakellm"
 )
 
@@ -22,7 +23,10 @@ import (
 // valid and unsolved (accepted as version 0), the first action is a fuzz
 // (accepted as version 1) and the next is exit.
 func stateless(c fakellm.Call) fakellm.Reply {
-	text := c.Messages[len(c.Messages)-1].Content
+	text := c.Prompt
+	if len(c.Messages) > 0 {
+		text = c.Messages[len(c.Messages)-1].Content
+	}
 	step := "judge"
 	if m := taskRE.FindStringSubmatch(text); m != nil {
 		step = m[1]
@@ -49,6 +53,9 @@ func stateless(c fakellm.Call) fakellm.Reply {
 		return fakellm.Reply{Text: "<answer> alpha </answer>"}
 	case "check an alternative answer":
 		return fakellm.Reply{Text: `{"also_correct": false}`}
+	}
+	if strings.Contains(text, "researches it with tools") { // the search agent (tool solver)
+		return fakellm.Reply{Text: "<think>I know it.</think>\n<answer> omega </answer>"}
 	}
 	return fakellm.Reply{Text: "Rationale: no.\nVerdict: INCORRECT"}
 }
@@ -294,5 +301,46 @@ func TestCancel(t *testing.T) {
 	}
 	if n := len(o.Results()); n != 0 {
 		t.Errorf("%d seeds committed after cancel", n)
+	}
+}
+
+// TestToolSolver: with a tool solver, every validated version is also
+// answered by the search agent over the index, and its rate is recorded
+// (and filtered on).
+func TestToolSolver(t *testing.T) {
+	srv := fakellm.New(fakellm.Options{Handler: stateless})
+	defer srv.Close()
+	cfg := statelessConfig(t, srv.OpenAIURL(), 1)
+	wf, err := agent.NewRegistry().New(agent.AgentASearcher, agent.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := hotpotIndex(t)
+	cfg.ToolSolver, cfg.ToolAttempts = wf, 2
+	cfg.ToolEnv = &agent.Env{Sampler: cfg.Generator, Search: IndexTools{Index: ix}, Browse: IndexTools{Index: ix}, Limits: agent.Limits{MaxTurns: 4}.WithDefaults()}
+	out := filepath.Join(t.TempDir(), "qa.jsonl")
+	if _, err := runOnce(t, cfg, out); err != nil {
+		t.Fatal(err)
+	}
+	recs := readRecordsFile(t, out)
+	if len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	for _, r := range recs {
+		if r.ToolSolveRate == nil || *r.ToolSolveRate != 1 {
+			t.Fatalf("tool solve rate %v", r.ToolSolveRate)
+		}
+	}
+	if kept := Filter(recs, FilterOptions{MaxSolveRate: 1, MaxToolSolveRate: new(float64)}); len(kept) != 0 {
+		t.Fatalf("filter kept %d versions the agent solved", len(kept))
+	}
+	agentCalls := 0
+	for _, c := range srv.Calls() {
+		if strings.Contains(c.Prompt, "researches it with tools") {
+			agentCalls++
+		}
+	}
+	if agentCalls != 4 {
+		t.Errorf("%d agent calls, want 2 versions × 2 attempts", agentCalls)
 	}
 }

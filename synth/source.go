@@ -42,7 +42,8 @@ type Source interface {
 const minSeedChars = 80
 
 // CorpusSource draws seeds and links from a built local index: seeds are
-// random passages, links come from a links file when given and otherwise
+// random pages of its page store when it has one, else random passages;
+// links come from a links file when given and otherwise
 // from titles: a page links to the passages whose title its text mentions
 // and to those whose text mentions its title, found through BM25.
 type CorpusSource struct {
@@ -65,7 +66,11 @@ func NewCorpusSource(ix *retrieval.Index, links Links, seed uint64) (*CorpusSour
 // Seeds implements Source: passages in a seeded random order, skipping
 // stubs.
 func (s *CorpusSource) Seeds(ctx context.Context, n int) ([]Page, error) {
-	total := s.ix.Store.Len()
+	store := s.ix.Store
+	if s.ix.Pages != nil {
+		store = s.ix.Pages
+	}
+	total := store.Len()
 	order := make([]uint32, total)
 	for i := range order {
 		order[i] = uint32(i)
@@ -80,7 +85,7 @@ func (s *CorpusSource) Seeds(ctx context.Context, n int) ([]Page, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		p, err := s.page(ord)
+		p, err := pageOf(store, ord)
 		if err != nil {
 			return nil, err
 		}
@@ -91,8 +96,10 @@ func (s *CorpusSource) Seeds(ctx context.Context, n int) ([]Page, error) {
 	return out, nil
 }
 
-func (s *CorpusSource) page(ord uint32) (Page, error) {
-	p, err := s.ix.Store.Passage(ord)
+func (s *CorpusSource) page(ord uint32) (Page, error) { return pageOf(s.ix.Store, ord) }
+
+func pageOf(store *corpus.Store, ord uint32) (Page, error) {
+	p, err := store.Passage(ord)
 	if err != nil {
 		return Page{}, fmt.Errorf("corpus passage %d: %w", ord, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/asearcher/asearcher/retrieval"
 	"github.com/asearcher/asearcher/retrieval/server"
 	"github.com/asearcher/asearcher/tools"
 )
@@ -189,5 +190,33 @@ func TestSearchSource(t *testing.T) {
 	}
 	if _, err := it.Access(context.Background(), "https://nowhere.invalid/x"); err == nil {
 		t.Fatal("unknown url read")
+	}
+}
+
+// TestCorpusSourcePages: an index with a page store draws its seeds from the
+// pages (stubs skipped); links still come from the passages.
+func TestCorpusSourcePages(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "index")
+	if _, err := retrieval.Build(context.Background(), retrieval.BuildOptions{
+		Corpus: hotpotCorpus, Pages: "testdata/pages.jsonl", Out: dir, Progress: retrieval.ProgressOff, NoSync: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ix, err := retrieval.Open(dir, retrieval.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	src, _ := NewCorpusSource(ix, nil, 1)
+	seeds, err := src.Seeds(context.Background(), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := titles(seeds); !slices.Equal(got, []string{"Metallica"}) {
+		t.Fatalf("seeds %q", got)
+	}
+	rel, err := src.Related(context.Background(), seeds[0], 5)
+	if err != nil || !slices.Contains(titles(rel), "James Hetfield") {
+		t.Fatalf("related %q %v", titles(rel), err)
 	}
 }

@@ -16,7 +16,10 @@ import (
 // synthModel answers every synthesis step so that each seed yields its
 // base question (unsolved) and then exits.
 func synthModel(c fakellm.Call) fakellm.Reply {
-	text := c.Messages[len(c.Messages)-1].Content
+	text := c.Prompt
+	if len(c.Messages) > 0 {
+		text = c.Messages[len(c.Messages)-1].Content
+	}
 	switch {
 	case strings.HasPrefix(text, "## Task: base question"):
 		return fakellm.Reply{Text: `{"question": "Which code word does this page hide?", "answer": "omega", "statement": "The code word is omega."}`}
