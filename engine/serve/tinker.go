@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -588,8 +589,8 @@ func (t *tinkerAPI) toData(in *llm.TinkerFwdBwdInput) ([]trainer.Datum, trainer.
 			return nil, "", cfg, userError(http.StatusBadRequest, "loss_fn_config key %q does not apply to %s", k, in.LossFn)
 		}
 	}
-	if cfg.ClipLow != 0 && cfg.ClipHigh != 0 && cfg.ClipLow > cfg.ClipHigh {
-		return nil, "", cfg, userError(http.StatusBadRequest, "clip_low_threshold %v is above clip_high_threshold %v", cfg.ClipLow, cfg.ClipHigh)
+	if lo, hi := cmp.Or(cfg.ClipLow, 0.8), cmp.Or(cfg.ClipHigh, 1.2); !(lo > 0 && lo <= 1 && hi >= 1) {
+		return nil, "", cfg, userError(http.StatusBadRequest, "ppo needs 0 < clip_low_threshold <= 1 <= clip_high_threshold, got %v and %v", lo, hi)
 	}
 	if len(in.Data) == 0 {
 		return nil, "", cfg, userError(http.StatusBadRequest, "data is empty")
@@ -676,7 +677,16 @@ func (t *tinkerAPI) toData(in *llm.TinkerFwdBwdInput) ([]trainer.Datum, trainer.
 // and the per-token loss, and the summed loss as metrics["loss:sum"].
 func fwdBwdOutput(data []trainer.Datum, fn trainer.LossFn, cfg trainer.LossConfig, o *trainer.Output) *llm.TinkerFwdBwdOutput {
 	res := &llm.TinkerFwdBwdOutput{LossFnOutputType: "ArrayRecord", Metrics: map[string]float64{}}
+	// The SDK folds chunked results by the reduction named after the
+	// colon, and fails on a key without one.
 	for k, v := range o.Metrics {
+		switch {
+		case strings.Contains(k, ":"):
+		case k == "tokens" || k == "active_tokens":
+			k += ":sum"
+		default:
+			k += ":mean"
+		}
 		res.Metrics[k] = v
 	}
 	res.Metrics["loss:sum"] = o.Loss
