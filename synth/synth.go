@@ -317,7 +317,11 @@ func (s *Synthesizer) runSeed(ctx context.Context, seed Page) (SeedResult, error
 			continue
 		}
 		run.res.Tried[act.Action]++
-		var cand version
+		var (
+			cand   version
+			reason string
+			page   Page
+		)
 		switch act.Action {
 		case ActionExit:
 			run.res.End = "exit"
@@ -328,26 +332,29 @@ func (s *Synthesizer) runSeed(ctx context.Context, seed Page) (SeedResult, error
 				run.reject(ReasonUnknownEntity)
 				continue
 			}
-			page := pool[i]
+			page = pool[i]
 			pool = append(pool[:i:i], pool[i+1:]...)
 			used[page.Title] = true
-			c, reason, err := s.inject(ctx, run, cur, page, turn)
-			if err != nil {
-				return run.res, err
-			}
-			if reason != "" {
-				run.reject(reason)
-				continue
-			}
-			cand = c
-			ok, hard, err := s.check(ctx, run, seed, &cand, turn)
-			if err != nil {
-				return run.res, err
-			}
-			if !ok {
-				continue
-			}
-			provedHard = provedHard || hard
+			cand, reason, err = s.inject(ctx, run, cur, page, turn)
+		case ActionFuzz:
+			cand, reason, err = s.fuzz(ctx, run, cur, turn)
+		}
+		if err != nil {
+			return run.res, err
+		}
+		if reason != "" {
+			run.reject(reason)
+			continue
+		}
+		ok, hard, err := s.check(ctx, run, seed, &cand, turn)
+		if err != nil {
+			return run.res, err
+		}
+		if !ok {
+			continue
+		}
+		provedHard = provedHard || hard
+		if act.Action == ActionInject {
 			// The new page's own links extend the chain: the next hop.
 			more, err := s.cfg.Source.Related(ctx, page, s.cfg.MaxLinks)
 			if err != nil {
@@ -358,24 +365,6 @@ func (s *Synthesizer) runSeed(ctx context.Context, seed Page) (SeedResult, error
 					pool = append(pool, m)
 				}
 			}
-		case ActionFuzz:
-			c, reason, err := s.fuzz(ctx, run, cur, turn)
-			if err != nil {
-				return run.res, err
-			}
-			if reason != "" {
-				run.reject(reason)
-				continue
-			}
-			cand = c
-			ok, hard, err := s.check(ctx, run, seed, &cand, turn)
-			if err != nil {
-				return run.res, err
-			}
-			if !ok {
-				continue
-			}
-			provedHard = provedHard || hard
 		}
 		run.res.Passed[act.Action]++
 		cur = cand
