@@ -344,3 +344,57 @@ func TestToolSolver(t *testing.T) {
 		t.Errorf("%d agent calls, want 2 versions × 2 attempts", agentCalls)
 	}
 }
+
+// mapSource is an in-memory source: one seed and a link table.
+type mapSource struct {
+	pages map[string]Page
+	links map[string][]string
+	seed  string
+}
+
+func (m mapSource) Seeds(context.Context, int) ([]Page, error) { return []Page{m.pages[m.seed]}, nil }
+
+func (m mapSource) Related(_ context.Context, p Page, k int) ([]Page, error) {
+	var out []Page
+	for _, t := range m.links[p.Title] {
+		out = append(out, m.pages[t])
+	}
+	return out, nil
+}
+
+// TestMultiHop: after an injection, the injected page's own links are
+// offered, so a chain reaches pages the seed does not link to.
+func TestMultiHop(t *testing.T) {
+	srv := fakellm.New(fakellm.Options{Handler: func(c fakellm.Call) fakellm.Reply {
+		text := c.Messages[len(c.Messages)-1].Content
+		switch {
+		case strings.HasPrefix(text, "## Task: choose an action"):
+			for _, e := range []string{"Cee", "Bee"} {
+				if strings.Contains(text, "\n- "+e+"\n") || strings.HasSuffix(between(text, "(use the exact name):\n", "\n\n"), "- "+e) {
+					return fakellm.Reply{Text: `{"action": "inject", "entity": "` + e + `"}`}
+				}
+			}
+			return fakellm.Reply{Text: `{"action": "exit"}`}
+		case strings.HasPrefix(text, "## Task: inject a fact"):
+			title := between(text, "Linked page: ", "\n")
+			q := between(text, "Current question: ", "\n")
+			return fakellm.Reply{Text: jsonLine(map[string]string{"fact": title + " is linked.", "bridge": "x", "question": q + " Via " + title + ".", "answer": "omega"})}
+		}
+		return stateless(c)
+	}})
+	defer srv.Close()
+	src := mapSource{seed: "Ay", pages: map[string]Page{
+		"Ay": {ID: "1", Title: "Ay", Text: "Ay is a page."}, "Bee": {ID: "2", Title: "Bee"}, "Cee": {ID: "3", Title: "Cee"},
+	}, links: map[string][]string{"Ay": {"Bee"}, "Bee": {"Cee", "Ay"}}}
+	cfg := statelessConfig(t, srv.OpenAIURL(), 1)
+	cfg.Source, cfg.MaxTurns = src, 5
+	out := filepath.Join(t.TempDir(), "qa.jsonl")
+	if _, err := runOnce(t, cfg, out); err != nil {
+		t.Fatal(err)
+	}
+	recs := readRecordsFile(t, out)
+	last := recs[len(recs)-1]
+	if len(recs) != 3 || last.Injections != 2 || len(last.Evidence) != 3 || last.Evidence[2].Title != "Cee" || last.Evidence[1].Title != "Bee" {
+		t.Fatalf("%d records; last %+v", len(recs), last)
+	}
+}
