@@ -169,6 +169,12 @@ func readJournal(path string) ([]SeedResult, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("synth journal: %w", err)
 	}
+	return parseJournal(path, data)
+}
+
+// parseJournal decodes journal lines; good is the length of the complete
+// ones.
+func parseJournal(path string, data []byte) ([]SeedResult, int64, error) {
 	var out []SeedResult
 	var good int64
 	for line := 1; len(data) > 0; line++ {

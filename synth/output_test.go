@@ -104,3 +104,18 @@ func TestComputeStats(t *testing.T) {
 		t.Fatalf("report:\n%s", b.String())
 	}
 }
+
+// FuzzJournalAndRecords: damaged journals and QA files give an error or
+// the complete lines, never a panic.
+func FuzzJournalAndRecords(f *testing.F) {
+	f.Add([]byte("{\"seed_id\":\"a\",\"accepted\":1}\n{\"seed_id\":\"b\""))
+	f.Add([]byte(`{"id":"a#v0","seed_id":"a","question":"q?","answer":"a"}` + "\n"))
+	f.Add([]byte("\n\n{}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, good, err := parseJournal("j", data)
+		if err == nil && (good > int64(len(data)) || good < 0 || (len(res) > 0 && good == 0)) {
+			t.Fatalf("good prefix %d of %d bytes with %d results", good, len(data), len(res))
+		}
+		_, _ = ReadRecords(strings.NewReader(string(data)))
+	})
+}
