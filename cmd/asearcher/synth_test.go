@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/asearcher/asearcher/internal/fakellm"
 	"github.com/asearcher/asearcher/retrieval"
+	"github.com/asearcher/asearcher/retrieval/server"
 )
 
 // synthModel answers every synthesis step so that each seed yields its
@@ -97,6 +99,31 @@ func TestSynthCommand(t *testing.T) {
 	os.WriteFile(cfgPath, []byte("synth:\n  seeds_count: 3\n"), 0o644)
 	if _, err := runCLI(t, "synth", "--config", cfgPath); err == nil || !strings.Contains(err.Error(), "seeds_count") {
 		t.Errorf("unknown config key: %v", err)
+	}
+
+	// --search: seeds are the best results of the queries in --seeds, pages
+	// come from the server's /access.
+	ix, err := retrieval.Open(index, retrieval.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	rs, err := server.New(ix, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(rs)
+	defer ts.Close()
+	seeds := filepath.Join(dir, "seeds.txt")
+	os.WriteFile(seeds, []byte("# one query a line\nJames Hetfield Metallica\nNigella Lawson\n"), 0o644)
+	out3 := filepath.Join(dir, "web.jsonl")
+	stdout, err = runCLI(t, "synth", "--search", ts.URL, "--seeds", seeds, "--model", srv.OpenAIURL(), "--out", out3,
+		"--attempts", "2", "--max-turns", "2", "--no-progress", "--log-level", "warn")
+	if err != nil || !strings.Contains(stdout, "accepted 2") {
+		t.Fatalf("--search run: %v\n%s", err, stdout)
+	}
+	if b, _ := os.ReadFile(out3); !strings.Contains(string(b), `"title":"James Hetfield"`) {
+		t.Fatalf("--search output:\n%s", b)
 	}
 
 	for _, bad := range [][]string{
