@@ -408,13 +408,6 @@ func (s *Server) encode(text string) ([]int, error) {
 	return s.opts.Tokenizer.Encode(text), nil
 }
 
-func (s *Server) decode(ids []int) string {
-	if s.opts.Tokenizer == nil {
-		return ""
-	}
-	return s.opts.Tokenizer.Decode(ids)
-}
-
 // tokenText is the text of one token for logprob listings.
 func (s *Server) tokenText(id int) string {
 	if s.opts.Tokenizer == nil {

@@ -446,7 +446,7 @@ func TestBadRequests(t *testing.T) {
 		status     int
 		msg        string
 	}{
-		{"/generate", `{"input_ids":[1,2],"text":"x"}`, 400, "Either text or input_ids"},
+		{"/generate", `{"input_ids":[1,2],"text":"x"}`, 400, "either text or input_ids"},
 		{"/generate", `{"input_ids":[1,99999]}`, 400, "outside the vocabulary"},
 		{"/generate", `{"input_ids":"abc"}`, 400, "input_ids must be"},
 		{"/generate", `{"input_ids":[1],"bogus":1}`, 400, "unexpected keyword argument 'bogus'"},

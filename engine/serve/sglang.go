@@ -191,7 +191,7 @@ func (s *Server) parseGenerateInputs(f map[string]json.RawMessage) ([]generateIn
 	idsRaw, hasIDs := f["input_ids"]
 	hasText, hasIDs = hasText && !isNull(text), hasIDs && !isNull(idsRaw)
 	if hasText == hasIDs {
-		return nil, false, errors.New("Either text or input_ids should be provided.")
+		return nil, false, errors.New("give either text or input_ids, not both")
 	}
 	var prompts [][]int
 	batch := false
