@@ -74,7 +74,8 @@ type Config struct {
 
 	// Progress chooses how the run reports progress.
 	Progress ProgressMode
-	// Status receives progress when Progress is ProgressAuto (stderr).
+	// Logger receives progress lines (when no bar is drawn) and warnings
+	// about failed seeds [slog.Default()].
 	Logger *slog.Logger
 	// Now stamps records [time.Now].
 	Now func() time.Time
