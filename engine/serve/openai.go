@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tokenizer"
 )
@@ -608,19 +607,13 @@ func (s *Server) streamOpenAI(w http.ResponseWriter, r *http.Request, id string,
 		}
 		return map[string]any{"id": id, "object": object, "created": created, "model": s.opts.ModelName, "choices": []any{ch}}
 	}
-	events := make(chan engine.StreamEvent, 256)
+	q := newTokenQueue()
 	done := make(chan struct{})
 	var resp *llm.Response
 	var genErr error
 	go func() {
 		defer close(done)
-		resp, genErr = s.generate(r.Context(), &genRequest{rid: o.rid, ids: prompt, params: o.params, ignoreEOS: o.ignoreEOS,
-			onToken: func(ev engine.StreamEvent) {
-				select {
-				case events <- ev:
-				case <-r.Context().Done():
-				}
-			}})
+		resp, genErr = s.generate(r.Context(), &genRequest{rid: o.rid, ids: prompt, params: o.params, ignoreEOS: o.ignoreEOS, onToken: q.push})
 	}()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -656,22 +649,21 @@ func (s *Server) streamOpenAI(w http.ResponseWriter, r *http.Request, id string,
 		held.WriteString(rest)
 		ids, lps = nil, nil
 	}
-	for stop := false; !stop; {
+	for finished := false; !finished; {
 		select {
-		case ev := <-events:
+		case <-q.ready:
+		case <-done:
+			finished = true
+		}
+		evs := q.take()
+		for _, ev := range evs {
 			held.WriteString(ev.Text)
 			ids = append(ids, ev.ID)
 			lps = append(lps, ev.Logprob)
-			flush(false)
-		case <-done:
-			stop = true
 		}
-	}
-	for len(events) > 0 { // tokens delivered just before the request ended
-		ev := <-events
-		held.WriteString(ev.Text)
-		ids = append(ids, ev.ID)
-		lps = append(lps, ev.Logprob)
+		if !finished && len(evs) > 0 {
+			flush(false)
+		}
 	}
 	if genErr != nil {
 		if r.Context().Err() == nil {

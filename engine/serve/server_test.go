@@ -596,3 +596,41 @@ func normalise(t testing.TB, body []byte, dir string) []byte {
 	}
 	return append(out, '\n')
 }
+
+// SGLang streaming: cumulative chunks, then the full reply, then [DONE];
+// the last reply equals the non-streamed one.
+func TestGenerateStream(t *testing.T) {
+	ts := newTestServer(t, testModel(t, 1, nil), nil)
+	req := map[string]any{"input_ids": []int{1, 2, 3}, "sampling_params": map[string]any{"max_new_tokens": 6, "temperature": 0}, "stream": true}
+	st, body := post(t, ts.url+"/generate", req)
+	if st != 200 {
+		t.Fatalf("%d %s", st, body)
+	}
+	var chunks []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if data, ok := strings.CutPrefix(line, "data: "); ok {
+			chunks = append(chunks, data)
+		}
+	}
+	if len(chunks) < 2 || chunks[len(chunks)-1] != "[DONE]" {
+		t.Fatalf("chunks %q", chunks)
+	}
+	var last struct {
+		OutputIDs []int `json:"output_ids"`
+		MetaInfo  struct {
+			FinishReason map[string]any `json:"finish_reason"`
+		} `json:"meta_info"`
+	}
+	if err := json.Unmarshal([]byte(chunks[len(chunks)-2]), &last); err != nil {
+		t.Fatal(err)
+	}
+	delete(req, "stream")
+	_, full := post(t, ts.url+"/generate", req)
+	var want struct {
+		OutputIDs []int `json:"output_ids"`
+	}
+	_ = json.Unmarshal(full, &want)
+	if !equalIDs(last.OutputIDs, want.OutputIDs) || last.MetaInfo.FinishReason["type"] != "length" {
+		t.Fatalf("streamed %v (%v), want %v", last.OutputIDs, last.MetaInfo.FinishReason, want.OutputIDs)
+	}
+}

@@ -486,37 +486,36 @@ func (s *Server) streamGenerate(w http.ResponseWriter, r *http.Request, in gener
 		sglangError(w, http.StatusInternalServerError, "streaming is not available on this connection")
 		return
 	}
-	events := make(chan engine.StreamEvent, 256)
+	q := newTokenQueue()
 	done := make(chan struct{})
 	var reply *sglangReply
 	var err error
 	go func() {
 		defer close(done)
-		reply, err = s.generateOne(r.Context(), in, sp, o, func(ev engine.StreamEvent) {
-			select {
-			case events <- ev:
-			case <-r.Context().Done():
-			}
-		})
+		reply, err = s.generateOne(r.Context(), in, sp, o, q.push)
 	}()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	var text strings.Builder
 	var ids []int
-	for {
+	for finished := false; !finished; {
 		select {
-		case ev := <-events:
+		case <-q.ready:
+		case <-done:
+			finished = true
+		}
+		evs := q.take()
+		if finished || len(evs) == 0 {
+			continue // the last reply carries everything
+		}
+		for _, ev := range evs {
 			text.WriteString(ev.Text)
 			ids = append(ids, ev.ID)
-			chunk := map[string]any{"text": text.String(), "output_ids": ids, "meta_info": map[string]any{
-				"id": in.rid, "finish_reason": nil, "prompt_tokens": len(in.ids), "completion_tokens": len(ids)}}
-			writeSSE(w, chunk)
-			fl.Flush()
-			continue
-		case <-done:
 		}
-		break
+		writeSSE(w, map[string]any{"text": text.String(), "output_ids": ids, "meta_info": map[string]any{
+			"id": in.rid, "finish_reason": nil, "prompt_tokens": len(in.ids), "completion_tokens": len(ids)}})
+		fl.Flush()
 	}
 	if err != nil {
 		writeSSE(w, map[string]any{"error": map[string]any{"message": err.Error()}})
@@ -525,6 +524,34 @@ func (s *Server) streamGenerate(w http.ResponseWriter, r *http.Request, in gener
 	}
 	_, _ = w.Write([]byte("data: [DONE]\n\n"))
 	fl.Flush()
+}
+
+// tokenQueue hands stream events from the scheduler goroutine to an HTTP
+// writer without ever blocking it: a slow client must not stall the batch.
+type tokenQueue struct {
+	mu    sync.Mutex
+	evs   []engine.StreamEvent
+	ready chan struct{}
+}
+
+func newTokenQueue() *tokenQueue { return &tokenQueue{ready: make(chan struct{}, 1)} }
+
+func (q *tokenQueue) push(ev engine.StreamEvent) {
+	q.mu.Lock()
+	q.evs = append(q.evs, ev)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *tokenQueue) take() []engine.StreamEvent {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.evs
+	q.evs = nil
+	return out
 }
 
 func writeSSE(w http.ResponseWriter, v any) {
