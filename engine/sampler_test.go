@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -379,5 +380,87 @@ func TestSamplerPauseContinue(t *testing.T) {
 	s.Continue()
 	if r := <-got; r == nil || len(r.OutputIDs) != 2 {
 		t.Fatalf("after continue: %v", r)
+	}
+}
+
+// sampleToken draws from softmax(z/T) restricted to the top-k tokens and
+// then to the smallest nucleus holding top_p of the remaining mass, and
+// always reports the untempered logprob.
+func TestSampleTokenDistribution(t *testing.T) {
+	z := []float32{2.0, 1.5, 1.0, 0.5, 0, -0.5, -1, -3}
+	lse := logSumExp(z)
+	expected := func(p sampleParams) []float64 {
+		w := make([]float64, len(z))
+		order := make([]int, len(z)) // z is already sorted descending
+		for i := range z {
+			w[i] = math.Exp(float64(z[i]) / p.temperature)
+			order[i] = i
+		}
+		keep := len(z)
+		if p.topK > 0 && p.topK < keep {
+			keep = p.topK
+		}
+		total := 0.0
+		for _, i := range order[:keep] {
+			total += w[i]
+		}
+		if p.topP > 0 && p.topP < 1 {
+			cum := 0.0
+			for n, i := range order[:keep] {
+				cum += w[i]
+				if cum >= p.topP*total {
+					keep = n + 1
+					break
+				}
+			}
+		}
+		out := make([]float64, len(z))
+		total = 0
+		for _, i := range order[:keep] {
+			total += w[i]
+		}
+		for _, i := range order[:keep] {
+			out[i] = w[i] / total
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		p    sampleParams
+	}{
+		{"plain", sampleParams{temperature: 1}},
+		{"hot", sampleParams{temperature: 2}},
+		{"cold", sampleParams{temperature: 0.5}},
+		{"top-k 3", sampleParams{temperature: 1, topK: 3}},
+		{"top-p 0.6", sampleParams{temperature: 1, topP: 0.6}},
+		{"top-k 5 then top-p 0.8", sampleParams{temperature: 1.5, topK: 5, topP: 0.8}},
+	}
+	const draws = 40000
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			var scratch []candidate
+			counts := make([]float64, len(z))
+			for i := 0; i < draws; i++ {
+				tok, lp := sampleToken(z, c.p, rng, &scratch)
+				if math.Abs(float64(lp-(z[tok]-lse))) > 1e-6 {
+					t.Fatalf("token %d: logprob %v, want untempered %v", tok, lp, z[tok]-lse)
+				}
+				counts[tok]++
+			}
+			want := expected(c.p)
+			for i := range z {
+				got := counts[i] / draws
+				// 5 standard errors of a binomial frequency.
+				tol := 5*math.Sqrt(want[i]*(1-want[i])/draws) + 1e-9
+				if want[i] == 0 && counts[i] > 0 || math.Abs(got-want[i]) > tol {
+					t.Errorf("token %d: frequency %.4f, want %.4f", i, got, want[i])
+				}
+			}
+		})
+	}
+	// Greedy takes the argmax whatever the filters say.
+	if tok, _ := sampleToken(z, sampleParams{topK: 3, topP: 0.1}, rand.New(rand.NewPCG(1, 1)), new([]candidate)); tok != 0 {
+		t.Fatalf("greedy chose %d", tok)
 	}
 }
