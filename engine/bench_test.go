@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -44,4 +45,24 @@ func BenchmarkTrainStep(b *testing.B) {
 		}
 	}
 	b.ReportMetric(2048*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchmarkSample is continuous-batching generation on the "small" preset:
+// batch concurrent requests of 32 prompt tokens, 64 new tokens each.
+func BenchmarkSample(b *testing.B) {
+	w, _ := benchModel(b, 1024)
+	for _, batch := range []int{1, 32} {
+		b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
+			o := BenchOptions{Prompt: 32, NewTokens: 64}
+			var tokens float64
+			for b.Loop() {
+				tps, err := benchSample(context.Background(), w, o, batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				tokens += tps
+			}
+			b.ReportMetric(tokens/float64(b.N), "tokens/s")
+		})
+	}
 }

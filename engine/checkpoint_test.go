@@ -3,6 +3,9 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -89,4 +92,72 @@ func writeEngineCheckpoint(t *testing.T, kind, dir string) {
 	if err := writeFileAtomic(filepath.Join(dir, "engine_logits.safetensors"), buf); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Hugging Face checkpoints come sharded (model.safetensors.index.json) and
+// in bf16/f16; both load into the same f32 parameters, and a checkpoint
+// missing a tensor, carrying a foreign one or a wrong shape is refused.
+func TestLoadShardedHalfPrecision(t *testing.T) {
+	w, _, _ := loadFidelity(t, "qwen3")
+	specs := paramLayout(w.Config)
+	for _, dt := range []DType{F32, BF16, F16} {
+		t.Run(string(dt), func(t *testing.T) {
+			dir := t.TempDir()
+			if err := SaveWeights(dir, w, dt); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(filepath.Join(dir, "model.safetensors"))
+			index := map[string]any{"metadata": map[string]any{}, "weight_map": map[string]string{}}
+			shards := [2][]NamedTensor{}
+			for i, s := range specs {
+				shards[i%2] = append(shards[i%2], NamedTensor{Name: s.name, Shape: s.shape, Data: w.byName[s.name]})
+				index["weight_map"].(map[string]string)[s.name] = fmt.Sprintf("model-%05d-of-00002.safetensors", i%2+1)
+			}
+			for i, ts := range shards {
+				buf, err := EncodeSafetensors(ts, dt, map[string]string{"format": "pt"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("model-%05d-of-00002.safetensors", i+1)), buf, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ij, _ := json.Marshal(index)
+			if err := os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), ij, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := LoadWeights(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tol := map[DType]float64{F32: 0, BF16: 1.0 / 128, F16: 1.0 / 1024}[dt]
+			for i, v := range w.Flat {
+				if d := math.Abs(float64(got.Flat[i] - v)); d > tol*math.Abs(float64(v))+1e-7 {
+					t.Fatalf("value %d: %v loaded as %v", i, v, got.Flat[i])
+				}
+			}
+		})
+	}
+	bad := func(name string, mutate func(map[string]Tensor)) {
+		ts := map[string]Tensor{}
+		for _, s := range specs {
+			ts[s.name] = Tensor{Shape: s.shape, Data: w.byName[s.name]}
+		}
+		mutate(ts)
+		if _, err := WeightsFromTensors(w.Config, ts); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	bad("missing", func(ts map[string]Tensor) { delete(ts, "model.norm.weight") })
+	bad("foreign", func(ts map[string]Tensor) {
+		ts["model.layers.9.mlp.up_proj.weight"] = Tensor{Shape: []int{1}, Data: []float32{0}}
+	})
+	bad("shape", func(ts map[string]Tensor) {
+		ts["model.norm.weight"] = Tensor{Shape: []int{1, 32}, Data: w.byName["model.norm.weight"]}
+	})
+	bad("nan", func(ts map[string]Tensor) {
+		v := append([]float32(nil), w.byName["model.norm.weight"]...)
+		v[3] = float32(math.NaN())
+		ts["model.norm.weight"] = Tensor{Shape: []int{len(v)}, Data: v}
+	})
 }

@@ -112,6 +112,28 @@ func TestOpGradients(t *testing.T) {
 		checkFD(t, fdCase{"swiglu gate", f, grads(0), gate}, 20, rng)
 		checkFD(t, fdCase{"swiglu up", f, grads(1), up}, 20, rng)
 	})
+	t.Run("linear", func(t *testing.T) {
+		// y = x·Wᵀ + b with W [out×in], the way every projection runs.
+		in, out := dim, 7
+		wt, b := randSlice(rng, out*in), randSlice(rng, out)
+		ry := randSlice(rng, rows*out)
+		y := make([]float32, rows*out)
+		f := func() float64 {
+			matMulNT(y, x, wt, rows, in, out, false)
+			addBias(y, b, rows, out)
+			return dotF(ry, y)
+		}
+		grads := func() (dx, dw, db []float32) {
+			dx, dw, db = make([]float32, rows*in), make([]float32, out*in), make([]float32, out)
+			matMulNN(dx, ry, wt, rows, out, in, false)
+			matMulTN(dw, ry, x, out, rows, in, true)
+			biasGrad(db, ry, rows, out)
+			return
+		}
+		checkFD(t, fdCase{"linear dx", f, func() []float32 { dx, _, _ := grads(); return dx }, x}, 20, rng)
+		checkFD(t, fdCase{"linear dW", f, func() []float32 { _, dw, _ := grads(); return dw }, wt}, 20, rng)
+		checkFD(t, fdCase{"linear db", f, func() []float32 { _, _, db := grads(); return db }, b}, 7, rng)
+	})
 	t.Run("attention", func(t *testing.T) {
 		// 70 queries crosses the 64-row block boundary.
 		n, hd := 70, 8
