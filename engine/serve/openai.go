@@ -426,18 +426,28 @@ func usage(prompt, completion int) map[string]any {
 	return map[string]any{"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 }
 
-func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
+// openAIRequest reads and checks a POST body, answering the error itself
+// when it cannot.
+func (s *Server) openAIRequest(w http.ResponseWriter, r *http.Request, chat bool) (map[string]json.RawMessage, *openAIRequest, bool) {
 	if !requireMethod(w, r, http.MethodPost) {
-		return
+		return nil, nil, false
 	}
 	_, f, err := decodeFields(r)
 	if err != nil {
 		openAIBodyError(w, err)
-		return
+		return nil, nil, false
 	}
-	o, err := s.parseOpenAICommon(f, false)
+	o, err := s.parseOpenAICommon(f, chat)
 	if err != nil {
 		openAIBodyError(w, err)
+		return nil, nil, false
+	}
+	return f, o, true
+}
+
+func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
+	f, o, ok := s.openAIRequest(w, r, false)
+	if !ok {
 		return
 	}
 	prompts, err := s.completionPrompts(f["prompt"])
@@ -507,17 +517,8 @@ func (s *Server) chatLogprobs(resp *llm.Response, idTokens bool) map[string]any 
 }
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	if !requireMethod(w, r, http.MethodPost) {
-		return
-	}
-	_, f, err := decodeFields(r)
-	if err != nil {
-		openAIBodyError(w, err)
-		return
-	}
-	o, err := s.parseOpenAICommon(f, true)
-	if err != nil {
-		openAIBodyError(w, err)
+	f, o, ok := s.openAIRequest(w, r, true)
+	if !ok {
 		return
 	}
 	ids, err := s.chatPrompt(f["messages"], o.chatOptions)

@@ -463,6 +463,17 @@ func (t *tinkerAPI) model(id string) (*tinkerModel, error) {
 	return m, nil
 }
 
+// modelOf is the model a {"model_id"} body names.
+func (t *tinkerAPI) modelOf(body []byte) (*tinkerModel, error) {
+	var req struct {
+		ModelID string `json:"model_id"`
+	}
+	if err := decodeStrict(body, &req); err != nil {
+		return nil, err
+	}
+	return t.model(req.ModelID)
+}
+
 func (t *tinkerAPI) checkBaseModel(name string) error {
 	if name != "" && name != t.s.opts.ModelName {
 		return userError(http.StatusBadRequest, "base_model %q is not served here; get_server_capabilities lists %q", name, t.s.opts.ModelName)
@@ -517,13 +528,7 @@ func (t *tinkerAPI) createModel(_ context.Context, r *http.Request, body []byte)
 }
 
 func (t *tinkerAPI) getInfo(_ context.Context, _ *http.Request, body []byte) (any, error) {
-	var req struct {
-		ModelID string `json:"model_id"`
-	}
-	if err := decodeStrict(body, &req); err != nil {
-		return nil, err
-	}
-	m, err := t.model(req.ModelID)
+	m, err := t.modelOf(body)
 	if err != nil {
 		return nil, err
 	}
@@ -533,13 +538,7 @@ func (t *tinkerAPI) getInfo(_ context.Context, _ *http.Request, body []byte) (an
 }
 
 func (t *tinkerAPI) unloadModel(_ context.Context, r *http.Request, body []byte) (any, error) {
-	var req struct {
-		ModelID string `json:"model_id"`
-	}
-	if err := decodeStrict(body, &req); err != nil {
-		return nil, err
-	}
-	m, err := t.model(req.ModelID)
+	m, err := t.modelOf(body)
 	if err != nil {
 		return nil, err
 	}
