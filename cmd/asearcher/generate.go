@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -52,7 +51,7 @@ func newGenerateCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout())
-			fmt.Fprintf(os.Stderr, "[%d prompt + %d new tokens, %.1f tokens/s, finish: %s]\n", st.PromptTokens, st.NewTokens,
+			fmt.Fprintf(cmd.ErrOrStderr(), "[%d prompt + %d new tokens, %.1f tokens/s, finish: %s]\n", st.PromptTokens, st.NewTokens,
 				float64(st.NewTokens)/st.Elapsed.Seconds(), st.Finish)
 			return nil
 		},
