@@ -360,3 +360,40 @@ func TestTinkerSample(t *testing.T) {
 		t.Fatalf("prompt_logprobs %v", a.PromptLogprobs)
 	}
 }
+
+// Generation keeps running while a training step runs: a /generate sent
+// after a long forward_backward returns before that step finishes.
+func TestGenerateDuringTraining(t *testing.T) {
+	ts := newTestServer(t, testModel(t, 1, nil), func(o *Options) { o.LongPoll = 10 * time.Millisecond })
+	m := newTinkerModel(t, ts.url)
+	long := make([]int, 513)
+	for i := range long {
+		long[i] = i % 250
+	}
+	body := fwdBwdBody(m, 0, "cross_entropy", long, nil)
+	in := body["forward_backward_input"].(map[string]any)
+	for range 7 { // 8 sequences of 512 tokens
+		in["data"] = append(in["data"].([]any), in["data"].([]any)[0])
+	}
+	st, fut := tinkerPost(t, ts.url+"/api/v1/forward_backward", body)
+	if st != 200 {
+		t.Fatalf("%d %s", st, fut)
+	}
+	start := time.Now()
+	if st, b := post(t, ts.url+"/generate", `{"input_ids":[1,2,3],"sampling_params":{"max_new_tokens":8}}`); st != 200 {
+		t.Fatalf("generate: %d %s", st, b)
+	}
+	generated := time.Since(start)
+	var f struct {
+		RequestID string `json:"request_id"`
+	}
+	_ = json.Unmarshal(fut, &f)
+	st, _ = tinkerPost(t, ts.url+"/api/v1/retrieve_future", map[string]any{"request_id": f.RequestID})
+	if st != http.StatusRequestTimeout {
+		t.Fatalf("the training step (status %d) finished before generation (%v) could show it runs alongside; make the batch larger", st, generated)
+	}
+	if st, b := tinkerResult(t, ts.url, fut); st != 200 {
+		t.Fatalf("step: %d %s", st, b)
+	}
+	t.Logf("generation took %v while the step ran for %v", generated, time.Since(start))
+}
