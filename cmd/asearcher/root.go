@@ -48,6 +48,7 @@ Start with:
 		newSearchCmd(),
 		newGenerateCmd(),
 		newSynthCmd(),
+		newEvalCmd(),
 	)
 	return root
 }

@@ -1,0 +1,473 @@
+package eval
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/corpus"
+	"github.com/asearcher/asearcher/dataset"
+	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/reward"
+)
+
+// File names inside a run directory.
+const (
+	ResultsFile      = "results.jsonl"
+	TrajectoriesFile = "trajectories.jsonl.zst"
+	ManifestFile     = "run.json"
+	JudgeCacheFile   = "judge-cache.jsonl"
+	ReportJSONFile   = "report.json"
+	ReportMDFile     = "report.md"
+	ReportHTMLFile   = "report.html"
+)
+
+// manifestVersion is the run.json layout version.
+const manifestVersion = 1
+
+// Options are the parts of a run that are not configuration.
+type Options struct {
+	// Registry supplies the workflow named by Config.Agent (nil: the
+	// built-in agents). Register a custom workflow to evaluate it.
+	Registry *agent.Registry
+	// Env, when set, is used instead of building one from Config's model
+	// and tool specs (the embedded engine, a custom sampler). Its Sampling
+	// and Limits are still taken from Config.
+	Env *agent.Env
+	// Force accepts a run directory whose results came from a different
+	// configuration.
+	Force    bool
+	Progress ProgressMode
+	Log      *slog.Logger
+	// Stderr receives the progress bar (default os.Stderr).
+	Stderr io.Writer
+}
+
+// job is one (question, sample) to run.
+type job struct {
+	set    *dataset.Set
+	item   *dataset.Item
+	sample int
+	redact bool
+}
+
+// Run evaluates cfg, resuming what cfg.Out already holds, and writes the
+// reports. It returns the report of everything in the run directory.
+// Cancelling ctx stops the agents; what finished is kept and a rerun
+// continues from there.
+func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = agent.NewRegistry()
+	}
+	wf, err := reg.New(cfg.Agent, agent.Options{Prompt: cfg.Prompt})
+	if err != nil {
+		return nil, err
+	}
+
+	sets, err := loadSets(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	if err := checkManifest(cfg, sets, opts.Force); err != nil {
+		return nil, err
+	}
+
+	results, done, err := openResults(filepath.Join(cfg.Out, ResultsFile))
+	if err != nil {
+		return nil, err
+	}
+	defer results.close()
+	doneKeys := make(map[key]bool, len(done))
+	for i := range done {
+		doneKeys[done[i].key()] = true
+	}
+
+	var trajW *agent.Writer
+	if !cfg.NoTrajectories {
+		path := filepath.Join(cfg.Out, TrajectoriesFile)
+		if _, err := repairTrajectories(path, doneKeys); err != nil {
+			return nil, err
+		}
+		if trajW, err = agent.Append(path); err != nil {
+			return nil, err
+		}
+		defer trajW.Close()
+	}
+
+	var jobs []job
+	total := 0
+	for s := 0; s < cfg.K; s++ { // sample-major: every question gets a first sample early
+		for _, set := range sets {
+			redact := isEncryptedSet(set)
+			for i := range set.Items {
+				total++
+				if doneKeys[key{set.Name, set.Items[i].ID, s}] {
+					continue
+				}
+				jobs = append(jobs, job{set: set, item: &set.Items[i], sample: s, redact: redact})
+			}
+		}
+	}
+	log.Info("eval", "datasets", len(sets), "questions×samples", total, "done", total-len(jobs), "to run", len(jobs), "out", cfg.Out)
+
+	if len(jobs) > 0 {
+		env, closeEnv, err := buildEnv(ctx, cfg, opts, log)
+		if err != nil {
+			return nil, err
+		}
+		defer closeEnv()
+		judge, closeJudge, err := buildJudge(cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer closeJudge()
+		r := &runner{cfg: cfg, wf: wf, env: env, judge: judge, results: results, traj: trajW, log: log}
+		stderr := opts.Stderr
+		if stderr == nil {
+			stderr = os.Stderr
+		}
+		r.progress = newProgress(opts.Progress, stderr, log, total, done)
+		err = r.run(ctx, jobs)
+		r.progress.finish()
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := results.f.Sync(); err != nil {
+		return nil, fmt.Errorf("sync results: %w", err)
+	}
+	return WriteReports(cfg.Out)
+}
+
+func loadSets(cfg Config) ([]*dataset.Set, error) {
+	var sets []*dataset.Set
+	names := map[string]string{}
+	for _, d := range cfg.Data {
+		set, err := dataset.Load(d, dataset.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("--data %s: %w", d, err)
+		}
+		if prev, ok := names[set.Name]; ok {
+			return nil, fmt.Errorf("--data %s and %s are both named %q; rename one file", prev, d, set.Name)
+		}
+		names[set.Name] = d
+		if cfg.Limit > 0 {
+			set.Items = dataset.First(set.Items, cfg.Limit)
+		}
+		if len(set.Items) == 0 {
+			return nil, fmt.Errorf("--data %s: no questions", d)
+		}
+		ids := map[string]bool{}
+		for _, it := range set.Items {
+			if ids[it.ID] {
+				return nil, fmt.Errorf("--data %s: question id %q appears twice; results are keyed by id", d, it.ID)
+			}
+			ids[it.ID] = true
+		}
+		sets = append(sets, set)
+	}
+	return sets, nil
+}
+
+// isEncryptedSet says whether a set's plain text must stay off disk.
+func isEncryptedSet(s *dataset.Set) bool {
+	return strings.HasPrefix(s.Name, "xbench") || strings.Contains(strings.ToLower(s.Source), "xbench")
+}
+
+func identityOf(cfg Config, sets []*dataset.Set) runIdentity {
+	id := runIdentity{
+		K: cfg.K, Limit: cfg.Limit, Model: cfg.Model, ModelName: cfg.ModelName, Tokenizer: cfg.Tokenizer,
+		Search: cfg.Search, Access: cfg.Access, Agent: cfg.Agent, Prompt: cfg.Prompt,
+		Temperature: cfg.Temperature, TopP: cfg.TopP, TopK: cfg.TopK, Seed: cfg.Seed,
+		Limits: cfg.Limits, Judge: cfg.Judge, JudgeModel: cfg.JudgeModel,
+	}
+	for _, s := range sets {
+		id.Datasets = append(id.Datasets, datasetIdentity{Name: s.Name, Source: s.Source, SHA256: s.SHA256})
+	}
+	return id
+}
+
+// checkManifest refuses to resume a run directory made with a different
+// configuration (unless forced) and writes run.json.
+func checkManifest(cfg Config, sets []*dataset.Set, force bool) error {
+	path := filepath.Join(cfg.Out, ManifestFile)
+	id := identityOf(cfg, sets)
+	m := runManifest{Hash: id.hash(), Identity: id, Config: cfg, Started: time.Now().UTC(), Version: manifestVersion}
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		var old runManifest
+		if err := json.Unmarshal(data, &old); err != nil {
+			return fmt.Errorf("%s is unreadable (%v); use a new --out or delete the file", path, err)
+		}
+		if old.Hash != m.Hash {
+			changed := id.diff(old.Identity)
+			slices.Sort(changed)
+			if !force {
+				return fmt.Errorf("%s holds results of a different configuration (changed: %s); use a new --out, or --force to keep them and continue",
+					cfg.Out, strings.Join(changed, ", "))
+			}
+		} else {
+			m.Started = old.Started
+		}
+	case errors.Is(err, os.ErrNotExist):
+	default:
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := corpus.WriteJSONFile(path, m); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// buildEnv makes the Env from the config (or takes the one given), puts
+// the run-wide limits around its sampler and tools, and checks that the
+// servers answer, so a dead server is one clear error up front.
+func buildEnv(ctx context.Context, cfg Config, opts Options, log *slog.Logger) (*agent.Env, func() error, error) {
+	var (
+		env      *agent.Env
+		closeEnv = func() error { return nil }
+	)
+	if opts.Env != nil {
+		e := *opts.Env
+		env = &e
+	} else {
+		ec := agent.EnvConfig{
+			Model: cfg.Model, ModelName: cfg.ModelName, Tokenizer: cfg.Tokenizer,
+			Search: cfg.Search, Access: cfg.Access, AllowPrivateFetch: cfg.AllowPrivateFetch,
+			ToolCache: cfg.ToolCache, ToolCacheMode: cfg.ToolCacheMode, Log: log,
+		}
+		e, closeFirst, err := ec.Build()
+		if err != nil {
+			return nil, nil, err
+		}
+		// The pool EnvConfig builds caps each server at its default
+		// in-flight limit; eval's limit is the run's own, so the pool is
+		// rebuilt to allow it.
+		closeFirst()
+		pool, err := llm.NewClient(cfg.Model, llm.ClientOptions{
+			APIKey: llm.APIKeyFromEnv(), Model: cfg.ModelName,
+			Pool: llm.PoolConfig{MaxInFlight: cfg.MaxLLMInFlight, Logger: log},
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("--model: %w", err)
+		}
+		if err := checkModel(ctx, pool, cfg.Model); err != nil {
+			pool.Close()
+			return nil, nil, err
+		}
+		e.Sampler = pool
+		env = e
+		closeEnv = pool.Close
+		if err := checkSearch(ctx, env, cfg.Search); err != nil {
+			pool.Close()
+			return nil, nil, err
+		}
+	}
+	env.Sampling = llm.Params{Temperature: cfg.Temperature, TopP: cfg.TopP, TopK: cfg.TopK}
+	env.Limits = cfg.Limits
+	env.Log = log
+	env.Sampler = &limitedSampler{inner: env.Sampler, sem: make(semaphore, cfg.MaxLLMInFlight)}
+	if env.Search != nil {
+		env.Search = &limitedSearcher{inner: env.Search, sem: make(semaphore, cfg.MaxSearchInFlight)}
+	}
+	if env.Browse != nil {
+		env.Browse = &limitedBrowser{inner: env.Browse, sem: make(semaphore, cfg.MaxAccessInFlight)}
+	}
+	return env, closeEnv, nil
+}
+
+func checkModel(ctx context.Context, pool *llm.Pool, spec string) error {
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pool.CheckHealth(hctx)
+	for _, s := range pool.Servers() {
+		if s.Healthy {
+			return nil
+		}
+	}
+	return fmt.Errorf("model server %s does not answer: start it or fix --model", spec)
+}
+
+func checkSearch(ctx context.Context, env *agent.Env, spec string) error {
+	if env.Search == nil || spec == "serper" {
+		return nil // Serper is checked by its first call; a probe would cost a query
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := env.Search.Search(sctx, "test", 1); err != nil {
+		return fmt.Errorf("search server %s does not answer (%v): start it (asearcher serve search) or fix --search", spec, err)
+	}
+	return nil
+}
+
+func buildJudge(cfg Config) (*reward.Judge, func() error, error) {
+	if cfg.Judge == "" {
+		return nil, func() error { return nil }, nil
+	}
+	pool, err := llm.NewClient(cfg.Judge, llm.ClientOptions{APIKey: llm.APIKeyFromEnv(), Model: cfg.JudgeModel})
+	if err != nil {
+		return nil, nil, fmt.Errorf("--judge: %w", err)
+	}
+	cache, err := reward.OpenJudgeCache(filepath.Join(cfg.Out, JudgeCacheFile))
+	if err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("judge cache: %w", err)
+	}
+	j, err := reward.NewJudge(pool, reward.JudgeConfig{Model: cfg.JudgeModel, MaxAttempts: cfg.JudgeTries, MaxTokens: cfg.JudgeTokens}, cache)
+	if err != nil {
+		pool.Close()
+		cache.Close()
+		return nil, nil, fmt.Errorf("--judge: %w", err)
+	}
+	return j, func() error { cache.Close(); return pool.Close() }, nil
+}
+
+type runner struct {
+	cfg      Config
+	wf       agent.Workflow
+	env      *agent.Env
+	judge    *reward.Judge
+	results  *resultsFile
+	traj     *agent.Writer
+	log      *slog.Logger
+	progress *progress
+}
+
+// run executes jobs on Concurrency workers. The first failure that is not
+// the model's own (a dead model server after retries, a full disk) stops
+// the run with that error; finished samples are already on disk.
+func (r *runner) run(ctx context.Context, jobs []job) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ch := make(chan *job)
+	var wg sync.WaitGroup
+	for range min(r.cfg.Concurrency, len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range ch {
+				if err := r.runJob(ctx, j); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+feed:
+	for i := range jobs {
+		select {
+		case ch <- &jobs[i]:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("eval interrupted (finished samples are saved; rerun the same command to resume): %w", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// sampleSeed derives the seed of one sample, stable across resumes.
+func sampleSeed(base int64, dataset, id string, sample int) int64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s\x00%s\x00%d", dataset, id, sample)
+	return (base ^ int64(h.Sum64())) & 0x7fffffff
+}
+
+func (r *runner) runJob(ctx context.Context, j *job) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	seed := sampleSeed(r.cfg.Seed, j.set.Name, j.item.ID, j.sample)
+	task := agent.Task{ID: j.item.ID, Sample: j.sample, Question: j.item.Question, Answers: j.item.Answers, Seed: &seed}
+	start := time.Now()
+	var (
+		traj     *agent.Trajectory
+		runErr   error
+		attempts int
+	)
+	for attempts = 1; attempts <= r.cfg.MaxAttempts; attempts++ {
+		traj, runErr = r.wf.Run(ctx, r.env, task)
+		if ctx.Err() != nil {
+			return nil // interrupted: not recorded, runs again on resume
+		}
+		if runErr == nil && traj != nil {
+			break
+		}
+		r.log.Warn("agent run failed", "dataset", j.set.Name, "id", j.item.ID, "sample", j.sample, "attempt", attempts, "err", runErr)
+	}
+	if runErr != nil || traj == nil {
+		if runErr == nil {
+			runErr = fmt.Errorf("agent %s returned no trajectory", r.wf.Name())
+		}
+		return fmt.Errorf("%s question %s sample %d failed %d times, stopping (finished samples are saved; fix the cause and rerun to resume): %w",
+			j.set.Name, j.item.ID, j.sample, r.cfg.MaxAttempts, runErr)
+	}
+	wall := time.Since(start)
+	rec := &Record{
+		Dataset: j.set.Name, ID: j.item.ID, Index: j.item.Index, Sample: j.sample, Seed: seed,
+		Question: j.item.Question, Golds: j.item.Answers,
+		Prediction: strings.TrimSpace(traj.Answer), Answered: traj.Answered, End: string(traj.End), Error: traj.Error,
+		Stats: traj.Stats(), WallNS: int64(wall), Attempts: min(attempts, r.cfg.MaxAttempts), Meta: j.item.Meta,
+	}
+	rec.Scores = reward.Score(rec.Prediction, j.item.Answers)
+	if r.judge != nil {
+		jd, err := r.judge.Judge(ctx, reward.JudgeInput{Question: j.item.Question, Golds: j.item.Answers, Prediction: rec.Prediction})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("judge %s question %s: %w", j.set.Name, j.item.ID, err)
+		}
+		rec.Judge = &jd
+	}
+	if j.redact {
+		rec.Question, rec.Golds = "", nil
+	}
+	// The trajectory goes first: a kill between the two writes leaves a
+	// trajectory without a result, which the next run drops and redoes.
+	if r.traj != nil && !j.redact {
+		if traj.Extra == nil {
+			traj.Extra = map[string]any{}
+		}
+		traj.TaskID, traj.Sample = j.item.ID, j.sample // custom workflows may leave them out
+		traj.Extra["dataset"] = j.set.Name
+		traj.Extra["golds"] = j.item.Answers
+		if err := r.traj.Write(traj); err != nil {
+			return fmt.Errorf("write trajectory: %w", err)
+		}
+	}
+	if err := r.results.write(rec); err != nil {
+		return err
+	}
+	r.progress.add(rec)
+	return nil
+}
