@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -239,4 +240,38 @@ func comparable(recs []Record) []Record {
 		return strings.Compare(fmt.Sprintf("%s\x00%s\x00%06d", a.Dataset, a.ID, a.Sample), fmt.Sprintf("%s\x00%s\x00%06d", b.Dataset, b.ID, b.Sample))
 	})
 	return out
+}
+
+func countLines(t testing.TB, path string) int {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(data), "\n")
+}
+
+// countTrajectories counts the records of a trajectory file, failing on
+// anything unreadable.
+func countTrajectories(t testing.TB, path string) int {
+	t.Helper()
+	r, err := agent.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	n := 0
+	for {
+		_, err := r.Next()
+		if err == io.EOF {
+			return n
+		}
+		if err != nil {
+			t.Fatalf("trajectory %d: %v", n, err)
+		}
+		n++
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/asearcher/asearcher/corpus"
+	"github.com/asearcher/asearcher/reward"
 )
 
 // Metric names in reports.
@@ -79,7 +80,9 @@ type DatasetReport struct {
 	Answered   float64            `json:"answered"` // fraction of samples that gave an answer
 	Errors     int                `json:"errors"`   // samples whose agent run failed
 	ToolErrors int                `json:"tool_errors"`
-	Ends       map[string]int     `json:"ends"` // why the agent stopped, counted
+	// Unjudged counts samples the judge gave no verdict on (scored 0).
+	Unjudged int            `json:"unjudged"`
+	Ends     map[string]int `json:"ends"` // why the agent stopped, counted
 	// Histograms of turns and tool calls per sample (index = count, last
 	// bucket = that many or more).
 	TurnsHist []int `json:"turns_hist"`
@@ -265,6 +268,9 @@ func datasetReport(name string, qs []*question, metrics []string, b int, seed ui
 			if r.Error != "" {
 				d.Errors++
 			}
+			if r.Judge != nil && r.Judge.Verdict == reward.Unjudged {
+				d.Unjudged++
+			}
 			if r.Answered {
 				answered++
 			}
@@ -309,6 +315,7 @@ func overallReport(ds []DatasetReport, order []string, groups map[string][]*ques
 		o.Samples += d.Samples
 		o.Errors += d.Errors
 		o.ToolErrors += d.ToolErrors
+		o.Unjudged += d.Unjudged
 		if o.MinSamples < 0 || d.MinSamples < o.MinSamples {
 			o.MinSamples = d.MinSamples
 		}
@@ -431,12 +438,12 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "\n## Behaviour (means per sample)\n\n")
-	fmt.Fprintf(w, "| dataset | turns | searches | accesses | generated tokens | context tokens | seconds | answered | errors | tool errors | ends |\n")
-	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(w, "| dataset | turns | searches | accesses | generated tokens | context tokens | seconds | answered | errors | tool errors | unjudged | ends |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, d := range rows {
-		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.2f | %.0f | %.0f | %.2f | %.1f%% | %d | %d | %s |\n", d.Name,
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.2f | %.0f | %.0f | %.2f | %.1f%% | %d | %d | %d | %s |\n", d.Name,
 			d.Means.Turns, d.Means.Searches, d.Means.Accesses, d.Means.GeneratedTokens, d.Means.ContextTokens,
-			d.Means.WallSeconds, 100*d.Answered, d.Errors, d.ToolErrors, fmtEnds(d.Ends))
+			d.Means.WallSeconds, 100*d.Answered, d.Errors, d.ToolErrors, d.Unjudged, fmtEnds(d.Ends))
 	}
 	for _, d := range rows {
 		if d.MinSamples < rep.K && d.Name != "overall" {

@@ -337,6 +337,10 @@ func buildJudge(cfg Config) (*reward.Judge, func() error, error) {
 		pool.Close()
 		return nil, nil, fmt.Errorf("judge cache: %w", err)
 	}
+	if err := checkModel(context.Background(), pool, cfg.Judge); err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("--judge: %w", err)
+	}
 	j, err := reward.NewJudge(pool, reward.JudgeConfig{Model: cfg.JudgeModel, MaxAttempts: cfg.JudgeTries, MaxTokens: cfg.JudgeTokens}, cache)
 	if err != nil {
 		pool.Close()
@@ -446,6 +450,11 @@ func (r *runner) runJob(ctx context.Context, j *job) error {
 		}
 		if err != nil {
 			return fmt.Errorf("judge %s question %s: %w", j.set.Name, j.item.ID, err)
+		}
+		if jd.Verdict == reward.Unjudged && jd.Raw == "" && jd.Attempts > 0 {
+			// Not one reply came back: the judge server or its model name
+			// is wrong, and a 0 recorded now would never be retried.
+			return fmt.Errorf("judge failed on %s question %s (%s); fix --judge / --judge-model and rerun to resume", j.set.Name, j.item.ID, jd.Error)
 		}
 		rec.Judge = &jd
 	}
