@@ -43,6 +43,10 @@ type BenchResult struct {
 	Sample32TokensPerSec float64     `json:"sample32_tokens_per_sec"` // batch 32 decoding
 	KVBytesPerToken      int         `json:"kv_bytes_per_token"`
 	Torch                *TorchBench `json:"torch,omitempty"`
+	// Ratios are engine/PyTorch per round, then the median over rounds
+	// (keys: peak, train, sample1, sample32), so load that shifts between
+	// rounds cancels out.
+	Ratios map[string]float64 `json:"ratios,omitempty"`
 }
 
 // TorchBench is what bench_torch.py prints (medians over its rounds).
@@ -171,6 +175,24 @@ func BenchEngine(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 			Sample1TokensPerSec:  pick(func(t *TorchBench) float64 { return t.Sample1TokensPerSec }),
 			Sample32TokensPerSec: pick(func(t *TorchBench) float64 { return t.Sample32TokensPerSec })}
 		res.TorchPeakGFLOPS = res.Torch.PeakGFLOPS
+		res.Ratios = map[string]float64{}
+		for key, pair := range map[string]struct {
+			ours   []float64
+			theirs func(*TorchBench) float64
+		}{
+			"peak":     {peak, func(t *TorchBench) float64 { return t.PeakGFLOPS }},
+			"train":    {train, func(t *TorchBench) float64 { return t.TrainTokensPerSec }},
+			"sample1":  {s1, func(t *TorchBench) float64 { return t.Sample1TokensPerSec }},
+			"sample32": {s32, func(t *TorchBench) float64 { return t.Sample32TokensPerSec }},
+		} {
+			var r []float64
+			for i, t := range torch {
+				if v := pair.theirs(t); v > 0 {
+					r = append(r, pair.ours[i]/v)
+				}
+			}
+			res.Ratios[key] = median(r)
+		}
 	}
 	return res, nil
 }
@@ -339,13 +361,16 @@ func WriteBenchTable(w io.Writer, r *BenchResult, o BenchOptions) {
 	fmt.Fprintf(w, "model: preset %s, vocab %d, %.1fM parameters; training batch %d×%d tokens; sampling %d-token prompts, %d new tokens; medians of %d rounds\n\n",
 		o.Preset, o.Vocab, float64(r.Params)/1e6, o.Seqs, o.SeqLen, o.Prompt, o.NewTokens, o.Rounds)
 	peak := max(r.PeakGFLOPS, r.TorchPeakGFLOPS)
-	fmt.Fprintf(w, "| metric | engine (Go) | PyTorch eager | engine / PyTorch |\n|---|---|---|---|\n")
-	row := func(name string, ours, theirs float64, unit string) {
+	fmt.Fprintf(w, "| metric | engine (Go) | PyTorch eager | engine / PyTorch (median of per-round ratios) |\n|---|---|---|---|\n")
+	row := func(name string, ours, theirs float64, unit, key string) {
 		ratio := "—"
 		t := "—"
 		if theirs > 0 {
 			t = fmt.Sprintf("%.1f %s", theirs, unit)
 			ratio = fmt.Sprintf("%.2f×", ours/theirs)
+			if v, ok := r.Ratios[key]; ok {
+				ratio = fmt.Sprintf("%.2f×", v)
+			}
 		}
 		fmt.Fprintf(w, "| %s | %.1f %s | %s | %s |\n", name, ours, unit, t, ratio)
 	}
@@ -353,12 +378,12 @@ func WriteBenchTable(w io.Writer, r *BenchResult, o BenchOptions) {
 	if r.Torch != nil {
 		tb = *r.Torch
 	}
-	row("SGEMM 1024³", r.PeakGFLOPS, tb.PeakGFLOPS, "GFLOP/s")
+	row("SGEMM 1024³", r.PeakGFLOPS, tb.PeakGFLOPS, "GFLOP/s", "peak")
 	fmt.Fprintf(w, "| training-step GEMMs (linear layers) | %.1f GFLOP/s = %.0f%% of peak %.1f | | |\n", r.TrainMatmulGFLOPS, 100*r.TrainMatmulGFLOPS/peak, peak)
 	fmt.Fprintf(w, "| training step, matmul FLOPs / wall time | %.1f GFLOP/s = %.0f%% of peak | | |\n", r.TrainEffectiveGFLOPS, 100*r.TrainEffectiveGFLOPS/peak)
-	row("training tokens/s (fwd+bwd+AdamW)", r.TrainTokensPerSec, tb.TrainTokensPerSec, "tok/s")
-	row("sampling tokens/s, batch 1", r.Sample1TokensPerSec, tb.Sample1TokensPerSec, "tok/s")
-	row("sampling tokens/s, batch 32", r.Sample32TokensPerSec, tb.Sample32TokensPerSec, "tok/s")
+	row("training tokens/s (fwd+bwd+AdamW)", r.TrainTokensPerSec, tb.TrainTokensPerSec, "tok/s", "train")
+	row("sampling tokens/s, batch 1", r.Sample1TokensPerSec, tb.Sample1TokensPerSec, "tok/s", "sample1")
+	row("sampling tokens/s, batch 32", r.Sample32TokensPerSec, tb.Sample32TokensPerSec, "tok/s", "sample32")
 	kv := "—"
 	if tb.KVBytesPerToken > 0 {
 		kv = fmt.Sprintf("%d B", tb.KVBytesPerToken)
