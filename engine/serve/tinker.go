@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
@@ -52,6 +54,7 @@ type tinkerFuture struct {
 	hash     [32]byte // of the request body, to tell a retry from a conflicting reuse of a seq_id
 	done     chan struct{}
 	result   []byte
+	proto    []byte // the result as protobuf, for the types SDKs want that way
 	fail     *tinkerFailure
 	finished atomic.Int64 // unix nanos
 }
@@ -67,6 +70,12 @@ func (f *tinkerFuture) finish(v any, err error) {
 		f.fail = &tinkerFailure{category: "server", msg: "encode result: " + merr.Error()}
 	} else {
 		f.result = data
+		switch r := v.(type) {
+		case *llm.TinkerFwdBwdOutput:
+			f.proto = encodeFwdBwdProto(r)
+		case *llm.TinkerSampleResponse:
+			f.proto = encodeSampleProto(r)
+		}
 	}
 	f.finished.Store(time.Now().UnixNano())
 	close(f.done)
@@ -184,6 +193,17 @@ func (t *tinkerAPI) route(mux *http.ServeMux) {
 	post("create_sampling_session", t.createSamplingSession)
 	post("asample", t.asample)
 	mux.HandleFunc("/api/v1/retrieve_future", t.retrieveFuture)
+	mux.HandleFunc("/api/v1/client/dynamic_config", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"refresh_interval_sec": 300, "sample_cancel_enabled": false})
+	})
+	mux.HandleFunc("/api/v1/samplers/{id}", t.getSampler)
+	post("cancel_future", func(context.Context, *http.Request, []byte) (any, error) {
+		return map[string]any{}, nil // generation is short here; the result simply expires
+	})
+	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		t.log.Warn("tinker: unknown endpoint", "path", r.URL.Path)
+		writeTinkerError(w, userError(http.StatusNotFound, "%s is not an endpoint of this server (docs/api.md lists them)", r.URL.Path))
+	})
 }
 
 // serve decodes nothing itself: it reads the body, runs h and writes its
@@ -193,9 +213,8 @@ func (t *tinkerAPI) serve(w http.ResponseWriter, r *http.Request, h func(ctx con
 		writeTinkerError(w, userError(http.StatusMethodNotAllowed, "use POST"))
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); strings.Contains(ct, "protobuf") {
-		writeTinkerError(w, userError(http.StatusUnsupportedMediaType,
-			"protobuf bodies are not accepted; this server answers proto_write_fwdbwd=false in /api/v1/client/config, so the SDK sends JSON"))
+	if isProto(r) && r.URL.Path != "/api/v1/forward_backward" {
+		writeTinkerError(w, userError(http.StatusUnsupportedMediaType, "only forward_backward takes a protobuf body; send JSON"))
 		return
 	}
 	body, err := readBody(r)
@@ -211,6 +230,32 @@ func (t *tinkerAPI) serve(w http.ResponseWriter, r *http.Request, h func(ctx con
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func isProto(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Content-Type"), "protobuf")
+}
+
+// protoBody undoes Content-Encoding: zstd, which SDKs use on protobuf
+// forward_backward bodies when the server's client config asks for it.
+func protoBody(r *http.Request, body []byte, limit int64) ([]byte, error) {
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+		return body, nil
+	case "zstd":
+		d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(uint64(limit)))
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		out, err := d.DecodeAll(body, nil)
+		if err != nil {
+			return nil, userError(http.StatusBadRequest, "zstd body: %v", err)
+		}
+		return out, nil
+	default:
+		return nil, userError(http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported (zstd or none)", enc)
+	}
 }
 
 func writeTinkerError(w http.ResponseWriter, err error) {
@@ -734,7 +779,18 @@ func (t *tinkerAPI) forwardBackward(ctx context.Context, r *http.Request, body [
 
 func (t *tinkerAPI) fwdBwd(_ context.Context, r *http.Request, body []byte, backward bool) (any, error) {
 	var req fwdBwdRequest
-	if err := decodeStrict(body, &req); err != nil {
+	if isProto(r) {
+		raw, err := protoBody(r, body, t.s.opts.MaxBodyBytes)
+		if err != nil {
+			return nil, err
+		}
+		p, err := decodeFwdBwdProto(raw)
+		if err != nil {
+			return nil, userError(http.StatusBadRequest, "protobuf ForwardBackwardRequest: %v", err)
+		}
+		req = *p
+		backward = req.FwdBwdInput != nil
+	} else if err := decodeStrict(body, &req); err != nil {
 		return nil, err
 	}
 	m, err := t.model(req.ModelID)
@@ -1041,6 +1097,24 @@ func (t *tinkerAPI) createSamplingSession(_ context.Context, _ *http.Request, bo
 	return map[string]any{"type": "create_sampling_session", "sampling_session_id": id}, nil
 }
 
+// getSampler describes a sampling session (SDKs from ~0.30 ask for its
+// base model when they create a sampling client).
+func (t *tinkerAPI) getSampler(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t.mu.Lock()
+	path, ok := t.sampling[id]
+	t.mu.Unlock()
+	if !ok {
+		writeTinkerError(w, userError(http.StatusNotFound, "unknown sampling session %q", id))
+		return
+	}
+	out := map[string]any{"sampler_id": id, "base_model": t.s.opts.ModelName}
+	if path != "" {
+		out["model_path"] = path
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 // samplerFor returns the sampler for a model path: the served sampler for
 // the base model, else a sampler over the saved weights (a few are kept).
 func (t *tinkerAPI) samplerFor(path string) (*engine.Sampler, error) {
@@ -1125,7 +1199,7 @@ func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (an
 	if err != nil {
 		return nil, err
 	}
-	return t.submit(r, body, nil, nil, func(ctx context.Context) (any, error) {
+	reply, err := t.submit(r, body, nil, nil, func(ctx context.Context) (any, error) {
 		seqs := make([]llm.TinkerSequence, req.NumSamples)
 		errs := make([]error, req.NumSamples)
 		var wg sync.WaitGroup
@@ -1166,6 +1240,15 @@ func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (an
 		}
 		return out, nil
 	})
+	// Newer SDKs (0.3x) name each sample at submission.
+	if fr, ok := reply.(map[string]any); ok {
+		ids := make([]string, req.NumSamples)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("%s-%d", fr["request_id"], i)
+		}
+		fr["sample_sequence_ids"] = ids
+	}
+	return reply, err
 }
 
 // sampleOne generates one sequence; a request cut short by a pause is
@@ -1286,6 +1369,12 @@ func (t *tinkerAPI) retrieveFuture(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.fail != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": f.fail.msg, "category": f.fail.category})
+		return
+	}
+	if f.proto != nil && strings.Contains(r.Header.Get("Accept"), "application/x-protobuf") {
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(f.proto)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

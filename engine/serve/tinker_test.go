@@ -154,8 +154,16 @@ func TestTinkerBadRequests(t *testing.T) {
 		}
 	}
 	st, body := tinkerPost(t, ts.url+"/api/v1/forward_backward", "\x08\x01", "Content-Type", "application/x-protobuf")
-	if st != http.StatusUnsupportedMediaType || !strings.Contains(string(body), "proto_write_fwdbwd=false") {
-		t.Errorf("protobuf body: %d %s", st, body)
+	if st != http.StatusBadRequest || !strings.Contains(string(body), "protobuf ForwardBackwardRequest: model_id") {
+		t.Errorf("bad protobuf body: %d %s", st, body)
+	}
+	st, body = tinkerPost(t, ts.url+"/api/v1/optim_step", "\x08\x01", "Content-Type", "application/x-protobuf")
+	if st != http.StatusUnsupportedMediaType {
+		t.Errorf("protobuf optim_step: %d %s", st, body)
+	}
+	st, body = tinkerPost(t, ts.url+"/api/v1/no_such_call", "{}")
+	if st != http.StatusNotFound || !strings.Contains(string(body), "not an endpoint") {
+		t.Errorf("unknown endpoint: %d %s", st, body)
 	}
 	st, fut := tinkerPost(t, ts.url+"/api/v1/forward_backward", fwdBwdBody(model, 0, "cross_entropy", toks, nil))
 	if st != 200 {
