@@ -1,0 +1,75 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/asearcher/asearcher/internal/fakellm"
+)
+
+func TestEvalCommand(t *testing.T) {
+	srv := fakellm.New(fakellm.Options{Handler: func(c fakellm.Call) fakellm.Reply {
+		return fakellm.Reply{Text: "<think>I know this</think>\n<answer> Hollywood </answer>"}
+	}})
+	defer srv.Close()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "run")
+
+	help, err := runCLI(t, "eval", "--help")
+	if err != nil || !strings.Contains(help, "hotpotqa-hipporag-100") || !strings.Contains(help, "--judge") {
+		t.Fatalf("eval --help: %v\n%s", err, help)
+	}
+
+	// The config file sets k = 3 and the agent; the --k flag wins.
+	cfgPath := filepath.Join(dir, "eval.yaml")
+	if err := os.WriteFile(cfgPath, []byte("eval:\n  k: 3\n  agent: search-r1\n  limit: 4\n  concurrency: 2\n  max_attempts: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"eval", "--config", cfgPath, "--data", "hotpotqa-hipporag-100", "--model", srv.OpenAIURL(),
+		"--k", "2", "--out", out, "--no-progress", "--log-level", "warn"}
+	stdout, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("eval: %v\n%s", err, stdout)
+	}
+	if !strings.Contains(stdout, "| hotpotqa-hipporag-100 | 4 | 8 |") || !strings.Contains(stdout, "report.html") {
+		t.Fatalf("eval output:\n%s", stdout)
+	}
+	var manifest struct {
+		Config struct {
+			K     int    `json:"k"`
+			Agent string `json:"agent"`
+		} `json:"config"`
+	}
+	data, err := os.ReadFile(filepath.Join(out, "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &manifest); err != nil || manifest.Config.K != 2 || manifest.Config.Agent != "search-r1" {
+		t.Fatalf("run.json: %v %+v", err, manifest)
+	}
+
+	// Rerunning resumes (nothing left to do); a changed flag is refused.
+	if _, err := runCLI(t, args...); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if _, err := runCLI(t, append(args, "--temperature", "0.1")...); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("changed config: %v", err)
+	}
+
+	cmp, err := runCLI(t, "eval", "compare", out, out)
+	if err != nil || !strings.Contains(cmp, "+0.0") {
+		t.Fatalf("compare: %v\n%s", err, cmp)
+	}
+	if rep, err := runCLI(t, "eval", "report", out); err != nil || !strings.Contains(rep, "Avg@2") {
+		t.Fatalf("report: %v\n%s", err, rep)
+	}
+	if _, err := runCLI(t, "eval", "--data", "nq", "--model", srv.OpenAIURL(), "--out", out, "--k", "0"); err == nil || !strings.Contains(err.Error(), "--k 0") {
+		t.Fatalf("--k 0: %v", err)
+	}
+	if _, err := runCLI(t, "eval", "compare", out, filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("compare with a missing directory succeeded")
+	}
+}
