@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tokenizer"
@@ -628,17 +629,15 @@ func (s *Server) streamOpenAI(w http.ResponseWriter, r *http.Request, id string,
 	var held strings.Builder
 	var ids []int
 	var lps []float32
-	holdBack := 0
+	var stops []string
 	if !o.keepStop {
-		for _, st := range o.params.Stop {
-			holdBack = max(holdBack, len(st)-1)
-		}
+		stops = o.params.Stop
 	}
 	flush := func(final bool) {
 		text := held.String()
 		n := len(text)
 		if !final {
-			n = safePrefix(text, holdBack)
+			n = safePrefix(text, stops)
 		}
 		if n == 0 && len(ids) == 0 {
 			return
@@ -695,14 +694,28 @@ func (s *Server) streamOpenAI(w http.ResponseWriter, r *http.Request, id string,
 	fl.Flush()
 }
 
-// safePrefix is how much of text can be sent while the last hold bytes
-// may still become a stop string, cut at a UTF-8 boundary.
-func safePrefix(text string, hold int) int {
-	n := len(text) - hold
-	if n <= 0 {
-		return 0
+// safePrefix is how much of text can be sent now: everything before a
+// stop string it contains (the request ends there and the stop string is
+// trimmed) and before a tail that may still grow into one, cut at a UTF-8
+// boundary.
+func safePrefix(text string, stops []string) int {
+	n := len(text)
+	for _, st := range stops {
+		if st == "" {
+			continue
+		}
+		if i := strings.Index(text, st); i >= 0 {
+			n = min(n, i)
+			continue
+		}
+		for k := min(len(st)-1, len(text)); k > 0; k-- {
+			if strings.HasSuffix(text, st[:k]) {
+				n = min(n, len(text)-k)
+				break
+			}
+		}
 	}
-	for n > 0 && n < len(text) && text[n]&0xC0 == 0x80 {
+	for n > 0 && n < len(text) && !utf8.RuneStart(text[n]) {
 		n--
 	}
 	return n

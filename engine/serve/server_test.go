@@ -634,3 +634,94 @@ func TestGenerateStream(t *testing.T) {
 		t.Fatalf("streamed %v (%v), want %v", last.OutputIDs, last.MetaInfo.FinishReason, want.OutputIDs)
 	}
 }
+
+// A stop string is trimmed identically with and without streaming, and
+// streaming never sends a prefix of it.
+func TestChatStreamStopString(t *testing.T) {
+	ts := newTestServer(t, testModel(t, 3, nil), nil)
+	// Find a seed whose sample has ASCII tokens 4..5 not seen before them:
+	// their text is then a stop string that first matches there.
+	var base map[string]any
+	var ids []int
+	var stop string
+	for seed := 1; seed <= 200 && stop == ""; seed++ {
+		base = map[string]any{"messages": []any{map[string]any{"role": "user", "content": "q"}}, "max_tokens": 16,
+			"temperature": 1, "seed": seed, "return_token_ids": true, "ignore_eos": true}
+		_, body := post(t, ts.url+"/v1/chat/completions", base)
+		var full struct {
+			Choices []struct {
+				TokenIDs []int `json:"token_ids"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(body, &full); err != nil {
+			t.Fatalf("%s", body)
+		}
+		ids = full.Choices[0].TokenIDs
+		cand := ts.opts.Tokenizer.Decode(ids[4:6])
+		clean := len(cand) == 2 && cand[0] >= 0x20 && cand[0] < 0x7f && cand[1] >= 0x20 && cand[1] < 0x7f
+		if clean && !strings.Contains(ts.opts.Tokenizer.Decode(ids[:5]), cand) && !strings.ContainsRune(ts.opts.Tokenizer.Decode(ids[:4]), '\uFFFD') {
+			stop = cand
+		}
+	}
+	if stop == "" {
+		t.Fatal("no seed gave a clean stop string")
+	}
+	var body []byte
+	base["stop"] = []string{stop}
+	delete(base, "return_token_ids")
+	_, body = post(t, ts.url+"/v1/chat/completions", base)
+	var stopped struct {
+		Choices []struct {
+			Message      struct{ Content string } `json:"message"`
+			FinishReason string                   `json:"finish_reason"`
+			StopReason   any                      `json:"stop_reason"`
+		} `json:"choices"`
+	}
+	_ = json.Unmarshal(body, &stopped)
+	want := ts.opts.Tokenizer.Decode(ids[:4])
+	if c := stopped.Choices[0]; c.Message.Content != want || c.FinishReason != "stop" || c.StopReason != stop {
+		t.Fatalf("with stop %q: %s; want content %q", stop, body, want)
+	}
+	base["stream"] = true
+	_, body = post(t, ts.url+"/v1/chat/completions", base)
+	var text strings.Builder
+	for _, line := range strings.Split(string(body), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		var ch struct {
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+		}
+		_ = json.Unmarshal([]byte(data), &ch)
+		for _, c := range ch.Choices {
+			text.WriteString(c.Delta.Content)
+		}
+	}
+	if text.String() != want {
+		t.Fatalf("streamed %q, want %q", text.String(), want)
+	}
+}
+
+func TestSafePrefix(t *testing.T) {
+	cases := []struct {
+		text  string
+		stops []string
+		want  int
+	}{
+		{"hello", nil, 5},
+		{"hello</", []string{"</search>"}, 5},
+		{"hello</search> more", []string{"</search>"}, 5},
+		{"abc", []string{"x"}, 3},
+		{"abx", []string{"xy", "bxz"}, 1},
+		{"é", []string{"\xa9z"}, 0}, // never split a character
+		{"", []string{"a"}, 0},
+	}
+	for _, c := range cases {
+		if got := safePrefix(c.text, c.stops); got != c.want {
+			t.Errorf("safePrefix(%q, %q) = %d, want %d", c.text, c.stops, got, c.want)
+		}
+	}
+}
