@@ -18,8 +18,10 @@ import (
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/corpus"
 	"github.com/asearcher/asearcher/dataset"
+	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/reward"
+	"github.com/asearcher/asearcher/tokenizer"
 )
 
 // File names inside a run directory.
@@ -260,6 +262,9 @@ func buildEnv(ctx context.Context, cfg Config, opts Options, log *slog.Logger) (
 			Search: cfg.Search, Access: cfg.Access, AllowPrivateFetch: cfg.AllowPrivateFetch,
 			ToolCache: cfg.ToolCache, ToolCacheMode: cfg.ToolCacheMode, Log: log,
 		}
+		if dir, ok := strings.CutPrefix(cfg.Model, EmbeddedPrefix); ok {
+			return buildEmbeddedEnv(ctx, cfg, ec, dir, log)
+		}
 		e, closeFirst, err := ec.Build()
 		if err != nil {
 			return nil, nil, err
@@ -287,6 +292,40 @@ func buildEnv(ctx context.Context, cfg Config, opts Options, log *slog.Logger) (
 			return nil, nil, err
 		}
 	}
+	return limitEnv(env, cfg, log), closeEnv, nil
+}
+
+// EmbeddedPrefix in --model runs the embedded CPU engine on a model
+// directory in process (embedded:DIR): no server, no network.
+const EmbeddedPrefix = "embedded:"
+
+func buildEmbeddedEnv(ctx context.Context, cfg Config, ec agent.EnvConfig, dir string, log *slog.Logger) (*agent.Env, func() error, error) {
+	if ec.Tokenizer == "" {
+		ec.Tokenizer = dir // token mode with the model's own tokenizer
+	}
+	// EnvConfig builds the tools and the tokenizer; it also wants a model
+	// spec, whose client is closed unused and replaced by the engine.
+	ec.Model = "http://127.0.0.1:1/v1"
+	env, closeFirst, err := ec.Build()
+	if err != nil {
+		return nil, nil, err
+	}
+	closeFirst()
+	s, err := engine.NewSamplerForDir(dir, engine.SamplerOptions{MaxBatch: cfg.MaxLLMInFlight, Logger: log}, tokenizer.ChatOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("--model %s: %w", cfg.Model, err)
+	}
+	env.Sampler = s
+	if err := checkSearch(ctx, env, cfg.Search); err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return limitEnv(env, cfg, log), func() error { s.Close(); return nil }, nil
+}
+
+// limitEnv applies the run's sampling and limits and puts the run-wide
+// in-flight caps around the sampler and tools.
+func limitEnv(env *agent.Env, cfg Config, log *slog.Logger) *agent.Env {
 	env.Sampling = llm.Params{Temperature: cfg.Temperature, TopP: cfg.TopP, TopK: cfg.TopK}
 	env.Limits = cfg.Limits
 	env.Log = log
@@ -297,7 +336,7 @@ func buildEnv(ctx context.Context, cfg Config, opts Options, log *slog.Logger) (
 	if env.Browse != nil {
 		env.Browse = &limitedBrowser{inner: env.Browse, sem: make(semaphore, cfg.MaxAccessInFlight)}
 	}
-	return env, closeEnv, nil
+	return env
 }
 
 func checkModel(ctx context.Context, pool *llm.Pool, spec string) error {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/internal/fakellm"
 	"github.com/asearcher/asearcher/reward"
 )
@@ -437,5 +438,42 @@ func TestLoadConfigFile(t *testing.T) {
 	}
 	if err := LoadConfigFile(filepath.Join(dir, "missing.yaml"), &Config{}); err == nil || errors.Is(err, nil) {
 		t.Fatal("missing file accepted")
+	}
+}
+
+// TestEmbeddedModel: --model embedded:DIR runs the in-process CPU engine
+// on a (random, tiny) model directory with its own tokenizer: no server.
+func TestEmbeddedModel(t *testing.T) {
+	pc, err := engine.Preset("tiny", 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "tiny")
+	if _, err := engine.InitModelDir(context.Background(), dir, engine.InitOptions{Config: pc, Seed: 1, DType: engine.F32}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := smallConfig(t, EmbeddedPrefix+dir)
+	cfg.Agent = agent.AgentTiny
+	cfg.K = 1
+	cfg.Limits.MaxTurns = 2
+	cfg.Limits.MaxCallTokens = 16
+	cfg.Limits.MinCallTokens = 4
+	rep, err := Run(context.Background(), cfg, Options{Progress: ProgressOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Overall.Samples != 3 || rep.Overall.Means.GeneratedTokens == 0 {
+		t.Fatalf("embedded run: %+v", rep.Overall)
+	}
+	recs, _ := ReadResults(filepath.Join(cfg.Out, ResultsFile))
+	for _, r := range recs {
+		if r.Stats.Turns == 0 || r.Stats.Turns > 2 {
+			t.Errorf("%s: %d turns", r.ID, r.Stats.Turns)
+		}
+	}
+	cfg.Model = EmbeddedPrefix + filepath.Join(t.TempDir(), "missing")
+	cfg.Out = filepath.Join(t.TempDir(), "run2")
+	if _, err := Run(context.Background(), cfg, Options{Progress: ProgressOff}); err == nil {
+		t.Fatal("a missing model directory was accepted")
 	}
 }

@@ -76,7 +76,7 @@ Agents: ` + strings.Join(agents.Names(), ", ") + `.
 	fs.StringVar(&cfg.Out, "out", "", "run directory (results, trajectories, reports); rerun to resume")
 	fs.IntVar(&cfg.K, "k", cfg.K, "samples per question (Avg@k, Pass@k)")
 	fs.IntVar(&cfg.Limit, "limit", 0, "evaluate the first N questions of each dataset (0: all)")
-	fs.StringVar(&cfg.Model, "model", "", "model server: an OpenAI-compatible base URL (http://host:port/v1), openai:, vllm: or sglang:http://host:port; comma-separated for a pool")
+	fs.StringVar(&cfg.Model, "model", "", "model: an OpenAI-compatible base URL (http://host:port/v1), openai:, vllm: or sglang:http://host:port (comma-separated for a pool), or embedded:DIR to run a model directory in process")
 	fs.StringVar(&cfg.ModelName, "model-name", "", "model name for OpenAI-compatible servers (default: ask the server)")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", "", "tokenizer.json or model directory: token mode (exact token ids)")
 	fs.StringVar(&cfg.Search, "search", "", "search: a retrieval server URL, addrdir:DIR, or serper (SERPER_API_KEY)")
