@@ -310,3 +310,80 @@ func TestTinkerSDKConformance(t *testing.T) {
 	t.Logf("tinker SDK %s and the Go client agree: ce %.6f is %.6f ppo %.6f after %.6f, sample %v", meta.SDKVersion,
 		sdk.CrossEntropy.Loss, sdk.ImportanceSampling.Loss, sdk.PPO.Loss, sdk.AfterStep.Loss, sdk.Sample.Tokens)
 }
+
+// TokenMean, which Tinker lacks, is emulated by scaling weights or
+// advantages: the Tinker client's loss and the step it takes equal the
+// embedded trainer's TokenMean.
+func TestTinkerTokenMean(t *testing.T) {
+	env := startTinkerServer(t)
+	s := loadScenario(t)
+	ctx := context.Background()
+	remote, err := trainer.NewTinker(ctx, trainer.TinkerOptions{TinkerConfig: tinkerConfig(env.url), BaseModel: "tiny"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remote.Close()
+	local := trainer.NewEmbedded(env.w, trainer.EmbeddedOptions{})
+	for _, loss := range []trainer.LossFn{trainer.CrossEntropy, trainer.PPO} {
+		cfg := trainer.LossConfig{TokenMean: true}
+		a, err := remote.ForwardBackward(ctx, s.data(loss), loss, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := local.ForwardBackward(ctx, s.data(loss), loss, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(a.Loss-b.Loss) > 1e-5*math.Max(1, math.Abs(b.Loss)) {
+			t.Fatalf("%s token mean: Tinker %v, embedded %v", loss, a.Loss, b.Loss)
+		}
+	}
+	if _, err := remote.OptimStep(ctx, s.Adam); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := local.OptimStep(ctx, s.Adam); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := remote.Forward(ctx, s.data(trainer.CrossEntropy), trainer.CrossEntropy, trainer.LossConfig{})
+	b, _ := local.Forward(ctx, s.data(trainer.CrossEntropy), trainer.CrossEntropy, trainer.LossConfig{})
+	if math.Abs(a.Loss-b.Loss) > 1e-4*math.Max(1, math.Abs(b.Loss)) {
+		t.Fatalf("after the step: Tinker %v, embedded %v", a.Loss, b.Loss)
+	}
+}
+
+// A batch over the server's chunk limit (1,024 datums) is split, all
+// chunks submitted before any is awaited, and merged in order.
+func TestTinkerChunkedBatch(t *testing.T) {
+	env := startTinkerServer(t)
+	ctx := context.Background()
+	remote, err := trainer.NewTinker(ctx, trainer.TinkerOptions{TinkerConfig: tinkerConfig(env.url), BaseModel: "tiny"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remote.Close()
+	data := make([]trainer.Datum, 1100)
+	for i := range data {
+		data[i] = trainer.Datum{Input: []int{i % 200, (i + 1) % 200}, Target: []int{(i + 1) % 200, (i + 2) % 200}}
+	}
+	got, err := remote.Forward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := trainer.NewEmbedded(env.w, trainer.EmbeddedOptions{}).Forward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Logprobs) != len(data) || math.Abs(got.Loss-want.Loss) > 1e-6*math.Abs(want.Loss) {
+		t.Fatalf("%d rows, loss %v vs %v", len(got.Logprobs), got.Loss, want.Loss)
+	}
+	for i := range data {
+		for j := range got.Logprobs[i] {
+			if math.Abs(float64(got.Logprobs[i][j]-want.Logprobs[i][j])) > 1e-5 {
+				t.Fatalf("datum %d token %d: %v vs %v (chunks merged out of order?)", i, j, got.Logprobs[i][j], want.Logprobs[i][j])
+			}
+		}
+	}
+	if got.Metrics["tokens"] != 2*float64(len(data)) {
+		t.Fatalf("tokens metric %v summed over chunks, want %d", got.Metrics["tokens"], 2*len(data))
+	}
+}

@@ -405,3 +405,39 @@ func TestGenerateDuringTraining(t *testing.T) {
 	}
 	t.Logf("generation took %v while the step ran for %v", generated, time.Since(start))
 }
+
+// A Tinker sample cut by /pause_generation continues after
+// /continue_generation (Tinker has no abort stop reason): it still returns
+// max_tokens tokens, the later ones from the new weights.
+func TestTinkerSampleAcrossPause(t *testing.T) {
+	ts := newTestServer(t, testModel(t, 1, slowModel), nil)
+	const n = 60
+	st, fut := tinkerPost(t, ts.url+"/api/v1/asample", map[string]any{"base_model": "tiny", "prompt": llm.TinkerInput([]int{1, 2, 3}),
+		"sampling_params": map[string]any{"max_tokens": n, "temperature": 0}})
+	if st != 200 {
+		t.Fatalf("%d %s", st, fut)
+	}
+	waitGenerated(t, ts.Server, 3)
+	if st, b := post(t, ts.url+"/pause_generation", `{}`); st != 200 {
+		t.Fatalf("pause: %d %s", st, b)
+	}
+	if st, b := post(t, ts.url+"/continue_generation", `{}`); st != 200 {
+		t.Fatalf("continue: %d %s", st, b)
+	}
+	st, body := tinkerResult(t, ts.url, fut)
+	var out llm.TinkerSampleResponse
+	if err := json.Unmarshal(body, &out); err != nil || st != 200 {
+		t.Fatalf("%d %s", st, body)
+	}
+	s := out.Sequences[0]
+	if len(s.Tokens) != n || len(s.Logprobs) != n || s.StopReason != "length" {
+		t.Fatalf("after a pause: %d tokens, %d logprobs, %s", len(s.Tokens), len(s.Logprobs), s.StopReason)
+	}
+	if want := greedy(t, ts.opts.Weights, []int{1, 2, 3}, n); !equalIDs(s.Tokens, want) {
+		t.Fatalf("tokens %v, want the greedy continuation %v", s.Tokens, want)
+	}
+	// The continuation prefilled prompt + partial output again.
+	if p := ts.Sampler().Stats().Prefilled; p <= 3 {
+		t.Fatalf("prefilled %d tokens: the pause did not interrupt the sample", p)
+	}
+}
