@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -385,5 +387,47 @@ func TestTinkerChunkedBatch(t *testing.T) {
 	}
 	if got.Metrics["tokens"] != 2*float64(len(data)) {
 		t.Fatalf("tokens metric %v summed over chunks, want %d", got.Metrics["tokens"], 2*len(data))
+	}
+}
+
+// A forward_backward whose reply is lost after the server ran it is
+// retried (same idempotency key, same seq_id) and not run twice: the optimiser
+// step sees the batch's examples once.
+func TestTinkerRetryIsIdempotent(t *testing.T) {
+	env := startTinkerServer(t)
+	var dropped atomic.Bool
+	h := env.srv.Handler()
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/forward_backward" && !dropped.Swap(true) {
+			h.ServeHTTP(httptest.NewRecorder(), r) // the server runs it ...
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close() // ... and the reply never arrives
+			}
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	s := loadScenario(t)
+	ctx := context.Background()
+	cfg := tinkerConfig(proxy.URL)
+	tr, err := trainer.NewTinker(ctx, trainer.TinkerOptions{TinkerConfig: cfg, BaseModel: "tiny"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.ForwardBackward(ctx, s.data(trainer.CrossEntropy), trainer.CrossEntropy, trainer.LossConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if !dropped.Load() {
+		t.Fatal("the reply was not dropped")
+	}
+	m, err := tr.OptimStep(ctx, s.Adam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["examples"] != float64(len(s.Data)) {
+		t.Fatalf("the step accumulated %v examples, want %d (the retried request ran twice?)", m["examples"], len(s.Data))
 	}
 }
