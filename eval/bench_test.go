@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -62,7 +63,7 @@ func BenchmarkEval(b *testing.B) {
 					}
 				}()
 				start := time.Now()
-				rep, err := Run(context.Background(), cfg, Options{Progress: ProgressOff})
+				rep, err := Run(context.Background(), cfg, Options{Progress: ProgressOff, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 				el := time.Since(start)
 				close(stop)
 				if err != nil {

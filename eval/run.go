@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -273,8 +274,13 @@ func buildEnv(ctx context.Context, cfg Config, opts Options, log *slog.Logger) (
 		// in-flight limit; eval's limit is the run's own, so the pool is
 		// rebuilt to allow it.
 		closeFirst()
+		// Our own transport, so the connections it keeps are closed with
+		// the run (a program that runs many evals does not pile them up).
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		transport.MaxIdleConns = 2 * cfg.MaxLLMInFlight
+		transport.MaxIdleConnsPerHost = cfg.MaxLLMInFlight
 		pool, err := llm.NewClient(cfg.Model, llm.ClientOptions{
-			APIKey: llm.APIKeyFromEnv(), Model: cfg.ModelName,
+			APIKey: llm.APIKeyFromEnv(), Model: cfg.ModelName, HTTPClient: &http.Client{Transport: transport},
 			Pool: llm.PoolConfig{MaxInFlight: cfg.MaxLLMInFlight, Logger: log},
 		})
 		if err != nil {
@@ -282,13 +288,18 @@ func buildEnv(ctx context.Context, cfg Config, opts Options, log *slog.Logger) (
 		}
 		if err := checkModel(ctx, pool, cfg.Model); err != nil {
 			pool.Close()
+			transport.CloseIdleConnections()
 			return nil, nil, err
 		}
 		e.Sampler = pool
 		env = e
-		closeEnv = pool.Close
+		closeEnv = func() error {
+			err := pool.Close()
+			transport.CloseIdleConnections()
+			return err
+		}
 		if err := checkSearch(ctx, env, cfg.Search); err != nil {
-			pool.Close()
+			closeEnv()
 			return nil, nil, err
 		}
 	}
