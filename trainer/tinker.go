@@ -90,8 +90,17 @@ func (t *Tinker) ModelID() string { return t.modelID }
 // Client is the session, for sharing with samplers.
 func (t *Tinker) Client() *llm.TinkerClient { return t.c }
 
+// Unload frees the model on the server (its saved weights stay).
+func (t *Tinker) Unload(ctx context.Context) error {
+	var out struct {
+		ModelID string `json:"model_id"`
+	}
+	return t.call(ctx, "/api/v1/unload_model", map[string]any{"type": "unload_model"}, &out)
+}
+
 // Close ends the session's heartbeat if this trainer opened it. The model
-// stays on the server until the session expires.
+// stays on the server until Unload (or, on the hosted service, until the
+// session expires).
 func (t *Tinker) Close() {
 	if t.owns && t.c != nil {
 		t.c.Close()

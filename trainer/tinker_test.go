@@ -430,4 +430,10 @@ func TestTinkerRetryIsIdempotent(t *testing.T) {
 	if m["examples"] != float64(len(s.Data)) {
 		t.Fatalf("the step accumulated %v examples, want %d (the retried request ran twice?)", m["examples"], len(s.Data))
 	}
+	if err := tr.Unload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Forward(ctx, s.data(trainer.CrossEntropy), trainer.CrossEntropy, trainer.LossConfig{}); err == nil || !strings.Contains(err.Error(), "unknown model_id") {
+		t.Fatalf("after Unload: %v", err)
+	}
 }

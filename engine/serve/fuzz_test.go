@@ -138,7 +138,7 @@ func TestServeShutdown(t *testing.T) {
 	go func() { served <- s.Serve(ctx, ln, 100*time.Millisecond) }()
 	reply := make(chan string, 1)
 	go func() {
-		_, body := post(t, "http://"+ln.Addr().String()+"/generate", `{"input_ids":[1,2],"sampling_params":{"max_new_tokens":3000}}`)
+		_, body := post(t, "http://"+ln.Addr().String()+"/generate", `{"input_ids":[1,2],"sampling_params":{"max_new_tokens":3000,"ignore_eos":true}}`)
 		reply <- string(body)
 	}()
 	waitGenerated(t, s, 2)

@@ -545,6 +545,11 @@ func (t *tinkerAPI) createModel(_ context.Context, r *http.Request, body []byte)
 		return nil, err
 	}
 	t.mu.Lock()
+	// A retried create_model must not create a second model.
+	if f, ok := t.byIdem[r.Header.Get("X-Idempotency-Key")]; ok && r.Header.Get("X-Idempotency-Key") != "" {
+		t.mu.Unlock()
+		return futureReply(f), nil
+	}
 	if len(t.models) >= t.s.opts.MaxModels {
 		t.mu.Unlock()
 		return nil, userError(http.StatusTooManyRequests, "this server holds %d training models already (--max-models); unload one first", len(t.models))
@@ -587,7 +592,11 @@ func (t *tinkerAPI) unloadModel(_ context.Context, r *http.Request, body []byte)
 	if err != nil {
 		return nil, err
 	}
-	return t.submit(r, body, m, nil, func(context.Context) (any, error) {
+	var req struct {
+		SeqID *int64 `json:"seq_id"`
+	}
+	_ = json.Unmarshal(body, &req) // modelOf has checked the body
+	return t.submit(r, body, m, req.SeqID, func(context.Context) (any, error) {
 		t.mu.Lock()
 		delete(t.models, m.id)
 		t.mu.Unlock()

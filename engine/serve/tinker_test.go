@@ -441,3 +441,21 @@ func TestTinkerSampleAcrossPause(t *testing.T) {
 		t.Fatalf("prefilled %d tokens: the pause did not interrupt the sample", p)
 	}
 }
+
+// A create_model retried with its idempotency key gets the same model, not
+// a second copy of the weights.
+func TestTinkerCreateModelRetry(t *testing.T) {
+	ts := newTestServer(t, testModel(t, 1, nil), nil)
+	body := map[string]any{"session_id": "s", "model_seq_id": 0, "base_model": "tiny"}
+	_, a := tinkerPost(t, ts.url+"/api/v1/create_model", body, "X-Idempotency-Key", "same")
+	_, b := tinkerPost(t, ts.url+"/api/v1/create_model", body, "X-Idempotency-Key", "same")
+	if string(a) != string(b) {
+		t.Fatalf("retry got another future: %s vs %s", a, b)
+	}
+	ts.tinker.mu.Lock()
+	n := len(ts.tinker.models)
+	ts.tinker.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d models after a retried create_model", n)
+	}
+}
