@@ -39,7 +39,8 @@ run. A changed configuration is refused unless --force. Flags override
 --config (see docs/eval.md and docs/configuration.md).
 
 Example:
-  asearcher serve search --corpus hotpotqa-hipporag-100 &
+  asearcher index build --corpus dataset/data/hotpotqa-hipporag-100/corpus.json --out idx
+  asearcher serve search --index idx --addr 127.0.0.1:5005 &
   asearcher eval --data hotpotqa-hipporag-100 --model http://127.0.0.1:8000/v1 \
     --search http://127.0.0.1:5005 --k 4 --out runs/hipporag
 
