@@ -67,6 +67,17 @@ type Means struct {
 	WallSeconds     float64 `json:"wall_seconds"`
 }
 
+// addScaled sets m to m·scale + o·w, field by field: sums of per-dataset
+// means weighted by samples, and sums turned into means.
+func (m *Means) addScaled(o Means, w, scale float64) {
+	m.Turns = m.Turns*scale + o.Turns*w
+	m.Searches = m.Searches*scale + o.Searches*w
+	m.Accesses = m.Accesses*scale + o.Accesses*w
+	m.GeneratedTokens = m.GeneratedTokens*scale + o.GeneratedTokens*w
+	m.ContextTokens = m.ContextTokens*scale + o.ContextTokens*w
+	m.WallSeconds = m.WallSeconds*scale + o.WallSeconds*w
+}
+
 // DatasetReport is the summary of one dataset (or of all, "overall").
 type DatasetReport struct {
 	Name      string `json:"name"`
@@ -283,14 +294,8 @@ func datasetReport(name string, qs []*question, metrics []string, b int, seed ui
 		d.MinSamples = 0
 	}
 	if d.Samples > 0 {
-		n := float64(d.Samples)
-		d.Means.Turns /= n
-		d.Means.Searches /= n
-		d.Means.Accesses /= n
-		d.Means.GeneratedTokens /= n
-		d.Means.ContextTokens /= n
-		d.Means.WallSeconds /= n
-		d.Answered = float64(answered) / n
+		d.Means.addScaled(Means{}, 0, 1/float64(d.Samples))
+		d.Answered = float64(answered) / float64(d.Samples)
 	}
 	for mi, m := range metrics {
 		avg, pass := perQuestion(qs, m)
@@ -327,26 +332,15 @@ func overallReport(ds []DatasetReport, order []string, groups map[string][]*ques
 			o.ToolsHist[i] += d.ToolsHist[i]
 		}
 		w := float64(d.Samples)
-		o.Means.Turns += d.Means.Turns * w
-		o.Means.Searches += d.Means.Searches * w
-		o.Means.Accesses += d.Means.Accesses * w
-		o.Means.GeneratedTokens += d.Means.GeneratedTokens * w
-		o.Means.ContextTokens += d.Means.ContextTokens * w
-		o.Means.WallSeconds += d.Means.WallSeconds * w
+		o.Means.addScaled(d.Means, w, 1)
 		o.Answered += d.Answered * w
 	}
 	if o.MinSamples < 0 {
 		o.MinSamples = 0
 	}
 	if o.Samples > 0 {
-		n := float64(o.Samples)
-		o.Means.Turns /= n
-		o.Means.Searches /= n
-		o.Means.Accesses /= n
-		o.Means.GeneratedTokens /= n
-		o.Means.ContextTokens /= n
-		o.Means.WallSeconds /= n
-		o.Answered /= n
+		o.Means.addScaled(Means{}, 0, 1/float64(o.Samples))
+		o.Answered /= float64(o.Samples)
 	}
 	for mi, m := range metrics {
 		var avgs, passes [][]float64
