@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/dataset"
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/internal/fakellm"
 	"github.com/asearcher/asearcher/reward"
@@ -475,5 +476,45 @@ func TestEmbeddedModel(t *testing.T) {
 	cfg.Out = filepath.Join(t.TempDir(), "run2")
 	if _, err := Run(context.Background(), cfg, Options{Progress: ProgressOff}); err == nil {
 		t.Fatal("a missing model directory was accepted")
+	}
+}
+
+// TestXBenchStaysEncrypted: questions and gold answers of the encrypted
+// xBench-DeepSearch set reach the model but never the run directory.
+func TestXBenchStaysEncrypted(t *testing.T) {
+	srv := fakellm.New(fakellm.Options{Handler: func(c fakellm.Call) fakellm.Reply {
+		return fakellm.Reply{Text: "<answer> none </answer>"}
+	}})
+	defer srv.Close()
+	cfg := smallConfig(t, srv.OpenAIURL())
+	cfg.Data = []string{"xbench-deepsearch-2505"}
+	cfg.Limit = 3
+	cfg.K = 1
+	set, err := dataset.Load("xbench-deepsearch-2505", dataset.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), cfg, Options{Progress: ProgressOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Overall.Samples != 3 {
+		t.Fatalf("%d samples", rep.Overall.Samples)
+	}
+	prompts := ""
+	for _, c := range srv.Calls() {
+		prompts += c.Prompt
+	}
+	entries, _ := os.ReadDir(cfg.Out)
+	for _, it := range set.Items[:3] {
+		if !strings.Contains(prompts, it.Question) {
+			t.Fatalf("question %s not sent to the model", it.ID)
+		}
+		for _, e := range entries {
+			data, _ := os.ReadFile(filepath.Join(cfg.Out, e.Name()))
+			if strings.Contains(string(data), it.Question) || (len(it.Answers[0]) > 3 && strings.Contains(string(data), it.Answers[0])) {
+				t.Errorf("%s holds the plain text of question %s", e.Name(), it.ID)
+			}
+		}
 	}
 }
