@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -122,15 +121,17 @@ func LoadConfigFile(path string, c *Config) error {
 	return nil
 }
 
-// Validate checks the configuration and says what to fix.
+// errNoModel is returned when neither a model spec nor an Env is given.
+var errNoModel = errors.New("no model: pass --model URL (an OpenAI-compatible /v1 URL, sglang:http://host:port or embedded:DIR)")
+
+// Validate checks the configuration and says what to fix. A model is
+// checked by Run, since Options.Env can supply one.
 func (c *Config) Validate() error {
 	switch {
 	case len(c.Data) == 0:
 		return errors.New("no datasets: pass --data NAME|FILE[,...] (asearcher eval --help lists the built-in names)")
 	case c.Out == "":
 		return errors.New("no run directory: pass --out DIR")
-	case strings.TrimSpace(c.Model) == "":
-		return errors.New("no model: pass --model URL (an OpenAI-compatible /v1 URL or sglang:http://host:port)")
 	case c.K < 1:
 		return fmt.Errorf("--k %d: want at least 1", c.K)
 	case c.Concurrency < 1:

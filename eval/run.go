@@ -73,6 +73,9 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if opts.Env == nil && strings.TrimSpace(cfg.Model) == "" {
+		return nil, errNoModel
+	}
 	cfg = cfg.withDefaults()
 	log := opts.Log
 	if log == nil {

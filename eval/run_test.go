@@ -227,12 +227,12 @@ func (goldAgent) Run(ctx context.Context, env *agent.Env, task agent.Task) (*age
 }
 
 func TestCustomWorkflow(t *testing.T) {
-	model := answerModel(t)
-	cfg := smallConfig(t, model.OpenAIURL())
+	cfg := smallConfig(t, "")
 	cfg.Agent = "gold"
 	reg := agent.NewRegistry()
 	reg.Register("gold", func(agent.Options) (agent.Workflow, error) { return goldAgent{}, nil })
-	rep, err := Run(context.Background(), cfg, Options{Progress: ProgressOff, Registry: reg})
+	// The Env comes from code: no --model is needed.
+	rep, err := Run(context.Background(), cfg, Options{Progress: ProgressOff, Registry: reg, Env: &agent.Env{}})
 	if err != nil {
 		t.Fatal(err)
 	}
