@@ -1231,6 +1231,7 @@ func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (an
 		out := &llm.TinkerSampleResponse{Type: "sample", Sequences: seqs}
 		if req.PromptLogprobs {
 			var lps []float32
+			var err error // not the handler's: this runs after it returned
 			if path == "" {
 				lps, _, err = t.s.promptLogprobs(ctx, ids)
 			} else {
