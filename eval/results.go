@@ -169,6 +169,10 @@ func ReadResults(path string) ([]Record, error) {
 // torn last record, or a trajectory written just before its result; the
 // sample then runs again and would be stored twice.
 func repairTrajectories(path string, done map[key]bool) (kept int, err error) {
+	clean, n, err := trajectoriesClean(path, done)
+	if err != nil || clean {
+		return n, err
+	}
 	r, err := agent.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -217,6 +221,35 @@ func repairTrajectories(path string, done map[key]bool) (kept int, err error) {
 		return 0, fmt.Errorf("replace trajectories: %w", err)
 	}
 	return kept, nil
+}
+
+// trajectoriesClean says whether a trajectory file needs no repair: every
+// record whole and readable, each with a result, none twice. Most resumes
+// find it so, and skip rewriting (recompressing) the file.
+func trajectoriesClean(path string, done map[key]bool) (bool, int, error) {
+	r, err := agent.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, 0, nil
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("open trajectories: %w", err)
+	}
+	defer r.Close()
+	seen := map[key]bool{}
+	for {
+		t, err := r.Next()
+		if err == io.EOF {
+			return true, len(seen), nil
+		}
+		if err != nil {
+			return false, 0, nil
+		}
+		k := trajectoryKey(t)
+		if !done[k] || seen[k] {
+			return false, 0, nil
+		}
+		seen[k] = true
+	}
 }
 
 // trajectoryKey reads back the key eval stores in a trajectory's Extra.
