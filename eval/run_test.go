@@ -1,9 +1,11 @@
 package eval
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/dataset"
@@ -516,5 +519,40 @@ func TestXBenchStaysEncrypted(t *testing.T) {
 				t.Errorf("%s holds the plain text of question %s", e.Name(), it.ID)
 			}
 		}
+	}
+}
+
+// TestInterruptAndProgressLog: cancelling the context (Ctrl-C) stops the
+// run with an error that says how to resume, keeps what finished, and the
+// next run completes; without a terminal, progress is logged with the
+// running Avg@1.
+func TestInterruptAndProgressLog(t *testing.T) {
+	srv := fakellm.New(fakellm.Options{Handler: func(c fakellm.Call) fakellm.Reply {
+		return fakellm.Reply{Text: "<answer> Paris </answer>", Delay: 30 * time.Millisecond}
+	}})
+	defer srv.Close()
+	cfg := smallConfig(t, srv.OpenAIURL())
+	cfg.Concurrency = 1
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Millisecond)
+	defer cancel()
+	_, err := Run(ctx, cfg, Options{Progress: ProgressOff})
+	if err == nil || !strings.Contains(err.Error(), "rerun the same command to resume") {
+		t.Fatalf("err = %v", err)
+	}
+	n := countLines(t, filepath.Join(cfg.Out, ResultsFile))
+	if n >= 6 {
+		t.Fatalf("%d results before the interrupt; the run was not cut", n)
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	if _, err := Run(context.Background(), cfg, Options{Progress: ProgressLog, Log: log}); err != nil {
+		t.Fatal(err)
+	}
+	if got := countLines(t, filepath.Join(cfg.Out, ResultsFile)); got != 6 {
+		t.Fatalf("%d results after resuming, want 6", got)
+	}
+	// Paris is right for question a only: Avg@1 over all 6 samples is 1/3.
+	if !strings.Contains(logs.String(), "samples=6/6") || !strings.Contains(logs.String(), "avg@1=0.333") {
+		t.Errorf("progress log:\n%s", logs.String())
 	}
 }
