@@ -1,0 +1,125 @@
+package llm_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/engine/serve"
+	"github.com/asearcher/asearcher/llm"
+)
+
+// tinkerServer is `asearcher serve model` over a tiny random model.
+func tinkerServer(t *testing.T) (string, *engine.Weights) {
+	t.Helper()
+	cfg, err := engine.Preset("tiny", 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "tiny")
+	if _, err := engine.InitModelDir(context.Background(), dir, engine.InitOptions{Config: cfg, Seed: 1, DType: engine.F32}); err != nil {
+		t.Fatal(err)
+	}
+	w, tok, err := engine.OpenModelDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := serve.New(serve.Options{ModelName: "tiny", ModelDir: dir, Weights: w, Tokenizer: tok, LongPoll: 100 * time.Millisecond,
+		CheckpointDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		s.Close()
+	})
+	return hs.URL, w
+}
+
+// The Tinker sampling backend: token ids in and out, logprobs, stop
+// tokens, Decode for text; a model path the server does not hold is an
+// error that says so.
+func TestTinkerSampler(t *testing.T) {
+	url, _ := tinkerServer(t)
+	cfg := llm.TinkerConfig{BaseURL: url + "/api/v1", Heartbeat: -1}
+	sm, err := llm.NewTinkerSampler(llm.TinkerSamplerConfig{TinkerConfig: cfg, BaseModel: "tiny",
+		Decode: func(ids []int) string { return strings.Repeat("x", len(ids)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sm.Close()
+	ctx := context.Background()
+	seed := int64(3)
+	r, err := sm.Sample(ctx, &llm.Request{InputIDs: []int{1, 2, 3}, Params: llm.Params{MaxNewTokens: 6, Temperature: 1, Seed: &seed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.OutputIDs) == 0 || len(r.Logprobs) != len(r.OutputIDs) || r.Text != strings.Repeat("x", len(r.OutputIDs)) || r.PromptTokens != 3 {
+		t.Fatalf("%+v", r)
+	}
+	// Stopping at the first sampled token.
+	first := r.OutputIDs[0]
+	r2, err := sm.Sample(ctx, &llm.Request{InputIDs: []int{1, 2, 3}, Params: llm.Params{MaxNewTokens: 6, Temperature: 1, Seed: &seed, StopTokenIDs: []int{first}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Finish != llm.FinishStop || len(r2.OutputIDs) != 1 || r2.OutputIDs[0] != first {
+		t.Fatalf("stop token %d: %+v", first, r2)
+	}
+	if _, err := sm.Sample(ctx, &llm.Request{Prompt: "text", Params: llm.Params{MaxNewTokens: 2}}); err == nil || !strings.Contains(err.Error(), "token ids") {
+		t.Fatalf("text prompt: %v", err)
+	}
+	if err := sm.SetModelPath(ctx, "tinker://model-9/sampler_weights/none"); err == nil || !strings.Contains(err.Error(), "no sampler weights") {
+		t.Fatalf("unknown model path: %v", err)
+	}
+}
+
+// Futures: an unknown one is ErrTinkerFutureGone; one that failed is a
+// TinkerRequestError with its category.
+func TestTinkerClientFutures(t *testing.T) {
+	url, _ := tinkerServer(t)
+	ctx := context.Background()
+	c, err := llm.NewTinkerClient(ctx, llm.TinkerConfig{BaseURL: url, Heartbeat: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Wait(ctx, llm.TinkerFuture{RequestID: "nope"}, &struct{}{}); !errors.Is(err, llm.ErrTinkerFutureGone) {
+		t.Fatalf("unknown future: %v", err)
+	}
+	f, err := c.Submit(ctx, "/api/v1/create_model", map[string]any{"session_id": c.SessionID(), "model_seq_id": c.NextModelSeqID(), "base_model": "tiny"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		ModelID string `json:"model_id"`
+	}
+	if err := c.Wait(ctx, f, &m); err != nil || m.ModelID == "" {
+		t.Fatalf("create_model: %v %+v", err, m)
+	}
+	// Saving twice under one name: the second request fails while it runs.
+	for i := range 2 {
+		f, err := c.Submit(ctx, "/api/v1/save_weights", map[string]any{"model_id": m.ModelID, "path": "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Wait(ctx, f, &struct{}{})
+		var re *llm.TinkerRequestError
+		if i == 0 && err != nil || i == 1 && (!errors.As(err, &re) || re.Category != "user" || !strings.Contains(re.Message, "exists")) {
+			t.Fatalf("save %d: %v", i, err)
+		}
+	}
+	// load_weights of a path that is not a checkpoint fails with a user error.
+	if _, err := c.Submit(ctx, "/api/v1/load_weights", map[string]any{"model_id": m.ModelID, "path": "tinker://x/weights/y", "optimizer": false}); err == nil {
+		t.Fatal("load_weights of a missing checkpoint succeeded")
+	}
+}
