@@ -33,7 +33,7 @@ func tinkerServer(t *testing.T) (string, *engine.Weights) {
 	}
 	s, err := serve.New(serve.Options{ModelName: "tiny", ModelDir: dir, Weights: w, Tokenizer: tok, LongPoll: 100 * time.Millisecond,
 		CheckpointDir: t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
