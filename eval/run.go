@@ -97,6 +97,11 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
+	unlock, err := lockRunDir(cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := checkManifest(cfg, sets, opts.Force); err != nil {
 		return nil, err
 	}

@@ -556,3 +556,32 @@ func TestInterruptAndProgressLog(t *testing.T) {
 		t.Errorf("progress log:\n%s", logs.String())
 	}
 }
+
+// TestRunDirLocked: a second eval on a run directory in use is refused.
+func TestRunDirLocked(t *testing.T) {
+	srv := fakellm.New(fakellm.Options{Handler: func(c fakellm.Call) fakellm.Reply {
+		return fakellm.Reply{Text: "<answer> x </answer>", Delay: 50 * time.Millisecond}
+	}})
+	defer srv.Close()
+	cfg := smallConfig(t, srv.OpenAIURL())
+	cfg.Concurrency = 1
+	first := make(chan error, 1)
+	go func() {
+		_, err := Run(context.Background(), cfg, Options{Progress: ProgressOff})
+		first <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.InFlight() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, err := Run(context.Background(), cfg, Options{Progress: ProgressOff})
+	if err == nil || !strings.Contains(err.Error(), "another eval is running") {
+		t.Fatalf("second run: %v", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg, Options{Progress: ProgressOff}); err != nil {
+		t.Fatalf("after the first run ended: %v", err)
+	}
+}
