@@ -21,3 +21,6 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 step "go test -race"
 go test -race -timeout 30m ./...
+
+step "tinker SDK conformance"
+bash scripts/tinker_conformance.sh
