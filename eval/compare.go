@@ -37,8 +37,8 @@ func Compare(dirA, dirB, metric string, bootstrap int) ([]Delta, error) {
 			metric = MetricJudge
 		}
 	}
-	if !slices.Contains([]string{MetricEM, MetricF1, MetricSetF1, MetricCEM, MetricSubEM, MetricJudge}, metric) {
-		return nil, fmt.Errorf("--metric %q: want em, f1, set_f1, cem, subem or judge", metric)
+	if !slices.Contains([]string{MetricEM, MetricF1, MetricSetF1, MetricCEM, MetricSubEM, MetricJudge, MetricReward}, metric) {
+		return nil, fmt.Errorf("--metric %q: want em, f1, set_f1, cem, subem, judge or reward", metric)
 	}
 	if bootstrap <= 0 {
 		bootstrap = 1000

@@ -23,6 +23,8 @@ const (
 	MetricCEM   = "cem"
 	MetricSubEM = "subem"
 	MetricJudge = "judge"
+	// MetricReward is a custom workflow's own reward (agent.Rewarder).
+	MetricReward = "reward"
 )
 
 // metricValue reads one per-sample metric; ok is false when the record
@@ -44,6 +46,11 @@ func metricValue(r *Record, m string) (float64, bool) {
 			return 0, false
 		}
 		return r.Judge.Score, true
+	case MetricReward:
+		if r.Reward == nil {
+			return 0, false
+		}
+		return *r.Reward, true
 	}
 	return 0, false
 }
@@ -236,18 +243,19 @@ func BuildReport(recs []Record, k int, bootstrap int) *Report {
 			order = append(order, recs[i].Dataset)
 		}
 	}
-	hasJudge := false
+	hasJudge, hasReward := false, false
 	for i := range recs {
-		if recs[i].Judge != nil {
-			hasJudge = true
-			break
-		}
+		hasJudge = hasJudge || recs[i].Judge != nil
+		hasReward = hasReward || recs[i].Reward != nil
 	}
 	metrics := []string{MetricEM, MetricF1, MetricSetF1, MetricCEM, MetricSubEM}
 	primary := MetricF1
 	if hasJudge {
 		metrics = append(metrics, MetricJudge)
 		primary = MetricJudge
+	}
+	if hasReward {
+		metrics = append(metrics, MetricReward)
 	}
 	rep := &Report{K: k, Primary: primary, Metrics: metrics}
 	for di, name := range order {

@@ -34,8 +34,11 @@ type Record struct {
 	Error  string            `json:"error,omitempty"`
 	Scores reward.Scores     `json:"scores"`
 	Judge  *reward.Judgement `json:"judge,omitempty"`
-	Stats  agent.Stats       `json:"stats"`
-	WallNS int64             `json:"wall_ns"`
+	// Reward is the workflow's own reward, when it implements
+	// agent.Rewarder (a custom task's score).
+	Reward *float64    `json:"reward,omitempty"`
+	Stats  agent.Stats `json:"stats"`
+	WallNS int64       `json:"wall_ns"`
 	// Attempts counts the agent runs made for this sample (retries after
 	// model errors included).
 	Attempts int `json:"attempts"`

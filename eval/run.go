@@ -501,6 +501,16 @@ func (r *runner) runJob(ctx context.Context, j *job) error {
 		Stats: traj.Stats(), WallNS: int64(wall), Attempts: min(attempts, r.cfg.MaxAttempts), Meta: j.item.Meta,
 	}
 	rec.Scores = reward.Score(rec.Prediction, j.item.Answers)
+	if rw, ok := r.wf.(agent.Rewarder); ok {
+		v, err := rw.Reward(ctx, task, traj)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s reward of %s question %s: %w", r.wf.Name(), j.set.Name, j.item.ID, err)
+		}
+		rec.Reward = &v
+	}
 	if r.judge != nil {
 		jd, err := r.judge.Judge(ctx, reward.JudgeInput{Question: j.item.Question, Golds: j.item.Answers, Prediction: rec.Prediction})
 		if ctx.Err() != nil {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -229,6 +230,12 @@ func (goldAgent) Run(ctx context.Context, env *agent.Env, task agent.Task) (*age
 	return &agent.Trajectory{Question: task.Question, Agent: "gold", Answer: ans, Answered: true, End: agent.EndAnswer}, nil
 }
 
+// Reward implements agent.Rewarder: 0.5 for every answer, so the test can
+// tell the workflow's reward from the string metrics.
+func (goldAgent) Reward(ctx context.Context, task agent.Task, traj *agent.Trajectory) (float64, error) {
+	return 0.5, nil
+}
+
 func TestCustomWorkflow(t *testing.T) {
 	cfg := smallConfig(t, "")
 	cfg.Agent = "gold"
@@ -241,6 +248,9 @@ func TestCustomWorkflow(t *testing.T) {
 	}
 	if em := rep.Overall.Metrics[MetricEM]; em.Avg != 1 || em.Pass != 1 {
 		t.Fatalf("gold agent EM %+v", em)
+	}
+	if rw, ok := rep.Overall.Metrics[MetricReward]; !ok || rw.Avg != 0.5 || !slices.Contains(rep.Metrics, MetricReward) {
+		t.Fatalf("workflow reward %+v in %v", rw, rep.Metrics)
 	}
 	if n := countTrajectories(t, filepath.Join(cfg.Out, TrajectoriesFile)); n != 6 {
 		t.Fatalf("%d trajectories", n)
