@@ -12,13 +12,24 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asearcher/asearcher/internal/fakellm"
 )
 
 // htmlRun makes a finished run directory with trajectories.
 func htmlRun(t *testing.T) string {
 	t.Helper()
-	model := answerModel(t)
+	// The model searches once, then answers, so trajectories have both
+	// model turns and tool calls.
+	model := fakellm.New(fakellm.Options{Handler: func(c fakellm.Call) fakellm.Reply {
+		if strings.Count(c.Prompt, "<information>") >= 2 {
+			return fakellm.Reply{Text: "<think>found</think>\n<answer> Paris </answer>"}
+		}
+		return fakellm.Reply{Text: "<think>look</think>\n<search> capital city </search>"}
+	}})
+	t.Cleanup(model.Close)
 	cfg := smallConfig(t, model.OpenAIURL())
+	cfg.Search = retrievalServer(t)
 	if _, err := Run(context.Background(), cfg, Options{Progress: ProgressOff}); err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +65,12 @@ func TestReportHTMLSelfContained(t *testing.T) {
 	if data.Report.Overall.Samples != 6 || len(data.Trajectories) != 6 {
 		t.Fatalf("inline data: %d samples, %d trajectories", data.Report.Overall.Samples, len(data.Trajectories))
 	}
-	if len(data.Trajectories[0].Steps) == 0 || data.Trajectories[0].Golds == nil {
-		t.Fatalf("trajectory without steps or golds: %+v", data.Trajectories[0])
+	tr := data.Trajectories[0]
+	if len(tr.Steps) != 3 || tr.Steps[0].Kind != "act" || tr.Steps[1].Kind != "search" || tr.Steps[2].Kind != "act" || tr.Golds == nil {
+		t.Fatalf("trajectory steps or golds: %+v", tr)
+	}
+	if tr.Steps[1].Text == "" {
+		t.Errorf("search step without results: %+v", tr.Steps[1])
 	}
 }
 
