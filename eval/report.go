@@ -258,14 +258,18 @@ func BuildReport(recs []Record, k int, bootstrap int) *Report {
 		metrics = append(metrics, MetricReward)
 	}
 	rep := &Report{K: k, Primary: primary, Metrics: metrics}
-	for di, name := range order {
-		rep.Datasets = append(rep.Datasets, datasetReport(name, groups[name], metrics, bootstrap, uint64(di)+1))
+	for _, name := range order {
+		rep.Datasets = append(rep.Datasets, datasetReport(name, groups[name], metrics, bootstrap))
 	}
 	rep.Overall = overallReport(rep.Datasets, order, groups, metrics, bootstrap)
 	return rep
 }
 
-func datasetReport(name string, qs []*question, metrics []string, b int, seed uint64) DatasetReport {
+// bootstrapSeed is the same for a metric everywhere, so a run with one
+// dataset shows the same interval for the dataset and overall.
+func bootstrapSeed(metric int) uint64 { return 1000 + uint64(metric) }
+
+func datasetReport(name string, qs []*question, metrics []string, b int) DatasetReport {
 	d := DatasetReport{Name: name, Questions: len(qs), Metrics: map[string]Summary{}, Ends: map[string]int{},
 		TurnsHist: make([]int, histBuckets), ToolsHist: make([]int, histBuckets)}
 	d.MinSamples = -1
@@ -310,7 +314,7 @@ func datasetReport(name string, qs []*question, metrics []string, b int, seed ui
 		if len(avg) == 0 {
 			continue
 		}
-		s := seed*1000 + uint64(mi)
+		s := bootstrapSeed(mi)
 		d.Metrics[m] = Summary{
 			Avg: mean(avg), AvgCI: bootstrapCI([][]float64{avg}, b, s),
 			Pass: mean(pass), PassCI: bootstrapCI([][]float64{pass}, b, s+500),
@@ -367,7 +371,7 @@ func overallReport(ds []DatasetReport, order []string, groups map[string][]*ques
 			continue
 		}
 		n := float64(len(avgs))
-		s := uint64(999_000 + mi)
+		s := bootstrapSeed(mi)
 		o.Metrics[m] = Summary{Avg: sa / n, AvgCI: bootstrapCI(avgs, b, s), Pass: sp / n, PassCI: bootstrapCI(passes, b, s+500)}
 	}
 	return o

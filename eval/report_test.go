@@ -49,6 +49,10 @@ func TestBuildReport(t *testing.T) {
 	if _, ok := rep.Overall.Metrics[MetricJudge]; ok || rep.Primary != MetricF1 {
 		t.Errorf("judge metric without judgements: %v, primary %s", rep.Metrics, rep.Primary)
 	}
+	single := BuildReport(recs[:4], 2, 300)
+	if single.Datasets[0].Metrics[MetricEM] != single.Overall.Metrics[MetricEM] {
+		t.Errorf("one dataset: dataset %+v and overall %+v differ", single.Datasets[0].Metrics[MetricEM], single.Overall.Metrics[MetricEM])
+	}
 	var md strings.Builder
 	WriteMarkdown(&md, rep)
 	for _, want := range []string{"| a | 2 | 4 |", "| overall | 3 | 5 |", "Unfinished: b has questions with 1 of 2 samples"} {
