@@ -51,12 +51,12 @@ Agents: ` + strings.Join(agents.Names(), ", ") + `.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := cmd.Flags()
 			if configFile != "" {
-				if err := applyConfigFile(fs, configFile, &cfg); err != nil {
+				if err := applyEvalConfigFile(fs, configFile, &cfg); err != nil {
 					return err
 				}
 			}
 			if fs.Changed("data") || len(cfg.Data) == 0 {
-				cfg.Data = splitList(data)
+				cfg.Data = splitDataList(data)
 			}
 			mode := eval.ProgressAuto
 			if noProgress {
@@ -112,9 +112,9 @@ Agents: ` + strings.Join(agents.Names(), ", ") + `.
 	return c
 }
 
-// applyConfigFile loads the YAML over cfg and then re-applies the flags
+// applyEvalConfigFile loads the YAML over cfg and then re-applies the flags
 // given on the command line, so flags win.
-func applyConfigFile(fs *pflag.FlagSet, path string, cfg *eval.Config) error {
+func applyEvalConfigFile(fs *pflag.FlagSet, path string, cfg *eval.Config) error {
 	changed := map[string]string{}
 	fs.Visit(func(f *pflag.Flag) { changed[f.Name] = f.Value.String() })
 	if err := eval.LoadConfigFile(path, cfg); err != nil {
@@ -131,7 +131,7 @@ func applyConfigFile(fs *pflag.FlagSet, path string, cfg *eval.Config) error {
 	return nil
 }
 
-func splitList(s string) []string {
+func splitDataList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {
