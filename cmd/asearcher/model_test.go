@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 // model init → generate → bench engine through the commands, on the tiny
@@ -66,4 +68,71 @@ func TestModelInitGenerateBenchCommands(t *testing.T) {
 	if r.Params == 0 || r.PeakGFLOPS <= 0 || r.Train <= 0 || r.Sample1 <= 0 || r.Sample32 <= 0 || r.KVBytesPerToken != 512 {
 		t.Fatalf("bench engine result %+v", r)
 	}
+}
+
+// docs/engine.md lists every flag of model init, generate and bench engine
+// with its default; keep the tables and the commands in step.
+func TestEngineDocsListFlagDefaults(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/engine.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rows look like "| `--flag` | default | meaning |" or, for two flags,
+	// "| `--a`, `--b` | 2, 1024 | meaning |".
+	// Tables sit under the heading that names their command.
+	documented := map[string]map[string]string{}
+	section := ""
+	for _, line := range strings.Split(string(doc), "\n") {
+		if strings.HasPrefix(line, "#") {
+			section = ""
+			for _, name := range []string{"model init", "generate", "Performance"} {
+				if strings.Contains(line, name) {
+					section = name
+				}
+			}
+			if section == "Performance" {
+				section = "bench engine"
+			}
+			documented[section] = map[string]string{}
+			continue
+		}
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`--") {
+			continue
+		}
+		names := strings.Split(strings.TrimSpace(cells[1]), ", ")
+		defs := strings.Split(strings.TrimSpace(cells[2]), ", ")
+		for i, n := range names {
+			def := defs[min(i, len(defs)-1)]
+			documented[section][strings.Trim(n, "`")] = strings.Trim(def, "`")
+		}
+	}
+	for _, c := range []*struct {
+		name  string
+		flags func() map[string]string
+	}{
+		{"model init", func() map[string]string { return flagDefaults(newModelInitCmd().Flags()) }},
+		{"generate", func() map[string]string { return flagDefaults(newGenerateCmd().Flags()) }},
+		{"bench engine", func() map[string]string { return flagDefaults(newBenchEngineCmd().Flags()) }},
+	} {
+		for name, def := range c.flags() {
+			doc, ok := documented[c.name]["--"+name]
+			switch {
+			case !ok:
+				t.Errorf("%s: flag --%s is not in its table in docs/engine.md", c.name, name)
+			case doc == "required" || doc == "—" || doc == "random" || doc == "GOMAXPROCS":
+				if def != "" && def != "0" && def != "[]" {
+					t.Errorf("%s: --%s documented as %q but defaults to %q", c.name, name, doc, def)
+				}
+			case doc != def:
+				t.Errorf("%s: --%s documented default %q, flag default %q", c.name, name, doc, def)
+			}
+		}
+	}
+}
+
+func flagDefaults(fs *pflag.FlagSet) map[string]string {
+	out := map[string]string{}
+	fs.VisitAll(func(f *pflag.Flag) { out[f.Name] = f.DefValue })
+	return out
 }
