@@ -202,6 +202,7 @@ func (c *Controller) Run(ctx context.Context) (*Summary, error) {
 	start := time.Now()
 	elapsedBefore := st.Elapsed
 	c.gate.ResetBusy()
+	var lastCkptSec float64
 	for step := st.Version; step < cfg.Steps; step++ {
 		rec, err := c.step(runCtx, step, start)
 		if err != nil {
@@ -212,6 +213,13 @@ func (c *Controller) Run(ctx context.Context) (*Summary, error) {
 		}
 		sum.Steps++
 		sum.Version = step + 1
+		// The record goes out before the checkpoint that covers its step: a
+		// kill between the two redoes the step and the resumed sink drops
+		// the record, while the reverse order would lose it for good.
+		rec.CheckpointSec = lastCkptSec
+		if err := c.metrics.add(rec); err != nil {
+			c.log.Warn("metrics not written", "err", err)
+		}
 		last := step+1 == cfg.Steps
 		if (step+1)%cfg.CheckpointEvery == 0 || last {
 			t := time.Now()
@@ -220,10 +228,7 @@ func (c *Controller) Run(ctx context.Context) (*Summary, error) {
 				return sum, fmt.Errorf("checkpoint after step %d: %w", step, err)
 			}
 			sum.Checkpoint = dir
-			rec.CheckpointSec = time.Since(t).Seconds()
-		}
-		if err := c.metrics.add(rec); err != nil {
-			c.log.Warn("metrics not written", "err", err)
+			lastCkptSec = time.Since(t).Seconds()
 		}
 		if c.opts.OnStep != nil {
 			c.opts.OnStep(rec)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
@@ -27,6 +28,7 @@ type unigramTrainer struct {
 	fbData  [][]trainer.Datum
 	failFB  error
 	history [][]int64 // per optim step: not used by the model, for tests
+	steps   int       // optimiser steps taken, saved with the state
 }
 
 func newUnigramTrainer(vocab int) *unigramTrainer {
@@ -136,6 +138,7 @@ func (u *unigramTrainer) OptimStep(_ context.Context, p trainer.AdamParams) (map
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.calls = append(u.calls, "optim_step")
+	u.steps++
 	var norm float64
 	for _, g := range u.grad {
 		norm += g * g
@@ -169,12 +172,13 @@ func (u *unigramTrainer) weights(path string) ([]float64, bool) {
 type unigramState struct {
 	Theta   []float64 `json:"theta"`
 	History [][]int64 `json:"history"`
+	Steps   int       `json:"steps"`
 }
 
 func (u *unigramTrainer) SaveState(_ context.Context, name string) (string, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	raw, _ := json.Marshal(unigramState{Theta: u.theta, History: u.history})
+	raw, _ := json.Marshal(unigramState{Theta: u.theta, History: u.history, Steps: u.steps})
 	if err := os.MkdirAll(name, 0o755); err != nil {
 		return "", err
 	}
@@ -192,7 +196,7 @@ func (u *unigramTrainer) LoadState(_ context.Context, path string, _ bool) error
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.theta, u.history = st.Theta, st.History
+	u.theta, u.history, u.steps = st.Theta, st.History, st.Steps
 	return nil
 }
 
@@ -208,6 +212,7 @@ type unigramSampler struct {
 	mu      sync.Mutex
 	theta   []float64
 	version int
+	delay   time.Duration // per call, to make runs take time
 }
 
 func (s *unigramSampler) load(theta []float64, v int) {
@@ -222,7 +227,15 @@ func (s *unigramSampler) Sample(ctx context.Context, req *llm.Request) (*llm.Res
 	}
 	s.mu.Lock()
 	lp := logSoftmax(s.theta)
+	delay := s.delay
 	s.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	var seed uint64
 	if req.Params.Seed != nil {
 		seed = uint64(*req.Params.Seed)
