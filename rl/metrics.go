@@ -47,9 +47,9 @@ type StepRecord struct {
 	Waiting       int     `json:"groups_waiting"` // finished, not yet consumed
 
 	// Time split.
-	WaitSec       float64 `json:"rollout_wait_s"` // trainer waiting for a batch
-	TrainSec      float64 `json:"train_s"`
-	PublishSec    float64 `json:"publish_s"`
+	WaitSec    float64 `json:"rollout_wait_s"` // trainer waiting for a batch
+	TrainSec   float64 `json:"train_s"`
+	PublishSec float64 `json:"publish_s"`
 	// CheckpointSec is the duration of the last checkpoint written before
 	// this record (records are written before their step's checkpoint).
 	CheckpointSec float64 `json:"checkpoint_s"`
