@@ -174,3 +174,41 @@ func abs32(x float32) float32 {
 	}
 	return x
 }
+
+// A config shaped like Qwen/Qwen3-0.6B's (transformers 4 fields, with the
+// extras the engine ignores) and its transformers 5 spelling parse to the
+// same architecture: 0.44B parameters besides the 0.16B embedding, and
+// 224 KiB of KV cache per token.
+func TestConfigQwen3SmallCheckpoint(t *testing.T) {
+	v4 := `{"architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+	"bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu", "hidden_size": 1024,
+	"initializer_range": 0.02, "intermediate_size": 3072, "max_position_embeddings": 40960, "max_window_layers": 28,
+	"model_type": "qwen3", "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8,
+	"rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null,
+	"tie_word_embeddings": true, "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": true,
+	"use_sliding_window": false, "vocab_size": 151936}`
+	v5 := strings.NewReplacer(`"rope_scaling": null, "rope_theta": 1000000,`,
+		`"rope_parameters": {"rope_type": "default", "rope_theta": 1000000}, "layer_types": ["full_attention"],`,
+		`"torch_dtype"`, `"dtype"`).Replace(v4)
+	for _, raw := range []string{v4, v5} {
+		c, err := ParseConfig([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		embed := c.VocabSize * c.HiddenSize
+		if n := c.ParamCount() - embed; n < 440e6 || n > 441e6 {
+			t.Fatalf("%d non-embedding parameters, want 0.44B", n)
+		}
+		if c.KVBytesPerToken() != 224<<10 || c.RopeTheta != 1e6 || !c.TieWordEmbeddings || !c.qkNorm() || c.qkvBias() {
+			t.Fatalf("parsed %+v", c)
+		}
+		if d, err := ParseDType(c.TorchDtype); err != nil || d != BF16 {
+			t.Fatalf("dtype %q: %v", c.TorchDtype, err)
+		}
+	}
+	a, _ := ParseConfig([]byte(v4))
+	b, _ := ParseConfig([]byte(v5))
+	if !sameArchitecture(a, b) {
+		t.Fatal("the transformers 4 and 5 spellings give different architectures")
+	}
+}
