@@ -1,0 +1,149 @@
+package rollout
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asearcher/asearcher/llm"
+)
+
+// smallOptions is a simulation that runs in a few seconds under -race.
+func smallOptions() Options {
+	o := DefaultOptions()
+	o.Steps, o.Warmup = 5, 1
+	o.BatchGroups, o.GroupSize = 4, 4
+	o.Runs = 1
+	o.Speedup = 1000
+	o.ScaleTrajectories = 0
+	return o
+}
+
+// TestAsyncBeatsSync drives the real controller in both modes on the same
+// simulated hardware: async must train more trajectories per simulated
+// hour, keep the engine busier, and never train a token staler than η.
+func TestAsyncBeatsSync(t *testing.T) {
+	o := smallOptions()
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, a := rep.Sync[0], rep.Async[0]
+	t.Logf("sync %.0f traj/h idle %.2f; async %.0f traj/h idle %.2f; ratio %.2f; interrupted %d",
+		s.TrajPerHour, s.EngineIdle, a.TrajPerHour, a.EngineIdle, rep.Median.Speedup, a.Interrupted)
+	if rep.Median.Speedup <= 1.3 {
+		t.Errorf("async/sync = %.2f, want > 1.3", rep.Median.Speedup)
+	}
+	if a.EngineIdle >= s.EngineIdle {
+		t.Errorf("async engine idle %.2f ≥ sync %.2f", a.EngineIdle, s.EngineIdle)
+	}
+	if s.MaxStaleness != 0 {
+		t.Errorf("sync trained staleness %d, want 0", s.MaxStaleness)
+	}
+	if a.MaxStaleness > o.AsyncEta {
+		t.Errorf("async trained staleness %d > η = %d", a.MaxStaleness, o.AsyncEta)
+	}
+	if a.Interrupted == 0 {
+		t.Error("async run never interrupted a generation: weight updates did not pause the engine")
+	}
+	var buf bytes.Buffer
+	if err := WriteJSON(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
+		t.Fatalf("--json output does not parse: %v", err)
+	}
+	if back.Median.Speedup != rep.Median.Speedup || len(back.Async) != 1 {
+		t.Errorf("JSON round trip lost data: %+v", back.Median)
+	}
+	buf.Reset()
+	WriteTable(&buf, rep)
+	if !strings.Contains(buf.String(), "async/sync") {
+		t.Errorf("table lacks the ratio:\n%s", buf.String())
+	}
+}
+
+// TestStalenessBoundAtEveryEta checks the staleness bound of every trained
+// token for several η on the long-tailed workload.
+func TestStalenessBoundAtEveryEta(t *testing.T) {
+	o := smallOptions()
+	o.Steps, o.Warmup = 6, 0
+	for _, eta := range []int{1, 2} {
+		r, err := RunMode(context.Background(), o, eta, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.MaxStaleness > eta {
+			t.Errorf("η=%d: trained staleness %d", eta, r.MaxStaleness)
+		}
+	}
+}
+
+// TestEngineProcessorSharing checks the decode model: n concurrent
+// requests of k tokens finish after k·(step + n·perSeq) simulated seconds,
+// and an abort returns the partial output.
+func TestEngineProcessorSharing(t *testing.T) {
+	clk := newClock(1000)
+	e := newEngine(clk, Hardware{StepSec: 0.01, PerSeqSec: 0.001})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.run(ctx)
+	const n, k = 10, 100
+	done := make(chan *llm.Response, n)
+	start := clk.now()
+	for i := range n {
+		go func() {
+			resp, err := e.Sample(ctx, &llm.Request{ID: string(rune('a' + i)), Params: llm.Params{MaxNewTokens: k}})
+			if err != nil {
+				t.Error(err)
+			}
+			done <- resp
+		}()
+	}
+	for range n {
+		resp := <-done
+		if len(resp.OutputIDs) != k || resp.Finish != llm.FinishStop {
+			t.Fatalf("got %d tokens, finish %s", len(resp.OutputIDs), resp.Finish)
+		}
+	}
+	want := k * (0.01 + n*0.001) // 2 simulated seconds
+	if got := clk.now() - start; got < want*0.9 || got > want*3 {
+		t.Errorf("%d×%d tokens took %.2f simulated s, want about %.2f", n, k, got, want)
+	}
+
+	go func() {
+		resp, err := e.Sample(ctx, &llm.Request{ID: "long", Params: llm.Params{MaxNewTokens: 100000}})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- resp
+	}()
+	time.Sleep(20 * time.Millisecond)
+	if err := e.Abort(ctx, "long"); err != nil {
+		t.Fatal(err)
+	}
+	resp := <-done
+	if resp.Finish != llm.FinishAbort || len(resp.OutputIDs) == 0 || len(resp.OutputIDs) >= 100000 {
+		t.Errorf("abort: finish %s with %d tokens", resp.Finish, len(resp.OutputIDs))
+	}
+}
+
+// TestFullBench runs the documented configuration when
+// ASEARCHER_BENCH_ROLLOUT=1 (about a minute).
+func TestFullBench(t *testing.T) {
+	if os.Getenv("ASEARCHER_BENCH_ROLLOUT") == "" {
+		t.Skip("set ASEARCHER_BENCH_ROLLOUT=1")
+	}
+	rep, err := Run(context.Background(), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	WriteTable(&buf, rep)
+	t.Log("\n" + buf.String())
+}
