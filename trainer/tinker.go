@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/asearcher/asearcher/llm"
 )
@@ -365,8 +369,15 @@ func (t *Tinker) SaveWeightsForSampler(ctx context.Context, name string) (string
 }
 
 // SaveState saves weights and optimiser state; the returned tinker://
-// path is what LoadState takes.
+// path is what LoadState takes. The state lives on the server, so a local
+// directory given as name (the RL controller hands one inside its
+// checkpoint) cannot be used as is: it becomes a plain name of its own that
+// is new on every call, because a resumed run may save the same step again
+// and Tinker refuses to overwrite a checkpoint.
 func (t *Tinker) SaveState(ctx context.Context, name string) (string, error) {
+	if strings.ContainsAny(name, `/\`) {
+		name = tinkerStateName(name)
+	}
 	var out struct {
 		Path string `json:"path"`
 	}
@@ -386,4 +397,30 @@ func (t *Tinker) LoadState(ctx context.Context, path string, withOptimizer bool)
 		Path string `json:"path"`
 	}
 	return t.call(ctx, "/api/v1/load_weights", map[string]any{"type": "load_weights", "path": path, "optimizer": withOptimizer}, &out)
+}
+
+// tinkerStateName turns a local path into a Tinker checkpoint name: the
+// step directory it names (for people reading the server's listing), a
+// hash of the whole path, the time and a random part, in Tinker's
+// [A-Za-z0-9._-] alphabet.
+func tinkerStateName(path string) string {
+	var parts []string
+	for _, p := range strings.FieldsFunc(path, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if strings.HasPrefix(p, "step_") {
+			parts = append(parts, strings.TrimSuffix(p, ".tmp"))
+		}
+	}
+	h := fnv.New32a()
+	h.Write([]byte(path))
+	// The clock orders the names; the random part keeps two saves in one
+	// clock tick apart.
+	parts = append(parts, fmt.Sprintf("%08x", h.Sum32()), strconv.FormatInt(time.Now().UnixNano(), 36),
+		strconv.FormatUint(rand.Uint64()&0xffffff, 36))
+	name := strings.Map(func(r rune) rune {
+		if r < 128 && (r == '.' || r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return r
+		}
+		return '_'
+	}, strings.Join(parts, "-"))
+	return name[max(0, len(name)-128):]
 }
