@@ -202,6 +202,16 @@ func (s *Sampler) SampleStream(ctx context.Context, req *llm.Request, onToken fu
 		seq.aborted.Store(true)
 		s.poke()
 		return nil, ctx.Err()
+	case <-s.done:
+		// The scheduler answers everything it holds before it exits; a
+		// request still in the submit queue then gets no answer.
+		select {
+		case r := <-seq.result:
+			return r, nil
+		default:
+			s.forget(seq)
+			return nil, errors.New("sampler closed")
+		}
 	}
 }
 

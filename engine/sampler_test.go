@@ -464,3 +464,59 @@ func TestSampleTokenDistribution(t *testing.T) {
 		t.Fatalf("greedy chose %d", tok)
 	}
 }
+
+// Close answers every request: those in flight end as aborted with their
+// partial output, those not yet admitted and those made afterwards get an
+// error; none hangs.
+func TestSamplerCloseAnswersEveryone(t *testing.T) {
+	c := tinyConfig("qwen3", true)
+	c.MaxPositionEmbeddings = 512
+	w, err := NewRandomWeights(c, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 5; round++ {
+		s := NewSampler(w, 0, SamplerOptions{MaxBatch: 2})
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		results := make(chan string, 40)
+		started := make(chan struct{}, 40)
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				started <- struct{}{}
+				r, err := s.Sample(ctx, &llm.Request{InputIDs: []int{1, 2, 3}, Params: llm.Params{Temperature: 1, MaxNewTokens: 300}})
+				switch {
+				case err != nil:
+					results <- "error"
+				case r.Finish == llm.FinishAbort && len(r.Logprobs) == len(r.OutputIDs):
+					results <- "aborted"
+				default:
+					results <- string(r.Finish)
+				}
+			}()
+		}
+		for i := 0; i < 20; i++ {
+			<-started
+		}
+		time.Sleep(time.Duration(round) * 5 * time.Millisecond)
+		s.Close()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Sample calls still waiting 10 s after Close")
+		}
+		close(results)
+		for r := range results {
+			if r != "error" && r != "aborted" && r != string(llm.FinishLength) {
+				t.Fatalf("round %d: unexpected outcome %q", round, r)
+			}
+		}
+		if _, err := s.Sample(ctx, &llm.Request{InputIDs: []int{1}}); err == nil {
+			t.Fatal("Sample after Close succeeded")
+		}
+	}
+}

@@ -24,6 +24,7 @@ func (s *Sampler) loop() {
 				queue = append(queue, seq)
 			case <-s.wake:
 			case <-s.quit:
+				s.abortSubmitted()
 				return
 			}
 		}
@@ -41,6 +42,7 @@ func (s *Sampler) loop() {
 			for _, seq := range append(active, queue...) {
 				s.finish(seq, llm.FinishAbort, "", nil)
 			}
+			s.abortSubmitted()
 			return
 		default:
 		}
@@ -85,6 +87,19 @@ func (s *Sampler) loop() {
 		finished := s.step(model, active, prefix)
 		if len(finished) > 0 {
 			active = slices.DeleteFunc(active, func(seq *seqState) bool { return slices.Contains(finished, seq) })
+		}
+	}
+}
+
+// abortSubmitted answers requests still waiting in the submit channel
+// when the scheduler stops.
+func (s *Sampler) abortSubmitted() {
+	for {
+		select {
+		case seq := <-s.submit:
+			s.finish(seq, llm.FinishAbort, "", nil)
+		default:
+			return
 		}
 	}
 }
