@@ -433,3 +433,100 @@ func TestControllerOverRealProtocols(t *testing.T) {
 		}
 	}
 }
+
+// TestControllerOverTinkerSampling: the all-Tinker topology (the hosted
+// service, or SkyRL tx serving its own samples). The trainer is the Tinker
+// client, rollouts sample through Tinker's asample, and each version is
+// published by save_weights_for_sampler → a new sampling session on the
+// returned path (old requests finish on the old session). The steps
+// complete, every sample respects η, and after the run the sampler draws
+// from exactly the trained weights.
+func TestControllerOverTinkerSampling(t *testing.T) {
+	fleet := startProtoFleet(t, 0)
+	cfg := DefaultConfig()
+	cfg.Steps = 3
+	cfg.BatchGroups = 2
+	cfg.GroupSize = 4
+	cfg.MaxStaleness = 1
+	cfg.Advantage.GlobalNorm = false
+	cfg.Advantage.RewardBias, cfg.Advantage.RewardScale = 0, 1
+	cfg.Optim.LR = 2e-2
+	cfg.DumpSamples = 0
+	tr := fleet.newTrainer(t)
+	before := probeLogprobs(t, tr)
+	sm, err := llm.NewTinkerSampler(llm.TinkerSamplerConfig{BaseModel: "tiny",
+		TinkerConfig: llm.TinkerConfig{BaseURL: fleet.trainerURL, Heartbeat: -1, Logger: testLogger(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sm.Close)
+	var paths []string
+	pub := SwapPublisher{Load: func(ctx context.Context, path string, _ int) error {
+		paths = append(paths, path)
+		return sm.SetModelPath(ctx, path)
+	}}
+	c, err := New(Options{Config: cfg, Dataset: banditDataset(30), Rollout: protoRollout{eos: fleet.eos, wantBelow: 'a', vocab: fleet.vocab},
+		Sampler: sm, Trainer: tr, Publisher: pub, RunDir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := map[int]int{}
+	c.hooks.onBatch = func(step int, batch []*Group) {
+		for _, g := range batch {
+			for _, s := range g.Samples {
+				for _, sq := range s.Sequences {
+					for i, m := range sq.LossMask {
+						if m {
+							stale[step-sq.Versions[i]]++
+						}
+					}
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sum, err := c.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Version != cfg.Steps {
+		t.Fatalf("v%d after %d steps", sum.Version, cfg.Steps)
+	}
+	for s, n := range stale {
+		if s < 0 || s > cfg.MaxStaleness {
+			t.Errorf("%d tokens of staleness %d trained with η=%d", n, s, cfg.MaxStaleness)
+		}
+	}
+	t.Logf("token staleness %v, published %v", stale, paths)
+	if len(paths) != cfg.Steps || paths[len(paths)-1] != fmt.Sprintf("tinker://%s/sampler_weights/v%06d", tr.ModelID(), cfg.Steps) {
+		t.Fatalf("published %v", paths)
+	}
+	after := probeLogprobs(t, tr)
+	moved := 0.0
+	for i := range after {
+		moved = max(moved, math.Abs(after[i]-before[i]))
+	}
+	if moved < 1e-3 {
+		t.Errorf("probe logprobs moved by at most %.2g: training changed nothing", moved)
+	}
+	// The sampler now draws from the trained weights: its logprobs of what
+	// it sampled are the trainer's.
+	seed := int64(5)
+	prompt := []int{'Q', 'z', ':'}
+	resp, err := sm.Sample(ctx, &llm.Request{InputIDs: prompt, Params: llm.Params{MaxNewTokens: 6, Temperature: 1, Seed: &seed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := append(append([]int(nil), prompt...), resp.OutputIDs...)
+	out, err := tr.Forward(ctx, []trainer.Datum{{Input: full[:len(full)-1], Target: full[1:], Weights: make([]float32, len(full)-1)}},
+		trainer.CrossEntropy, trainer.LossConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, lp := range resp.Logprobs {
+		if want := out.Logprobs[0][len(prompt)-1+i]; math.Abs(float64(lp-want)) > 1e-3 {
+			t.Fatalf("sampled token %d: logprob %.5f, trained weights give %.5f", i, lp, want)
+		}
+	}
+}
