@@ -518,9 +518,11 @@ func WriteTable(w io.Writer, rep *Report) {
 			fmt.Fprintln(w)
 		}
 		if http.Engine != "" {
-			fmt.Fprintf(w, "HTTP overhead (1 − http/in-process QPS)")
+			// Time per query over HTTP relative to in process: with the same
+			// concurrency, per-query time is the inverse of throughput.
+			fmt.Fprintf(w, "HTTP overhead (in-process QPS / http QPS − 1)")
 			for _, c := range rep.Concurrency {
-				fmt.Fprintf(w, "  @%d %.0f%%", c, 100*(1-ratio(http.QPS[c], ours.QPS[c])))
+				fmt.Fprintf(w, "  @%d %.0f%%", c, 100*(ratio(ours.QPS[c], http.QPS[c])-1))
 			}
 			fmt.Fprintln(w)
 		}

@@ -70,6 +70,7 @@ top-k agreement with asearcher on the first 200 queries.`,
 func newBenchRecallCmd() *cobra.Command {
 	var corpusPath, questions, method, endpoint, model, dir string
 	var ks []int
+	var noPrefixes bool
 	c := &cobra.Command{
 		Use:   "recall --corpus FILE --questions FILE",
 		Short: "Recall@k of gold supporting paragraphs (HotpotQA format) for bm25, dense or hybrid",
@@ -85,7 +86,7 @@ with a dense part: pass --dense-endpoint and --dense-model to build one.`,
 			if err != nil {
 				return err
 			}
-			return withIndex(cmd, dir, corpusPath, endpoint, model, func(ix *retrieval.Index) error {
+			return withIndex(cmd, dir, corpusPath, endpoint, model, noPrefixes, func(ix *retrieval.Index) error {
 				methods := []string{method}
 				if method == "all" {
 					methods = []string{"bm25"}
@@ -124,6 +125,7 @@ with a dense part: pass --dense-endpoint and --dense-model to build one.`,
 	f.StringVar(&method, "method", "all", "bm25, dense, hybrid or all")
 	f.StringVar(&endpoint, "dense-endpoint", "", "embeddings server (builds a dense index with --dense-model)")
 	f.StringVar(&model, "dense-model", "", "embedding model name")
+	f.BoolVar(&noPrefixes, "dense-no-prefixes", false, "embed without the E5 query:/passage: prefixes (models not trained with them, e.g. MiniLM)")
 	f.IntSliceVar(&ks, "k", []int{2, 5, 10}, "cut-offs")
 	c.MarkFlagRequired("questions")
 	c.PreRunE = func(cmd *cobra.Command, args []string) error {
@@ -137,7 +139,7 @@ with a dense part: pass --dense-endpoint and --dense-model to build one.`,
 
 // withIndex opens dir, or builds a temporary index of corpusPath (with a
 // dense part when endpoint is set), and runs fn on it.
-func withIndex(cmd *cobra.Command, dir, corpusPath, endpoint, model string, fn func(*retrieval.Index) error) error {
+func withIndex(cmd *cobra.Command, dir, corpusPath, endpoint, model string, noPrefixes bool, fn func(*retrieval.Index) error) error {
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "asearcher-recall-")
 		if err != nil {
@@ -147,7 +149,7 @@ func withIndex(cmd *cobra.Command, dir, corpusPath, endpoint, model string, fn f
 		dir = filepath.Join(tmp, "index")
 		opts := retrieval.BuildOptions{Corpus: corpusPath, Out: dir, Logger: slog.Default(), NoSync: true}
 		if endpoint != "" {
-			opts.Dense = &retrieval.DenseBuildOptions{Endpoint: endpoint, Model: model}
+			opts.Dense = &retrieval.DenseBuildOptions{Endpoint: endpoint, Model: model, NoPrefixes: noPrefixes}
 		}
 		if _, err := retrieval.Build(cmd.Context(), opts); err != nil {
 			return err
