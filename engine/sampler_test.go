@@ -72,16 +72,17 @@ func testSampler(t *testing.T, opts SamplerOptions) (*Sampler, *Weights) {
 func seed(v int64) *int64 { return &v }
 
 // The logprob the sampler reports for a token equals the logprob a training
-// forward pass computes for the same sequence.
+// forward pass computes for the same sequence. 106 positions take the
+// decoding path past the 64-key attention block.
 func TestSamplerLogprobsMatchForward(t *testing.T) {
 	s, w := testSampler(t, SamplerOptions{})
 	ctx := context.Background()
 	prompt := []int{5, 9, 14, 2, 77, 31}
-	resp, err := s.Sample(ctx, &llm.Request{InputIDs: prompt, Params: llm.Params{Temperature: 1, MaxNewTokens: 40, Seed: seed(1)}})
+	resp, err := s.Sample(ctx, &llm.Request{InputIDs: prompt, Params: llm.Params{Temperature: 1, MaxNewTokens: 100, Seed: seed(1)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.OutputIDs) != 40 || len(resp.Logprobs) != 40 || resp.Finish != llm.FinishLength {
+	if len(resp.OutputIDs) != 100 || len(resp.Logprobs) != 100 || resp.Finish != llm.FinishLength {
 		t.Fatalf("got %d tokens, %d logprobs, finish %s", len(resp.OutputIDs), len(resp.Logprobs), resp.Finish)
 	}
 	full := append(append([]int{}, prompt...), resp.OutputIDs...)

@@ -10,9 +10,9 @@ transformers and torch autograd (float32, CPU).
 
 For each tiny random config the generator writes the model directory
 (config.json, model.safetensors) and expected.safetensors / expected.json:
-logits for two fixed sequences, and for each Tinker loss (cross_entropy,
+logits for three fixed sequences, and for each Tinker loss (cross_entropy,
 importance_sampling, ppo) the summed loss, per-token logprobs and the
-gradient of every parameter after one backward pass over both sequences.
+gradient of every parameter after one backward pass over all of them.
 Sequences run one by one, unpadded, as the engine packs them.
 
 Needs: pip install torch transformers safetensors (CPU torch; see
@@ -29,12 +29,15 @@ import transformers
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fidelity")
 VOCAB = 97
-SEQS = [[3, 17, 42, 5, 96, 0, 11, 23], [60, 2, 2, 88, 14, 33, 71, 9, 45, 1, 27, 64, 8]]
+# The third sequence is longer than the engine's 64-query attention block,
+# so block boundaries and the causal mask across them are checked too.
+SEQS = [[3, 17, 42, 5, 96, 0, 11, 23], [60, 2, 2, 88, 14, 33, 71, 9, 45, 1, 27, 64, 8],
+        [(i * 37 + 11) % VOCAB for i in range(150)]]
 
 
 def tiny_config(kind):
     common = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                   rms_norm_eps=1e-6, hidden_act="silu", bos_token_id=None, eos_token_id=VOCAB - 1)
     if kind == "qwen2":
         return transformers.Qwen2Config(**common, rope_theta=10000.0, tie_word_embeddings=False,
