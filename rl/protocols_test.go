@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -528,5 +529,33 @@ func TestControllerOverTinkerSampling(t *testing.T) {
 		if want := out.Logprobs[0][len(prompt)-1+i]; math.Abs(float64(lp-want)) > 1e-3 {
 			t.Fatalf("sampled token %d: logprob %.5f, trained weights give %.5f", i, lp, want)
 		}
+	}
+}
+
+// TestClusterDocConfig: the rl: block in docs/cluster.md decodes strictly
+// into Config and validates, so the documented recipe stays in step with
+// the code.
+func TestClusterDocConfig(t *testing.T) {
+	raw, err := os.ReadFile("../docs/cluster.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(raw), "```yaml\nrl:\n")
+	if !ok {
+		t.Fatal("docs/cluster.md has no ```yaml block starting with rl:")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	var file struct {
+		RL Config `yaml:"rl"`
+	}
+	file.RL = DefaultConfig()
+	if err := DecodeYAML(strings.NewReader("rl:\n"+block), &file); err != nil {
+		t.Fatalf("docs/cluster.md rl: block: %v", err)
+	}
+	if err := file.RL.Validate(); err != nil {
+		t.Fatalf("docs/cluster.md rl: block: %v", err)
+	}
+	if file.RL.MaxStaleness != 4 || file.RL.GroupSize != 16 || file.RL.Loss.Kind != DecoupledPPO {
+		t.Errorf("decoded %+v: not the documented values", file.RL)
 	}
 }
