@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"syscall"
@@ -107,13 +107,19 @@ type ModeResult struct {
 
 // ScaleResult is the many-trajectories measurement.
 type ScaleResult struct {
-	Trajectories   int     `json:"target_trajectories"`
-	PeakActive     int64   `json:"peak_concurrent_trajectories"`
-	Turns          int64   `json:"turns"`
-	CPUPerTurnUS   float64 `json:"cpu_us_per_turn"`
-	PeakHeapMiB    float64 `json:"peak_heap_mib"`
+	Trajectories int     `json:"target_trajectories"`
+	PeakActive   int64   `json:"peak_concurrent_trajectories"`
+	Turns        int64   `json:"turns"`
+	CPUPerTurnUS float64 `json:"cpu_us_per_turn"`
+	// PeakHeapMiB is the peak live heap (after GC, above the baseline
+	// before the run); ActiveAtPeak the trajectories in memory then
+	// (running or finished: the single step trains none before the end)
+	// and HeldTokens their tokens. StackMiB is the peak goroutine stacks.
+	PeakHeapMiB    float64 `json:"peak_live_heap_mib"`
+	ActiveAtPeak   int64   `json:"trajectories_at_peak"`
 	HeapPerTrajKiB float64 `json:"heap_kib_per_trajectory"`
 	HeldTokens     int64   `json:"held_tokens_at_peak"`
+	StackMiB       float64 `json:"peak_goroutine_stacks_mib"`
 	BytesPerToken  float64 `json:"heap_bytes_per_held_token"`
 	Goroutines     int     `json:"peak_goroutines"`
 	WallSeconds    float64 `json:"wall_s"`
@@ -367,8 +373,7 @@ func RunScale(ctx context.Context, o Options) (*ScaleResult, error) {
 	const group = 16
 	batch := max(o.ScaleTrajectories/(group*(o.AsyncEta+1)), 1)
 	runtime.GC()
-	var base runtime.MemStats
-	runtime.ReadMemStats(&base)
+	base := readMem()
 	s, err := newSim(o, o.ScaleWorkload, o.ScaleSpeedup, o.AsyncEta, batch, group, 1, o.Seed, nil)
 	if err != nil {
 		return nil, err
@@ -379,26 +384,26 @@ func RunScale(ctx context.Context, o Options) (*ScaleResult, error) {
 	go s.eng.run(ectx)
 
 	res := &ScaleResult{Trajectories: o.ScaleTrajectories}
-	var peakHeap uint64
-	var peakActive int64
+	var peak memSample
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(100 * time.Millisecond)
+		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
-		var ms runtime.MemStats
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
 			}
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peakHeap {
-				peakHeap = ms.HeapInuse
-				peakActive = s.stats.active.Load()
+			m := readMem()
+			if m.live > peak.live {
+				peak = m
+				peak.active = s.stats.started.Load()
+				peak.tokens = s.stats.tokens.Load()
 			}
 			res.Goroutines = max(res.Goroutines, runtime.NumGoroutine())
+			res.StackMiB = max(res.StackMiB, float64(m.stacks)/(1<<20))
 		}
 	})
 	cpu0 := processCPU()
@@ -415,24 +420,38 @@ func RunScale(ctx context.Context, o Options) (*ScaleResult, error) {
 		res.CPUPerTurnUS = (processCPU() - cpu0).Seconds() * 1e6 / float64(res.Turns)
 	}
 	res.PeakActive = s.stats.peakActive.Load()
-	heap := float64(peakHeap) - float64(base.HeapInuse)
-	res.PeakHeapMiB = heap / (1 << 20)
-	if peakActive > 0 {
-		res.HeapPerTrajKiB = heap / 1024 / float64(peakActive)
+	live := float64(peak.live) - float64(base.live)
+	res.PeakHeapMiB = live / (1 << 20)
+	res.ActiveAtPeak = peak.active
+	if peak.active > 0 {
+		res.HeapPerTrajKiB = live / 1024 / float64(peak.active)
 	}
-	// Expected tokens held per trajectory at a random moment is about half
-	// its final length; report bytes against the workload's mean length.
-	w := o.ScaleWorkload
-	meanTurns := w.TurnsMedian * expHalfSigma2(w.TurnsSigma)
-	meanLen := float64(w.PromptTokens) + meanTurns*(w.TokensMedian*expHalfSigma2(w.TokensSigma)+float64(w.ObsTokens))
-	res.HeldTokens = int64(float64(peakActive) * meanLen / 2)
-	if res.HeldTokens > 0 {
-		res.BytesPerToken = heap / float64(res.HeldTokens)
+	res.HeldTokens = peak.tokens
+	if peak.tokens > 0 {
+		res.BytesPerToken = live / float64(peak.tokens)
 	}
 	return res, nil
 }
 
-func expHalfSigma2(s float64) float64 { return math.Exp(s * s / 2) }
+type memSample struct {
+	live, stacks   uint64
+	active, tokens int64
+}
+
+// readMem reads the live heap as of the last GC (garbage not counted) and
+// the goroutine stacks.
+func readMem() memSample {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+	metrics.Read(s)
+	var m memSample
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		m.live = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		m.stacks = s[1].Value.Uint64()
+	}
+	return m
+}
 
 func processCPU() time.Duration {
 	var ru syscall.Rusage

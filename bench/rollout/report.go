@@ -38,8 +38,10 @@ func WriteTable(w io.Writer, rep *Report) {
 	}
 	fmt.Fprintln(w, ")")
 	if s := rep.Scale; s != nil {
-		fmt.Fprintf(w, "scale: %d concurrent trajectories (peak), %d turns, %.1f µs CPU per turn (controller + simulated engine + agents), heap %.0f MiB = %.1f KiB per trajectory, %.0f B per held token, %d goroutines, %.1f s\n",
-			s.PeakActive, s.Turns, s.CPUPerTurnUS, s.PeakHeapMiB, s.HeapPerTrajKiB, s.BytesPerToken, s.Goroutines, s.WallSeconds)
+		fmt.Fprintf(w, "scale: %d concurrent trajectories (peak), %d turns, %.1f µs CPU per turn (controller + simulated engine + agents)\n",
+			s.PeakActive, s.Turns, s.CPUPerTurnUS)
+		fmt.Fprintf(w, "       peak live heap %.0f MiB with %d trajectories (running or finished) holding %d tokens: %.1f KiB per trajectory, %.0f B per held token; stacks %.0f MiB, %d goroutines; %.1f s\n",
+			s.PeakHeapMiB, s.ActiveAtPeak, s.HeldTokens, s.HeapPerTrajKiB, s.BytesPerToken, s.StackMiB, s.Goroutines, s.WallSeconds)
 	}
 	fmt.Fprintf(w, "load average: %.2f %.2f %.2f\n", rep.Load[0], rep.Load[1], rep.Load[2])
 }

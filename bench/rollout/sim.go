@@ -74,9 +74,12 @@ func newDataset(n int, seed int64) dataset {
 type rolloutStats struct {
 	active, peakActive atomic.Int64
 	turns              atomic.Int64
+	tokens             atomic.Int64 // trajectory tokens appended so far
+	started            atomic.Int64
 }
 
 func (s *rolloutStats) enter() {
+	s.started.Add(1)
 	n := s.active.Add(1)
 	for {
 		p := s.peakActive.Load()
@@ -98,6 +101,7 @@ func agentRollout(w Workload, clk *clock, st *rolloutStats) rl.RolloutFunc {
 		turns := w.turns(r)
 		seq := rl.Sequence{}
 		appendMasked := func(n int) {
+			st.tokens.Add(int64(n))
 			for range n {
 				seq.Tokens = append(seq.Tokens, 3)
 				seq.LossMask = append(seq.LossMask, false)
@@ -120,6 +124,7 @@ func agentRollout(w Workload, clk *clock, st *rolloutStats) rl.RolloutFunc {
 			if len(resp.OutputIDs) != n || len(resp.Versions) != n {
 				return nil, fmt.Errorf("turn %d: got %d tokens (%d versions), asked for %d", t, len(resp.OutputIDs), len(resp.Versions), n)
 			}
+			st.tokens.Add(int64(n))
 			seq.Tokens = append(seq.Tokens, resp.OutputIDs...)
 			seq.Logprobs = append(seq.Logprobs, resp.Logprobs...)
 			seq.Versions = append(seq.Versions, resp.Versions...)
