@@ -98,7 +98,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Comparative benchmarks that print side-by-side tables",
 	}
-	c.AddCommand(newBenchEngineCmd(), newBenchRetrievalCmd(), newBenchRecallCmd())
+	c.AddCommand(newBenchEngineCmd(), newBenchRetrievalCmd(), newBenchRecallCmd(), newBenchRolloutCmd())
 	return c
 }
 
