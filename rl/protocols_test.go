@@ -2,6 +2,7 @@ package rl
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,7 +48,10 @@ type protoFleet struct {
 	vocab             int
 }
 
-func startProtoFleet(t *testing.T, n int) *protoFleet {
+// startProtoFleet starts the trainer server and n fleet servers that
+// decode at most maxBatch sequences together (0: the default), so that a
+// small maxBatch keeps requests queued and running when weights change.
+func startProtoFleet(t *testing.T, n, maxBatch int) *protoFleet {
 	t.Helper()
 	cfg, err := engine.Preset("tiny", 16)
 	if err != nil {
@@ -58,13 +63,13 @@ func startProtoFleet(t *testing.T, n int) *protoFleet {
 		t.Fatal(err)
 	}
 	f.vocab, f.eos = mcfg.VocabSize, mcfg.EOSTokenID[0]
-	start := func() (*serve.Server, string) {
+	start := func(maxBatch int) (*serve.Server, string) {
 		w, tok, err := engine.OpenModelDir(f.modelDir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s, err := serve.New(serve.Options{ModelName: "tiny", ModelDir: f.modelDir, Weights: w, Tokenizer: tok,
-			CheckpointDir: f.ckptDir, LongPoll: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			CheckpointDir: f.ckptDir, MaxBatch: maxBatch, LongPoll: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,9 +80,9 @@ func startProtoFleet(t *testing.T, n int) *protoFleet {
 		})
 		return s, hs.URL
 	}
-	_, f.trainerURL = start()
+	_, f.trainerURL = start(0)
 	for range n {
-		s, u := start()
+		s, u := start(maxBatch)
 		f.fleet = append(f.fleet, s)
 		f.fleetURLs = append(f.fleetURLs, u)
 	}
@@ -176,6 +181,12 @@ func servedLogprobs(ctx context.Context, url string, ids []int) ([]float64, erro
 // can move along, so groups have variance from the start.
 type protoRollout struct {
 	eos, wantBelow, vocab int
+	maxNew                int           // per turn [6]
+	toolDelay             time.Duration // between turns, drawn from [0, toolDelay]
+	// mixed counts replies whose tokens came from more than one version:
+	// calls that a weight update interrupted and that were resumed on the
+	// new weights.
+	mixed *atomic.Int64
 }
 
 func (p protoRollout) Run(ctx context.Context, q Question, s llm.Sampler, sample int, seed int64) (*Sample, error) {
@@ -195,12 +206,23 @@ func (p protoRollout) Run(ctx context.Context, q Question, s llm.Sampler, sample
 		seed := r.Int64()
 		resp, err := s.Sample(ctx, &llm.Request{ID: fmt.Sprintf("%s-%d-%d-%x", q.ID, sample, turn, seed&0xffff),
 			InputIDs: append([]int(nil), seq.Tokens...),
-			Params:   llm.Params{MaxNewTokens: 6, Temperature: 1, Seed: &seed}})
+			Params:   llm.Params{MaxNewTokens: cmp.Or(p.maxNew, 6), Temperature: 1, Seed: &seed}})
 		if err != nil {
 			return nil, err
 		}
 		if len(resp.Logprobs) != len(resp.OutputIDs) || len(resp.Versions) != len(resp.OutputIDs) {
 			return nil, fmt.Errorf("reply with %d tokens, %d logprobs, %d versions", len(resp.OutputIDs), len(resp.Logprobs), len(resp.Versions))
+		}
+		if len(resp.OutputIDs) > cmp.Or(p.maxNew, 6) {
+			return nil, fmt.Errorf("%d tokens over a budget of %d", len(resp.OutputIDs), cmp.Or(p.maxNew, 6))
+		}
+		for i := 1; i < len(resp.Versions); i++ {
+			if resp.Versions[i] < resp.Versions[i-1] {
+				return nil, fmt.Errorf("token versions go back in one reply: %v", resp.Versions)
+			}
+		}
+		if n := len(resp.Versions); n > 0 && resp.Versions[0] != resp.Versions[n-1] && p.mixed != nil {
+			p.mixed.Add(1)
 		}
 		for i, tok := range resp.OutputIDs {
 			push(tok, true, resp.Logprobs[i], resp.Versions[i])
@@ -212,6 +234,13 @@ func (p protoRollout) Run(ctx context.Context, q Question, s llm.Sampler, sample
 			}
 		}
 		if turn == 0 {
+			// A tool call takes time; weights may change meanwhile, so the
+			// next turn can run on a newer version.
+			select {
+			case <-time.After(time.Duration(r.IntN(int(p.toolDelay) + 1))):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 			push('\n', false, 0, -1) // the observation: not trained on
 		}
 	}
@@ -266,7 +295,7 @@ func (p *recordingPublisher) Publish(ctx context.Context, path string, version i
 // serves; and a resume from the checkpoint (a new Tinker model loading the
 // saved state) continues the version sequence.
 func TestControllerOverRealProtocols(t *testing.T) {
-	fleet := startProtoFleet(t, 2)
+	fleet := startProtoFleet(t, 2, 0)
 	cfg := DefaultConfig()
 	cfg.Steps = 3
 	cfg.BatchGroups = 2
@@ -283,7 +312,8 @@ func TestControllerOverRealProtocols(t *testing.T) {
 	cfg.DrainGraceMS = 5
 	cfg.DrainTimeoutMS = 2000
 	runDir := t.TempDir()
-	rollout := protoRollout{eos: fleet.eos, wantBelow: 'a', vocab: fleet.vocab}
+	var mixed atomic.Int64
+	rollout := protoRollout{eos: fleet.eos, wantBelow: 'a', vocab: fleet.vocab, maxNew: 12, toolDelay: 400 * time.Millisecond, mixed: &mixed}
 
 	type batchSeen struct {
 		step      int
@@ -371,6 +401,7 @@ func TestControllerOverRealProtocols(t *testing.T) {
 		}
 	}
 	checkSeen(seen)
+	t.Logf("%d replies were interrupted by a weight update and finished on the new weights", mixed.Load())
 	for i, p := range pub.paths {
 		if want := fmt.Sprintf("tinker://%s/sampler_weights/v%06d", tr.ModelID(), i+1); p != want {
 			t.Errorf("publish %d went out with path %q, want %q", i, p, want)
@@ -443,7 +474,7 @@ func TestControllerOverRealProtocols(t *testing.T) {
 // complete, every sample respects η, and after the run the sampler draws
 // from exactly the trained weights.
 func TestControllerOverTinkerSampling(t *testing.T) {
-	fleet := startProtoFleet(t, 0)
+	fleet := startProtoFleet(t, 0, 0)
 	cfg := DefaultConfig()
 	cfg.Steps = 3
 	cfg.BatchGroups = 2
