@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 
 	"github.com/asearcher/asearcher/engine"
@@ -150,18 +151,23 @@ func (e *Embedded) SaveWeightsForSampler(ctx context.Context, name string) (stri
 }
 
 // SaveState writes weights and optimiser state atomically under
-// Dir/state/NAME and returns that path.
+// Dir/state/NAME and returns that path. A name that is a directory path
+// (the RL controller hands one inside its checkpoint, so the state is
+// renamed and pruned with it) is written there as is.
 func (e *Embedded) SaveState(ctx context.Context, name string) (string, error) {
-	if err := checkName(name); err != nil {
-		return "", err
-	}
-	if e.opts.Dir == "" {
-		return "", fmt.Errorf("save state: the embedded trainer has no output directory")
+	path := name
+	if !strings.ContainsAny(name, `/\`) {
+		if err := checkName(name); err != nil {
+			return "", err
+		}
+		if e.opts.Dir == "" {
+			return "", fmt.Errorf("save state: the embedded trainer has no output directory")
+		}
+		path = filepath.Join(e.opts.Dir, "state", name)
 	}
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	path := filepath.Join(e.opts.Dir, "state", name)
 	if err := e.learner.SaveState(path, e.Version()); err != nil {
 		return "", err
 	}
