@@ -49,6 +49,7 @@ Start with:
 		newGenerateCmd(),
 		newSynthCmd(),
 		newEvalCmd(),
+		newTrainCmd(),
 	)
 	return root
 }
