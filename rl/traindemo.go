@@ -1,0 +1,354 @@
+package rl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/trainer"
+)
+
+// DemoOptions run the train demo.
+type DemoOptions struct {
+	Config DemoConfig
+	// Out is the run directory.
+	Out string
+	// Resume continues the run in Out: finished phases are skipped, RL
+	// resumes from its latest checkpoint, and Out's own config is used.
+	Resume bool
+	// Progress draws bars on a terminal (ProgressAuto), logs, or is silent.
+	Progress ProgressMode
+	Logger   *slog.Logger
+}
+
+// Paths inside the run directory.
+const (
+	demoConfigFile  = "config.yaml"
+	demoModelDir    = "model_init"
+	demoWarmupDir   = "warmup"
+	demoWarmupModel = "warmup/model"
+	demoRLDir       = "trainer"
+	demoBeforeFile  = "eval_before.json"
+	demoAfterFile   = "eval_after.json"
+	demoReportJSON  = "report.json"
+	demoReportMD    = "report.md"
+)
+
+// RunDemo runs the whole demo and returns its report. Each finished phase
+// leaves a file behind, so a killed run resumed with Resume redoes only the
+// phase it was in (RL from its last checkpoint).
+func RunDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	start := time.Now()
+	cfg := o.Config
+	cfgPath := filepath.Join(o.Out, demoConfigFile)
+	if o.Resume {
+		c, err := LoadDemoConfig(cfgPath)
+		if err != nil {
+			return nil, fmt.Errorf("resume %s: %w", o.Out, err)
+		}
+		cfg = c
+	} else {
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(filepath.Join(o.Out, demoConfigFile)); err == nil {
+			return nil, fmt.Errorf("%s already holds a run: pass --resume %s to continue it, or choose another --out", o.Out, o.Out)
+		}
+		if err := os.MkdirAll(o.Out, 0o755); err != nil {
+			return nil, fmt.Errorf("create run directory: %w", err)
+		}
+		b, err := MarshalYAML(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := WriteFileAtomic(cfgPath, b); err != nil {
+			return nil, err
+		}
+	}
+
+	log.Info("building worlds", "train", cfg.World.TrainWorlds, "held_out", cfg.World.EvalWorlds, "people", cfg.World.People)
+	wdir := filepath.Join(o.Out, "worlds")
+	trainW, err := buildWorlds(ctx, wdir, &cfg, false, cfg.World.TrainWorlds)
+	if err != nil {
+		return nil, err
+	}
+	defer closeWorlds(trainW)
+	evalW, err := buildWorlds(ctx, wdir, &cfg, true, cfg.World.EvalWorlds)
+	if err != nil {
+		return nil, err
+	}
+	defer closeWorlds(evalW)
+
+	modelDir := filepath.Join(o.Out, demoModelDir)
+	if err := initDemoModel(ctx, modelDir, &cfg, trainW, log); err != nil {
+		return nil, err
+	}
+	w0, tok, err := engine.OpenModelDir(modelDir)
+	if err != nil {
+		return nil, fmt.Errorf("open model: %w", err)
+	}
+	stops := engine.StopTokens(modelDir, w0.Config, tok)
+	da, err := newDemoAgent(&cfg, tok, stops)
+	if err != nil {
+		return nil, err
+	}
+
+	// Warm-up: supervised demonstrations through cross_entropy.
+	warmDir := filepath.Join(o.Out, demoWarmupModel)
+	var warmStats *WarmupStats
+	if _, err := os.Stat(filepath.Join(warmDir, "model.safetensors")); err != nil {
+		warmStats, err = runWarmup(ctx, &cfg, da, trainW, w0, modelDir, filepath.Join(o.Out, demoWarmupDir), o.Progress, log)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		warmStats = &WarmupStats{}
+		_ = readJSON(filepath.Join(o.Out, demoWarmupDir, "warmup.json"), warmStats)
+		log.Info("warm-up already done", "model", warmDir)
+	}
+	wWarm, err := engine.LoadWeights(warmDir)
+	if err != nil {
+		return nil, fmt.Errorf("load warm-up weights: %w", err)
+	}
+
+	evalQs := worldQuestions(evalW)
+	sampler := engine.NewSampler(wWarm, 0, engine.SamplerOptions{Tokenizer: tok, StopTokenIDs: stops, MaxBatch: 64, PrefixCache: -1})
+	defer sampler.Close()
+
+	var before EvalResult
+	beforePath := filepath.Join(o.Out, demoBeforeFile)
+	if err := readJSON(beforePath, &before); err != nil {
+		log.Info("held-out evaluation before RL", "questions", len(evalQs), "samples", cfg.Eval.Samples)
+		r, err := evaluate(ctx, da, sampler, evalQs, &cfg, "eval before RL", o.Progress, log)
+		if err != nil {
+			return nil, err
+		}
+		before = *r
+		if err := writeJSON(beforePath, before); err != nil {
+			return nil, err
+		}
+	}
+	log.Info("before RL", "accuracy", round3(before.Accuracy), "search_rate", round3(before.SearchRate))
+
+	// Async RL. A fresh trainer starts from the warm-up weights at version
+	// 0, which the sampler already serves.
+	tr := trainer.NewEmbedded(wWarm, trainer.EmbeddedOptions{Dir: filepath.Join(o.Out, demoRLDir), SourceDir: modelDir,
+		Sinks: []trainer.WeightsSink{sampler}})
+	bar := newDemoProgress(o.Progress, log, "RL", cfg.RL.Steps)
+	ctl, err := New(Options{
+		Config: cfg.RL, Dataset: questionSet(worldQuestions(trainW)), Rollout: da.rollout(cfg.Agent.Temperature),
+		Sampler: sampler, Trainer: demoTrainer{tr}, Publisher: SwapPublisher{Load: pruneSamplerWeights(filepath.Join(o.Out, demoRLDir))},
+		RunDir: o.Out, Resume: o.Resume, Logger: log,
+		OnStep: func(r *StepRecord) {
+			bar.set(r.Step+1, fmt.Sprintf("acc %.2f", r.Accuracy))
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	sum, err := ctl.Run(ctx)
+	bar.done()
+	if err != nil {
+		return nil, fmt.Errorf("RL: %w (continue with --resume %s)", err, o.Out)
+	}
+
+	after, err := evaluate(ctx, da, sampler, evalQs, &cfg, "eval after RL", o.Progress, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeJSON(filepath.Join(o.Out, demoAfterFile), after); err != nil {
+		return nil, err
+	}
+	rep := newDemoReport(&cfg, warmStats, &before, after, sum, time.Since(start))
+	if err := rep.write(o.Out); err != nil {
+		return nil, err
+	}
+	log.Info("done", "before", round3(before.Accuracy), "after", round3(after.Accuracy),
+		"lift", round3(rep.Lift), "ci95", [2]float64{round3(rep.LiftCI[0]), round3(rep.LiftCI[1])}, "report", filepath.Join(o.Out, demoReportMD))
+	return rep, nil
+}
+
+// initDemoModel trains the tokenizer on the training worlds' text and
+// writes a randomly initialised model, unless one is already there.
+func initDemoModel(ctx context.Context, dir string, cfg *DemoConfig, ws []*demoWorld, log *slog.Logger) error {
+	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
+		return nil
+	}
+	mc, err := engine.Preset(cfg.Model.Preset, 512)
+	if err != nil {
+		return err
+	}
+	if cfg.Model.HiddenSize > 0 {
+		mc.HiddenSize = cfg.Model.HiddenSize
+		mc.HeadDim = mc.HiddenSize / mc.NumAttentionHeads
+	}
+	if cfg.Model.IntermediateSize > 0 {
+		mc.IntermediateSize = cfg.Model.IntermediateSize
+	}
+	if cfg.Model.Layers > 0 {
+		mc.NumHiddenLayers = cfg.Model.Layers
+	}
+	mc.MaxPositionEmbeddings = max(mc.MaxPositionEmbeddings, cfg.Agent.MaxContext)
+	log.Info("initialising model", "preset", cfg.Model.Preset, "hidden", mc.HiddenSize, "layers", mc.NumHiddenLayers, "vocab", cfg.Model.Vocab)
+	tmp := dir + ".tmp"
+	_ = os.RemoveAll(tmp)
+	if _, err := engine.InitModelDir(ctx, tmp, engine.InitOptions{Config: mc, Seed: uint64(cfg.Seed), DType: engine.F32,
+		TrainTexts: worldTexts(ws), TrainVocab: cfg.Model.Vocab}); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(dir)
+	return os.Rename(tmp, dir)
+}
+
+// WarmupStats summarise the supervised warm-up.
+type WarmupStats struct {
+	Demonstrations int     `json:"demonstrations"`
+	Guesses        int     `json:"guesses"`
+	Steps          int     `json:"steps"`
+	FirstLoss      float64 `json:"first_loss"`
+	LastLoss       float64 `json:"last_loss"`
+	Seconds        float64 `json:"seconds"`
+}
+
+// runWarmup trains on demonstrations with cross_entropy and saves the
+// resulting model under dir/model.
+func runWarmup(ctx context.Context, cfg *DemoConfig, da *demoAgent, ws []*demoWorld, w *engine.Weights,
+	modelDir, dir string, mode ProgressMode, log *slog.Logger) (*WarmupStats, error) {
+	t0 := time.Now()
+	r := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5f7))
+	var data []trainer.Datum
+	st := &WarmupStats{Steps: cfg.Warmup.Steps}
+	for _, dq := range worldQuestions(ws) {
+		guess := r.Float64() < cfg.Warmup.GuessFraction
+		replies := demonstration(dq.world.world, dq.q, guess, r)
+		traj, err := agent.Demonstrate(ctx, da.wf, da.envFor(nil, dq.world, 0),
+			agent.Task{ID: dq.q.ID, Question: dq.q.Question, Answers: []string{dq.q.Answer}}, replies)
+		if err != nil {
+			return nil, fmt.Errorf("demonstration for %s: %w", dq.q.ID, err)
+		}
+		seqs, err := traj.Sequences()
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range seqs {
+			data = append(data, supervisedDatum(s))
+		}
+		st.Demonstrations++
+		if guess {
+			st.Guesses++
+		}
+	}
+	log.Info("warm-up", "demonstrations", st.Demonstrations, "guesses", st.Guesses, "steps", cfg.Warmup.Steps)
+	tr := trainer.NewEmbedded(w, trainer.EmbeddedOptions{Dir: dir, SourceDir: modelDir})
+	adam := trainer.AdamParams{LearningRate: cfg.Warmup.LR, Beta1: 0.9, Beta2: 0.98, Eps: 1e-8, GradClipNorm: 1}
+	bar := newDemoProgress(mode, log, "warm-up", cfg.Warmup.Steps)
+	for step := range cfg.Warmup.Steps {
+		batch := make([]trainer.Datum, cfg.Warmup.BatchSize)
+		for i := range batch {
+			batch[i] = data[r.IntN(len(data))]
+		}
+		out, err := tr.ForwardBackward(ctx, batch, trainer.CrossEntropy, trainer.LossConfig{TokenMean: true})
+		if err != nil {
+			return nil, fmt.Errorf("warm-up step %d: %w", step, err)
+		}
+		// Linear decay keeps the last steps from undoing the fit.
+		a := adam
+		a.LearningRate *= 1 - float64(step)/float64(cfg.Warmup.Steps)
+		if _, err := tr.OptimStep(ctx, a); err != nil {
+			return nil, fmt.Errorf("warm-up step %d: %w", step, err)
+		}
+		if step == 0 {
+			st.FirstLoss = out.Loss
+		}
+		st.LastLoss = out.Loss
+		bar.set(step+1, fmt.Sprintf("loss %.3f", out.Loss))
+	}
+	bar.done()
+	path, err := tr.SaveWeightsForSampler(ctx, "model")
+	if err != nil {
+		return nil, err
+	}
+	// SaveWeightsForSampler writes dir/sampler_weights/model; the run
+	// directory keeps it at dir/model.
+	if err := os.Rename(path, filepath.Join(dir, "model")); err != nil {
+		return nil, fmt.Errorf("keep warm-up model: %w", err)
+	}
+	st.Seconds = time.Since(t0).Seconds()
+	log.Info("warm-up done", "loss_first", round3(st.FirstLoss), "loss_last", round3(st.LastLoss), "seconds", round3(st.Seconds))
+	return st, writeJSON(filepath.Join(dir, "warmup.json"), st)
+}
+
+// supervisedDatum trains on the generated (mask 1) tokens of a sequence.
+func supervisedDatum(s agent.Sequence) trainer.Datum {
+	n := len(s.Tokens)
+	d := trainer.Datum{Input: s.Tokens[:n-1], Target: s.Tokens[1:], Weights: make([]float32, n-1)}
+	for i := 1; i < n; i++ {
+		d.Weights[i-1] = float32(s.LossMask[i])
+	}
+	return d
+}
+
+// demoTrainer lets the controller's checkpoints hold the trainer state: the
+// controller hands SaveState a path inside the checkpoint directory, which
+// the embedded trainer (whose SaveState takes a bare name, like Tinker)
+// would refuse.
+type demoTrainer struct{ *trainer.Embedded }
+
+func (t demoTrainer) SaveState(ctx context.Context, name string) (string, error) {
+	if !strings.ContainsAny(name, `/\`) {
+		return t.Embedded.SaveState(ctx, name)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if err := t.Learner().SaveState(name, t.Version()); err != nil {
+		return "", fmt.Errorf("save trainer state: %w", err)
+	}
+	return name, nil
+}
+
+// pruneSamplerWeights is the embedded publisher's Load: the sampler got the
+// weights through the trainer's sink already, so only the copies on disk
+// of older versions are removed.
+func pruneSamplerWeights(dir string) func(context.Context, string, int) error {
+	return func(_ context.Context, path string, version int) error {
+		if version > 1 {
+			_ = os.RemoveAll(filepath.Join(dir, "sampler_weights", fmt.Sprintf("v%06d", version-1)))
+		}
+		return nil
+	}
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(b, '\n'))
+}
+
+var _ llm.Sampler = (*engine.Sampler)(nil)
+
+var errNoQuestions = errors.New("no held-out questions")

@@ -1,0 +1,154 @@
+package rl
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// miniDemoConfig is the train demo shrunk to seconds: a handful of people,
+// a few warm-up steps and two RL steps.
+func miniDemoConfig() DemoConfig {
+	c := DefaultDemoConfig()
+	c.World = DemoWorldConfig{People: 6, TrainWorlds: 2, EvalWorlds: 1, Relations: []string{"city"}}
+	c.Model.Vocab = 320
+	c.Agent.MaxTurns = 2
+	c.Warmup.Steps, c.Warmup.BatchSize = 12, 4
+	c.Eval = DemoEvalConfig{Samples: 1, Temperature: 1, Bootstrap: 200, Concurrency: 4}
+	c.RL.Steps, c.RL.BatchGroups, c.RL.GroupSize = 2, 2, 2
+	// A barely trained model may give a whole group the same reward; the
+	// test must not wait for a group with variance.
+	c.RL.FilterZeroVariance = false
+	c.RL.CheckpointEvery = 1
+	return c
+}
+
+// TestTrainDemoEndToEnd runs the whole demo in miniature through RunDemo
+// (worlds and their BM25 indexes, tokenizer and model init, warm-up on
+// demonstrations, async RL with the real agent, held-out evaluation) and
+// checks the run directory; then resumes the finished run, which redoes
+// neither warm-up nor RL.
+func TestTrainDemoEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "run")
+	log := slog.New(slog.DiscardHandler)
+	rep, err := RunDemo(ctx, DemoOptions{Config: miniDemoConfig(), Out: out, Progress: ProgressOff, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got DemoReport
+	raw, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	if got.HeldOutQuestions != 6 || got.RLSteps != 2 || got.Warmup == nil || got.Warmup.Demonstrations != 12 {
+		t.Fatalf("report %+v", got)
+	}
+	for _, v := range []float64{got.Before, got.After, got.SearchRateBefore, got.SearchRateAfter} {
+		if v < 0 || v > 1 {
+			t.Fatalf("rate %v out of [0, 1] in %+v", v, got)
+		}
+	}
+	if got.Lift != got.After-got.Before || got.LiftCI[0] > got.Lift || got.LiftCI[1] < got.Lift {
+		t.Fatalf("lift %v outside its CI %v", got.Lift, got.LiftCI)
+	}
+	if rep.After != got.After {
+		t.Fatalf("returned report %+v differs from report.json", rep)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil || !strings.Contains(string(md), "Lift:") {
+		t.Fatalf("report.md: %v\n%s", err, md)
+	}
+	for _, f := range []string{"config.yaml", "metrics.jsonl", "plots.html", "eval_before.json", "eval_after.json",
+		"checkpoints/latest", "warmup/model/model.safetensors", "model_init/tokenizer.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("run directory lacks %s", f)
+		}
+	}
+	recs, err := readRecords(filepath.Join(out, "metrics.jsonl"))
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("%d metric records: %v", len(recs), err)
+	}
+
+	// A second run into the same directory is refused; a resume finishes
+	// without redoing the warm-up.
+	if _, err := RunDemo(ctx, DemoOptions{Config: miniDemoConfig(), Out: out, Progress: ProgressOff, Logger: log}); err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("rerun into a finished run: %v", err)
+	}
+	warm := filepath.Join(out, "warmup", "warmup.json")
+	st0, _ := os.Stat(warm)
+	rep2, err := RunDemo(ctx, DemoOptions{Out: out, Resume: true, Progress: ProgressOff, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st1, _ := os.Stat(warm)
+	if !st1.ModTime().Equal(st0.ModTime()) || rep2.Before != got.Before || rep2.RLSteps != 0 {
+		t.Fatalf("resume redid work: warm-up %v→%v, report %+v", st0.ModTime(), st1.ModTime(), rep2)
+	}
+}
+
+func TestDemoConfigStrict(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, yaml, err string
+	}{
+		{"ok", "warmup: {steps: 5}\nrl: {steps: 3}\n", ""},
+		{"unknown field", "warmup: {stepz: 5}\n", "stepz"},
+		{"bad value", "world: {people: 1}\n", "world.people"},
+		{"bad rl", "rl: {group_size: 0}\n", "rl.group_size"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name+".yaml")
+			if err := os.WriteFile(p, []byte(tc.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := LoadDemoConfig(p)
+			if tc.err == "" {
+				if err != nil || c.Warmup.Steps != 5 || c.RL.Steps != 3 || c.World.People != DefaultDemoConfig().World.People {
+					t.Fatalf("%v %+v", err, c)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("error %v, want it to mention %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestPairedBootstrapCI(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		before, after []float64
+		lo, hi        float64 // bounds the interval must lie within
+		err           bool
+	}{
+		{"no change", []float64{0, 1, 0.5}, []float64{0, 1, 0.5}, 0, 0, false},
+		{"constant lift", []float64{0, 0, 0, 0}, []float64{1, 1, 1, 1}, 1, 1, false},
+		{"mixed", []float64{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, []float64{1, 1, 1, 1, 1, 0, 0, 0, 0, 0}, 0, 1, false},
+		{"lengths differ", []float64{0}, []float64{0, 1}, 0, 0, true},
+		{"empty", nil, nil, 0, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ci, err := PairedBootstrapCI(tc.before, tc.after, 1000, 1)
+			if tc.err {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				return
+			}
+			if err != nil || ci[0] < tc.lo || ci[1] > tc.hi || ci[0] > ci[1] {
+				t.Fatalf("ci %v err %v, want within [%v, %v]", ci, err, tc.lo, tc.hi)
+			}
+		})
+	}
+}
