@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/asearcher/asearcher/agent"
@@ -151,7 +150,7 @@ func RunDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	bar := newDemoProgress(o.Progress, log, "RL", cfg.RL.Steps)
 	ctl, err := New(Options{
 		Config: cfg.RL, Dataset: questionSet(worldQuestions(trainW)), Rollout: da.rollout(cfg.Agent.Temperature),
-		Sampler: sampler, Trainer: demoTrainer{tr}, Publisher: SwapPublisher{Load: pruneSamplerWeights(filepath.Join(o.Out, demoRLDir))},
+		Sampler: sampler, Trainer: tr, Publisher: SwapPublisher{Load: pruneSamplerWeights(filepath.Join(o.Out, demoRLDir))},
 		RunDir: o.Out, Resume: o.Resume, Logger: log,
 		OnStep: func(r *StepRecord) {
 			bar.set(r.Step+1, fmt.Sprintf("acc %.2f", r.Accuracy))
@@ -300,25 +299,6 @@ func supervisedDatum(s agent.Sequence) trainer.Datum {
 		d.Weights[i-1] = float32(s.LossMask[i])
 	}
 	return d
-}
-
-// demoTrainer lets the controller's checkpoints hold the trainer state: the
-// controller hands SaveState a path inside the checkpoint directory, which
-// the embedded trainer (whose SaveState takes a bare name, like Tinker)
-// would refuse.
-type demoTrainer struct{ *trainer.Embedded }
-
-func (t demoTrainer) SaveState(ctx context.Context, name string) (string, error) {
-	if !strings.ContainsAny(name, `/\`) {
-		return t.Embedded.SaveState(ctx, name)
-	}
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	if err := t.Learner().SaveState(name, t.Version()); err != nil {
-		return "", fmt.Errorf("save trainer state: %w", err)
-	}
-	return name, nil
 }
 
 // pruneSamplerWeights is the embedded publisher's Load: the sampler got the
