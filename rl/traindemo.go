@@ -28,6 +28,8 @@ type DemoOptions struct {
 	// Progress draws bars on a terminal (ProgressAuto), logs, or is silent.
 	Progress ProgressMode
 	Logger   *slog.Logger
+	// OnStep, when set, is called after every RL step.
+	OnStep func(*StepRecord)
 }
 
 // Paths inside the run directory.
@@ -154,6 +156,9 @@ func RunDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 		RunDir: o.Out, Resume: o.Resume, Logger: log,
 		OnStep: func(r *StepRecord) {
 			bar.set(r.Step+1, fmt.Sprintf("acc %.2f", r.Accuracy))
+			if o.OnStep != nil {
+				o.OnStep(r)
+			}
 		},
 	})
 	if err != nil {

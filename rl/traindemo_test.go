@@ -152,3 +152,57 @@ func TestPairedBootstrapCI(t *testing.T) {
 		})
 	}
 }
+
+// TestTrainDemoInterruptedRL: a run cancelled in the middle of RL fails
+// with its progress kept; resuming it skips warm-up and the first
+// evaluation, continues RL from the checkpoint, and ends with every step's
+// metrics written exactly once.
+func TestTrainDemoInterruptedRL(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	log := slog.New(slog.DiscardHandler)
+	cfg := miniDemoConfig()
+	cfg.RL.Steps = 4
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := RunDemo(ctx, DemoOptions{Config: cfg, Out: out, Progress: ProgressOff, Logger: log,
+		OnStep: func(r *StepRecord) {
+			if r.Step == 1 {
+				cancel()
+			}
+		}})
+	if err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	before, err := os.ReadFile(filepath.Join(out, "eval_before.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel2()
+	var resumedAt = -1
+	rep, err := RunDemo(ctx2, DemoOptions{Out: out, Resume: true, Progress: ProgressOff, Logger: log,
+		OnStep: func(r *StepRecord) {
+			if resumedAt < 0 {
+				resumedAt = r.Step
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := os.ReadFile(filepath.Join(out, "eval_before.json"))
+	if string(again) != string(before) {
+		t.Fatal("resume re-ran the before-RL evaluation")
+	}
+	if resumedAt != 2 || rep.RLSteps != 2 {
+		t.Fatalf("resumed at step %d with %d steps; want step 2 and 2 steps (checkpoint after step 1)", resumedAt, rep.RLSteps)
+	}
+	recs, err := readRecords(filepath.Join(out, "metrics.jsonl"))
+	if err != nil || len(recs) != 4 {
+		t.Fatalf("%d records: %v", len(recs), err)
+	}
+	for i, r := range recs {
+		if r.Step != i {
+			t.Fatalf("record %d is step %d", i, r.Step)
+		}
+	}
+}
