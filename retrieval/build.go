@@ -152,7 +152,7 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildStats, error) {
 			return nil, fmt.Errorf("build index: flush to disk: %w", err)
 		}
 	}
-	stats.IndexBytes = dirSize(tmp)
+	stats.IndexBytes = DirSize(tmp)
 	if err := replaceDir(tmp, out); err != nil {
 		return nil, err
 	}
@@ -163,7 +163,7 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildStats, error) {
 		if _, err := AddDense(ctx, out, *opts.Dense, opts.Progress, opts.Logger); err != nil {
 			return nil, err
 		}
-		stats.IndexBytes = dirSize(out)
+		stats.IndexBytes = DirSize(out)
 	}
 	stats.Duration = time.Since(start)
 	opts.Logger.Info("index built", "dir", out, "passages", stats.Passages, "skipped", stats.Skipped,
@@ -211,7 +211,8 @@ func replaceDir(tmp, out string) error {
 	return nil
 }
 
-func dirSize(dir string) int64 {
+// DirSize is the total size of the files under dir (an index, for reports).
+func DirSize(dir string) int64 {
 	var n int64
 	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {

@@ -233,7 +233,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		r := EngineResult{Engine: name, QPS: map[int]float64{}}
 		if name != "asearcher-http" {
 			r.BuildSec = time.Since(start).Seconds()
-			r.IndexBytes = dirBytes(dir)
+			r.IndexBytes = retrieval.DirSize(dir)
 		}
 		builds[name] = r
 		engines = append(engines, e)
@@ -403,19 +403,6 @@ func median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func dirBytes(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if info, err := d.Info(); err == nil {
-				n += info.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 // mergeCorpora writes the passages of several corpus files as one JSONL
