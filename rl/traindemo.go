@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/asearcher/asearcher/agent"
@@ -49,6 +50,17 @@ const (
 // leaves a file behind, so a killed run resumed with Resume redoes only the
 // phase it was in (RL from its last checkpoint).
 func RunDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
+	rep, err := runDemo(ctx, o)
+	// Once the run directory holds its config, any failure can be resumed.
+	if err != nil && !strings.Contains(err.Error(), "--resume") {
+		if _, serr := os.Stat(filepath.Join(o.Out, demoConfigFile)); serr == nil {
+			err = fmt.Errorf("%w (continue with --resume %s)", err, o.Out)
+		}
+	}
+	return rep, err
+}
+
+func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
