@@ -56,6 +56,10 @@ type ModelConfig struct {
 	Preset string `yaml:"preset"`
 	Vocab  int    `yaml:"vocab"`
 	Seed   uint64 `yaml:"seed"`
+	// Hidden and Layers, when set, override the preset's width and depth
+	// (the MLP is 3× the width, heads are 16 wide).
+	Hidden int `yaml:"hidden"`
+	Layers int `yaml:"layers"`
 }
 
 // WarmupConfig is the supervised warm-up on demonstrations.
@@ -85,17 +89,17 @@ type EvalConfig struct {
 // DefaultConfig is sized for a 2-core laptop.
 func DefaultConfig() Config {
 	r := rl.DefaultConfig()
-	r.Steps = 30
+	r.Steps = 80
 	r.BatchGroups = 8
 	r.GroupSize = 4
 	r.MaxStaleness = 2
-	r.Optim.LR = 1e-3
+	r.Optim.LR = 3e-4
 	r.Optim.WeightDecay = 0
 	r.Loss.MaxTokensPerCall = 4096
 	r.DrainTimeoutMS = 1000
 	return Config{
 		World:  WorldConfig{People: 4, TwoHop: 0.5, TrainWorlds: 2000},
-		Model:  ModelConfig{Preset: "tiny", Vocab: 1024, Seed: 1},
+		Model:  ModelConfig{Preset: "tiny", Vocab: 1024, Seed: 1, Hidden: 128, Layers: 3},
 		Warmup: WarmupConfig{Steps: 400, Batch: 16, LR: 3e-3},
 		Agent:  AgentConfig{MaxTurns: 4, MaxCallTokens: 16, MaxContext: 256, Temperature: 1},
 		Eval:   EvalConfig{Worlds: 100, Bootstrap: 2000},
@@ -359,6 +363,15 @@ func initModel(ctx context.Context, dir string, cfg Config) error {
 	preset, err := engine.Preset(cfg.Model.Preset, cfg.Model.Vocab)
 	if err != nil {
 		return err
+	}
+	if h := cfg.Model.Hidden; h > 0 {
+		preset.HiddenSize, preset.IntermediateSize = h, 3*h
+		preset.HeadDim = 16
+		preset.NumAttentionHeads = max(1, h/16)
+		preset.NumKeyValueHeads = preset.NumAttentionHeads
+	}
+	if cfg.Model.Layers > 0 {
+		preset.NumHiddenLayers = cfg.Model.Layers
 	}
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
