@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +205,36 @@ func TestTrainDemoInterruptedRL(t *testing.T) {
 		if r.Step != i {
 			t.Fatalf("record %d is step %d", i, r.Step)
 		}
+	}
+}
+
+// TestDemoConfigDocumented: the YAML block of docs/configuration.md's
+// training section decodes strictly and is exactly the default.
+func TestDemoConfigDocumented(t *testing.T) {
+	raw, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	i := strings.Index(doc, "## Training demo (`asearcher train")
+	if i < 0 {
+		t.Fatal("docs/configuration.md has no training demo section")
+	}
+	doc = doc[i:]
+	start := strings.Index(doc, "```yaml\n")
+	end := strings.Index(doc[start+8:], "```")
+	if start < 0 || end < 0 {
+		t.Fatal("no yaml block in the training demo section")
+	}
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(doc[start+8:start+8+end]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadDemoConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, DefaultDemoConfig()) {
+		t.Fatalf("documented config\n%+v\ndiffers from the default\n%+v", got, DefaultDemoConfig())
 	}
 }
