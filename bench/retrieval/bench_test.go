@@ -12,14 +12,14 @@ import (
 // engine builds, answers every query with k hits, and ranks like asearcher.
 func TestRunSmall(t *testing.T) {
 	rep, err := Run(context.Background(), Options{
-		Synthetic: 3000, QuerySets: []string{"mid", "zipf"}, NumQueries: 200,
+		Synthetic: 1200, QuerySets: []string{"mid", "zipf"}, NumQueries: 60,
 		Concurrency: []int{1, 4}, Duration: 100 * time.Millisecond, Runs: 1,
 		WorkDir: t.TempDir(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Passages != 3000 || len(rep.Sets) != 2 {
+	if rep.Passages != 1200 || len(rep.Sets) != 2 {
 		t.Fatalf("report %+v", rep)
 	}
 	for _, s := range rep.Sets {
