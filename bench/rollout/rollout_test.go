@@ -147,3 +147,39 @@ func TestFullBench(t *testing.T) {
 	WriteTable(&buf, rep)
 	t.Log("\n" + buf.String())
 }
+
+// BenchmarkEngineSample measures the simulated engine's own cost per call
+// (heap insert, completion, response) with 256 calls in flight, so the
+// scale run's CPU per turn can be split between engine and controller.
+func BenchmarkEngineSample(b *testing.B) {
+	clk := newClock(1e6)
+	e := newEngine(clk, Hardware{StepSec: 1e-3, PerSeqSec: 1e-6})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.run(ctx)
+	b.SetParallelism(128)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := e.Sample(ctx, &llm.Request{Params: llm.Params{MaxNewTokens: 8}}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkControllerScale runs the scale measurement at 2,000 concurrent
+// trajectories and reports CPU per turn and heap per trajectory.
+func BenchmarkControllerScale(b *testing.B) {
+	o := DefaultOptions()
+	o.ScaleTrajectories = 2000
+	for b.Loop() {
+		r, err := RunScale(context.Background(), o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(r.CPUPerTurnUS, "cpu-µs/turn")
+		b.ReportMetric(r.HeapPerTrajKiB, "KiB/traj")
+	}
+}
