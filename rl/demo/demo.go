@@ -89,7 +89,7 @@ type EvalConfig struct {
 // DefaultConfig is sized for a 2-core laptop.
 func DefaultConfig() Config {
 	r := rl.DefaultConfig()
-	r.Steps = 80
+	r.Steps = 30
 	r.BatchGroups = 8
 	r.GroupSize = 4
 	r.MaxStaleness = 2
