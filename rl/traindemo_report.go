@@ -181,7 +181,7 @@ func newDemoReport(cfg *DemoConfig, warm *WarmupStats, before, after *EvalResult
 	r := &DemoReport{HeldOutQuestions: len(after.Scores), SamplesPerQ: cfg.Eval.Samples,
 		Before: before.Accuracy, After: after.Accuracy, Lift: after.Accuracy - before.Accuracy,
 		SearchRateBefore: before.SearchRate, SearchRateAfter: after.SearchRate,
-		RLSteps: sum.Steps, RLSeconds: sum.Elapsed, GroupsFiltered: sum.Filtered, Warmup: warm,
+		RLSteps: len(sum.Records), RLSeconds: sum.Elapsed, GroupsFiltered: sum.Filtered, Warmup: warm,
 		WallSeconds: wall.Seconds(), EvalBeforeSeconds: before.Seconds, EvalAfterSeconds: after.Seconds}
 	r.LiftCI, _ = PairedBootstrapCI(before.Scores, after.Scores, cfg.Eval.Bootstrap, uint64(cfg.Seed))
 	r.CIExcludesZero = r.LiftCI[0] > 0 || r.LiftCI[1] < 0

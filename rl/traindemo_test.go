@@ -92,7 +92,7 @@ func TestTrainDemoEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	st1, _ := os.Stat(warm)
-	if !st1.ModTime().Equal(st0.ModTime()) || rep2.Before != got.Before || rep2.RLSteps != 0 {
+	if !st1.ModTime().Equal(st0.ModTime()) || rep2.Before != got.Before || rep2.RLSteps != 2 {
 		t.Fatalf("resume redid work: warm-up %v→%v, report %+v", st0.ModTime(), st1.ModTime(), rep2)
 	}
 }
@@ -194,8 +194,8 @@ func TestTrainDemoInterruptedRL(t *testing.T) {
 	if string(again) != string(before) {
 		t.Fatal("resume re-ran the before-RL evaluation")
 	}
-	if resumedAt != 2 || rep.RLSteps != 2 {
-		t.Fatalf("resumed at step %d with %d steps; want step 2 and 2 steps (checkpoint after step 1)", resumedAt, rep.RLSteps)
+	if resumedAt != 2 || rep.RLSteps != 4 {
+		t.Fatalf("resumed at step %d, %d steps in all; want step 2 (checkpoint after step 1) and 4", resumedAt, rep.RLSteps)
 	}
 	recs, err := readRecords(filepath.Join(out, "metrics.jsonl"))
 	if err != nil || len(recs) != 4 {

@@ -57,7 +57,9 @@ func TestTrainCommand(t *testing.T) {
 		}
 	}
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("warmup: {stepz: 3}\n"), 0o644)
+	if err := os.WriteFile(bad, []byte("warmup: {stepz: 3}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := runCLI(t, "train", "--out", filepath.Join(dir, "y"), "--config", bad); err == nil || !strings.Contains(err.Error(), "stepz") {
 		t.Errorf("unknown config field: %v", err)
 	}
