@@ -238,3 +238,22 @@ func TestDemoConfigDocumented(t *testing.T) {
 		t.Fatalf("documented config\n%+v\ndiffers from the default\n%+v", got, DefaultDemoConfig())
 	}
 }
+
+// TestTrainDemoLearns runs the default demo (about two minutes on 2 cores,
+// longer under -race) and checks issue 8's criterion: held-out accuracy
+// after RL at least 10 points above before, with a CI above zero. Set
+// ASEARCHER_TRAIN_LEARN=1 to run it.
+func TestTrainDemoLearns(t *testing.T) {
+	if os.Getenv("ASEARCHER_TRAIN_LEARN") == "" {
+		t.Skip("set ASEARCHER_TRAIN_LEARN=1 to run the full default demo")
+	}
+	rep, err := RunDemo(context.Background(), DemoOptions{Config: DefaultDemoConfig(), Out: filepath.Join(t.TempDir(), "run"),
+		Progress: ProgressOff, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("held-out %.3f → %.3f, lift %+.3f, CI %v, wall %.0f s", rep.Before, rep.After, rep.Lift, rep.LiftCI, rep.WallSeconds)
+	if !rep.MeetsGoal {
+		t.Fatalf("lift %+.3f with CI %v does not meet lift ≥ 0.10 with a CI above zero", rep.Lift, rep.LiftCI)
+	}
+}
