@@ -159,12 +159,11 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 
 	// Async RL. A fresh trainer starts from the warm-up weights at version
 	// 0, which the sampler already serves.
-	tr := trainer.NewEmbedded(wWarm, trainer.EmbeddedOptions{Dir: filepath.Join(o.Out, demoRLDir), SourceDir: modelDir,
-		Sinks: []trainer.WeightsSink{sampler}})
+	tr := trainer.NewEmbedded(wWarm, trainer.EmbeddedOptions{Dir: filepath.Join(o.Out, demoRLDir), SourceDir: modelDir})
 	bar := newDemoProgress(o.Progress, log, "RL", cfg.RL.Steps)
 	ctl, err := New(Options{
 		Config: cfg.RL, Dataset: questionSet(worldQuestions(trainW)), Rollout: da.rollout(cfg.Agent.Temperature),
-		Sampler: sampler, Trainer: tr, Publisher: SwapPublisher{Load: pruneSamplerWeights(filepath.Join(o.Out, demoRLDir))},
+		Sampler: sampler, Trainer: tr, Publisher: SwapPublisher{Load: swapWeights(tr, sampler, filepath.Join(o.Out, demoRLDir))},
 		RunDir: o.Out, Resume: o.Resume, Logger: log,
 		OnStep: func(r *StepRecord) {
 			bar.set(r.Step+1, fmt.Sprintf("acc %.2f", r.Accuracy))
@@ -318,11 +317,14 @@ func supervisedDatum(s agent.Sequence) trainer.Datum {
 	return d
 }
 
-// pruneSamplerWeights is the embedded publisher's Load: the sampler got the
-// weights through the trainer's sink already, so only the copies on disk
-// of older versions are removed.
-func pruneSamplerWeights(dir string) func(context.Context, string, int) error {
-	return func(_ context.Context, path string, version int) error {
+// swapWeights is the embedded publisher's Load: the sampler switches to
+// the trainer's current weights between decoding steps, stamped with the
+// controller's version. (The trainer's own weight sinks would stamp its
+// internal counter, which a resumed run starts one ahead.) Copies of older
+// versions on disk are removed.
+func swapWeights(tr *trainer.Embedded, s *engine.Sampler, dir string) func(context.Context, string, int) error {
+	return func(_ context.Context, _ string, version int) error {
+		s.SetWeights(tr.Learner().Snapshot(), version)
 		if version > 1 {
 			_ = os.RemoveAll(filepath.Join(dir, "sampler_weights", fmt.Sprintf("v%06d", version-1)))
 		}

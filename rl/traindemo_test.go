@@ -186,6 +186,12 @@ func TestTrainDemoInterruptedRL(t *testing.T) {
 			if resumedAt < 0 {
 				resumedAt = r.Step
 			}
+			// Tokens carry the controller's versions after a resume too.
+			for st := range r.SampleStaleness {
+				if st < 0 || st > cfg.RL.MaxStaleness {
+					t.Errorf("step %d trained a sample of staleness %d (η = %d)", r.Step, st, cfg.RL.MaxStaleness)
+				}
+			}
 		}})
 	if err != nil {
 		t.Fatal(err)
