@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asearcher/asearcher/agent"
@@ -52,7 +53,7 @@ const (
 func RunDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	rep, err := runDemo(ctx, o)
 	// Once the run directory holds its config, any failure can be resumed.
-	if err != nil && !strings.Contains(err.Error(), "--resume") {
+	if err != nil && !strings.Contains(err.Error(), "--resume") && !errors.Is(err, errNoVariance) {
 		if _, serr := os.Stat(filepath.Join(o.Out, demoConfigFile)); serr == nil {
 			err = fmt.Errorf("%w (continue with --resume %s)", err, o.Out)
 		}
@@ -161,8 +162,14 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	// 0, which the sampler already serves.
 	tr := trainer.NewEmbedded(wWarm, trainer.EmbeddedOptions{Dir: filepath.Join(o.Out, demoRLDir), SourceDir: modelDir})
 	bar := newDemoProgress(o.Progress, log, "RL", cfg.RL.Steps)
+	runCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	rollout := da.rollout(cfg.Agent.Temperature)
+	if cfg.RL.FilterZeroVariance {
+		rollout = newVarianceWatch(cfg.RL.GroupSize, 32*cfg.RL.BatchGroups, stop).wrap(rollout)
+	}
 	ctl, err := New(Options{
-		Config: cfg.RL, Dataset: questionSet(worldQuestions(trainW)), Rollout: da.rollout(cfg.Agent.Temperature),
+		Config: cfg.RL, Dataset: questionSet(worldQuestions(trainW)), Rollout: rollout,
 		Sampler: sampler, Trainer: tr, Publisher: SwapPublisher{Load: swapWeights(tr, sampler, filepath.Join(o.Out, demoRLDir))},
 		RunDir: o.Out, Resume: o.Resume, Logger: log,
 		OnStep: func(r *StepRecord) {
@@ -175,8 +182,11 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum, err := ctl.Run(ctx)
+	sum, err := ctl.Run(runCtx)
 	bar.done()
+	if cause := context.Cause(runCtx); err != nil && errors.Is(cause, errNoVariance) {
+		return nil, cause
+	}
 	if err != nil {
 		return nil, fmt.Errorf("RL: %w (continue with --resume %s)", err, o.Out)
 	}
@@ -351,3 +361,52 @@ func writeJSON(path string, v any) error {
 var _ llm.Sampler = (*engine.Sampler)(nil)
 
 var errNoQuestions = errors.New("no held-out questions")
+
+var errNoVariance = errors.New("every group got the same reward")
+
+// varianceWatch stops RL when group after group gets one reward for all its
+// samples: with zero-variance filtering on, no batch would ever form and
+// the run would wait forever (a warm-up too short for the model ever to
+// succeed, or a task it always solves).
+type varianceWatch struct {
+	mu     sync.Mutex
+	size   int
+	limit  int
+	streak int
+	groups map[int64][]float64
+	stop   context.CancelCauseFunc
+}
+
+func newVarianceWatch(size, limit int, stop context.CancelCauseFunc) *varianceWatch {
+	return &varianceWatch{size: size, limit: limit, groups: map[int64][]float64{}, stop: stop}
+}
+
+func (w *varianceWatch) wrap(r RolloutFunc) RolloutFunc {
+	return func(ctx context.Context, q Question, s llm.Sampler, sample int, seed int64) (*Sample, error) {
+		out, err := r(ctx, q, s, sample, seed)
+		if err == nil && out != nil {
+			w.observe(q.Index, out.Reward)
+		}
+		return out, err
+	}
+}
+
+func (w *varianceWatch) observe(question int64, reward float64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rs := append(w.groups[question], reward)
+	if len(rs) < w.size {
+		w.groups[question] = rs
+		return
+	}
+	delete(w.groups, question)
+	if !ZeroVariance(rs) {
+		w.streak = 0
+		return
+	}
+	w.streak++
+	if w.streak == w.limit {
+		w.stop(fmt.Errorf("RL: %w (%v) in %d groups in a row, so no batch can form; lengthen the warm-up (warmup.steps) or set rl.filter_zero_variance: false",
+			errNoVariance, reward, w.limit))
+	}
+}

@@ -263,3 +263,20 @@ func TestTrainDemoLearns(t *testing.T) {
 		t.Fatalf("lift %+.3f with CI %v does not meet lift ≥ 0.10 with a CI above zero", rep.Lift, rep.LiftCI)
 	}
 }
+
+// TestTrainDemoNoVarianceStops: a model that never succeeds (no warm-up)
+// gives every group the same reward; with filtering on, the run stops with
+// an error that says what to change instead of waiting forever.
+func TestTrainDemoNoVarianceStops(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := miniDemoConfig()
+	cfg.Warmup.Steps = 0
+	cfg.RL.FilterZeroVariance = true
+	cfg.RL.BatchGroups = 1
+	_, err := RunDemo(ctx, DemoOptions{Config: cfg, Out: filepath.Join(t.TempDir(), "run"), Progress: ProgressOff,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), "warmup.steps") || ctx.Err() != nil {
+		t.Fatalf("run with no reward variance: %v (ctx %v)", err, ctx.Err())
+	}
+}
