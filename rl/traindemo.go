@@ -381,14 +381,14 @@ func newVarianceWatch(size, limit int, stop context.CancelCauseFunc) *varianceWa
 	return &varianceWatch{size: size, limit: limit, groups: map[int64][]float64{}, stop: stop}
 }
 
-func (w *varianceWatch) wrap(r RolloutFunc) RolloutFunc {
-	return func(ctx context.Context, q Question, s llm.Sampler, sample int, seed int64) (*Sample, error) {
-		out, err := r(ctx, q, s, sample, seed)
+func (w *varianceWatch) wrap(r Rollout) Rollout {
+	return RolloutFunc(func(ctx context.Context, q Question, s llm.Sampler, sample int, seed int64) (*Sample, error) {
+		out, err := r.Run(ctx, q, s, sample, seed)
 		if err == nil && out != nil {
 			w.observe(q.Index, out.Reward)
 		}
 		return out, err
-	}
+	})
 }
 
 func (w *varianceWatch) observe(question int64, reward float64) {

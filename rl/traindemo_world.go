@@ -164,40 +164,19 @@ func (a *demoAgent) run(ctx context.Context, s llm.Sampler, dq demoQuestion, sam
 	return traj, score, nil
 }
 
-// rollout is the controller's Rollout: the real agent, tools and reward.
-func (a *demoAgent) rollout(temperature float64) RolloutFunc {
-	return func(ctx context.Context, q Question, s llm.Sampler, sample int, seed int64) (*Sample, error) {
-		dq, ok := q.Payload.(demoQuestion)
-		if !ok {
-			return nil, fmt.Errorf("question %s: payload %T is not a demo question", q.ID, q.Payload)
-		}
-		traj, score, err := a.run(ctx, s, dq, sample, seed, temperature)
-		if err != nil {
-			return nil, err
-		}
-		seqs, err := traj.Sequences()
-		if err != nil {
-			return nil, fmt.Errorf("trajectory %s: %w", traj.ID, err)
-		}
-		out := &Sample{Reward: score, Score: score, Turns: len(traj.Calls), ToolCalls: len(traj.Tools)}
-		for _, sq := range seqs {
-			out.Sequences = append(out.Sequences, fromAgentSequence(sq))
-		}
-		out.Record, _ = json.Marshal(traj)
-		return out, nil
+// rollout is the controller's Rollout: the real agent, tools and reward,
+// through the same adapter a custom workflow uses.
+func (a *demoAgent) rollout(temperature float64) Rollout {
+	return WorkflowRollout{
+		Workflow: a.wf,
+		Env: func(q Question) (*agent.Env, agent.Task, error) {
+			dq, ok := q.Payload.(demoQuestion)
+			if !ok {
+				return nil, agent.Task{}, fmt.Errorf("payload %T is not a demo question", q.Payload)
+			}
+			return a.envFor(nil, dq.world, temperature), agent.Task{ID: dq.q.ID, Question: dq.q.Question, Answers: []string{dq.q.Answer}}, nil
+		},
 	}
-}
-
-// fromAgentSequence converts the agent's training sequence to the
-// controller's; unknown versions of generated tokens (a backend that does
-// not stamp them) stay an error for Validate to report.
-func fromAgentSequence(sq agent.Sequence) Sequence {
-	n := len(sq.Tokens)
-	s := Sequence{Tokens: sq.Tokens, LossMask: make([]bool, n), Logprobs: sq.Logprobs, Versions: sq.Versions}
-	for i, m := range sq.LossMask {
-		s.LossMask[i] = m == 1
-	}
-	return s
 }
 
 // demonstration is the scripted replies for one training question: the

@@ -11,9 +11,7 @@ import (
 	"github.com/asearcher/asearcher/rl"
 )
 
-// newTrainCmd wires `asearcher train` to rl.RunDemo, the demo that meets
-// issue 8's learning criterion (docs/rl.md has the numbers); rl/demo is a
-// parallel implementation kept in the tree.
+// newTrainCmd wires `asearcher train` to rl.RunDemo (docs/rl.md).
 func newTrainCmd() *cobra.Command {
 	var out, configPath, resume string
 	var noProgress bool

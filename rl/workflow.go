@@ -1,0 +1,88 @@
+package rl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/reward"
+)
+
+// WorkflowRollout trains any agent.Workflow: it is the controller's Rollout
+// for agents written against the agent package (docs/custom-agent.md), so a
+// custom agent needs no change to the controller. The workflow must run in
+// token mode (Env.Tokenizer set) for its trajectory to be trainable.
+type WorkflowRollout struct {
+	Workflow agent.Workflow
+	// Env returns the environment and task of a question. The rollout sets
+	// the environment's Sampler to the controller's sampler, and the task's
+	// Sample and Seed; the returned Env is copied, never modified.
+	Env func(q Question) (*agent.Env, agent.Task, error)
+	// Reward, when set, scores trajectories. Otherwise a workflow that
+	// implements agent.Rewarder scores its own, and any other workflow gets
+	// exact match of its answer against the task's answers (0 when it did
+	// not answer).
+	Reward func(ctx context.Context, task agent.Task, traj *agent.Trajectory) (float64, error)
+}
+
+// Run implements Rollout.
+func (w WorkflowRollout) Run(ctx context.Context, q Question, s llm.Sampler, sample int, seed int64) (*Sample, error) {
+	if w.Workflow == nil || w.Env == nil {
+		return nil, errors.New("workflow rollout: Workflow and Env must be set")
+	}
+	tmpl, task, err := w.Env(q)
+	if err != nil {
+		return nil, fmt.Errorf("question %s: %w", q.ID, err)
+	}
+	env := *tmpl
+	env.Sampler = s
+	task.Sample, task.Seed = sample, &seed
+	traj, err := w.Workflow.Run(ctx, &env, task)
+	if err != nil {
+		return nil, err
+	}
+	score, err := w.score(ctx, task, traj)
+	if err != nil {
+		return nil, fmt.Errorf("question %s: reward: %w", q.ID, err)
+	}
+	seqs, err := traj.Sequences()
+	if err != nil {
+		return nil, fmt.Errorf("trajectory %s: %w", traj.ID, err)
+	}
+	out := &Sample{Reward: score, Score: score, Turns: len(traj.Calls), ToolCalls: len(traj.Tools)}
+	for _, sq := range seqs {
+		out.Sequences = append(out.Sequences, fromAgentSequence(sq))
+	}
+	// The record is for humans reading sample dumps; a trajectory that does
+	// not marshal must not cost the training sample.
+	out.Record, _ = json.Marshal(traj)
+	return out, nil
+}
+
+func (w WorkflowRollout) score(ctx context.Context, task agent.Task, traj *agent.Trajectory) (float64, error) {
+	if w.Reward != nil {
+		return w.Reward(ctx, task, traj)
+	}
+	if r, ok := w.Workflow.(agent.Rewarder); ok {
+		return r.Reward(ctx, task, traj)
+	}
+	if !traj.Answered {
+		return 0, nil
+	}
+	return reward.EM(traj.Answer, task.Answers), nil
+}
+
+// fromAgentSequence converts the agent's training sequence to the
+// controller's; unknown versions of generated tokens (a backend that does
+// not stamp them) stay an error for Validate to report.
+func fromAgentSequence(sq agent.Sequence) Sequence {
+	n := len(sq.Tokens)
+	s := Sequence{Tokens: sq.Tokens, LossMask: make([]bool, n), Logprobs: sq.Logprobs, Versions: sq.Versions}
+	for i, m := range sq.LossMask {
+		s.LossMask[i] = m == 1
+	}
+	return s
+}

@@ -1,0 +1,93 @@
+package rl
+
+import (
+	"context"
+	"testing"
+
+	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/tokenizer"
+	"github.com/asearcher/asearcher/tools"
+)
+
+// oneHitSearch answers every query with one passage.
+type oneHitSearch struct{ text string }
+
+func (s oneHitSearch) Search(ctx context.Context, query string, topk int) ([]tools.SearchResult, error) {
+	return []tools.SearchResult{{ID: "1", Title: "Favok", Text: s.text}}, nil
+}
+
+// halfCredit is a custom workflow: the tiny search agent with a reward of
+// its own (agent.Rewarder).
+type halfCredit struct{ *agent.SearchAgent }
+
+func (halfCredit) Reward(ctx context.Context, task agent.Task, traj *agent.Trajectory) (float64, error) {
+	if traj.Answered {
+		return 0.5, nil
+	}
+	return 0, nil
+}
+
+func TestWorkflowRolloutTrainsACustomWorkflow(t *testing.T) {
+	tok, err := tokenizer.Train([]string{"Where does Favok live? <search> Favok </search> Favok lives in Mipa. <answer> Mipa </answer>"},
+		tokenizer.TrainOptions{VocabSize: 320})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := agent.NewSearchAgent(agent.TinyConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eos := agent.DefaultStopTokenIDs(tok)
+	replies := []string{"<search> Favok </search>", "<answer> Mipa </answer>"}
+	env := func(q Question) (*agent.Env, agent.Task, error) {
+		return &agent.Env{Tokenizer: tok, StopTokenIDs: eos, Search: oneHitSearch{"Favok lives in Mipa."}},
+			agent.Task{ID: q.ID, Question: "Where does Favok live?", Answers: []string{"Mipa"}}, nil
+	}
+	q := Question{Index: 7, ID: "q7"}
+	for _, tc := range []struct {
+		name string
+		r    WorkflowRollout
+		want float64
+	}{
+		{"exact match by default", WorkflowRollout{Workflow: inner, Env: env}, 1},
+		{"the workflow's own reward", WorkflowRollout{Workflow: halfCredit{inner}, Env: env}, 0.5},
+		{"an explicit reward wins", WorkflowRollout{Workflow: halfCredit{inner}, Env: env,
+			Reward: func(context.Context, agent.Task, *agent.Trajectory) (float64, error) { return 0.25, nil }}, 0.25},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &agent.ScriptedSampler{Tokenizer: tok, Replies: replies, EOS: eos[0]}
+			out, err := tc.r.Run(context.Background(), q, s, 3, 42)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Reward != tc.want || out.Score != tc.want {
+				t.Fatalf("reward %v score %v, want %v", out.Reward, out.Score, tc.want)
+			}
+			if out.ToolCalls != 1 || out.Turns != 2 {
+				t.Fatalf("turns %d tool calls %d, want 2 and 1", out.Turns, out.ToolCalls)
+			}
+			if len(out.Sequences) != 1 {
+				t.Fatalf("%d sequences, want 1 (the calls share a prefix)", len(out.Sequences))
+			}
+			// The loss mask covers exactly the scripted replies' tokens.
+			sq := out.Sequences[0]
+			var gen []int
+			for i, m := range sq.LossMask {
+				if m {
+					gen = append(gen, sq.Tokens[i])
+				}
+			}
+			// Both replies end at a stop string, so no EOS is appended.
+			want := append(tok.Encode(replies[0]), tok.Encode(replies[1])...)
+			if got := tok.Decode(gen); got != tok.Decode(want) {
+				t.Fatalf("model tokens %q, want %q", got, tok.Decode(want))
+			}
+			if s.Used() != 2 {
+				t.Fatalf("sampler used %d times, want 2", s.Used())
+			}
+		})
+	}
+	if _, err := (WorkflowRollout{}).Run(context.Background(), q, nil, 0, 0); err == nil {
+		t.Fatal("a rollout without a workflow ran")
+	}
+}
