@@ -29,7 +29,7 @@ The run directory gets report.md and report.json (held-out accuracy before and
 after RL with the paired bootstrap 95% CI of the lift), metrics.jsonl,
 metrics.prom, plots.html, sample trajectories and checkpoints. With no flags
 it uses the built-in defaults (about two minutes on 2 CPU cores) and writes to
-runs/train-<UTC time>. Every config field is in docs/rl.md.`,
+runs/train-<UTC time>. Every config field is in docs/configuration.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := rl.DemoOptions{Config: rl.DefaultDemoConfig(), Out: out, Logger: slog.Default()}
