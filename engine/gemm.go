@@ -240,12 +240,24 @@ func packB(dst []float32, g gemmArgs, pc, kb, threads int) {
 func macroKernel(bp []float32, stride int, g gemmArgs, i0, mb, p0, p1, pc, kb int, accumulate bool) {
 	var tmp [mr * nr]float32
 	var edge [mr * kc]float32
+	var packed *[]float32
+	if g.transA {
+		// A stored k×m: one depth step of a micro-panel is 6 floats a whole
+		// row apart, so reading it in place touches a new cache line and
+		// often a new page per step. Copy the block into contiguous 6×kb
+		// micro-panels once; every column panel then reuses them.
+		packed = getBuf((mb + mr - 1) / mr * mr * kb)
+		packATrans(*packed, g, i0, mb, pc, kb)
+		defer packPool.Put(packed)
+	}
 	for ir := 0; ir < mb; ir += mr {
 		rows := min(mr, mb-ir)
 		// A panel: pointer, stride and layout for the kernel.
 		var a []float32
 		lda, trans := g.lda, g.transA
 		switch {
+		case packed != nil:
+			a, lda, rows = (*packed)[ir*kb:(ir+mr)*kb], mr, min(mr, mb-ir)
 		case rows < mr:
 			for p := 0; p < kb; p++ {
 				for i := 0; i < mr; i++ {
@@ -317,6 +329,30 @@ func kernel6x16Go(k int, a []float32, lda int, trans bool, b, c []float32, ldc i
 			}
 		} else {
 			copy(row, acc[i][:])
+		}
+	}
+}
+
+// packATrans copies rows [i0, i0+mb) × depth [pc, pc+kb) of op(A) = Aᵀ
+// (A stored k×m) into depth-major micro-panels of mr rows, the last one
+// zero-padded: panel q holds dst[q·mr·kb + p·mr + i].
+func packATrans(dst []float32, g gemmArgs, i0, mb, pc, kb int) {
+	for ir := 0; ir < mb; ir += mr {
+		rows := min(mr, mb-ir)
+		d := dst[ir*kb : (ir+mr)*kb]
+		src := g.a[pc*g.lda+i0+ir:]
+		if rows == mr {
+			for p := 0; p < kb; p++ {
+				s := src[p*g.lda : p*g.lda+mr]
+				o := d[p*mr : p*mr+mr]
+				o[0], o[1], o[2], o[3], o[4], o[5] = s[0], s[1], s[2], s[3], s[4], s[5]
+			}
+			continue
+		}
+		for p := 0; p < kb; p++ {
+			o := d[p*mr : p*mr+mr]
+			copy(o, src[p*g.lda:p*g.lda+rows])
+			clear(o[rows:])
 		}
 	}
 }

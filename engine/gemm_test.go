@@ -184,3 +184,31 @@ func BenchmarkKernel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStepGEMM replays the small preset's linear-layer products of a
+// 2048-token training step, one shape and product at a time.
+func BenchmarkStepGEMM(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const T = 2048
+	for _, s := range [][2]int{{384, 384}, {384, 128}, {384, 1024}, {1024, 384}, {384, 4096}} {
+		in, out := s[0], s[1]
+		x, dy, w := randSlice(rng, T*in), randSlice(rng, T*out), randSlice(rng, out*in)
+		y, dx, gw := make([]float32, T*out), make([]float32, T*in), make([]float32, out*in)
+		flops := 2 * float64(T*in*out)
+		for _, p := range []struct {
+			name string
+			run  func()
+		}{
+			{"NT", func() { matMulNT(y, x, w, T, in, out, false) }},
+			{"NN", func() { matMulNN(dx, dy, w, T, out, in, false) }},
+			{"TN", func() { matMulTN(gw, dy, x, out, T, in, true) }},
+		} {
+			b.Run(fmt.Sprintf("%s_%dx%d", p.name, in, out), func(b *testing.B) {
+				for b.Loop() {
+					p.run()
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
