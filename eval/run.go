@@ -416,7 +416,7 @@ type runner struct {
 	results  *resultsFile
 	traj     *agent.Writer
 	log      *slog.Logger
-	progress *progress
+	progress *evalProgress
 }
 
 // run executes jobs on Concurrency workers. The first failure that is not

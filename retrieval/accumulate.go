@@ -275,7 +275,7 @@ func (a *accumulator) finish(ctx context.Context, dir string, doclens []uint32, 
 					if err := ctx.Err(); err != nil {
 						return err
 					}
-					prog.set(termsDone, "")
+					prog.Set(termsDone, "")
 				}
 			}
 			cur = append(cur[:0], it.term()...)
@@ -301,7 +301,7 @@ func (a *accumulator) finish(ctx context.Context, dir string, doclens []uint32, 
 			return err
 		}
 	}
-	prog.finish()
+	prog.Finish()
 	meta := bm25Meta{
 		Version:   bm25Version,
 		Docs:      n,

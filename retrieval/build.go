@@ -477,7 +477,7 @@ func buildPassages(ctx context.Context, opts *BuildOptions, storePath, bm25Path 
 					totalLen += uint64(b.lens[i])
 					start = end
 				}
-				prog.set(rd.BytesRead(), fmt.Sprintf("(%d passages)", len(doclens)))
+				prog.Set(rd.BytesRead(), fmt.Sprintf("(%d passages)", len(doclens)))
 				free <- b
 			}
 		}
@@ -491,8 +491,8 @@ func buildPassages(ctx context.Context, opts *BuildOptions, storePath, bm25Path 
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("build index: %w", err)
 	}
-	prog.set(total, "")
-	prog.finish()
+	prog.Set(total, "")
+	prog.Finish()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -538,7 +538,7 @@ func buildPagesStore(ctx context.Context, opts *BuildOptions, dir string) (int64
 				sw.Abort()
 				return 0, err
 			}
-			prog.set(rd.BytesRead(), "")
+			prog.Set(rd.BytesRead(), "")
 		}
 		p, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -556,8 +556,8 @@ func buildPagesStore(ctx context.Context, opts *BuildOptions, dir string) (int64
 			return 0, err
 		}
 	}
-	prog.set(total, "")
-	prog.finish()
+	prog.Set(total, "")
+	prog.Finish()
 	if err := sw.Finish(corpus.StoreMeta{Source: opts.Pages, Skipped: rd.Skipped()}); err != nil {
 		return 0, err
 	}

@@ -192,9 +192,9 @@ func BuildDense(ctx context.Context, st *corpus.Store, dir string, opts DenseBui
 		if _, err := vf.Write(buf); err != nil {
 			return nil, fmt.Errorf("dense index: %w", err)
 		}
-		prog.set(end, "")
+		prog.Set(end, "")
 	}
-	prog.finish()
+	prog.Finish()
 	if err := vf.Sync(); err != nil {
 		return nil, err
 	}
@@ -274,9 +274,9 @@ func buildIVF(ctx context.Context, vecs []float32, dim, lists int, dir string, m
 			normalize(row)
 		}
 		cent = sums
-		prog.set(int64(iter+1), "")
+		prog.Set(int64(iter+1), "")
 	}
-	prog.finish()
+	prog.Finish()
 	all := make([]int32, n)
 	const chunk = 1 << 16
 	for lo := 0; lo < n; lo += chunk {

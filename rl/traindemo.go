@@ -173,7 +173,7 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 		Sampler: sampler, Trainer: tr, Publisher: SwapPublisher{Load: swapWeights(tr, sampler, filepath.Join(o.Out, demoRLDir))},
 		RunDir: o.Out, Resume: o.Resume, Logger: log,
 		OnStep: func(r *StepRecord) {
-			bar.set(r.Step+1, fmt.Sprintf("acc %.2f", r.Accuracy))
+			bar.Set(int64(r.Step+1), fmt.Sprintf("acc %.2f", r.Accuracy))
 			if o.OnStep != nil {
 				o.OnStep(r)
 			}
@@ -183,7 +183,7 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 		return nil, err
 	}
 	sum, err := ctl.Run(runCtx)
-	bar.done()
+	bar.Finish()
 	if cause := context.Cause(runCtx); err != nil && errors.Is(cause, errNoVariance) {
 		return nil, cause
 	}
@@ -300,9 +300,9 @@ func runWarmup(ctx context.Context, cfg *DemoConfig, da *demoAgent, ws []*demoWo
 			st.FirstLoss = out.Loss
 		}
 		st.LastLoss = out.Loss
-		bar.set(step+1, fmt.Sprintf("loss %.3f", out.Loss))
+		bar.Set(int64(step+1), fmt.Sprintf("loss %.3f", out.Loss))
 	}
-	bar.done()
+	bar.Finish()
 	path, err := tr.SaveWeightsForSampler(ctx, "model")
 	if err != nil {
 		return nil, err

@@ -5,16 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
-
+	"github.com/asearcher/asearcher/internal/progress"
 	"github.com/asearcher/asearcher/llm"
 )
 
@@ -82,7 +79,7 @@ func evaluate(ctx context.Context, da *demoAgent, s llm.Sampler, qs []demoQuesti
 					scores[j], searched[j], answered[j], tools[j] = score, len(traj.Tools) > 0, traj.Answered, len(traj.Tools)
 				}
 				done++
-				bar.set(done, "")
+				bar.Set(int64(done), "")
 				mu.Unlock()
 			}
 		})
@@ -95,7 +92,7 @@ func evaluate(ctx context.Context, da *demoAgent, s llm.Sampler, qs []demoQuesti
 	}
 	close(jobs)
 	wg.Wait()
-	bar.done()
+	bar.Finish()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -219,58 +216,17 @@ func (r *DemoReport) write(dir string) error {
 }
 
 // ProgressMode chooses how the demo reports progress.
-type ProgressMode int
+type ProgressMode = progress.Mode
 
 const (
 	// ProgressAuto draws a bar when stderr is a terminal and logs otherwise.
-	ProgressAuto ProgressMode = iota
+	ProgressAuto = progress.Auto
 	// ProgressLog only logs.
-	ProgressLog
+	ProgressLog = progress.Log
 	// ProgressOff is silent.
-	ProgressOff
+	ProgressOff = progress.Off
 )
 
-// demoProgress is a bar on a terminal, or a log line every few seconds.
-type demoProgress struct {
-	bar     *progressbar.ProgressBar
-	log     *slog.Logger
-	desc    string
-	total   int
-	last    time.Time
-	lastVal int
-}
-
-func newDemoProgress(mode ProgressMode, log *slog.Logger, desc string, total int) *demoProgress {
-	p := &demoProgress{desc: desc, total: total, last: time.Now()}
-	switch {
-	case mode == ProgressOff:
-	case mode == ProgressAuto && term.IsTerminal(int(os.Stderr.Fd())):
-		p.bar = progressbar.NewOptions(total, progressbar.OptionSetDescription(desc), progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionShowCount(), progressbar.OptionSetWidth(30), progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionSetPredictTime(true), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
-	default:
-		p.log = log
-	}
-	return p
-}
-
-func (p *demoProgress) set(n int, metric string) {
-	p.lastVal = n
-	if p.bar != nil {
-		_ = p.bar.Set(n)
-		if metric != "" {
-			p.bar.Describe(p.desc + " " + metric)
-		}
-		return
-	}
-	if p.log != nil && (time.Since(p.last) >= 5*time.Second || n == p.total) {
-		p.last = time.Now()
-		p.log.Info(p.desc, "done", n, "of", p.total, "metric", metric)
-	}
-}
-
-func (p *demoProgress) done() {
-	if p.bar != nil {
-		_ = p.bar.Finish()
-	}
+func newDemoProgress(mode ProgressMode, log *slog.Logger, desc string, total int) *progress.Bar {
+	return progress.New(mode, progress.Options{Desc: desc, Unit: "steps", Total: int64(total), Logger: log})
 }

@@ -3,87 +3,48 @@ package synth
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
-	"time"
-
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/asearcher/asearcher/corpus"
+	"github.com/asearcher/asearcher/internal/progress"
 )
 
 // ProgressMode chooses how a run reports progress.
-type ProgressMode int
+type ProgressMode = progress.Mode
 
 const (
 	// ProgressAuto draws a bar when stderr is a terminal and logs otherwise.
-	ProgressAuto ProgressMode = iota
+	ProgressAuto = progress.Auto
 	// ProgressLog logs a line every few seconds.
-	ProgressLog
+	ProgressLog = progress.Log
 	// ProgressOff is silent (tests, library use).
-	ProgressOff
+	ProgressOff = progress.Off
 )
 
-// progress counts finished seeds and accepted questions.
-type progress struct {
+// seedProgress counts finished seeds and accepted questions.
+type seedProgress struct {
+	bar      *progress.Bar
 	mu       sync.Mutex
-	bar      *progressbar.ProgressBar
-	logger   *slog.Logger
-	off      bool
-	total    int
-	done     int
-	failed   int
 	accepted int
-	start    time.Time
-	lastLog  time.Time
+	failed   int
 }
 
-func newProgress(mode ProgressMode, logger *slog.Logger, total, done int) *progress {
-	p := &progress{logger: logger, total: total, done: done, start: time.Now(), off: mode == ProgressOff}
-	p.lastLog = p.start
-	if mode == ProgressAuto && term.IsTerminal(int(os.Stderr.Fd())) {
-		p.bar = progressbar.NewOptions(total,
-			progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionSetDescription("synth"),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetItsString("seeds"),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionClearOnFinish(),
-		)
-		_ = p.bar.Set(done)
-	}
-	return p
+func newProgress(mode ProgressMode, logger *slog.Logger, total, done int) *seedProgress {
+	return &seedProgress{bar: progress.New(mode, progress.Options{
+		Desc: "synth", Unit: "seeds", Total: int64(total), Done: int64(done), Logger: logger})}
 }
 
-func (p *progress) add(accepted int, failed bool) {
+func (p *seedProgress) add(accepted int, failed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.done++
 	p.accepted += accepted
 	if failed {
 		p.failed++
 	}
-	switch {
-	case p.off:
-	case p.bar != nil:
-		p.bar.Describe(fmt.Sprintf("synth: %d accepted, %d failed", p.accepted, p.failed))
-		_ = p.bar.Add(1)
-	case time.Since(p.lastLog) >= 5*time.Second || p.done == p.total:
-		p.lastLog = time.Now()
-		p.logger.Info("synth progress", "seeds", fmt.Sprintf("%d/%d", p.done, p.total),
-			"accepted", p.accepted, "failed", p.failed, "elapsed", time.Since(p.start).Round(time.Second))
-	}
+	p.bar.Add(1, fmt.Sprintf("%d accepted, %d failed", p.accepted, p.failed), "accepted", p.accepted, "failed", p.failed)
 }
 
-func (p *progress) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.bar != nil {
-		_ = p.bar.Finish()
-	}
-}
+func (p *seedProgress) finish() { p.bar.Finish() }
 
 func writeStats(path string, s Stats) error {
 	if err := corpus.WriteJSONFile(path, s); err != nil {
