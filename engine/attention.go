@@ -2,7 +2,6 @@ package engine
 
 import (
 	"math"
-	"slices"
 )
 
 // Causal attention for one (sequence, head) pair, computed a block of
@@ -70,7 +69,7 @@ func attnForward(h attnHead, scratch []float32) {
 				visible = nk
 			}
 			vis := row[:visible]
-			mx := slices.Max(vis) * h.scale
+			mx := maxf32(vis) * h.scale
 			expScaled(vis, vis, h.scale, mx)
 			var sum float32
 			for _, e := range vis {

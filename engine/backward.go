@@ -35,8 +35,15 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 	if loss.TokenMean && nActive > 0 {
 		norm = 1 / float32(nActive)
 	}
-	const chunk = 128
+	const chunk = 256
 	logits := make([]float32, chunk*V)
+	// The head is packed once per call for both of its products instead of
+	// once per chunk: as op(B) = Wᵀ for the logits and as W for dhF.
+	headT := packWeight(p.lmHead, V, d)
+	var headN *packedB
+	if grads != nil {
+		headN = packMatrix(p.lmHead, d, false, d, V)
+	}
 	var lossSum float64
 	var clipped, ratioSum float64
 	for r0 := 0; r0 < a.T; r0 += chunk {
@@ -45,7 +52,7 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 		}
 		rows := min(chunk, a.T-r0)
 		z := logits[:rows*V]
-		matMulNT(z, a.hF[r0*d:(r0+rows)*d], p.lmHead, rows, d, V, false)
+		matMulPacked(z, a.hF[r0*d:(r0+rows)*d], rows, headT, false)
 		coefs := make([]float32, rows)
 		lses := make([]float32, rows)
 		parallelRows(rows, V, func(lo, hi int) {
@@ -87,7 +94,7 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 				zr[ex[rf.e].Target[rf.i]] += cf
 			}
 		})
-		matMulNN(dhF[r0*d:(r0+rows)*d], z, p.lmHead, rows, V, d, false)
+		matMulPacked(dhF[r0*d:(r0+rows)*d], z, rows, headN, false)
 		matMulTN(grads.lmHead, z, a.hF[r0*d:(r0+rows)*d], V, rows, d, true)
 	}
 	res.Loss = lossSum

@@ -203,6 +203,13 @@ func packB(dst []float32, g gemmArgs, pc, kb, threads int) {
 		j0 := jp * nr
 		cols := min(nr, g.n-j0)
 		d := dst[jp*nr*kb : (jp+1)*nr*kb]
+		if !g.transB && cols == nr {
+			for p := 0; p < kb; p++ {
+				src := g.b[(pc+p)*g.ldb+j0:]
+				*(*[nr]float32)(d[p*nr:]) = *(*[nr]float32)(src)
+			}
+			return
+		}
 		if !g.transB {
 			for p := 0; p < kb; p++ {
 				row := d[p*nr : p*nr+nr]

@@ -119,12 +119,32 @@ func (l *Learner) GradNorm() float64 {
 	return l2norm(l.grads.Flat)
 }
 
+// l2norm sums squares in float64 over fixed chunks on all cores and adds
+// the chunks in order, so the result does not depend on the core count.
 func l2norm(v []float32) float64 {
-	var s float64
-	for _, x := range v {
-		s += float64(x) * float64(x)
+	const chunk = 1 << 16
+	parts := make([]float64, (len(v)+chunk-1)/chunk)
+	parallelTasks(len(parts), 0, func(t int) {
+		part := v[t*chunk : min(len(v), (t+1)*chunk)]
+		var s0, s1, s2, s3 float64
+		i := 0
+		for ; i+4 <= len(part); i += 4 {
+			x := part[i : i+4 : i+4]
+			s0 += float64(x[0]) * float64(x[0])
+			s1 += float64(x[1]) * float64(x[1])
+			s2 += float64(x[2]) * float64(x[2])
+			s3 += float64(x[3]) * float64(x[3])
+		}
+		for ; i < len(part); i++ {
+			s0 += float64(part[i]) * float64(part[i])
+		}
+		parts[t] = (s0 + s1) + (s2 + s3)
+	})
+	var total float64
+	for _, s := range parts {
+		total += s
 	}
-	return math.Sqrt(s)
+	return math.Sqrt(total)
 }
 
 // OptimStep applies one AdamW update with the accumulated gradients and
@@ -158,17 +178,22 @@ func (l *Learner) OptimStep(ctx context.Context, opt AdamW) (map[string]float64,
 	bc2 := 1 - math.Pow(b2, float64(l.step))
 	w, m1, m2 := l.model.W.Flat, l.m1.Flat, l.m2.Flat
 	lr, eps, wd := opt.LR, opt.Eps, opt.WeightDecay
+	// One division and one square root per weight: √(v/bc2) = √v·(1/√bc2)
+	// and the 1/bc1 factor joins lr; the gradient is cleared in the same
+	// pass while it is in cache.
+	lrc, isb2 := lr/bc1, 1/math.Sqrt(bc2)
 	parallelRows(len(w), 1, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
+		w, g, m1, m2 := w[lo:hi], g[lo:hi:hi], m1[lo:hi:hi], m2[lo:hi:hi]
+		for i := range w {
 			gi := float64(g[i]) * scale
 			mi := b1*float64(m1[i]) + (1-b1)*gi
 			vi := b2*float64(m2[i]) + (1-b2)*gi*gi
 			m1[i], m2[i] = float32(mi), float32(vi)
-			upd := (mi / bc1) / (math.Sqrt(vi/bc2) + eps)
-			w[i] = float32(float64(w[i]) - lr*(upd+wd*float64(w[i])))
+			wi := float64(w[i])
+			w[i] = float32(wi - lrc*mi/(math.Sqrt(vi)*isb2+eps) - lr*wd*wi)
+			g[i] = 0
 		}
 	})
-	clear(g)
 	n := l.pending
 	l.pending = 0
 	return map[string]float64{"grad_norm": norm, "learning_rate": lr, "step": float64(l.step),

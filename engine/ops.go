@@ -3,7 +3,6 @@ package engine
 import (
 	"math"
 	"runtime"
-	"slices"
 	"sync"
 )
 
@@ -248,9 +247,26 @@ func addInto(dst, src []float32) {
 	}
 }
 
+// maxf32 is slices.Max without its NaN checks, in four independent
+// chains; NaN inputs are not expected here (a non-finite loss is caught
+// later) and the result is then unspecified. z must not be empty.
+func maxf32(z []float32) float32 {
+	m0 := z[0]
+	m1, m2, m3 := m0, m0, m0
+	i := 0
+	for ; i+4 <= len(z); i += 4 {
+		v := z[i : i+4 : i+4]
+		m0, m1, m2, m3 = max(m0, v[0]), max(m1, v[1]), max(m2, v[2]), max(m3, v[3])
+	}
+	for ; i < len(z); i++ {
+		m0 = max(m0, z[i])
+	}
+	return max(max(m0, m1), max(m2, m3))
+}
+
 // logSumExpBuf is logSumExp with the vector exp kernel; tmp holds len(z).
 func logSumExpBuf(z, tmp []float32) float32 {
-	mx := slices.Max(z)
+	mx := maxf32(z)
 	expScaled(tmp, z, 1, mx)
 	var s float64
 	for _, e := range tmp[:len(z)] {
