@@ -36,7 +36,7 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 		norm = 1 / float32(nActive)
 	}
 	const chunk = 256
-	logits := make([]float32, chunk*V)
+	logits := m.arena.get(chunk * V)
 	// The head is packed once per call for both of its products instead of
 	// once per chunk: as op(B) = Wᵀ for the logits and as W for dhF.
 	headT := packWeight(p.lmHead, V, d)
@@ -118,17 +118,17 @@ func (m *Model) backward(ctx context.Context, p, grads *Params, a *activations, 
 		maxPos = max(maxPos, s.pos0+s.n)
 	}
 	cos, sin := m.rope.upTo(maxPos)
-	dx := make([]float32, T*d)
+	dx := m.arena.get(T * d)
 	rmsNormBackward(dx, grads.norm, dhF, a.xLast, a.rmsF, p.norm, T, d)
 
-	dh := make([]float32, T*d)
-	dact := make([]float32, T*ff)
-	dgate := make([]float32, T*ff)
-	dup := make([]float32, T*ff)
-	datt := make([]float32, T*qd)
-	dq := make([]float32, T*qd)
-	dk := make([]float32, T*kvd)
-	dv := make([]float32, T*kvd)
+	dh := m.arena.get(T * d)
+	dact := m.arena.get(T * ff)
+	dgate := m.arena.get(T * ff)
+	dup := m.arena.get(T * ff)
+	datt := m.arena.get(T * qd)
+	dq := m.arena.get(T * qd)
+	dk := m.arena.get(T * kvd)
+	dv := m.arena.get(T * kvd)
 	for l := c.NumHiddenLayers - 1; l >= 0; l-- {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -158,8 +158,8 @@ func (m *Model) backward(ctx context.Context, p, grads *Params, a *activations, 
 		ropeApply(dk, kvd, T, KV, hd/2, a.pos, cos, sin, true)
 		if c.qkNorm() {
 			// dq holds d(normed q); turn it into d(qPre).
-			dqPre := make([]float32, T*qd)
-			dkPre := make([]float32, T*kvd)
+			dqPre := m.arena.get(T * qd)
+			dkPre := m.arena.get(T * kvd)
 			rmsNormBackward(dqPre, lg.qNorm, dq, la.qPre, la.qRms, lp.qNorm, T*H, hd)
 			rmsNormBackward(dkPre, lg.kNorm, dk, la.kPre, la.kRms, lp.kNorm, T*KV, hd)
 			copy(dq, dqPre)

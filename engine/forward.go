@@ -17,6 +17,10 @@ type Model struct {
 	packOnce sync.Once
 	packed   []layerPacked
 	headPack *packedB
+
+	// arena, when set, supplies the training pass's buffers (the Learner
+	// sets it and serialises its calls); nil means plain allocation.
+	arena *floatArena
 }
 
 type layerPacked struct {
@@ -93,19 +97,19 @@ func (m *Model) forward(ctx context.Context, p *Params, tokens []int, spans []sp
 		m.packAll()
 	}
 
-	x := make([]float32, T*d)
+	x := m.arena.get(T * d)
 	for t, tok := range tokens {
 		copy(x[t*d:t*d+d], p.embed[tok*d:tok*d+d])
 	}
 	newBufs := func() layerActs {
-		la := layerActs{h1: make([]float32, T*d), q: make([]float32, T*qd), k: make([]float32, T*kvd),
-			v: make([]float32, T*kvd), att: make([]float32, T*qd), x2: make([]float32, T*d),
-			h2: make([]float32, T*d), gate: make([]float32, T*ff), up: make([]float32, T*ff),
-			act: make([]float32, T*ff), rms1: make([]float32, T), rms2: make([]float32, T),
-			lse: make([]float32, T*H)}
+		la := layerActs{h1: m.arena.get(T * d), q: m.arena.get(T * qd), k: m.arena.get(T * kvd),
+			v: m.arena.get(T * kvd), att: m.arena.get(T * qd), x2: m.arena.get(T * d),
+			h2: m.arena.get(T * d), gate: m.arena.get(T * ff), up: m.arena.get(T * ff),
+			act: m.arena.get(T * ff), rms1: m.arena.get(T), rms2: m.arena.get(T),
+			lse: m.arena.get(T * H)}
 		if c.qkNorm() {
-			la.qPre, la.kPre = make([]float32, T*qd), make([]float32, T*kvd)
-			la.qRms, la.kRms = make([]float32, T*H), make([]float32, T*KV)
+			la.qPre, la.kPre = m.arena.get(T*qd), m.arena.get(T*kvd)
+			la.qRms, la.kRms = m.arena.get(T*H), m.arena.get(T*KV)
 		}
 		return la
 	}
@@ -168,7 +172,7 @@ func (m *Model) forward(ctx context.Context, p *Params, tokens []int, spans []sp
 		linear(la.gate, la.h2, lp.wGate, pk.wGate, ff, d)
 		linear(la.up, la.h2, lp.wUp, pk.wUp, ff, d)
 		swigluForward(la.act, la.gate, la.up)
-		next := make([]float32, T*d)
+		next := m.arena.get(T * d)
 		if !save {
 			next = x // the previous residual is dead once x2 holds it
 		}
@@ -180,8 +184,8 @@ func (m *Model) forward(ctx context.Context, p *Params, tokens []int, spans []sp
 		}
 	}
 	a.xLast = x
-	a.rmsF = make([]float32, T)
-	a.hF = make([]float32, T*d)
+	a.rmsF = m.arena.get(T)
+	a.hF = m.arena.get(T * d)
 	rmsNormForward(a.hF, a.rmsF, x, p.norm, T, d, c.RMSNormEps)
 	return a, nil
 }

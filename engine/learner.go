@@ -35,12 +35,18 @@ type Learner struct {
 	m1, m2  *Params
 	step    int
 	pending int // examples accumulated since the last optimiser step
+	// scratch receives one call's gradients before they are added to
+	// grads; kept across calls, like the arena's activation buffers, so
+	// that a step does not fault in half a gigabyte of fresh pages.
+	scratch *Params
 }
 
 // NewLearner starts training from w (which it copies).
 func NewLearner(w *Weights) *Learner {
 	own := &Weights{Config: w.Config, Params: w.Params.Clone()}
-	return &Learner{model: NewModel(own, 0), grads: newParams(w.Config, nil)}
+	l := &Learner{model: NewModel(own, 0), grads: newParams(w.Config, nil)}
+	l.model.arena = newFloatArena()
+	return l
 }
 
 // Config is the model configuration.
@@ -88,6 +94,7 @@ func (l *Learner) run(ctx context.Context, ex []Example, loss Loss, train bool) 
 		return nil, err
 	}
 	tokens, spans := packBatch(ex)
+	defer l.model.arena.reset()
 	p := l.model.W.Params
 	a, err := l.model.forward(ctx, p, tokens, spans, train, false)
 	if err != nil {
@@ -98,8 +105,13 @@ func (l *Learner) run(ctx context.Context, ex []Example, loss Loss, train bool) 
 	}
 	// Gradients go to a scratch buffer first so that a cancelled call
 	// leaves the accumulated gradients untouched.
-	g := newParams(l.model.Config, nil)
-	dhF := make([]float32, a.T*l.model.Config.HiddenSize)
+	if l.scratch == nil {
+		l.scratch = newParams(l.model.Config, nil)
+	} else {
+		clearParallel(l.scratch.Flat)
+	}
+	g := l.scratch
+	dhF := l.model.arena.get(a.T * l.model.Config.HiddenSize)
 	res, err := l.model.headLoss(ctx, p, g, a, ex, loss, dhF)
 	if err != nil {
 		return nil, err
@@ -107,7 +119,7 @@ func (l *Learner) run(ctx context.Context, ex []Example, loss Loss, train bool) 
 	if err := l.model.backward(ctx, p, g, a, dhF); err != nil {
 		return nil, err
 	}
-	addInto(l.grads.Flat, g.Flat)
+	parallelRows(len(g.Flat), 1, func(lo, hi int) { addInto(l.grads.Flat[lo:hi], g.Flat[lo:hi]) })
 	l.pending += len(ex)
 	return res, nil
 }
