@@ -112,3 +112,20 @@ echo '{"torch_version": "fake", "threads": 2, "peak_gflops": 10, "train_tokens_p
 		t.Fatal("a failing PyTorch script was not reported")
 	}
 }
+
+// BenchmarkOptimStep is one AdamW update (with clipping on) of the
+// "small" preset's 11M parameters.
+func BenchmarkOptimStep(b *testing.B) {
+	w, _ := benchModel(b, 1024)
+	l := NewLearner(w)
+	ctx := context.Background()
+	opt := AdamW{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.01, GradClipNorm: 1}
+	for b.Loop() {
+		for i := range l.grads.Flat {
+			l.grads.Flat[i] = 1e-3
+		}
+		if _, err := l.OptimStep(ctx, opt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -66,3 +66,21 @@ func expScaled(dst, src []float32, scale, sub float32) {
 		dst[i] = expf(src[i]*scale - sub)
 	}
 }
+
+//go:noescape
+func adamwAVX2(wp, gp, mp, vp *float32, n int, k *adamConsts)
+
+// adamwUpdate applies adamwGo's update, eight weights at a time with AVX2.
+func adamwUpdate(w, g, m, v []float32, k *adamConsts) {
+	n := len(w)
+	if n == 0 {
+		return
+	}
+	_, _, _ = g[n-1], m[n-1], v[n-1]
+	head := 0
+	if haveAVX2FMA && n >= 8 {
+		head = n &^ 7
+		adamwAVX2(&w[0], &g[0], &m[0], &v[0], head, k)
+	}
+	adamwGo(w[head:], g[head:n], m[head:n], v[head:n], k)
+}

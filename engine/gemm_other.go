@@ -12,3 +12,5 @@ func expScaled(dst, src []float32, scale, sub float32) {
 		dst[i] = expf(x*scale - sub)
 	}
 }
+
+func adamwUpdate(w, g, m, v []float32, k *adamConsts) { adamwGo(w, g, m, v, k) }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -209,6 +210,28 @@ func BenchmarkStepGEMM(b *testing.B) {
 				}
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
+		}
+	}
+}
+
+// The vector AdamW kernel and its portable tail agree on every length.
+func TestAdamwUpdateMatchesGo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	k := adamConsts{scale: 0.7, b1: 0.9, omb1: 0.1, b2: 0.95, omb2: 0.05, dec: 0.999, lrc: 0.01, isb2: 1.2, eps: 1e-8}
+	for _, n := range []int{0, 1, 7, 8, 9, 64, 1001} {
+		w, g, m, v := randSlice(rng, n), randSlice(rng, n), randSlice(rng, n), randSlice(rng, n)
+		for i := range v {
+			v[i] *= v[i]
+		}
+		w2, g2, m2, v2 := slices.Clone(w), slices.Clone(g), slices.Clone(m), slices.Clone(v)
+		adamwUpdate(w, g, m, v, &k)
+		adamwGo(w2, g2, m2, v2, &k)
+		for i := range w {
+			// The vector kernel fuses multiply-adds, so allow a few ulp.
+			near := func(a, b float32) bool { return math.Abs(float64(a-b)) <= 1e-6*math.Max(1, math.Abs(float64(b))) }
+			if !near(w[i], w2[i]) || !near(m[i], m2[i]) || !near(v[i], v2[i]) || g[i] != 0 || g2[i] != 0 {
+				t.Fatalf("n=%d i=%d: w %v vs %v, m %v vs %v, g %v %v", n, i, w[i], w2[i], m[i], m2[i], g[i], g2[i])
+			}
 		}
 	}
 }

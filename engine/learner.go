@@ -190,26 +190,40 @@ func (l *Learner) OptimStep(ctx context.Context, opt AdamW) (map[string]float64,
 	bc2 := 1 - math.Pow(b2, float64(l.step))
 	w, m1, m2 := l.model.W.Flat, l.m1.Flat, l.m2.Flat
 	lr, eps, wd := opt.LR, opt.Eps, opt.WeightDecay
-	// One division and one square root per weight: √(v/bc2) = √v·(1/√bc2)
-	// and the 1/bc1 factor joins lr; the gradient is cleared in the same
-	// pass while it is in cache.
-	lrc, isb2 := lr/bc1, 1/math.Sqrt(bc2)
-	parallelRows(len(w), 1, func(lo, hi int) {
-		w, g, m1, m2 := w[lo:hi], g[lo:hi:hi], m1[lo:hi:hi], m2[lo:hi:hi]
-		for i := range w {
-			gi := float64(g[i]) * scale
-			mi := b1*float64(m1[i]) + (1-b1)*gi
-			vi := b2*float64(m2[i]) + (1-b2)*gi*gi
-			m1[i], m2[i] = float32(mi), float32(vi)
-			wi := float64(w[i])
-			w[i] = float32(wi - lrc*mi/(math.Sqrt(vi)*isb2+eps) - lr*wd*wi)
-			g[i] = 0
-		}
+	// In float32 like the stored moments: one division and one square root
+	// per weight (√(v/bc2) = √v·(1/√bc2), 1/bc1 joins lr), and the gradient
+	// is cleared in the same pass while it is in cache.
+	k := adamConsts{scale: float32(scale), b1: float32(b1), omb1: float32(1 - b1), b2: float32(b2),
+		omb2: float32(1 - b2), dec: float32(1 - lr*wd), lrc: float32(lr / bc1),
+		isb2: float32(1 / math.Sqrt(bc2)), eps: float32(eps)}
+	const block = 1 << 14 // whole blocks of 8-float vectors per task
+	parallelTasks((len(w)+block-1)/block, 0, func(t int) {
+		lo, hi := t*block, min(len(w), (t+1)*block)
+		adamwUpdate(w[lo:hi], g[lo:hi], m1[lo:hi], m2[lo:hi], &k)
 	})
 	n := l.pending
 	l.pending = 0
 	return map[string]float64{"grad_norm": norm, "learning_rate": lr, "step": float64(l.step),
 		"clipped": boolFloat(scale < 1), "examples": float64(n)}, nil
+}
+
+// adamConsts are one AdamW step's factors, in the order adamwAVX2 reads
+// them.
+type adamConsts struct {
+	scale, b1, omb1, b2, omb2, dec, lrc, isb2, eps float32
+}
+
+// adamwGo is the portable AdamW update (and the vector kernel's tail).
+func adamwGo(w, g, m, v []float32, k *adamConsts) {
+	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
+	for i := range w {
+		gi := g[i] * k.scale
+		mi := k.b1*m[i] + k.omb1*gi
+		vi := k.b2*v[i] + k.omb2*gi*gi
+		m[i], v[i] = mi, vi
+		w[i] = w[i]*k.dec - k.lrc*mi/(float32(math.Sqrt(float64(vi)))*k.isb2+k.eps)
+		g[i] = 0
+	}
 }
 
 func boolFloat(b bool) float64 {
