@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,27 +31,39 @@ The run directory gets report.md and report.json (held-out accuracy before and
 after RL with the paired bootstrap 95% CI of the lift), metrics.jsonl,
 metrics.prom, plots.html, sample trajectories and checkpoints. With no flags
 it uses the built-in defaults (about two minutes on 2 CPU cores) and writes to
-runs/train-<UTC time>. Every config field is in docs/configuration.md.`,
+runs/train-<UTC time>. Every config field is in docs/configuration.md.
+
+With a config that has a cluster: block, train drives real backends instead:
+a Tinker trainer, an SGLang fleet (or Tinker sampling), a retrieval server and
+a dataset, as docs/cluster.md describes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := rl.DemoOptions{Config: rl.DefaultDemoConfig(), Out: out, Logger: slog.Default()}
-			if noProgress {
-				opts.Progress = rl.ProgressLog
-			}
-			switch {
-			case resume != "" && (out != "" || configPath != ""):
+			if resume != "" && (out != "" || configPath != "") {
 				return errors.New("--resume continues a run with its own directory and config.yaml; drop --out and --config")
-			case resume != "":
-				opts.Out, opts.Resume = resume, true
-			case configPath != "":
+			}
+			progress := rl.ProgressAuto
+			if noProgress {
+				progress = rl.ProgressLog
+			}
+			if out == "" {
+				out = cmp.Or(resume, "runs/train-"+time.Now().UTC().Format("20060102-150405"))
+			}
+			if resume != "" || configPath != "" {
+				ok, err := rl.HasClusterBlock(cmp.Or(configPath, filepath.Join(resume, "config.yaml")))
+				if err != nil {
+					return err
+				}
+				if ok {
+					return runClusterTrain(cmd, configPath, out, resume != "", progress)
+				}
+			}
+			opts := rl.DemoOptions{Config: rl.DefaultDemoConfig(), Out: out, Resume: resume != "", Progress: progress, Logger: slog.Default()}
+			if configPath != "" {
 				cfg, err := rl.LoadDemoConfig(configPath)
 				if err != nil {
 					return err
 				}
 				opts.Config = cfg
-			}
-			if opts.Out == "" {
-				opts.Out = "runs/train-" + time.Now().UTC().Format("20060102-150405")
 			}
 			rep, err := rl.RunDemo(cmd.Context(), opts)
 			if err != nil {
@@ -66,4 +80,23 @@ runs/train-<UTC time>. Every config field is in docs/configuration.md.`,
 	f.StringVar(&resume, "resume", "", "continue the run in this directory with its config.yaml: finished phases are skipped, RL resumes from its last checkpoint")
 	f.BoolVar(&noProgress, "no-progress", false, "write progress as log lines instead of bars, even on a terminal")
 	return c
+}
+
+// runClusterTrain wires `train --config` with a cluster: block (or
+// --resume of such a run) to rl.RunCluster.
+func runClusterTrain(cmd *cobra.Command, configPath, out string, resume bool, progress rl.ProgressMode) error {
+	opts := rl.ClusterOptions{Out: out, Resume: resume, Progress: progress, Logger: slog.Default()}
+	if !resume {
+		f, err := rl.LoadClusterFile(configPath)
+		if err != nil {
+			return err
+		}
+		opts.File = f
+	}
+	sum, err := rl.RunCluster(cmd.Context(), opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "trained to version %d; metrics: %s/metrics.jsonl, checkpoint: %s\n", sum.Version, out, sum.Checkpoint)
+	return nil
 }

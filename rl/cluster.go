@@ -1,0 +1,549 @@
+package rl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/dataset"
+	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/reward"
+	"github.com/asearcher/asearcher/tokenizer"
+	"github.com/asearcher/asearcher/tools"
+	"github.com/asearcher/asearcher/trainer"
+	"go.yaml.in/yaml/v3"
+)
+
+// ClusterFile is a `asearcher train --config` file that trains on real
+// backends: the cluster: block says where everything is, the rl: block is
+// the controller's Config. Unknown fields are errors (docs/cluster.md).
+type ClusterFile struct {
+	Cluster *ClusterConfig `yaml:"cluster"`
+	RL      Config         `yaml:"rl"`
+}
+
+// ClusterConfig names the backends of a cluster run.
+type ClusterConfig struct {
+	// Data is the training questions: a built-in dataset name or a file
+	// that package dataset loads (JSONL or JSON, with gold answers).
+	Data string `yaml:"data"`
+	// Search and Access are the tools (tools.SearcherFromSpec and
+	// BrowserFromSpec): a retrieval server http://host:port, addrdir:DIR,
+	// serper; Access defaults to the retrieval server's /access when
+	// Search is one, else none.
+	Search string `yaml:"search"`
+	Access string `yaml:"access"`
+	// Agent is a registered agent name (agent.NewRegistry); Prompt
+	// optionally replaces its prompt by name.
+	Agent  string `yaml:"agent"`
+	Prompt string `yaml:"prompt"`
+	// Tokenizer is the policy's tokenizer.json or model directory; token
+	// mode is what makes trajectories trainable.
+	Tokenizer string `yaml:"tokenizer"`
+	// Sampler is the generation fleet: sglang:http://a,http://b (an SGLang
+	// pool, native /generate), or "tinker" to sample through the trainer's
+	// Tinker server.
+	Sampler string `yaml:"sampler"`
+	// Publisher sends each new version to the samplers: "sglang"
+	// (pause_generation / update_weights_from_disk / continue_generation on
+	// every server of Sampler) or "tinker" (a new sampling session on the
+	// saved sampler weights). Empty picks the one that matches Sampler.
+	Publisher string         `yaml:"publisher"`
+	Trainer   ClusterTrainer `yaml:"trainer"`
+	// Reward is the training reward (package reward; its defaults are
+	// ASearcher's: set F1, augmented answers, format gate, invalid-question
+	// penalty).
+	Reward reward.Config `yaml:"reward"`
+	// ValidInstructionRatio is the share of questions whose prompt says the
+	// question is valid and asks for the most likely answer (the rest may
+	// answer "the question is invalid"); only those get the reward's
+	// invalid-question penalty. ASearcher's default is 1, its web and
+	// local recipes use 0.3.
+	ValidInstructionRatio float64 `yaml:"valid_instruction_ratio"`
+	// Temperature and TopP of rollout sampling.
+	Temperature float64 `yaml:"temperature"`
+	TopP        float64 `yaml:"top_p"`
+	// Limits bound every trajectory (agent.Limits).
+	Limits agent.Limits `yaml:"limits"`
+	// HealthTimeoutS bounds each health check before the run starts.
+	HealthTimeoutS float64 `yaml:"health_timeout_s"`
+}
+
+// ClusterTrainer is the Tinker-compatible training server (the Tinker
+// service, SkyRL tx, or `asearcher serve model`). The API key comes from
+// $TINKER_API_KEY, never from the file, so the run directory's copy of the
+// config holds no secret.
+type ClusterTrainer struct {
+	BaseURL   string `yaml:"base_url"`
+	BaseModel string `yaml:"base_model"`
+	LoraRank  int    `yaml:"lora_rank"`
+}
+
+// DefaultClusterFile is a cluster file's defaults: the controller's
+// Config, ASearcher's reward, the asearcher agent at temperature 1.
+func DefaultClusterFile() ClusterFile {
+	return ClusterFile{RL: DefaultConfig()}
+}
+
+func defaultClusterConfig() *ClusterConfig {
+	return &ClusterConfig{Agent: agent.AgentASearcher, Reward: reward.DefaultConfig(), ValidInstructionRatio: 1, Temperature: 1, HealthTimeoutS: 10}
+}
+
+// Validate names the first missing or wrong field.
+func (f *ClusterFile) Validate() error {
+	c := f.Cluster
+	if c == nil {
+		return errors.New("no cluster: block; see docs/cluster.md")
+	}
+	switch {
+	case strings.TrimSpace(c.Data) == "":
+		return errors.New("cluster.data is empty: name a built-in dataset or a JSONL file of questions with answers")
+	case strings.TrimSpace(c.Search) == "":
+		return errors.New("cluster.search is empty: give the retrieval server (http://host:port), addrdir:DIR or serper")
+	case strings.TrimSpace(c.Tokenizer) == "":
+		return errors.New("cluster.tokenizer is empty: give the policy's tokenizer.json or model directory (training needs token mode)")
+	case strings.TrimSpace(c.Sampler) == "":
+		return errors.New("cluster.sampler is empty: give sglang:http://host:port[,http://host2:port] or tinker")
+	case c.Trainer.BaseURL == "":
+		return errors.New("cluster.trainer.base_url is empty: give the Tinker server's root URL")
+	case c.Trainer.BaseModel == "":
+		return errors.New("cluster.trainer.base_model is empty: give the model name the Tinker server trains")
+	case c.Temperature < 0 || c.TopP < 0 || c.TopP > 1:
+		return errors.New("cluster.temperature must be ≥ 0 and cluster.top_p from 0 to 1")
+	case c.ValidInstructionRatio < 0 || c.ValidInstructionRatio > 1:
+		return errors.New("cluster.valid_instruction_ratio must be from 0 to 1")
+	case c.HealthTimeoutS <= 0:
+		return errors.New("cluster.health_timeout_s must be > 0")
+	}
+	if _, err := c.publisher(); err != nil {
+		return err
+	}
+	if err := c.Reward.Validate(); err != nil {
+		return fmt.Errorf("cluster.reward: %w", err)
+	}
+	return f.RL.Validate()
+}
+
+// publisher resolves Publisher against Sampler.
+func (c *ClusterConfig) publisher() (string, error) {
+	tinker := strings.TrimSpace(c.Sampler) == "tinker"
+	switch c.Publisher {
+	case "":
+		if tinker {
+			return "tinker", nil
+		}
+		return "sglang", nil
+	case "sglang":
+		if tinker {
+			return "", errors.New("cluster.publisher sglang needs cluster.sampler to list SGLang servers, not tinker")
+		}
+		return "sglang", nil
+	case "tinker":
+		if !tinker {
+			return "", errors.New("cluster.publisher tinker needs cluster.sampler: tinker (an SGLang fleet is updated by publisher sglang)")
+		}
+		return "tinker", nil
+	}
+	return "", fmt.Errorf("cluster.publisher %q: want sglang or tinker", c.Publisher)
+}
+
+// HasClusterBlock says whether the YAML file at path has a cluster: block,
+// which makes `asearcher train` run RunCluster instead of the demo.
+func HasClusterBlock(path string) (bool, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("read config: %w", err)
+	}
+	top, err := topKeys(raw)
+	if err != nil {
+		return false, fmt.Errorf("config %s: %w", path, err)
+	}
+	_, ok := top["cluster"]
+	return ok, nil
+}
+
+// LoadClusterFile reads a cluster file over the defaults, strictly, and
+// validates it.
+func LoadClusterFile(path string) (ClusterFile, error) {
+	f := DefaultClusterFile()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return f, fmt.Errorf("read config: %w", err)
+	}
+	if f, err = DecodeClusterFile(raw); err != nil {
+		return f, fmt.Errorf("config %s: %s", path, oneLine(err))
+	}
+	return f, nil
+}
+
+// DecodeClusterFile decodes a cluster file over the defaults and validates
+// it.
+func DecodeClusterFile(raw []byte) (ClusterFile, error) {
+	f := DefaultClusterFile()
+	// The cluster block's defaults apply only when the block is there;
+	// a pointer field would otherwise decode over nil.
+	probe, err := topKeys(raw)
+	if err != nil {
+		return f, err
+	}
+	if _, ok := probe["cluster"]; ok {
+		f.Cluster = defaultClusterConfig()
+	}
+	if err := DecodeYAML(bytes.NewReader(raw), &f); err != nil {
+		return f, err
+	}
+	return f, f.Validate()
+}
+
+// oneLine joins the lines of a YAML error ("unmarshal errors:\n  line 5:
+// …\n  line 9: …") so a user sees one line.
+func oneLine(err error) string {
+	msg := strings.ReplaceAll(err.Error(), ":\n  ", ": ")
+	return strings.ReplaceAll(msg, "\n  ", "; ")
+}
+
+// topKeys returns the top-level keys of a YAML document.
+func topKeys(raw []byte) (map[string]any, error) {
+	var top map[string]any
+	if err := yaml.Unmarshal(raw, &top); err != nil {
+		return nil, err
+	}
+	return top, nil
+}
+
+// ClusterOptions run RunCluster.
+type ClusterOptions struct {
+	File ClusterFile
+	// Out is the run directory; with Resume, its config.yaml is used and
+	// RL continues from its latest checkpoint.
+	Out      string
+	Resume   bool
+	Progress ProgressMode
+	Logger   *slog.Logger
+	OnStep   func(*StepRecord)
+}
+
+// Paths inside a cluster run directory.
+const clusterDataFile = "data.json"
+
+// RunCluster trains the configured agent on real backends: it checks every
+// server's health, then runs the controller with the Tinker trainer, the
+// SGLang pool or Tinker sampler, and the chosen publisher.
+func RunCluster(ctx context.Context, o ClusterOptions) (*Summary, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	file := o.File
+	cfgPath := filepath.Join(o.Out, demoConfigFile)
+	if o.Resume {
+		f, err := LoadClusterFile(cfgPath)
+		if err != nil {
+			return nil, fmt.Errorf("resume %s: %w", o.Out, err)
+		}
+		file = f
+	} else if err := file.Validate(); err != nil {
+		return nil, err
+	}
+	c := file.Cluster
+	pubKind, _ := c.publisher()
+
+	data, err := dataset.Load(c.Data, dataset.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("cluster.data: %w", err)
+	}
+	if len(data.Items) == 0 {
+		return nil, fmt.Errorf("cluster.data %s has no questions", c.Data)
+	}
+	tok, err := tokenizer.Load(c.Tokenizer)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.tokenizer: %w", err)
+	}
+	wf, err := agent.NewRegistry().New(c.Agent, agent.Options{Prompt: c.Prompt})
+	if err != nil {
+		return nil, fmt.Errorf("cluster.agent: %w", err)
+	}
+	env := agent.Env{Tokenizer: tok, Template: agent.TokenizerTemplate{Tok: tok}, StopTokenIDs: agent.DefaultStopTokenIDs(tok),
+		Sampling: llm.Params{Temperature: c.Temperature, TopP: c.TopP}, Limits: c.Limits, Log: log}
+	if err := clusterTools(ctx, c, &env, log); err != nil {
+		return nil, err
+	}
+
+	timeout := time.Duration(c.HealthTimeoutS * float64(time.Second))
+	tcfg := llm.TinkerConfig{BaseURL: c.Trainer.BaseURL, APIKey: os.Getenv("TINKER_API_KEY"), Logger: log}
+	if err := probeServer(ctx, c.Trainer.BaseURL+"/api/v1/healthz", timeout); err != nil {
+		return nil, fmt.Errorf("trainer %s does not answer (start it or fix cluster.trainer.base_url): %w", c.Trainer.BaseURL, err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	tr, err := trainer.NewTinker(hctx, trainer.TinkerOptions{TinkerConfig: tcfg, BaseModel: c.Trainer.BaseModel, LoraRank: c.Trainer.LoraRank})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("trainer %s is not usable (check cluster.trainer and TINKER_API_KEY): %w", c.Trainer.BaseURL, err)
+	}
+	defer tr.Close()
+
+	var sampler llm.Sampler
+	var pub Publisher
+	var wrap func(llm.Sampler) llm.Sampler
+	switch pubKind {
+	case "sglang":
+		pool, urls, err := sglangFleet(ctx, c.Sampler, timeout, log)
+		if err != nil {
+			return nil, err
+		}
+		defer pool.Close()
+		sampler = pool
+		pub = &SGLangPublisher{Servers: urls}
+		wrap = func(s llm.Sampler) llm.Sampler { return &llm.Resumer{Sampler: s, Logger: log} }
+	case "tinker":
+		sm, err := llm.NewTinkerSampler(llm.TinkerSamplerConfig{TinkerConfig: tcfg, BaseModel: c.Trainer.BaseModel, Decode: tok.Decode})
+		if err != nil {
+			return nil, fmt.Errorf("tinker sampler: %w", err)
+		}
+		defer sm.Close()
+		sampler = stopStringsOnly{sm}
+		pub = SwapPublisher{Load: func(ctx context.Context, path string, _ int) error { return sm.SetModelPath(ctx, path) }}
+	}
+
+	// Every server answered: only now does the run directory appear, so a
+	// failed start leaves nothing that --resume would pick up.
+	if err := startRunDir(o.Out, o.Resume, file, data); err != nil {
+		return nil, err
+	}
+	bar := newDemoProgress(o.Progress, log, "RL", file.RL.Steps)
+	ctl, err := New(Options{
+		Config: file.RL, Dataset: clusterQuestions(data.Items), Rollout: clusterRollout(wf, &env, c, data.Items),
+		Sampler: sampler, WrapSampler: wrap, Trainer: tr, Publisher: pub,
+		RunDir: o.Out, Resume: o.Resume, Logger: log,
+		OnStep: func(r *StepRecord) {
+			bar.Set(int64(r.Step+1), fmt.Sprintf("reward %.3f acc %.2f", r.RewardMean, r.Accuracy))
+			if o.OnStep != nil {
+				o.OnStep(r)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("cluster RL", "data", data.Source, "questions", len(data.Items), "agent", c.Agent, "sampler", c.Sampler,
+		"publisher", pubKind, "trainer", c.Trainer.BaseURL, "steps", file.RL.Steps, "resume", o.Resume)
+	sum, err := ctl.Run(ctx)
+	bar.Finish()
+	if err != nil {
+		return sum, fmt.Errorf("RL: %w (continue with --resume %s)", err, o.Out)
+	}
+	return sum, nil
+}
+
+// startRunDir creates the run directory with its config and the data's
+// identity, or, on resume, checks that the data has not changed (the data
+// position in the checkpoint would point at other questions).
+func startRunDir(dir string, resume bool, file ClusterFile, data *dataset.Set) error {
+	type dataID struct {
+		Source string `json:"source"`
+		SHA256 string `json:"sha256"`
+		Items  int    `json:"items"`
+	}
+	id := dataID{Source: data.Source, SHA256: data.SHA256, Items: len(data.Items)}
+	idPath := filepath.Join(dir, clusterDataFile)
+	if resume {
+		var was dataID
+		if err := readJSON(idPath, &was); err != nil {
+			return fmt.Errorf("resume %s: %w", dir, err)
+		}
+		if was.SHA256 != id.SHA256 {
+			return fmt.Errorf("resume %s: cluster.data %s changed since the run started (sha256 %.12s, now %.12s); start a new run", dir, data.Source, was.SHA256, id.SHA256)
+		}
+		return nil
+	}
+	cfgPath := filepath.Join(dir, demoConfigFile)
+	if _, err := os.Stat(cfgPath); err == nil {
+		return fmt.Errorf("%s already holds a run: pass --resume %s to continue it, or choose another --out", dir, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create run directory: %w", err)
+	}
+	b, err := MarshalYAML(file)
+	if err != nil {
+		return err
+	}
+	if err := writeJSON(idPath, id); err != nil {
+		return err
+	}
+	// The config goes last: its presence marks a run that --resume can continue.
+	return WriteFileAtomic(cfgPath, b)
+}
+
+// probeServer checks that something answers HTTP at url within timeout;
+// any status will do (a hosted server may want a key for this path), only
+// a transport error means the server is down.
+func probeServer(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// clusterTools builds the tools from their specs and checks that a
+// retrieval server answers before the fleet starts generating.
+func clusterTools(ctx context.Context, c *ClusterConfig, env *agent.Env, log *slog.Logger) error {
+	opts := tools.SpecOptions{Logger: log}
+	s, err := tools.SearcherFromSpec(c.Search, opts)
+	if err != nil {
+		return fmt.Errorf("cluster.search: %w", err)
+	}
+	env.Search = s
+	access := strings.TrimSpace(c.Access)
+	search := strings.TrimSpace(c.Search)
+	local := search != "serper"
+	if access == "" {
+		access = "none"
+		if local {
+			access = search
+		}
+	}
+	b, err := tools.BrowserFromSpec(access, opts)
+	if err != nil {
+		return fmt.Errorf("cluster.access: %w", err)
+	}
+	env.Browse = b
+	if !local {
+		// A web search costs money per query; its key is checked on first use.
+		return nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, time.Duration(c.HealthTimeoutS*float64(time.Second)))
+	defer cancel()
+	if _, err := s.Search(hctx, "health check", 1); err != nil {
+		return fmt.Errorf("retrieval server %s does not answer a search (start it or fix cluster.search): %w", search, err)
+	}
+	return nil
+}
+
+// sglangFleet builds the SGLang pool and checks every server's /health.
+func sglangFleet(ctx context.Context, spec string, timeout time.Duration, log *slog.Logger) (*llm.Pool, []string, error) {
+	// sglang:http://a,http://b means every server of the list.
+	if rest, ok := strings.CutPrefix(strings.TrimSpace(spec), "sglang:"); ok {
+		items := strings.Split(rest, ",")
+		for i, it := range items {
+			if it = strings.TrimSpace(it); !strings.Contains(strings.SplitN(it, "//", 2)[0], "sglang:") && strings.HasPrefix(it, "http") {
+				items[i] = "sglang:" + it
+			}
+		}
+		spec = strings.Join(items, ",")
+	}
+	eps, err := llm.ParseSpec(spec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster.sampler: %w", err)
+	}
+	var samplers []llm.Sampler
+	var urls []string
+	for _, ep := range eps {
+		if ep.Kind != "sglang" {
+			return nil, nil, fmt.Errorf("cluster.sampler %s: the fleet must be SGLang servers (sglang:http://host:port), whose weights publisher sglang updates", ep.BaseURL)
+		}
+		s, err := llm.NewSGLang(llm.SGLangConfig{BaseURL: ep.BaseURL, APIKey: llm.APIKeyFromEnv()})
+		if err != nil {
+			return nil, nil, fmt.Errorf("cluster.sampler: %w", err)
+		}
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		err = s.Health(hctx)
+		cancel()
+		if err != nil {
+			return nil, nil, fmt.Errorf("SGLang server %s is not healthy (start it or fix cluster.sampler): %w", ep.BaseURL, err)
+		}
+		samplers = append(samplers, s)
+		urls = append(urls, ep.BaseURL)
+	}
+	pool, err := llm.NewPool(samplers, llm.PoolConfig{Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster.sampler: %w", err)
+	}
+	return pool, urls, nil
+}
+
+// clusterQuestions is the training data as the controller's Dataset.
+type clusterQuestions []dataset.Item
+
+func (q clusterQuestions) Len() int                     { return len(q) }
+func (q clusterQuestions) Question(i int) (string, any) { return q[i].ID, q[i] }
+
+// clusterRollout runs the agent on a question and scores it with the
+// configured reward over every generation of the trajectory.
+func clusterRollout(wf agent.Workflow, env *agent.Env, c *ClusterConfig, items []dataset.Item) Rollout {
+	rc, ratio := c.Reward, c.ValidInstructionRatio
+	aug := map[string][]string{}
+	for _, it := range items {
+		if len(it.AugAnswers) > 0 {
+			aug[it.ID] = it.AugAnswers
+		}
+	}
+	return WorkflowRollout{
+		Workflow: wf,
+		Env: func(q Question) (*agent.Env, agent.Task, error) {
+			it, ok := q.Payload.(dataset.Item)
+			if !ok {
+				return nil, agent.Task{}, fmt.Errorf("payload %T is not a dataset item", q.Payload)
+			}
+			task := agent.Task{ID: it.ID, Question: it.Question, Answers: it.Answers,
+				MayBeInvalid: !validInstruction(q.Index, ratio)}
+			return env, task, nil
+		},
+		Reward: func(_ context.Context, task agent.Task, traj *agent.Trajectory) (float64, error) {
+			s := reward.Sample{Golds: task.Answers, AugAnswers: aug[task.ID], ValidInstruction: !task.MayBeInvalid}
+			for _, call := range traj.Calls {
+				s.Generations = append(s.Generations, call.Text)
+			}
+			if traj.Answered {
+				a := traj.Answer
+				s.Answer = &a
+			}
+			return rc.Score(s).Score, nil
+		},
+	}
+}
+
+// validInstruction draws, from the question's stream index alone, whether
+// its prompt is the valid-instruction one, so every sample of a group and
+// a resumed run see the same prompt.
+func validInstruction(index int64, ratio float64) bool {
+	if ratio >= 1 {
+		return true
+	}
+	// splitmix64 of the index: uniform in [0, 1).
+	z := uint64(index) + 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	z ^= z >> 31
+	return float64(z>>11)/(1<<53) < ratio
+}
+
+// stopStringsOnly sends a Tinker sampler the agent's stop strings without
+// its stop token ids: the Tinker API takes one kind or the other, and the
+// agent itself cuts replies at its stop tokens (and strings) whatever the
+// backend does, so dropping the ids costs at most a few wasted tokens.
+type stopStringsOnly struct{ llm.Sampler }
+
+func (s stopStringsOnly) Sample(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+	if len(req.Params.Stop) > 0 && len(req.Params.StopTokenIDs) > 0 {
+		r := *req
+		r.Params.StopTokenIDs = nil
+		req = &r
+	}
+	return s.Sampler.Sample(ctx, req)
+}
