@@ -53,6 +53,9 @@ func packKV(k, v []float32, ldkv, n, hd int, backward bool) (kT, vN, kN, vT *pac
 // attnForward computes out = softmax(q·kᵀ·scale, causal)·v for one head.
 // scratch must hold attnBlock·(pos0+nq) floats.
 func attnForward(h attnHead, scratch []float32) {
+	// The probabilities stay unnormalised through P·V; each output row is
+	// scaled by its 1/Σ afterwards (hd values instead of nk per row).
+	var inv [attnBlock]float32
 	for i0 := 0; i0 < h.nq; i0 += attnBlock {
 		bq := min(attnBlock, h.nq-i0)
 		nk := h.pos0 + i0 + bq // keys visible to the last query of the block
@@ -71,14 +74,8 @@ func attnForward(h attnHead, scratch []float32) {
 			vis := row[:visible]
 			mx := maxf32(vis) * h.scale
 			expScaled(vis, vis, h.scale, mx)
-			var sum float32
-			for _, e := range vis {
-				sum += e
-			}
-			inv := 1 / sum
-			for j := range vis {
-				vis[j] *= inv
-			}
+			sum := sumf32(vis)
+			inv[r] = 1 / sum
 			clear(row[visible:])
 			if h.lse != nil {
 				h.lse[(i0+r)*h.ldl] = mx + float32(math.Log(float64(sum)))
@@ -86,6 +83,13 @@ func attnForward(h attnHead, scratch []float32) {
 		}
 		gemmPre(gemmArgs{m: bq, n: h.hd, k: nk, a: s, lda: nk, b: h.v, ldb: h.ldkv,
 			c: h.out[i0*h.ldo:], ldc: h.ldo, threads: 1}, h.vN)
+		for r := 0; r < bq; r++ {
+			o := h.out[(i0+r)*h.ldo : (i0+r)*h.ldo+h.hd]
+			f := inv[r]
+			for j := range o {
+				o[j] *= f
+			}
+		}
 	}
 }
 
@@ -131,11 +135,12 @@ func attnBackward(h attnHead, g attnGrad, scratch []float32) {
 		gemmPre(gemmArgs{m: bq, n: nk, k: h.hd, a: g.dout[i0*h.ldo:], lda: h.ldo,
 			b: h.v, ldb: h.ldkv, transB: true, c: dp, ldc: nk, threads: 1}, h.vT)
 		for r := 0; r < bq; r++ {
-			pr, dr := p[r*nk:r*nk+nk], dp[r*nk:r*nk+nk]
+			// Only the visible keys: beyond them p is 0, and so is dS.
+			visible := h.pos0 + i0 + r + 1
+			pr, dr := p[r*nk:r*nk+visible], dp[r*nk:r*nk+nk]
 			d := dsum[r]
-			for j := range pr {
-				dr[j] = pr[j] * (dr[j] - d) * h.scale
-			}
+			dsScale(dr[:visible], pr, d, h.scale)
+			clear(dr[visible:])
 		}
 		// dQ = dS·K
 		gemmPre(gemmArgs{m: bq, n: h.hd, k: nk, a: dp, lda: nk, b: h.k, ldb: h.ldkv,

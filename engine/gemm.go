@@ -206,7 +206,10 @@ func packB(dst []float32, g gemmArgs, pc, kb, threads int) {
 		if !g.transB && cols == nr {
 			for p := 0; p < kb; p++ {
 				src := g.b[(pc+p)*g.ldb+j0:]
-				*(*[nr]float32)(d[p*nr:]) = *(*[nr]float32)(src)
+				// Through a value: a direct array-to-array copy may
+				// overlap, so the compiler calls memmove for it.
+				v := *(*[nr]float32)(src)
+				*(*[nr]float32)(d[p*nr:]) = v
 			}
 			return
 		}

@@ -39,6 +39,8 @@ type Learner struct {
 	// grads; kept across calls, like the arena's activation buffers, so
 	// that a step does not fault in half a gigabyte of fresh pages.
 	scratch *Params
+	// scratchDirty is false while scratch is known to be all zeros.
+	scratchDirty bool
 }
 
 // NewLearner starts training from w (which it copies).
@@ -107,9 +109,10 @@ func (l *Learner) run(ctx context.Context, ex []Example, loss Loss, train bool) 
 	// leaves the accumulated gradients untouched.
 	if l.scratch == nil {
 		l.scratch = newParams(l.model.Config, nil)
-	} else {
+	} else if l.scratchDirty {
 		clearParallel(l.scratch.Flat)
 	}
+	l.scratchDirty = true
 	g := l.scratch
 	dhF := l.model.arena.get(a.T * l.model.Config.HiddenSize)
 	res, err := l.model.headLoss(ctx, p, g, a, ex, loss, dhF)
@@ -119,7 +122,14 @@ func (l *Learner) run(ctx context.Context, ex []Example, loss Loss, train bool) 
 	if err := l.model.backward(ctx, p, g, a, dhF); err != nil {
 		return nil, err
 	}
-	parallelRows(len(g.Flat), 1, func(lo, hi int) { addInto(l.grads.Flat[lo:hi], g.Flat[lo:hi]) })
+	if l.pending == 0 {
+		// Nothing accumulated yet, so grads is all zeros (every path that
+		// resets pending clears it): swap instead of adding.
+		l.grads, l.scratch = g, l.grads
+		l.scratchDirty = false
+	} else {
+		parallelRows(len(g.Flat), 1, func(lo, hi int) { addInto(l.grads.Flat[lo:hi], g.Flat[lo:hi]) })
+	}
 	l.pending += len(ex)
 	return res, nil
 }

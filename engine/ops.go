@@ -264,6 +264,45 @@ func maxf32(z []float32) float32 {
 	return max(max(m0, m1), max(m2, m3))
 }
 
+// sumf32 adds z in eight independent chains (one long chain is bound by
+// the adder's latency).
+func sumf32(z []float32) float32 {
+	var s [8]float32
+	i := 0
+	for ; i+8 <= len(z); i += 8 {
+		v := z[i : i+8 : i+8]
+		s[0] += v[0]
+		s[1] += v[1]
+		s[2] += v[2]
+		s[3] += v[3]
+		s[4] += v[4]
+		s[5] += v[5]
+		s[6] += v[6]
+		s[7] += v[7]
+	}
+	for ; i < len(z); i++ {
+		s[0] += z[i]
+	}
+	return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+}
+
+// dsScale sets ds[j] = p[j]·(ds[j] − d)·scale: attention's score gradient
+// from dP, the probabilities and D = dO·O.
+func dsScale(ds, p []float32, d, scale float32) {
+	p = p[:len(ds)]
+	i := 0
+	for ; i+4 <= len(ds); i += 4 {
+		x, y := ds[i:i+4:i+4], p[i:i+4:i+4]
+		x[0] = y[0] * (x[0] - d) * scale
+		x[1] = y[1] * (x[1] - d) * scale
+		x[2] = y[2] * (x[2] - d) * scale
+		x[3] = y[3] * (x[3] - d) * scale
+	}
+	for ; i < len(ds); i++ {
+		ds[i] = p[i] * (ds[i] - d) * scale
+	}
+}
+
 // logSumExpBuf is logSumExp with the vector exp kernel; tmp holds len(z).
 func logSumExpBuf(z, tmp []float32) float32 {
 	mx := maxf32(z)
