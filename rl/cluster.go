@@ -301,7 +301,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*Summary, error) {
 		}
 		defer pool.Close()
 		sampler = pool
-		pub = &SGLangPublisher{Servers: urls}
+		pub = &SGLangPublisher{Servers: urls, Client: bearerClient(llm.APIKeyFromEnv())}
 		wrap = func(s llm.Sampler) llm.Sampler { return &llm.Resumer{Sampler: s, Logger: log} }
 	case "tinker":
 		sm, err := llm.NewTinkerSampler(llm.TinkerSamplerConfig{TinkerConfig: tcfg, BaseModel: c.Trainer.BaseModel, Decode: tok.Decode})
@@ -546,4 +546,25 @@ func (s stopStringsOnly) Sample(ctx context.Context, req *llm.Request) (*llm.Res
 		req = &r
 	}
 	return s.Sampler.Sample(ctx, req)
+}
+
+// bearerClient is an HTTP client that sends key as SGLang's "Authorization:
+// Bearer" header, so that weight updates reach servers started with
+// --api-key as the samplers do; nil (the default client) without a key.
+func bearerClient(key string) *http.Client {
+	if key == "" {
+		return nil
+	}
+	return &http.Client{Transport: bearerTransport{key: key, next: http.DefaultTransport}}
+}
+
+type bearerTransport struct {
+	key  string
+	next http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.key)
+	return b.next.RoundTrip(r)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -319,5 +320,24 @@ func TestClusterDocYAML(t *testing.T) {
 	}
 	if f.Cluster.Sampler == "" || f.Cluster.Trainer.BaseModel == "" || f.RL.Steps == 0 {
 		t.Errorf("decoded %+v: not the documented values", f.Cluster)
+	}
+}
+
+// TestBearerClient: with a key, weight-update calls carry SGLang's bearer
+// header; without one, the default client is used.
+func TestBearerClient(t *testing.T) {
+	got := make(chan string, 1)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.Header.Get("Authorization") }))
+	defer hs.Close()
+	if bearerClient("") != nil {
+		t.Fatal("a client without a key")
+	}
+	resp, err := bearerClient("s3cret").Get(hs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if h := <-got; h != "Bearer s3cret" {
+		t.Fatalf("Authorization %q", h)
 	}
 }
