@@ -289,6 +289,24 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*Summary, error) {
 		return nil, fmt.Errorf("trainer %s is not usable (check cluster.trainer and TINKER_API_KEY): %w", c.Trainer.BaseURL, err)
 	}
 	defer tr.Close()
+	defer func() {
+		// The run's state lives in its saved weights; the training model
+		// would otherwise hold trainer memory (and one of a server's
+		// --max-models slots) until the trainer drops it, and a resume on
+		// the same server could be refused. An interrupted run skips this:
+		// a call it cancelled before sending leaves a seq_id gap that the
+		// unload would wait behind.
+		if ctx.Err() != nil {
+			log.Warn("run interrupted: the training model stays loaded on the trainer until it is unloaded or restarted",
+				"trainer", c.Trainer.BaseURL, "model", tr.ModelID())
+			return
+		}
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		if err := tr.Unload(uctx); err != nil {
+			log.Warn("training model not unloaded", "trainer", c.Trainer.BaseURL, "model", tr.ModelID(), "err", err)
+		}
+	}()
 
 	var sampler llm.Sampler
 	var pub Publisher
