@@ -21,7 +21,7 @@ type WorkflowRollout struct {
 	// the environment's Sampler to the controller's sampler, and the task's
 	// Sample and Seed; the returned Env is copied, never modified.
 	Env func(q Question) (*agent.Env, agent.Task, error)
-	// Reward, when set, scores trajectories. Otherwise a workflow that
+	// Reward, when set, scores trajectories for training. Otherwise a workflow that
 	// implements agent.Rewarder scores its own, and any other workflow gets
 	// exact match of its answer against the task's answers (0 when it did
 	// not answer).
@@ -52,7 +52,7 @@ func (w WorkflowRollout) Run(ctx context.Context, q Question, s llm.Sampler, sam
 	if err != nil {
 		return nil, fmt.Errorf("trajectory %s: %w", traj.ID, err)
 	}
-	out := &Sample{Reward: score, Score: score, Turns: len(traj.Calls), ToolCalls: len(traj.Tools)}
+	out := &Sample{Reward: score, Score: accuracy(task, traj, score), Turns: len(traj.Calls), ToolCalls: len(traj.Tools)}
 	for _, sq := range seqs {
 		out.Sequences = append(out.Sequences, fromAgentSequence(sq))
 	}
@@ -73,6 +73,19 @@ func (w WorkflowRollout) score(ctx context.Context, task agent.Task, traj *agent
 		return 0, nil
 	}
 	return reward.EM(traj.Answer, task.Answers), nil
+}
+
+// accuracy is the metric reported as accuracy: exact match when the task
+// has gold answers, so that shaped rewards (format penalties, F1, a
+// workflow's own reward) do not blur it; the reward otherwise.
+func accuracy(task agent.Task, traj *agent.Trajectory, rew float64) float64 {
+	if len(task.Answers) == 0 {
+		return rew
+	}
+	if !traj.Answered {
+		return 0
+	}
+	return reward.EM(traj.Answer, task.Answers)
 }
 
 // fromAgentSequence converts the agent's training sequence to the
