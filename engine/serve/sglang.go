@@ -50,6 +50,20 @@ func sglangBodyError(w http.ResponseWriter, err error) {
 	sglangError(w, http.StatusBadRequest, err.Error())
 }
 
+// sglangFields checks the method and decodes the body's top-level fields,
+// answering the client itself (SGLang's error shape) when either fails.
+func sglangFields(w http.ResponseWriter, r *http.Request, methods ...string) (map[string]json.RawMessage, bool) {
+	if !requireMethod(w, r, methods...) {
+		return nil, false
+	}
+	_, f, err := decodeFields(r)
+	if err != nil {
+		sglangBodyError(w, err)
+		return nil, false
+	}
+	return f, true
+}
+
 func requireMethod(w http.ResponseWriter, r *http.Request, methods ...string) bool {
 	for _, m := range methods {
 		if r.Method == m {
@@ -256,12 +270,8 @@ type generateOptions struct {
 }
 
 func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
-	if !requireMethod(w, r, http.MethodPost, http.MethodPut) {
-		return
-	}
-	_, f, err := decodeFields(r)
-	if err != nil {
-		sglangBodyError(w, err)
+	f, ok := sglangFields(w, r, http.MethodPost, http.MethodPut)
+	if !ok {
 		return
 	}
 	for k := range f {
@@ -565,12 +575,8 @@ func writeSSE(w http.ResponseWriter, v any) {
 }
 
 func (s *Server) handleAbort(w http.ResponseWriter, r *http.Request) {
-	if !requireMethod(w, r, http.MethodPost) {
-		return
-	}
-	_, f, err := decodeFields(r)
-	if err != nil {
-		sglangBodyError(w, err)
+	f, ok := sglangFields(w, r, http.MethodPost)
+	if !ok {
 		return
 	}
 	var rid string
@@ -596,12 +602,8 @@ func (s *Server) handleAbort(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePause(w http.ResponseWriter, r *http.Request) {
-	if !requireMethod(w, r, http.MethodPost) {
-		return
-	}
-	_, f, err := decodeFields(r)
-	if err != nil {
-		sglangBodyError(w, err)
+	f, ok := sglangFields(w, r, http.MethodPost)
+	if !ok {
 		return
 	}
 	mode := "abort"
@@ -656,12 +658,8 @@ func parseVersionLabel(raw json.RawMessage) (int, bool, error) {
 }
 
 func (s *Server) handleUpdateWeights(w http.ResponseWriter, r *http.Request) {
-	if !requireMethod(w, r, http.MethodPost) {
-		return
-	}
-	_, f, err := decodeFields(r)
-	if err != nil {
-		sglangBodyError(w, err)
+	f, ok := sglangFields(w, r, http.MethodPost)
+	if !ok {
 		return
 	}
 	var path, format string
@@ -711,12 +709,8 @@ func (s *Server) handleUpdateWeights(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleUpdateVersion(w http.ResponseWriter, r *http.Request) {
-	if !requireMethod(w, r, http.MethodPost) {
-		return
-	}
-	_, f, err := decodeFields(r)
-	if err != nil {
-		sglangBodyError(w, err)
+	f, ok := sglangFields(w, r, http.MethodPost)
+	if !ok {
 		return
 	}
 	v, ok, err := parseVersionLabel(f["new_version"])
