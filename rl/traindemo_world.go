@@ -13,7 +13,6 @@ import (
 	"github.com/asearcher/asearcher/dataset"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/retrieval"
-	"github.com/asearcher/asearcher/reward"
 	"github.com/asearcher/asearcher/synth"
 )
 
@@ -157,11 +156,7 @@ func (a *demoAgent) run(ctx context.Context, s llm.Sampler, dq demoQuestion, sam
 	if err != nil {
 		return traj, 0, err
 	}
-	score := 0.0
-	if traj.Answered {
-		score = reward.EM(traj.Answer, task.Answers)
-	}
-	return traj, score, nil
+	return traj, exactMatch(task, traj), nil
 }
 
 // rollout is the controller's Rollout: the real agent, tools and reward,

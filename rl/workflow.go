@@ -69,10 +69,7 @@ func (w WorkflowRollout) score(ctx context.Context, task agent.Task, traj *agent
 	if r, ok := w.Workflow.(agent.Rewarder); ok {
 		return r.Reward(ctx, task, traj)
 	}
-	if !traj.Answered {
-		return 0, nil
-	}
-	return reward.EM(traj.Answer, task.Answers), nil
+	return exactMatch(task, traj), nil
 }
 
 // accuracy is the metric reported as accuracy: exact match when the task
@@ -82,6 +79,12 @@ func accuracy(task agent.Task, traj *agent.Trajectory, rew float64) float64 {
 	if len(task.Answers) == 0 {
 		return rew
 	}
+	return exactMatch(task, traj)
+}
+
+// exactMatch scores the trajectory's answer against the task's; no answer
+// scores 0.
+func exactMatch(task agent.Task, traj *agent.Trajectory) float64 {
 	if !traj.Answered {
 		return 0
 	}
