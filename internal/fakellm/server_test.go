@@ -89,6 +89,10 @@ func TestPauseHoldsAndAbortsAndUpdateBumpsVersion(t *testing.T) {
 	for s.InFlight() == 0 {
 		time.Sleep(time.Millisecond)
 	}
+	// In flight is not yet decoding: pausing before the first token would
+	// abort "before prefill" with no output. The reply takes ~200 ms, so a
+	// short wait pauses it mid-stream.
+	time.Sleep(30 * time.Millisecond)
 	if code, m := post(t, s.URL+"/pause_generation", `{}`); code != 200 || m["status"] != "ok" {
 		t.Fatalf("pause: %d %v", code, m)
 	}
