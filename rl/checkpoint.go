@@ -107,10 +107,10 @@ func (w *checkpointWriter) begin(version int) (tmp, trainerPath string, err erro
 // previous checkpoint in force.
 func (w *checkpointWriter) commit(tmp string, st *State) error {
 	final := filepath.Join(w.root, stepName(st.Version))
-	// A trainer state written inside tmp moves with it: store it relative.
-	if rel, err := filepath.Rel(tmp, st.TrainerState); err == nil && !strings.HasPrefix(rel, "..") && filepath.IsAbs(st.TrainerState) {
-		st.TrainerState = rel
-	}
+	// A trainer state written inside tmp moves with it: store it relative
+	// to the checkpoint, whether the run directory was given relative (the
+	// default runs/train-<time>) or absolute.
+	st.TrainerState = relativeTo(tmp, st.TrainerState)
 	raw, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
@@ -196,7 +196,37 @@ func LoadCheckpoint(runDir string) (*State, string, error) {
 	}
 	tp := st.TrainerState
 	if tp != "" && !filepath.IsAbs(tp) && !strings.Contains(tp, "://") {
-		tp = filepath.Join(dir, tp)
+		tp = filepath.Join(dir, oldTemporaryPath(name, tp))
 	}
 	return &st, tp, nil
+}
+
+// relativeTo returns path relative to dir when path lies inside dir; any
+// other path (another directory, a tinker:// URL) is returned unchanged.
+func relativeTo(dir, path string) string {
+	if path == "" || strings.Contains(path, "://") {
+		return path
+	}
+	absDir, err1 := filepath.Abs(dir)
+	absPath, err2 := filepath.Abs(path)
+	if err1 != nil || err2 != nil {
+		return path
+	}
+	rel, err := filepath.Rel(absDir, absPath)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return path
+	}
+	return rel
+}
+
+// oldTemporaryPath maps a trainer path stored by releases that kept the
+// temporary directory's name when the run directory was relative
+// ("runs/x/checkpoints/step_N.tmp/trainer") to its place inside the
+// committed checkpoint, so those checkpoints resume too.
+func oldTemporaryPath(step, stored string) string {
+	marker := step + ".tmp" + string(filepath.Separator)
+	if i := strings.LastIndex(stored, marker); i >= 0 && (i == 0 || stored[i-1] == filepath.Separator) {
+		return stored[i+len(marker):]
+	}
+	return stored
 }
