@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/asearcher/asearcher/internal/atomicfile"
 )
 
 // A store directory holds a corpus in the form the server reads:
@@ -208,35 +210,11 @@ func writeJSON(path string, v any, sync bool) error {
 	return writeFile(path, append(data, '\n'), sync)
 }
 
-// WriteFileAtomic writes data to path through a synced temporary file and a
-// rename, so readers see the old file or the new one, never a torn one.
-func WriteFileAtomic(path string, data []byte) error { return writeFile(path, data, true) }
-
-// WriteFileAtomicUnsynced is WriteFileAtomic without the fsync (see SyncFS).
-func WriteFileAtomicUnsynced(path string, data []byte) error { return writeFile(path, data, false) }
-
 func writeFile(path string, data []byte, sync bool) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
 	if sync {
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			return err
-		}
+		return atomicfile.WriteFile(path, data)
 	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFileDeferSync(path, data)
 }
 
 // Store is an opened store: rows are read from the mapped file on demand.

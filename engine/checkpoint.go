@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/asearcher/asearcher/internal/atomicfile"
 )
 
 // Training state on disk: a model directory (config.json and an f32
@@ -18,6 +20,9 @@ import (
 type trainerState struct {
 	Step    int `json:"step"`
 	Version int `json:"version"`
+	// Optimizer says optimizer.safetensors was written beside it, so a
+	// load that wants the moments must find it.
+	Optimizer bool `json:"optimizer,omitempty"`
 }
 
 // SaveState writes the learner's state into dir atomically: everything is
@@ -47,27 +52,36 @@ func (l *Learner) SaveState(dir string, version int) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(filepath.Join(tmp, "optimizer.safetensors"), buf); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(tmp, "optimizer.safetensors"), buf); err != nil {
 			return fmt.Errorf("save state: %w", err)
 		}
 	}
-	sj, _ := json.Marshal(trainerState{Step: l.step, Version: version})
-	if err := writeFileAtomic(filepath.Join(tmp, "trainer_state.json"), sj); err != nil {
+	sj, _ := json.Marshal(trainerState{Step: l.step, Version: version, Optimizer: l.m1 != nil})
+	if err := atomicfile.WriteFile(filepath.Join(tmp, "trainer_state.json"), sj); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	// Swap in: move any old state aside first so a crash leaves one of the
-	// two complete directories.
+	// two complete directories, and fsync the parent after each rename so
+	// a power loss cannot undo the swap's order.
 	old := ""
 	if _, err := os.Stat(dir); err == nil {
 		old = tmp + ".old"
 		if err := os.Rename(dir, old); err != nil {
 			return fmt.Errorf("save state: %w", err)
 		}
+		if err := atomicfile.SyncDir(parent); err != nil {
+			return fmt.Errorf("save state: %w", err)
+		}
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if old != "" {
-			os.Rename(old, dir)
+			if rerr := os.Rename(old, dir); rerr != nil {
+				return fmt.Errorf("save state: %w; the previous state could not be moved back and is kept at %s: %v", err, old, rerr)
+			}
 		}
+		return fmt.Errorf("save state: %w", err)
+	}
+	if err := atomicfile.SyncDir(parent); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	if old != "" {
@@ -90,17 +104,29 @@ func (l *Learner) LoadState(dir string, withOptimizer bool) (int, error) {
 		return 0, fmt.Errorf("load state: %s holds a different architecture than the model being trained", dir)
 	}
 	var st trainerState
-	if b, err := os.ReadFile(filepath.Join(dir, "trainer_state.json")); err == nil {
+	isState := false
+	b, err := os.ReadFile(filepath.Join(dir, "trainer_state.json"))
+	switch {
+	case err == nil:
 		if err := json.Unmarshal(b, &st); err != nil {
-			return 0, fmt.Errorf("load state: trainer_state.json: %w", err)
+			return 0, fmt.Errorf("load state: %s: %w", filepath.Join(dir, "trainer_state.json"), err)
 		}
+		isState = true
+	case !os.IsNotExist(err):
+		return 0, fmt.Errorf("load state: %w", err)
 	}
 	var m1, m2 *Params
 	if withOptimizer {
 		buf, err := os.ReadFile(filepath.Join(dir, "optimizer.safetensors"))
 		switch {
+		case os.IsNotExist(err) && isState && (st.Optimizer || st.Step > 0):
+			// A training state that had moments (states from before the
+			// Optimizer field are recognised by their step count) must
+			// not resume with fresh ones: that silently changes the run.
+			return 0, fmt.Errorf("load state: %s is missing: the optimiser state of step %d is lost; restore it, or resume from an earlier checkpoint", filepath.Join(dir, "optimizer.safetensors"), st.Step)
 		case os.IsNotExist(err):
-			// Weights-only checkpoint: the optimiser starts fresh.
+			// Weights only (a model directory or a state saved before any
+			// optimiser step): the optimiser starts fresh.
 		case err != nil:
 			return 0, fmt.Errorf("load state: %w", err)
 		default:

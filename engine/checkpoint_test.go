@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/asearcher/asearcher/internal/atomicfile"
 )
 
 // A checkpoint the engine writes loads in transformers and gives the same
@@ -89,7 +91,7 @@ func writeEngineCheckpoint(t *testing.T, kind, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "engine_logits.safetensors"), buf); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "engine_logits.safetensors"), buf); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/asearcher/asearcher/internal/atomicfile"
 )
 
 // LoadWeights reads a Hugging Face model directory: config.json and either
@@ -115,10 +117,10 @@ func SaveWeights(dir string, w *Weights, dtype DType) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "model.safetensors"), buf); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "model.safetensors"), buf); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "config.json"), append(cj, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "config.json"), append(cj, '\n')); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
 	return nil

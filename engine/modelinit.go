@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tokenizer"
 )
@@ -73,7 +74,7 @@ func InitModelDir(ctx context.Context, dir string, o InitOptions) (*Config, erro
 			"model_max_length": o.Config.MaxPositionEmbeddings, "clean_up_tokenization_spaces": false,
 		}
 		b, _ := json.MarshalIndent(tc, "", "  ")
-		if err := writeFileAtomic(filepath.Join(dir, "tokenizer_config.json"), append(b, '\n')); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, "tokenizer_config.json"), append(b, '\n')); err != nil {
 			return nil, fmt.Errorf("model init: %w", err)
 		}
 	}
@@ -117,7 +118,7 @@ func copyTokenizer(src, dir string) error {
 		if err != nil {
 			return fmt.Errorf("model init: %w", err)
 		}
-		if err := writeFileAtomic(filepath.Join(dir, to), b); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, to), b); err != nil {
 			return fmt.Errorf("model init: %w", err)
 		}
 	}

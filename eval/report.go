@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/asearcher/asearcher/corpus"
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/reward"
 )
 
@@ -404,14 +405,14 @@ func WriteReports(dir string) (*Report, error) {
 	}
 	var md strings.Builder
 	WriteMarkdown(&md, rep)
-	if err := writeFileAtomic(filepath.Join(dir, ReportMDFile), []byte(md.String())); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, ReportMDFile), []byte(md.String())); err != nil {
 		return nil, err
 	}
 	html, err := renderHTML(dir, rep, recs)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ReportHTMLFile), html); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, ReportHTMLFile), html); err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -473,29 +474,4 @@ func fmtEnds(ends map[string]int) string {
 		parts[i] = fmt.Sprintf("%s %d", k, ends[k])
 	}
 	return strings.Join(parts, ", ")
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it
-// and renames it over path.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/asearcher/asearcher/corpus"
+	"github.com/asearcher/asearcher/internal/atomicfile"
 )
 
 // accumulator gathers postings in memory, in document order, and spills
@@ -505,7 +506,7 @@ func (pw *postingsWriter) finish(meta *bm25Meta) error {
 	for i, l := range pw.doclens {
 		binary.LittleEndian.PutUint32(lens[4*i:], l)
 	}
-	if err := corpus.WriteFileAtomicUnsynced(filepath.Join(pw.dir, docLenFile), lens); err != nil {
+	if err := atomicfile.WriteFileDeferSync(filepath.Join(pw.dir, docLenFile), lens); err != nil {
 		return fmt.Errorf("write index: %w", err)
 	}
 	meta.Terms = uint64(pw.nTerms)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/asearcher/asearcher/corpus"
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/viterin/vek/vek32"
 	"golang.org/x/sync/errgroup"
 )
@@ -303,7 +304,7 @@ func buildIVF(ctx context.Context, vecs []float32, dim, lists int, dir string, m
 	for _, x := range cent {
 		cb = binary.LittleEndian.AppendUint32(cb, math.Float32bits(x))
 	}
-	if err := corpus.WriteFileAtomicUnsynced(filepath.Join(dir, centroidsFile), cb); err != nil {
+	if err := atomicfile.WriteFileDeferSync(filepath.Join(dir, centroidsFile), cb); err != nil {
 		return err
 	}
 	lb := make([]byte, 0, 4*(len(offsets)+len(ids)))
@@ -313,7 +314,7 @@ func buildIVF(ctx context.Context, vecs []float32, dim, lists int, dir string, m
 	for _, x := range ids {
 		lb = binary.LittleEndian.AppendUint32(lb, x)
 	}
-	return corpus.WriteFileAtomicUnsynced(filepath.Join(dir, listsFile), lb)
+	return atomicfile.WriteFileDeferSync(filepath.Join(dir, listsFile), lb)
 }
 
 // assignNearest sets assign[i] to the centroid with the largest dot product

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/asearcher/asearcher/internal/atomicfile"
 )
 
 // State is the controller's part of a checkpoint (checkpoints/step_N/
@@ -44,42 +46,6 @@ const (
 
 func stepName(version int) string { return fmt.Sprintf("step_%06d", version) }
 
-// WriteFileAtomic writes data to path through a temporary file and a rename,
-// so readers (and a resume after kill -9) see the old or the new content,
-// never a torn one.
-func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	// Some filesystems refuse to fsync directories; the rename is still
-	// atomic there.
-	_ = d.Sync()
-	return nil
-}
-
 // checkpointWriter lays out checkpoints under runDir/checkpoints.
 type checkpointWriter struct {
 	root string
@@ -115,7 +81,7 @@ func (w *checkpointWriter) commit(tmp string, st *State) error {
 	if err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(filepath.Join(tmp, stateFile), raw); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(tmp, stateFile), raw); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(final); err != nil {
@@ -124,10 +90,10 @@ func (w *checkpointWriter) commit(tmp string, st *State) error {
 	if err := os.Rename(tmp, final); err != nil {
 		return err
 	}
-	if err := syncDir(w.root); err != nil {
+	if err := atomicfile.SyncDir(w.root); err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(filepath.Join(w.root, latestFile), []byte(stepName(st.Version)+"\n")); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(w.root, latestFile), []byte(stepName(st.Version)+"\n")); err != nil {
 		return err
 	}
 	return w.prune(st.Version)

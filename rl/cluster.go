@@ -14,6 +14,7 @@ import (
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/dataset"
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/reward"
 	"github.com/asearcher/asearcher/tokenizer"
@@ -397,7 +398,7 @@ func startRunDir(dir string, resume bool, file ClusterFile, data *dataset.Set) e
 		return err
 	}
 	// The config goes last: its presence marks a run that --resume can continue.
-	return WriteFileAtomic(cfgPath, b)
+	return atomicfile.WriteFile(cfgPath, b)
 }
 
 // probeServer checks that something answers HTTP at url within timeout;

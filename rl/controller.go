@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
 )
@@ -572,7 +573,7 @@ func (c *Controller) dumpSamples(step int, batch []*Group) {
 			out = append(append(out, line...), '\n')
 		}
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, fmt.Sprintf("step_%06d.jsonl", step)), out); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, fmt.Sprintf("step_%06d.jsonl", step)), out); err != nil {
 		c.log.Warn("sample dump", "err", err)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/asearcher/asearcher/internal/atomicfile"
 )
 
 // StepRecord is one line of metrics.jsonl: everything about one training
@@ -104,7 +106,7 @@ func newMetricsSink(dir string, keepBefore int) (*metricsSink, error) {
 			buf.WriteByte('\n')
 		}
 	}
-	if err := WriteFileAtomic(path, buf.Bytes()); err != nil {
+	if err := atomicfile.WriteFile(path, buf.Bytes()); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -178,7 +180,7 @@ func (m *metricsSink) add(r *StepRecord) error {
 	if err := prometheus.WriteToTextfile(filepath.Join(m.dir, "metrics.prom"), m.reg); err != nil {
 		return fmt.Errorf("write metrics.prom: %w", err)
 	}
-	return WriteFileAtomic(filepath.Join(m.dir, "plots.html"), RenderPlots("RL training", trainingSeries(m.records)))
+	return atomicfile.WriteFile(filepath.Join(m.dir, "plots.html"), RenderPlots("RL training", trainingSeries(m.records)))
 }
 
 // trainingSeries extracts the curves drawn in plots.html.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
 )
@@ -89,7 +90,7 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := WriteFileAtomic(cfgPath, b); err != nil {
+		if err := atomicfile.WriteFile(cfgPath, b); err != nil {
 			return nil, err
 		}
 	}
@@ -355,7 +356,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, append(b, '\n'))
+	return atomicfile.WriteFile(path, append(b, '\n'))
 }
 
 var _ llm.Sampler = (*engine.Sampler)(nil)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/internal/progress"
 	"github.com/asearcher/asearcher/llm"
 )
@@ -212,7 +213,7 @@ func (r *DemoReport) write(dir string) error {
 			w.Demonstrations, w.Guesses, w.Steps, w.FirstLoss, w.LastLoss, w.Seconds)
 	}
 	fmt.Fprintf(&b, "Wall time: %.0f s.\n\nCurves: plots.html; per-step metrics: metrics.jsonl; sample trajectories: samples/.\n", r.WallSeconds)
-	return WriteFileAtomic(filepath.Join(dir, demoReportMD), []byte(b.String()))
+	return atomicfile.WriteFile(filepath.Join(dir, demoReportMD), []byte(b.String()))
 }
 
 // ProgressMode chooses how the demo reports progress.

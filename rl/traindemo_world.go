@@ -11,6 +11,7 @@ import (
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/dataset"
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/retrieval"
 	"github.com/asearcher/asearcher/synth"
@@ -82,10 +83,10 @@ func indexWorld(ctx context.Context, dir string, w *dataset.World) (*retrieval.I
 		qs = append(append(qs, line...), '\n')
 	}
 	cpath := filepath.Join(dir, "corpus.jsonl")
-	if err := WriteFileAtomic(cpath, corpus); err != nil {
+	if err := atomicfile.WriteFile(cpath, corpus); err != nil {
 		return nil, err
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, "questions.jsonl"), qs); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "questions.jsonl"), qs); err != nil {
 		return nil, err
 	}
 	idx := filepath.Join(dir, "index")

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/asearcher/asearcher/corpus"
+	"github.com/asearcher/asearcher/internal/atomicfile"
 )
 
 // Record is one accepted version of a synthesised question: a line of the
@@ -225,7 +225,7 @@ func (o *Output) dropUnfinished() error {
 	if !dropped {
 		return nil
 	}
-	if err := corpus.WriteFileAtomic(o.Path, kept.Bytes()); err != nil {
+	if err := atomicfile.WriteFile(o.Path, kept.Bytes()); err != nil {
 		return fmt.Errorf("synth output: drop unfinished seeds: %w", err)
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	_ "embed"
 	"fmt"
 	"path/filepath"
+
+	"github.com/asearcher/asearcher/internal/atomicfile"
 )
 
 //go:embed templates/qwen3.jinja
@@ -66,7 +68,7 @@ func (t *Tokenizer) SaveConfig(dir string, format ChatFormat) error {
 	if err != nil {
 		return fmt.Errorf("save tokenizer config: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "tokenizer_config.json"), append(data, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "tokenizer_config.json"), append(data, '\n')); err != nil {
 		return fmt.Errorf("save tokenizer config: %w", err)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/internal/atomicfile"
 )
 
 // WeightsSink receives each published weight version; *engine.Sampler is one.
@@ -215,11 +216,7 @@ func copyTokenizerFiles(src, dst string) error {
 		if err != nil {
 			return fmt.Errorf("copy %s: %w", f, err)
 		}
-		tmp := filepath.Join(dst, "."+f+".tmp")
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
-			return fmt.Errorf("copy %s: %w", f, err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dst, f)); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dst, f), data); err != nil {
 			return fmt.Errorf("copy %s: %w", f, err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/rl"
 	"github.com/asearcher/asearcher/trainer"
@@ -192,7 +193,7 @@ func (t *simTrainer) SaveState(_ context.Context, name string) (string, error) {
 	if err := os.MkdirAll(name, 0o755); err != nil {
 		return "", err
 	}
-	return name, rl.WriteFileAtomic(filepath.Join(name, "state.json"), fmt.Appendf(nil, `{"steps":%d}`, t.steps.Load()))
+	return name, atomicfile.WriteFile(filepath.Join(name, "state.json"), fmt.Appendf(nil, `{"steps":%d}`, t.steps.Load()))
 }
 
 func (t *simTrainer) LoadState(context.Context, string, bool) error { return nil }

@@ -14,7 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/asearcher/asearcher/agent"
-	"github.com/asearcher/asearcher/corpus"
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/retrieval"
 	"github.com/asearcher/asearcher/reward"
@@ -313,7 +313,7 @@ func newSynthFilterCmd() *cobra.Command {
 			if err := synth.WriteRecords(&b, kept); err != nil {
 				return err
 			}
-			if err := corpus.WriteFileAtomic(out, []byte(b.String())); err != nil {
+			if err := atomicfile.WriteFile(out, []byte(b.String())); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "kept %d of %d versions in %s\n", len(kept), len(recs), out)
@@ -336,7 +336,7 @@ func writeSynthConfig(path string, o synthOptions) error {
 		return err
 	}
 	enc.Close()
-	return corpus.WriteFileAtomic(path, b.Bytes())
+	return atomicfile.WriteFile(path, b.Bytes())
 }
 
 func readLines(path string) ([]string, error) {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/asearcher/asearcher/corpus"
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/retrieval"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -567,5 +568,5 @@ func WriteAddressFile(dir string, addr net.Addr) (string, error) {
 		return "", err
 	}
 	path := filepath.Join(dir, "Host"+host+"_IP"+port+".txt")
-	return path, corpus.WriteFileAtomic(path, []byte(host+":"+port))
+	return path, atomicfile.WriteFile(path, []byte(host+":"+port))
 }
