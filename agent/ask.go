@@ -39,7 +39,7 @@ func Ask(ctx context.Context, w io.Writer, reg *Registry, c AskConfig) error {
 	if err != nil {
 		return err
 	}
-	env, closeEnv, err := c.Env.Build()
+	env, closeEnv, err := c.Env.Build(ctx)
 	if err != nil {
 		return err
 	}

@@ -80,7 +80,7 @@ func TestEndToEnd(t *testing.T) {
 		Model: "sglang:" + llmSrv.URL, Tokenizer: qwenTokenizerPath, Search: searchURL,
 		Access: "fetch", AllowPrivateFetch: true, Sampling: llm.Params{Temperature: 0},
 	}
-	env, closeEnv, err := cfg.Build()
+	env, closeEnv, err := cfg.Build(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,22 +1,24 @@
 package agent
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tokenizer"
 	"github.com/asearcher/asearcher/tools"
 )
 
-// EnvConfig is how commands describe an Env: the --model, --tokenizer,
-// --search and --access flags of ask, eval, synth and train.
+// EnvConfig describes an Env by its settings: the model, tokenizer, search
+// and access settings that ask, eval, synth and train share.
 type EnvConfig struct {
-	// Model is a model server spec (llm.ParseSpec): an OpenAI-compatible
-	// base URL ending in /v1, or sglang:http://host:port; comma-separated
-	// for a pool.
+	// Model is a model spec opened by Backends (llm.Backends.Open): an
+	// OpenAI-compatible base URL ending in /v1, sglang:http://host:port
+	// (comma-separated for a pool), tinker:URL, or embedded:DIR where the
+	// program registered the embedded engine.
 	Model string
 	// ModelName is the "model" field for OpenAI-compatible servers (empty:
 	// ask the server).
@@ -25,105 +27,102 @@ type EnvConfig struct {
 	APIKey string
 	// Tokenizer is a tokenizer.json (or a directory with one). With it the
 	// agent runs in token mode: exact token ids, trainable trajectories.
+	// Empty takes the tokenizer the model spec implies (embedded:DIR: the
+	// model directory's own).
 	Tokenizer string
-	// Search is a tools.SearcherFromSpec value: a retrieval server base URL
-	// (http://host:port), addrdir:DIR, "serper" (SERPER_API_KEY), or ""
-	// for none.
-	Search string
-	// Access is a tools.BrowserFromSpec value (fetch, jina, none, a
-	// retrieval server URL, addrdir:DIR) or: "auto" (the search server's
-	// /access with a local search, else Jina when JINA_API_KEY is set, else
-	// direct fetch) or "local" (the search server's /access).
-	Access string
-	// AllowPrivateFetch lets direct fetch reach private addresses.
+	// Search, Access, AllowPrivateFetch, ToolCache and ToolCacheMode are
+	// the tools (tools.Config; Access auto and local are resolved there).
+	Search            string
+	Access            string
 	AllowPrivateFetch bool
-	// ToolCache is a directory caching tool answers ("" for none), in
-	// ToolCacheMode: live, record or replay.
-	ToolCache     string
-	ToolCacheMode string
-	Sampling      llm.Params
-	Limits        Limits
-	Log           *slog.Logger
+	ToolCache         string
+	ToolCacheMode     string
+	// Backends opens Model (nil: llm.NewBackends, the HTTP and Tinker
+	// backends only).
+	Backends *llm.Backends
+	// Open tunes the model backend (in-flight cap, HTTP client, pool).
+	Open     llm.OpenOptions
+	Sampling llm.Params
+	Limits   Limits
+	Log      *slog.Logger
 }
 
-// Build makes the Env. Close the returned closer (the model pool) when
+// ToolConfig is the tools part of c.
+func (c EnvConfig) ToolConfig() tools.Config {
+	return tools.Config{Search: c.Search, Access: c.Access, AllowPrivateFetch: c.AllowPrivateFetch, Cache: c.ToolCache, CacheMode: c.ToolCacheMode}
+}
+
+// Build makes the Env. Close the returned closer (the model backend) when
 // done.
-func (c EnvConfig) Build() (*Env, func() error, error) {
+func (c EnvConfig) Build(ctx context.Context) (*Env, func() error, error) {
 	log := c.Log
 	if log == nil {
 		log = slog.Default()
 	}
+	backends := c.Backends
+	if backends == nil {
+		backends = llm.NewBackends()
+	}
 	env := &Env{Sampling: c.Sampling, Limits: c.Limits, Log: log}
-	if c.Tokenizer != "" {
-		tok, err := tokenizer.Load(c.Tokenizer)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--tokenizer: %w", err)
+	tokPath := c.Tokenizer
+	if tokPath == "" {
+		tokPath = backends.Tokenizer(c.Model)
+	}
+	var tok *tokenizer.Tokenizer
+	if tokPath != "" {
+		var err error
+		if tok, err = tokenizer.Load(tokPath); err != nil {
+			return nil, nil, fmt.Errorf("tokenizer: %w", err)
 		}
 		env.Tokenizer = tok
 		env.Template = TokenizerTemplate{Tok: tok}
 		env.StopTokenIDs = DefaultStopTokenIDs(tok)
 	}
-	opts := tools.SpecOptions{AllowPrivateFetch: c.AllowPrivateFetch, Logger: log}
-	if c.ToolCache != "" {
-		mode, err := tools.ParseCacheMode(c.ToolCacheMode)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--tool-cache-mode: %w", err)
-		}
-		if opts.Cache, err = tools.OpenCache(c.ToolCache, tools.CacheOptions{Mode: mode, Logger: log}); err != nil {
-			return nil, nil, fmt.Errorf("--tool-cache: %w", err)
-		}
-	}
-	if err := c.tools(env, opts); err != nil {
+	t, err := tools.Open(c.ToolConfig(), log)
+	if err != nil {
 		return nil, nil, err
 	}
-	apiKey := c.APIKey
-	if apiKey == "" {
-		apiKey = llm.APIKeyFromEnv()
+	env.Search, env.Browse = t.Search, t.Browse
+	o := c.Open
+	if c.APIKey != "" {
+		o.APIKey = c.APIKey
 	}
-	pool, err := llm.NewClient(c.Model, llm.ClientOptions{APIKey: apiKey, Model: c.ModelName})
+	if c.ModelName != "" {
+		o.ModelName = c.ModelName
+	}
+	if o.Logger == nil {
+		o.Logger = log
+	}
+	if o.Decode == nil && tok != nil {
+		o.Decode = tok.Decode
+	}
+	s, closeModel, err := backends.Open(ctx, c.Model, o)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--model: %w", err)
+		return nil, nil, err
 	}
-	env.Sampler = pool
-	return env, pool.Close, nil
+	env.Sampler = s
+	return env, closeModel, nil
 }
 
-// tools builds the search and page tools from the --search and --access
-// specs (tools.SearcherFromSpec / BrowserFromSpec), adding the access
-// choices auto and local.
-func (c EnvConfig) tools(env *Env, opts tools.SpecOptions) error {
-	search := strings.TrimSpace(c.Search)
-	local := search != "" && search != "none" && search != "serper"
-	if search != "" && search != "none" {
-		s, err := tools.SearcherFromSpec(search, opts)
-		if err != nil {
-			return err
-		}
-		env.Search = s
-	}
-	access := strings.TrimSpace(c.Access)
-	switch access {
-	case "", "auto":
-		switch {
-		case local:
-			access = search
-		case tools.JinaKeyFromEnv() != "":
-			access = "jina"
-		case env.Search != nil:
-			access = "fetch"
-		default:
-			access = "none"
-		}
-	case "local":
-		if !local {
-			return errors.New("--access local needs --search to be a retrieval server (http://host:port or addrdir:DIR)")
-		}
-		access = search
-	}
-	b, err := tools.BrowserFromSpec(access, opts)
+// CheckEnv checks, within timeout each, that the model answers (a server
+// pool: one of its servers) and that a retrieval server answers a search,
+// so that a dead server is one clear error before any work starts. A web
+// search (serper) is not probed (nor anything when the tool cache replays): a query costs money, and its key is
+// checked by the first call.
+func CheckEnv(ctx context.Context, env *Env, c EnvConfig, timeout time.Duration) error {
+	mctx, cancel := context.WithTimeout(ctx, timeout)
+	err := llm.Ready(mctx, env.Sampler)
+	cancel()
 	if err != nil {
-		return err
+		return fmt.Errorf("model server %s does not answer: start it or fix the model setting (%v)", c.Model, err)
 	}
-	env.Browse = b
+	if env.Search == nil || !tools.SearchIsServer(c.Search) || c.ToolCacheMode == "replay" {
+		return nil // replay answers from the cache alone
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := env.Search.Search(sctx, "test", 1); err != nil {
+		return fmt.Errorf("retrieval server %s does not answer (%v): start it (asearcher serve search) or fix the search setting", strings.TrimSpace(c.Search), err)
+	}
 	return nil
 }

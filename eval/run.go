@@ -19,10 +19,8 @@ import (
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/corpus"
 	"github.com/asearcher/asearcher/dataset"
-	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/reward"
-	"github.com/asearcher/asearcher/tokenizer"
 )
 
 // File names inside a run directory.
@@ -48,6 +46,10 @@ type Options struct {
 	// and tool specs (the embedded engine, a custom sampler). Its Sampling
 	// and Limits are still taken from Config.
 	Env *agent.Env
+	// Backends opens Config.Model (nil: llm.NewBackends, the HTTP and
+	// Tinker backends; the program registers in-process ones such as
+	// embedded:DIR).
+	Backends *llm.Backends
 	// Force accepts a run directory whose results came from a different
 	// configuration.
 	Force    bool
@@ -258,88 +260,39 @@ func checkManifest(cfg Config, sets []*dataset.Set, force bool) error {
 // the run-wide limits around its sampler and tools, and checks that the
 // servers answer, so a dead server is one clear error up front.
 func buildEnv(ctx context.Context, cfg Config, opts Options, log *slog.Logger) (*agent.Env, func() error, error) {
-	var (
-		env      *agent.Env
-		closeEnv = func() error { return nil }
-	)
 	if opts.Env != nil {
 		e := *opts.Env
-		env = &e
-	} else {
-		ec := agent.EnvConfig{
-			Model: cfg.Model, ModelName: cfg.ModelName, Tokenizer: cfg.Tokenizer,
-			Search: cfg.Search, Access: cfg.Access, AllowPrivateFetch: cfg.AllowPrivateFetch,
-			ToolCache: cfg.ToolCache, ToolCacheMode: cfg.ToolCacheMode, Log: log,
-		}
-		if dir, ok := strings.CutPrefix(cfg.Model, EmbeddedPrefix); ok {
-			return buildEmbeddedEnv(ctx, cfg, ec, dir, log)
-		}
-		e, closeFirst, err := ec.Build()
-		if err != nil {
-			return nil, nil, err
-		}
-		// The pool EnvConfig builds caps each server at its default
-		// in-flight limit; eval's limit is the run's own, so the pool is
-		// rebuilt to allow it.
-		closeFirst()
-		// Our own transport, so the connections it keeps are closed with
-		// the run (a program that runs many evals does not pile them up).
-		transport := http.DefaultTransport.(*http.Transport).Clone()
-		transport.MaxIdleConns = 2 * cfg.MaxLLMInFlight
-		transport.MaxIdleConnsPerHost = cfg.MaxLLMInFlight
-		pool, err := llm.NewClient(cfg.Model, llm.ClientOptions{
-			APIKey: llm.APIKeyFromEnv(), Model: cfg.ModelName, HTTPClient: &http.Client{Transport: transport},
-			Pool: llm.PoolConfig{MaxInFlight: cfg.MaxLLMInFlight, Logger: log},
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("--model: %w", err)
-		}
-		if err := checkModel(ctx, pool, cfg.Model); err != nil {
-			pool.Close()
-			transport.CloseIdleConnections()
-			return nil, nil, err
-		}
-		e.Sampler = pool
-		env = e
-		closeEnv = func() error {
-			err := pool.Close()
-			transport.CloseIdleConnections()
-			return err
-		}
-		if err := checkSearch(ctx, env, cfg.Search); err != nil {
-			closeEnv()
-			return nil, nil, err
-		}
+		return limitEnv(&e, cfg, log), func() error { return nil }, nil
+	}
+	// Our own transport, so the connections it keeps are closed with the
+	// run (a program that runs many evals does not pile them up).
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConns = 2 * cfg.MaxLLMInFlight
+	transport.MaxIdleConnsPerHost = cfg.MaxLLMInFlight
+	ec := agent.EnvConfig{
+		Model: cfg.Model, ModelName: cfg.ModelName, Tokenizer: cfg.Tokenizer,
+		Search: cfg.Search, Access: cfg.Access, AllowPrivateFetch: cfg.AllowPrivateFetch,
+		ToolCache: cfg.ToolCache, ToolCacheMode: cfg.ToolCacheMode, Log: log,
+		Backends: opts.Backends,
+		// The run's own in-flight limit, per server of a pool or as the
+		// batch of an in-process engine.
+		Open: llm.OpenOptions{MaxInFlight: cfg.MaxLLMInFlight, HTTPClient: &http.Client{Transport: transport}},
+	}
+	env, closeModel, err := ec.Build(ctx)
+	if err != nil {
+		transport.CloseIdleConnections()
+		return nil, nil, err
+	}
+	closeEnv := func() error {
+		err := closeModel()
+		transport.CloseIdleConnections()
+		return err
+	}
+	if err := agent.CheckEnv(ctx, env, ec, 10*time.Second); err != nil {
+		closeEnv()
+		return nil, nil, err
 	}
 	return limitEnv(env, cfg, log), closeEnv, nil
-}
-
-// EmbeddedPrefix in --model runs the embedded CPU engine on a model
-// directory in process (embedded:DIR): no server, no network.
-const EmbeddedPrefix = "embedded:"
-
-func buildEmbeddedEnv(ctx context.Context, cfg Config, ec agent.EnvConfig, dir string, log *slog.Logger) (*agent.Env, func() error, error) {
-	if ec.Tokenizer == "" {
-		ec.Tokenizer = dir // token mode with the model's own tokenizer
-	}
-	// EnvConfig builds the tools and the tokenizer; it also wants a model
-	// spec, whose client is closed unused and replaced by the engine.
-	ec.Model = "http://127.0.0.1:1/v1"
-	env, closeFirst, err := ec.Build()
-	if err != nil {
-		return nil, nil, err
-	}
-	closeFirst()
-	s, err := engine.NewSamplerForDir(dir, engine.SamplerOptions{MaxBatch: cfg.MaxLLMInFlight, Logger: log}, tokenizer.ChatOptions{})
-	if err != nil {
-		return nil, nil, fmt.Errorf("--model %s: %w", cfg.Model, err)
-	}
-	env.Sampler = s
-	if err := checkSearch(ctx, env, cfg.Search); err != nil {
-		s.Close()
-		return nil, nil, err
-	}
-	return limitEnv(env, cfg, log), func() error { s.Close(); return nil }, nil
 }
 
 // limitEnv applies the run's sampling and limits and puts the run-wide
@@ -361,23 +314,8 @@ func limitEnv(env *agent.Env, cfg Config, log *slog.Logger) *agent.Env {
 func checkModel(ctx context.Context, pool *llm.Pool, spec string) error {
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	pool.CheckHealth(hctx)
-	for _, s := range pool.Servers() {
-		if s.Healthy {
-			return nil
-		}
-	}
-	return fmt.Errorf("model server %s does not answer: start it or fix --model", spec)
-}
-
-func checkSearch(ctx context.Context, env *agent.Env, spec string) error {
-	if env.Search == nil || spec == "serper" {
-		return nil // Serper is checked by its first call; a probe would cost a query
-	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := env.Search.Search(sctx, "test", 1); err != nil {
-		return fmt.Errorf("search server %s does not answer (%v): start it (asearcher serve search) or fix --search", spec, err)
+	if err := llm.Ready(hctx, pool); err != nil {
+		return fmt.Errorf("model server %s does not answer: start it or fix the setting (%v)", spec, err)
 	}
 	return nil
 }

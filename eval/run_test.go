@@ -20,7 +20,9 @@ import (
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/dataset"
 	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/engine/embedded"
 	"github.com/asearcher/asearcher/internal/fakellm"
+	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/reward"
 )
 
@@ -90,8 +92,8 @@ func TestRunErrors(t *testing.T) {
 			c.Data = []string{writeFile(t, filepath.Join(t.TempDir(), "bad.jsonl"), "{\"question\": \"x\", \"answer\": \n")}
 		}, "--data"},
 		{"unknown agent", func(c *Config) { c.Agent = "nope" }, "unknown agent"},
-		{"dead model", func(c *Config) { c.Model = deadURL(t) + "/v1" }, "does not answer: start it or fix --model"},
-		{"dead search", func(c *Config) { c.Search = deadURL(t) }, "search server"},
+		{"dead model", func(c *Config) { c.Model = deadURL(t) + "/v1" }, "does not answer: start it or fix the model setting"},
+		{"dead search", func(c *Config) { c.Search = deadURL(t) }, "retrieval server"},
 		{"judge without model", func(c *Config) { c.Judge = deadURL(t) + "/v1" }, "--judge-model"},
 	}
 	for _, tc := range tests {
@@ -466,13 +468,17 @@ func TestEmbeddedModel(t *testing.T) {
 	if _, err := engine.InitModelDir(context.Background(), dir, engine.InitOptions{Config: pc, Seed: 1, DType: engine.F32}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := smallConfig(t, EmbeddedPrefix+dir)
+	backends := llm.NewBackends()
+	if err := embedded.Register(backends); err != nil {
+		t.Fatal(err)
+	}
+	cfg := smallConfig(t, "embedded:"+dir)
 	cfg.Agent = agent.AgentTiny
 	cfg.K = 1
 	cfg.Limits.MaxTurns = 2
 	cfg.Limits.MaxCallTokens = 16
 	cfg.Limits.MinCallTokens = 4
-	rep, err := Run(context.Background(), cfg, Options{Progress: ProgressOff})
+	rep, err := Run(context.Background(), cfg, Options{Progress: ProgressOff, Backends: backends})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,10 +491,16 @@ func TestEmbeddedModel(t *testing.T) {
 			t.Errorf("%s: %d turns", r.ID, r.Stats.Turns)
 		}
 	}
-	cfg.Model = EmbeddedPrefix + filepath.Join(t.TempDir(), "missing")
+	cfg.Model = "embedded:" + filepath.Join(t.TempDir(), "missing")
 	cfg.Out = filepath.Join(t.TempDir(), "run2")
-	if _, err := Run(context.Background(), cfg, Options{Progress: ProgressOff}); err == nil {
+	if _, err := Run(context.Background(), cfg, Options{Progress: ProgressOff, Backends: backends}); err == nil {
 		t.Fatal("a missing model directory was accepted")
+	}
+	// Without the embedded backend registered the spec is refused by name.
+	cfg.Model = "embedded:" + dir
+	cfg.Out = filepath.Join(t.TempDir(), "run3")
+	if _, err := Run(context.Background(), cfg, Options{Progress: ProgressOff}); err == nil || !strings.Contains(err.Error(), `unknown prefix "embedded"`) {
+		t.Fatalf("embedded: without its backend: %v", err)
 	}
 }
 

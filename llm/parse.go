@@ -120,17 +120,7 @@ func NewClient(spec string, opts ClientOptions) (*Pool, error) {
 	}
 	samplers := make([]Sampler, 0, len(eps))
 	for _, ep := range eps {
-		model := ep.Model
-		if model == "" {
-			model = opts.Model
-		}
-		var s Sampler
-		switch ep.Kind {
-		case "sglang":
-			s, err = NewSGLang(SGLangConfig{BaseURL: ep.BaseURL, HTTPClient: client, APIKey: opts.APIKey, Model: model})
-		default:
-			s, err = NewOpenAI(OpenAIConfig{BaseURL: ep.BaseURL, HTTPClient: client, APIKey: opts.APIKey, Model: model, Dialect: ep.Dialect})
-		}
+		s, err := ep.open(client, opts.APIKey, opts.Model)
 		if err != nil {
 			return nil, err
 		}

@@ -448,3 +448,15 @@ func (p *Pool) CheckHealth(ctx context.Context) {
 	}
 	wg.Wait()
 }
+
+// Health implements HealthChecker for the pool as a whole: it probes every
+// server once and succeeds when at least one answers.
+func (p *Pool) Health(ctx context.Context) error {
+	p.CheckHealth(ctx)
+	for _, m := range p.members {
+		if m.healthy.Load() {
+			return nil
+		}
+	}
+	return fmt.Errorf("no server of %s answers", p)
+}

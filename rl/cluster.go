@@ -36,10 +36,10 @@ type ClusterConfig struct {
 	// Data is the training questions: a built-in dataset name or a file
 	// that package dataset loads (JSONL or JSON, with gold answers).
 	Data string `yaml:"data"`
-	// Search and Access are the tools (tools.SearcherFromSpec and
-	// BrowserFromSpec): a retrieval server http://host:port, addrdir:DIR,
-	// serper; Access defaults to the retrieval server's /access when
-	// Search is one, else none.
+	// Search and Access are the tools, opened by tools.Open as in every
+	// command: Search is a retrieval server http://host:port, addrdir:DIR
+	// or serper; Access "" (auto) is the retrieval server's /access when
+	// Search is one, else Jina with $JINA_API_KEY, else direct fetch.
 	Search string `yaml:"search"`
 	Access string `yaml:"access"`
 	// Agent is a registered agent name (agent.NewRegistry); Prompt
@@ -419,39 +419,16 @@ func probeServer(ctx context.Context, url string, timeout time.Duration) error {
 	return nil
 }
 
-// clusterTools builds the tools from their specs and checks that a
-// retrieval server answers before the fleet starts generating.
+// clusterTools opens the tools with the one opener every command uses
+// (tools.Open: access "" is auto) and checks that a retrieval server
+// answers before the fleet starts generating.
 func clusterTools(ctx context.Context, c *ClusterConfig, env *agent.Env, log *slog.Logger) error {
-	opts := tools.SpecOptions{Logger: log}
-	s, err := tools.SearcherFromSpec(c.Search, opts)
+	t, err := tools.Open(tools.Config{Search: c.Search, Access: c.Access}, log)
 	if err != nil {
-		return fmt.Errorf("cluster.search: %w", err)
+		return fmt.Errorf("cluster: %w", err)
 	}
-	env.Search = s
-	access := strings.TrimSpace(c.Access)
-	search := strings.TrimSpace(c.Search)
-	local := search != "serper"
-	if access == "" {
-		access = "none"
-		if local {
-			access = search
-		}
-	}
-	b, err := tools.BrowserFromSpec(access, opts)
-	if err != nil {
-		return fmt.Errorf("cluster.access: %w", err)
-	}
-	env.Browse = b
-	if !local {
-		// A web search costs money per query; its key is checked on first use.
-		return nil
-	}
-	hctx, cancel := context.WithTimeout(ctx, time.Duration(c.HealthTimeoutS*float64(time.Second)))
-	defer cancel()
-	if _, err := s.Search(hctx, "health check", 1); err != nil {
-		return fmt.Errorf("retrieval server %s does not answer a search (start it or fix cluster.search): %w", search, err)
-	}
-	return nil
+	env.Search, env.Browse = t.Search, t.Browse
+	return agent.CheckEnv(ctx, env, agent.EnvConfig{Search: c.Search}, time.Duration(c.HealthTimeoutS*float64(time.Second)))
 }
 
 // sglangFleet builds the SGLang pool and checks every server's /health.

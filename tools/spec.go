@@ -134,9 +134,9 @@ func splitSpec(spec, flag string) (kind, base string, err error) {
 		return "local", strings.TrimRight(spec, "/"), nil
 	}
 	if flag == "search" {
-		return "", "", fmt.Errorf("--search %q: want serper, a retrieval server URL (http://host:port) or addrdir:DIR", spec)
+		return "", "", fmt.Errorf("search %q: want serper, a retrieval server URL (http://host:port) or addrdir:DIR", spec)
 	}
-	return "", "", fmt.Errorf("--access %q: want fetch, jina, none, a retrieval server URL (http://host:port) or addrdir:DIR", spec)
+	return "", "", fmt.Errorf("access %q: want fetch, jina, none, a retrieval server URL (http://host:port) or addrdir:DIR", spec)
 }
 
 // ReadAddrDir finds a retrieval server address written by upstream's

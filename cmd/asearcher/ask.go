@@ -19,14 +19,9 @@ type envFlags struct {
 
 func (f *envFlags) add(fs *pflag.FlagSet) {
 	c := &f.cfg
-	fs.StringVar(&c.Model, "model", "", "model server: an OpenAI-compatible base URL (http://host:port/v1) or sglang:http://host:port; comma-separated for a pool")
-	fs.StringVar(&c.ModelName, "model-name", "", "model name for OpenAI-compatible servers (default: ask the server)")
-	fs.StringVar(&c.Tokenizer, "tokenizer", "", "tokenizer.json or a model directory: run in token mode (exact token ids, trainable trajectories)")
-	fs.StringVar(&c.Search, "search", "", "search: a retrieval server base URL (http://host:port), addrdir:DIR, or serper (needs SERPER_API_KEY)")
-	fs.StringVar(&c.Access, "access", "auto", "page reader: auto, local (the --search server's /access), fetch, jina, none, or a retrieval server URL")
-	fs.BoolVar(&c.AllowPrivateFetch, "allow-private-fetch", false, "let direct page fetch reach loopback and private addresses")
-	fs.StringVar(&c.ToolCache, "tool-cache", "", "directory caching search results and pages")
-	fs.StringVar(&c.ToolCacheMode, "tool-cache-mode", "live", "tool cache mode: live, record or replay (answer only from the cache)")
+	c.Access, c.ToolCacheMode = "auto", "live"
+	addBackendFlags(fs, backendFlagVars{model: &c.Model, modelName: &c.ModelName, tokenizer: &c.Tokenizer,
+		search: &c.Search, access: &c.Access, allowPrivateFetch: &c.AllowPrivateFetch, toolCache: &c.ToolCache, toolCacheMode: &c.ToolCacheMode})
 	fs.Float64Var(&c.Sampling.Temperature, "temperature", 0.6, "sampling temperature (0 = greedy)")
 	fs.Float64Var(&c.Sampling.TopP, "top-p", 1, "nucleus sampling threshold")
 	fs.IntVar(&c.Sampling.TopK, "top-k", -1, "keep the k most likely tokens (-1 = off)")
@@ -54,7 +49,7 @@ func newAskCmd() *cobra.Command {
 		agents = agent.NewRegistry()
 	)
 	c := &cobra.Command{
-		Use:   "ask --model URL --search URL|serper QUESTION",
+		Use:   "ask --model URL|embedded:DIR --search URL|serper QUESTION",
 		Short: "Run the search agent once and print what it did",
 		Long: `ask runs the agent on one question and prints the trajectory: each turn's
 reasoning and action, search results and pages (shortened), the notes the
@@ -67,6 +62,7 @@ Example:
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ask.Env = env.config(cmd.Flags())
+			ask.Env.Backends = modelBackends()
 			ask.Question = strings.Join(args, " ")
 			return agent.Ask(cmd.Context(), cmd.OutOrStdout(), agents, ask)
 		},

@@ -62,7 +62,7 @@ Agents: ` + strings.Join(agents.Names(), ", ") + `.
 			if noProgress {
 				mode = eval.ProgressLog
 			}
-			rep, err := eval.Run(cmd.Context(), cfg, eval.Options{Registry: agents, Force: force, Progress: mode, Stderr: cmd.ErrOrStderr()})
+			rep, err := eval.Run(cmd.Context(), cfg, eval.Options{Registry: agents, Backends: modelBackends(), Force: force, Progress: mode, Stderr: cmd.ErrOrStderr()})
 			if err != nil {
 				return err
 			}
@@ -77,14 +77,8 @@ Agents: ` + strings.Join(agents.Names(), ", ") + `.
 	fs.StringVar(&cfg.Out, "out", "", "run directory (results, trajectories, reports); rerun to resume")
 	fs.IntVar(&cfg.K, "k", cfg.K, "samples per question (Avg@k, Pass@k)")
 	fs.IntVar(&cfg.Limit, "limit", 0, "evaluate the first N questions of each dataset (0: all)")
-	fs.StringVar(&cfg.Model, "model", "", "model: an OpenAI-compatible base URL (http://host:port/v1), openai:, vllm: or sglang:http://host:port (comma-separated for a pool), or embedded:DIR to run a model directory in process")
-	fs.StringVar(&cfg.ModelName, "model-name", "", "model name for OpenAI-compatible servers (default: ask the server)")
-	fs.StringVar(&cfg.Tokenizer, "tokenizer", "", "tokenizer.json or model directory: token mode (exact token ids)")
-	fs.StringVar(&cfg.Search, "search", "", "search: a retrieval server URL, addrdir:DIR, or serper (SERPER_API_KEY)")
-	fs.StringVar(&cfg.Access, "access", cfg.Access, "page reader: auto, local, fetch, jina, none, or a retrieval server URL")
-	fs.BoolVar(&cfg.AllowPrivateFetch, "allow-private-fetch", false, "let direct page fetch reach loopback and private addresses")
-	fs.StringVar(&cfg.ToolCache, "tool-cache", "", "directory caching search results and pages")
-	fs.StringVar(&cfg.ToolCacheMode, "tool-cache-mode", cfg.ToolCacheMode, "tool cache mode: live, record or replay")
+	addBackendFlags(fs, backendFlagVars{model: &cfg.Model, modelName: &cfg.ModelName, tokenizer: &cfg.Tokenizer,
+		search: &cfg.Search, access: &cfg.Access, allowPrivateFetch: &cfg.AllowPrivateFetch, toolCache: &cfg.ToolCache, toolCacheMode: &cfg.ToolCacheMode})
 	fs.StringVar(&cfg.Agent, "agent", cfg.Agent, "agent: "+strings.Join(agents.Names(), ", "))
 	fs.StringVar(&cfg.Prompt, "prompt", "", "prompt name replacing the agent's own (docs/agent.md)")
 	fs.Float64Var(&cfg.Temperature, "temperature", cfg.Temperature, "sampling temperature (0 = greedy)")

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,9 @@ type synthOptions struct {
 	Index             string  `yaml:"index"`
 	Search            string  `yaml:"search"`
 	Access            string  `yaml:"access"`
+	AllowPrivateFetch bool    `yaml:"allow_private_fetch"`
+	ToolCache         string  `yaml:"tool_cache"`
+	ToolCacheMode     string  `yaml:"tool_cache_mode"`
 	Seeds             string  `yaml:"seeds"`
 	Links             string  `yaml:"links"`
 	Out               string  `yaml:"out"`
@@ -113,151 +117,24 @@ question and the difficulty histogram. See docs/synth.md.`,
   asearcher synth filter synth.jsonl --max-solve-rate 0 --per-seed 3 --out hard.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
 			if configPath != "" {
 				if err := loadSynthConfig(cmd.Flags(), configPath, &o); err != nil {
 					return err
 				}
 			}
-			if o.Out == "" || o.Model == "" {
-				return errors.New("--out and --model are required")
-			}
-			if (o.Index == "") == (o.Search == "") {
-				return errors.New("give exactly one of --index DIR and --search URL|serper")
-			}
-			cfg := synth.Config{
-				Seeds: o.N, Concurrency: o.Concurrency, MaxTurns: o.MaxTurns, SolverAttempts: o.Attempts,
-				MaxSolveRate: o.MaxSolveRate, ExitSolveRate: o.ExitSolveRate, MaxLinks: o.MaxLinks,
-				MaxParseRetries: o.Retries, MaxPageChars: o.MaxPageChars,
-				Params:       &llm.Params{Temperature: o.Temperature, TopP: o.TopP, MaxNewTokens: o.MaxTokens},
-				SolverParams: &llm.Params{Temperature: o.SolverTemperature, MaxNewTokens: o.SolverMaxTokens},
-			}
-			pools := map[string]*llm.Pool{}
-			defer func() {
-				for _, p := range pools {
-					p.Close()
-				}
-			}()
-			client := func(spec string) (*llm.Pool, error) {
-				if p, ok := pools[spec]; ok {
-					return p, nil
-				}
-				p, err := llm.NewClient(spec, llm.ClientOptions{APIKey: llm.APIKeyFromEnv(), Model: o.ModelName})
-				if err != nil {
-					return nil, fmt.Errorf("model %q: %w", spec, err)
-				}
-				pools[spec] = p
-				return p, nil
-			}
-			var err error
-			if cfg.Generator, err = client(o.Model); err != nil {
-				return err
-			}
-			cfg.GeneratorName = cmpOrStr(o.ModelName, o.Model)
-			if o.SolverModel != "" {
-				if cfg.Solver, err = client(o.SolverModel); err != nil {
-					return err
-				}
-				cfg.SolverName = o.SolverModel
-			}
-			if o.JudgeModel != "" {
-				if cfg.Judge, err = client(o.JudgeModel); err != nil {
-					return err
-				}
-				cfg.JudgeName = o.JudgeModel
-			}
-			if o.JudgeCache != "" {
-				if cfg.JudgeCache, err = reward.OpenJudgeCache(o.JudgeCache); err != nil {
-					return err
-				}
-			}
-			var searcher tools.Searcher
-			var browser tools.Browser
-			if o.Index != "" {
-				ix, err := retrieval.Open(o.Index, retrieval.OpenOptions{NoDense: true})
-				if err != nil {
-					return fmt.Errorf("--index %s: %w (build one with asearcher index build)", o.Index, err)
-				}
-				defer ix.Close()
-				var l synth.Links
-				if o.Links != "" {
-					if l, err = synth.LoadLinks(o.Links); err != nil {
-						return err
-					}
-				}
-				if cfg.Source, err = synth.NewCorpusSource(ix, l, o.Seed); err != nil {
-					return err
-				}
-				searcher, browser = synth.IndexTools{Index: ix}, synth.IndexTools{Index: ix}
-			} else {
-				if o.Seeds == "" {
-					return errors.New("--search needs --seeds FILE: one seed query or page title per line")
-				}
-				queries, err := readLines(o.Seeds)
-				if err != nil {
-					return err
-				}
-				if searcher, err = tools.SearcherFromSpec(o.Search, tools.SpecOptions{}); err != nil {
-					return err
-				}
-				acc := o.Access
-				if acc == "auto" {
-					acc = "none"
-					if strings.HasPrefix(o.Search, "http") {
-						acc = o.Search
-					}
-				}
-				if browser, err = tools.BrowserFromSpec(acc, tools.SpecOptions{}); err != nil {
-					return err
-				}
-				cfg.Source = &synth.SearchSource{Search: searcher, Browse: browser, Queries: queries}
-			}
-			if o.ToolAttempts > 0 {
-				wf, err := agent.NewRegistry().New(o.Agent, agent.Options{})
-				if err != nil {
-					return err
-				}
-				p, err := client(cmpOrStr(o.SolverModel, o.Model))
-				if err != nil {
-					return err
-				}
-				cfg.ToolSolver, cfg.ToolAttempts = wf, o.ToolAttempts
-				cfg.ToolEnv = &agent.Env{Sampler: p, Search: searcher, Browse: browser, Sampling: *cfg.SolverParams, Limits: agent.Limits{}.WithDefaults()}
-			}
-			if noProgress {
-				cfg.Progress = synth.ProgressLog
-			}
-			s, err := synth.New(cfg)
-			if err != nil {
-				return err
-			}
-			out, err := synth.OpenOutput(o.Out)
-			if err != nil {
-				return err
-			}
-			defer out.Close()
-			if err := writeSynthConfig(o.Out+".config.yaml", o); err != nil {
-				return err
-			}
-			stats, runErr := s.Run(ctx, out)
-			stats.WriteText(cmd.OutOrStdout())
-			if runErr == nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%d questions); stats in %s\n", o.Out, stats.Accepted, synth.StatsPath(o.Out))
-			}
-			return runErr
+			return runSynth(cmd.Context(), cmd.OutOrStdout(), o, noProgress)
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&configPath, "config", "", "YAML file with a synth: block of these settings (flags override it)")
 	f.StringVar(&o.Index, "index", "", "a built local index (asearcher index build) whose corpus supplies seeds, pages and links")
-	f.StringVar(&o.Search, "search", "", "instead of --index: a retrieval server URL, addrdir:DIR or serper; seeds from --seeds")
-	f.StringVar(&o.Access, "access", "auto", "page reader with --search: auto (the retrieval server's /access, none for serper), fetch, jina, none or a URL")
 	f.StringVar(&o.Seeds, "seeds", "", "with --search: a file of seed queries or titles, one per line")
 	f.StringVar(&o.Links, "links", "", "with --index: links file (JSON page → [pages] or {links, in_links}, or JSONL); default: titles mentioned in the text")
 	f.StringVar(&o.Out, "out", "", "output JSONL (appended; rerun to resume)")
-	f.StringVar(&o.Model, "model", "", "generator model: an OpenAI-compatible base URL (http://host:port/v1) or sglang:http://host:port; comma-separated for a pool")
-	f.StringVar(&o.ModelName, "model-name", "", "model name for OpenAI-compatible servers (default: ask the server)")
-	f.StringVar(&o.SolverModel, "solver-model", "", "model that answers without tools for the difficulty check (default: --model)")
+	o.Access, o.ToolCacheMode = "auto", "live"
+	addBackendFlags(f, backendFlagVars{model: &o.Model, modelName: &o.ModelName,
+		search: &o.Search, access: &o.Access, allowPrivateFetch: &o.AllowPrivateFetch, toolCache: &o.ToolCache, toolCacheMode: &o.ToolCacheMode})
+	f.StringVar(&o.SolverModel, "solver-model", "", "model that answers without tools for the difficulty check, same forms as --model (default: --model)")
 	f.StringVar(&o.JudgeModel, "judge-model", "", "model that grades the solver's answers (default: --model)")
 	f.StringVar(&o.JudgeCache, "judge-cache", "", "file caching judge verdicts across runs")
 	f.IntVar(&o.N, "n", 10, "seeds to process in total (a resumed run counts the finished ones)")
@@ -280,6 +157,152 @@ question and the difficulty histogram. See docs/synth.md.`,
 	f.BoolVar(&noProgress, "no-progress", false, "log progress lines instead of drawing a bar")
 	c.AddCommand(newSynthFilterCmd())
 	return c
+}
+
+// runSynth runs one synth command: it opens the models and the seed
+// source, then synthesises into o.Out.
+func runSynth(ctx context.Context, w io.Writer, o synthOptions, noProgress bool) error {
+	if o.Out == "" || o.Model == "" {
+		return errors.New("--out and --model are required")
+	}
+	if (o.Index == "") == (o.Search == "") {
+		return errors.New("give exactly one of --index DIR and --search URL|serper")
+	}
+	cfg := synth.Config{
+		Seeds: o.N, Concurrency: o.Concurrency, MaxTurns: o.MaxTurns, SolverAttempts: o.Attempts,
+		MaxSolveRate: o.MaxSolveRate, ExitSolveRate: o.ExitSolveRate, MaxLinks: o.MaxLinks,
+		MaxParseRetries: o.Retries, MaxPageChars: o.MaxPageChars,
+		Params:       &llm.Params{Temperature: o.Temperature, TopP: o.TopP, MaxNewTokens: o.MaxTokens},
+		SolverParams: &llm.Params{Temperature: o.SolverTemperature, MaxNewTokens: o.SolverMaxTokens},
+	}
+	models := &synthModels{ctx: ctx, backends: modelBackends(), opts: llm.OpenOptions{ModelName: o.ModelName}, open: map[string]llm.Sampler{}}
+	defer models.close()
+	var err error
+	if cfg.Generator, err = models.get(o.Model); err != nil {
+		return err
+	}
+	cfg.GeneratorName = cmpOrStr(o.ModelName, o.Model)
+	if o.SolverModel != "" {
+		if cfg.Solver, err = models.get(o.SolverModel); err != nil {
+			return err
+		}
+		cfg.SolverName = o.SolverModel
+	}
+	if o.JudgeModel != "" {
+		if cfg.Judge, err = models.get(o.JudgeModel); err != nil {
+			return err
+		}
+		cfg.JudgeName = o.JudgeModel
+	}
+	if o.JudgeCache != "" {
+		if cfg.JudgeCache, err = reward.OpenJudgeCache(o.JudgeCache); err != nil {
+			return err
+		}
+	}
+	t, closeSource, err := synthSource(o, &cfg)
+	if err != nil {
+		return err
+	}
+	defer closeSource()
+	if o.ToolAttempts > 0 {
+		wf, err := agent.NewRegistry().New(o.Agent, agent.Options{})
+		if err != nil {
+			return err
+		}
+		p, err := models.get(cmpOrStr(o.SolverModel, o.Model))
+		if err != nil {
+			return err
+		}
+		cfg.ToolSolver, cfg.ToolAttempts = wf, o.ToolAttempts
+		cfg.ToolEnv = &agent.Env{Sampler: p, Search: t.Search, Browse: t.Browse, Sampling: *cfg.SolverParams, Limits: agent.Limits{}.WithDefaults()}
+	}
+	if noProgress {
+		cfg.Progress = synth.ProgressLog
+	}
+	s, err := synth.New(cfg)
+	if err != nil {
+		return err
+	}
+	out, err := synth.OpenOutput(o.Out)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if err := writeSynthConfig(o.Out+".config.yaml", o); err != nil {
+		return err
+	}
+	stats, runErr := s.Run(ctx, out)
+	stats.WriteText(w)
+	if runErr == nil {
+		fmt.Fprintf(w, "wrote %s (%d questions); stats in %s\n", o.Out, stats.Accepted, synth.StatsPath(o.Out))
+	}
+	return runErr
+}
+
+// synthModels opens each model spec of a synth run once (the generator,
+// solver and judge may share one).
+type synthModels struct {
+	ctx      context.Context
+	backends *llm.Backends
+	opts     llm.OpenOptions
+	open     map[string]llm.Sampler
+	closers  []func() error
+}
+
+func (m *synthModels) get(spec string) (llm.Sampler, error) {
+	if s, ok := m.open[spec]; ok {
+		return s, nil
+	}
+	s, closeFn, err := m.backends.Open(m.ctx, spec, m.opts)
+	if err != nil {
+		return nil, err
+	}
+	m.open[spec] = s
+	m.closers = append(m.closers, closeFn)
+	return s, nil
+}
+
+func (m *synthModels) close() {
+	for _, c := range m.closers {
+		c()
+	}
+}
+
+// synthSource sets cfg.Source from --index (a local index's passages and
+// links) or --search with --seeds, and returns the tools the search agent
+// of --tool-attempts uses.
+func synthSource(o synthOptions, cfg *synth.Config) (tools.Tools, func(), error) {
+	if o.Index != "" {
+		ix, err := retrieval.Open(o.Index, retrieval.OpenOptions{NoDense: true})
+		if err != nil {
+			return tools.Tools{}, nil, fmt.Errorf("--index %s: %w (build one with asearcher index build)", o.Index, err)
+		}
+		var l synth.Links
+		if o.Links != "" {
+			if l, err = synth.LoadLinks(o.Links); err != nil {
+				ix.Close()
+				return tools.Tools{}, nil, err
+			}
+		}
+		if cfg.Source, err = synth.NewCorpusSource(ix, l, o.Seed); err != nil {
+			ix.Close()
+			return tools.Tools{}, nil, err
+		}
+		return tools.Tools{Search: synth.IndexTools{Index: ix}, Browse: synth.IndexTools{Index: ix}}, func() { ix.Close() }, nil
+	}
+	if o.Seeds == "" {
+		return tools.Tools{}, nil, errors.New("--search needs --seeds FILE: one seed query or page title per line")
+	}
+	queries, err := readLines(o.Seeds)
+	if err != nil {
+		return tools.Tools{}, nil, err
+	}
+	t, err := tools.Open(tools.Config{Search: o.Search, Access: o.Access, AllowPrivateFetch: o.AllowPrivateFetch, Cache: o.ToolCache, CacheMode: o.ToolCacheMode}, nil)
+	if err != nil {
+		return tools.Tools{}, nil, err
+	}
+	cfg.Source = &synth.SearchSource{Search: t.Search, Browse: t.Browse, Queries: queries}
+	return t, func() {}, nil
 }
 
 func newSynthFilterCmd() *cobra.Command {
