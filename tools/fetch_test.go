@@ -302,6 +302,17 @@ func TestAddrPolicy(t *testing.T) {
 		{"2001:0:4136:e378::1", false, false}, // Teredo
 		{"::1%0", false, true},
 		{"fe80::1%eth0", false, true},
+		// Issue 12: ::/96, ::ffff:0:0/96 and 64:ff9b:1::/48.
+		{"::127.0.0.1", false, false}, // IPv4-compatible (deprecated)
+		{"::8.8.8.8", false, false},   // IPv4-compatible, public: still refused
+		{"::a9fe:a9fe", false, false}, // IPv4-compatible metadata
+		{"::ffff:169.254.169.254", false, false},
+		{"::ffff:10.1.2.3", false, true},
+		{"::ffff:0:127.0.0.1", false, true},  // SIIT-translated loopback
+		{"::ffff:0:8.8.8.8", true, true},     // SIIT-translated public
+		{"::ffff:0:a9fe:a9fe", false, false}, // SIIT-translated metadata
+		{"64:ff9b:1::1", false, true},        // local-use NAT64
+		{"64:ff9b:1:ffff::808:808", false, true},
 	}
 	for _, c := range cases {
 		ip := netip.MustParseAddr(c.ip)

@@ -49,6 +49,13 @@ var blockedPrefixes = []namedPrefix{
 	{netip.MustParsePrefix("240.0.0.0/4"), "a reserved address"},
 	{netip.MustParsePrefix("::/128"), "the unspecified address"},
 	{netip.MustParsePrefix("::1/128"), "a loopback address"},
+	// IPv4-compatible addresses (RFC 4291 §2.5.5.1) are deprecated; some
+	// stacks still route ::a.b.c.d to a.b.c.d, so none may be dialled.
+	{netip.MustParsePrefix("::/96"), "a deprecated IPv4-compatible address"},
+	// Local-use NAT64 (RFC 8215): the translator's prefix length, and so
+	// where the IPv4 address sits, is a local choice; it reaches whatever
+	// the operator's translator reaches, the intranet included.
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "a local-use NAT64 address"},
 	{netip.MustParsePrefix("fc00::/7"), "a private address"},
 	{netip.MustParsePrefix("fe80::/10"), "a link-local address"},
 	{netip.MustParsePrefix("ff00::/8"), "a multicast address"},
@@ -57,13 +64,35 @@ var blockedPrefixes = []namedPrefix{
 }
 
 var (
+	// v4Mapped is ::ffff:0:0/96. Unmap turns these into IPv4 addresses, but
+	// the check below names the prefix too, so no later edit can drop it.
+	v4Mapped = netip.MustParsePrefix("::ffff:0:0/96")
+	// v4Translated is SIIT's ::ffff:0:a.b.c.d (RFC 2765), which Unmap
+	// leaves alone.
+	v4Translated = netip.MustParsePrefix("::ffff:0:0:0/96")
 	nat64Prefix  = netip.MustParsePrefix("64:ff9b::/96")
 	sixToFour    = netip.MustParsePrefix("2002::/16")
 	privateKinds = map[string]bool{
 		"a private address": true, "a loopback address": true, "a link-local address": true,
-		"a carrier-grade NAT address": true,
+		"a carrier-grade NAT address": true, "a local-use NAT64 address": true,
 	}
 )
+
+// embeddedV4 returns the IPv4 address inside an IPv6 address of a prefix
+// that carries one (IPv4-mapped, SIIT-translated, NAT64, 6to4).
+func embeddedV4(ip netip.Addr) (netip.Addr, bool) {
+	if !ip.Is6() {
+		return netip.Addr{}, false
+	}
+	b := ip.As16()
+	switch {
+	case v4Mapped.Contains(ip), v4Translated.Contains(ip), nat64Prefix.Contains(ip):
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+	case sixToFour.Contains(ip):
+		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true
+	}
+	return netip.Addr{}, false
+}
 
 // AddrPolicy decides which addresses the direct fetcher may connect to.
 type AddrPolicy struct {
@@ -92,14 +121,7 @@ func (p AddrPolicy) check(ip netip.Addr) error {
 		}
 	}
 	// Addresses that embed an IPv4 address are judged by it.
-	if ip.Is6() && (nat64Prefix.Contains(ip) || sixToFour.Contains(ip)) {
-		b := ip.As16()
-		var v4 netip.Addr
-		if nat64Prefix.Contains(ip) {
-			v4 = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
-		} else {
-			v4 = netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]})
-		}
+	if v4, ok := embeddedV4(ip); ok {
 		if err := p.check(v4); err != nil {
 			return fmt.Errorf("%s embeds %v", ip, err)
 		}
