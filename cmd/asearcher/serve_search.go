@@ -29,8 +29,11 @@ func newServeSearchCmd() *cobra.Command {
   POST /access   {"urls": [...]} → {"result": [row | null, ...]}
   GET  /health, GET /metrics (Prometheus)
 
-Existing ASearcher and Search-R1 clients work unchanged. Requests run in
-parallel with no global lock. Ctrl-C stops accepting, finishes requests in
+Existing ASearcher and Search-R1 clients work unchanged: whole GRPO batches
+(--max-queries) in one request, topk up to --max-topk, and numeric strings
+("topk": "3", "return_scores": "true") coerced as Search-R1's pydantic server
+does. Up to --max-in-flight requests run in parallel with no global lock and
+replies stream, so memory stays bounded. Ctrl-C stops accepting, finishes requests in
 flight and exits. See docs/api.md.`,
 		Example: `  asearcher serve search --index /tmp/hotpot-index --addr 127.0.0.1:8000
   curl -s 127.0.0.1:8000/retrieve -d '{"queries": ["Christopher Nolan"], "topk": 3}'`,
@@ -74,8 +77,11 @@ flight and exits. See docs/api.md.`,
 	f.StringVar(&addr, "addr", "127.0.0.1:8000", "listen address (loopback by default)")
 	f.StringVar(&o.Method, "method", "bm25", "retrieval method: bm25, dense or hybrid")
 	f.IntVar(&o.DefaultTopK, "default-topk", 3, "results per query when a request's topk is null or 0")
-	f.IntVar(&o.MaxTopK, "max-topk", 100, "largest topk accepted")
-	f.IntVar(&o.MaxQueries, "max-queries", 512, "most queries per /retrieve request")
+	f.IntVar(&o.MaxTopK, "max-topk", 1000, "largest topk accepted (at most 10000)")
+	f.IntVar(&o.MaxQueries, "max-queries", 8192, "most queries per /retrieve request (Search-R1 sends train_batch_size × n_agent at once)")
+	f.IntVar(&o.MaxResults, "max-results", 1_000_000, "most queries × topk per /retrieve request (413 past it)")
+	f.IntVar(&o.MaxInFlight, "max-in-flight", 32, "requests served at once; others wait for a turn")
+	f.DurationVar(&o.QueueTimeout, "queue-timeout", 30*time.Second, "longest wait for a turn before 429")
 	f.IntVar(&o.MaxURLs, "max-urls", 256, "most urls per /access request")
 	f.IntVar(&bodyMB, "max-body-mb", 4, "largest request body in MiB")
 	f.DurationVar(&o.RequestTimeout, "timeout", 60*time.Second, "time limit for one request's work")

@@ -1,6 +1,12 @@
 // Package server serves an index over the Search-R1 / ASearcher retrieval
 // API: POST /retrieve and POST /access, plus GET /health and GET /metrics.
 // Requests run concurrently with no global lock.
+//
+// Memory stays bounded whatever clients send: bodies are capped, at most
+// MaxInFlight requests are served at once (the rest wait, then get 429),
+// and replies are streamed in chunks of StreamChunkBytes instead of being
+// assembled whole, so a 2,560-query Search-R1 batch or a burst of
+// 512-query × topk-100 requests costs a chunk per request, not its reply.
 package server
 
 import (
@@ -16,6 +22,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,12 +44,25 @@ type Options struct {
 	// DefaultTopK answers requests whose topk is null or 0 (default 3, as
 	// ASearcher's server).
 	DefaultTopK int
-	// MaxTopK is the largest topk accepted (default 100).
+	// MaxTopK is the largest topk accepted (default 1000).
 	MaxTopK int
-	// MaxQueries per /retrieve request (default 512).
+	// MaxQueries per /retrieve request (default 8192: Search-R1 sends a
+	// whole GRPO batch, train_batch_size × n_agent, in one request).
 	MaxQueries int
+	// MaxResults bounds queries × topk of one request, the rows its reply
+	// may hold (default 1,000,000).
+	MaxResults int
 	// MaxURLs per /access request (default 256).
 	MaxURLs int
+	// MaxInFlight is how many /retrieve and /access requests are served at
+	// once (default 32); the others wait up to QueueTimeout for a turn and
+	// are then answered 429.
+	MaxInFlight int
+	// QueueTimeout is the longest a request waits for a turn (default 30 s).
+	QueueTimeout time.Duration
+	// StreamChunkBytes is the reply size at which a response starts to
+	// stream; smaller replies are sent whole (default 256 KiB).
+	StreamChunkBytes int
 	// MaxBodyBytes bounds request bodies (default 4 MiB).
 	MaxBodyBytes int64
 	// MaxPageBytes bounds a page assembled from passages (default 1 MiB).
@@ -62,10 +83,23 @@ func (o *Options) defaults() {
 		o.DefaultTopK = 3
 	}
 	if o.MaxTopK <= 0 {
-		o.MaxTopK = 100
+		o.MaxTopK = 1000
 	}
+	o.MaxTopK = min(o.MaxTopK, retrieval.MaxK)
 	if o.MaxQueries <= 0 {
-		o.MaxQueries = 512
+		o.MaxQueries = 8192
+	}
+	if o.MaxResults <= 0 {
+		o.MaxResults = 1_000_000
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 32
+	}
+	if o.QueueTimeout <= 0 {
+		o.QueueTimeout = 30 * time.Second
+	}
+	if o.StreamChunkBytes <= 0 {
+		o.StreamChunkBytes = 256 << 10
 	}
 	if o.MaxURLs <= 0 {
 		o.MaxURLs = 256
@@ -93,6 +127,8 @@ type Server struct {
 	mux       *http.ServeMux
 	bufs      sync.Pool
 	hits      sync.Pool
+	// turns holds a token per request being served (MaxInFlight).
+	turns chan struct{}
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -107,7 +143,7 @@ func New(ix *retrieval.Index, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{ix: ix, retriever: r, opts: opts, mux: http.NewServeMux()}
+	s := &Server{ix: ix, retriever: r, opts: opts, mux: http.NewServeMux(), turns: make(chan struct{}, opts.MaxInFlight)}
 	reg := opts.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -151,13 +187,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 type statusWriter struct {
 	http.ResponseWriter
-	code int
+	code    int
+	started bool // the status line has gone out
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	w.code = code
+	if !w.started {
+		w.code = code
+		w.started = true
+	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.started = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) instrument(name, method string, h func(http.ResponseWriter, *http.Request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -169,6 +217,7 @@ func (s *Server) instrument(name, method string, h func(http.ResponseWriter, *ht
 			s.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
 			s.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		}()
+		defer s.recoverPanic(sw, r)
 		if r.Method != method {
 			sw.Header().Set("Allow", method)
 			writeError(sw, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s is not allowed; use %s", r.Method, r.URL.Path, method))
@@ -177,6 +226,57 @@ func (s *Server) instrument(name, method string, h func(http.ResponseWriter, *ht
 		h(sw, r)
 	}
 }
+
+// recoverPanic turns a handler panic (a bug, or index data the checks at
+// open missed) into a JSON 500 and a logged stack, instead of net/http's
+// dropped connection. Once a streamed reply has started, the status line is
+// gone, so the connection is cut: a client then fails on truncated JSON
+// rather than reading a short result as complete.
+func (s *Server) recoverPanic(w *statusWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	s.opts.Logger.Error("handler panic", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+	if w.started {
+		w.code = http.StatusInternalServerError
+		panic(http.ErrAbortHandler)
+	}
+	writeError(w, http.StatusInternalServerError, fmt.Sprintf("internal error: %v (see the server log)", v))
+}
+
+// admit waits for a turn to serve a request. It is taken before the body is
+// read, so waiting requests hold a connection, not their bodies. false
+// means the request was answered (429) or abandoned.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	release = func() { <-s.turns }
+	select {
+	case s.turns <- struct{}{}:
+		return release, true
+	default:
+	}
+	t := time.NewTimer(s.opts.QueueTimeout)
+	defer t.Stop()
+	select {
+	case s.turns <- struct{}{}:
+		// The server's read deadline started with the request; the wait
+		// must not eat the time left to read the body.
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+		return release, true
+	case <-t.C:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("server busy: %d requests in flight and none finished within %s; retry later", s.opts.MaxInFlight, s.opts.QueueTimeout))
+		return nil, false
+	case <-r.Context().Done():
+		return nil, false
+	}
+}
+
+// bodyReadTimeout bounds reading a request's header and body.
+const bodyReadTimeout = 30 * time.Second
 
 // apiError is the body of every 4xx/5xx response.
 type apiError struct {
@@ -191,10 +291,10 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 
 // RetrieveRequest is the body of POST /retrieve.
 type RetrieveRequest struct {
-	Queries []string `json:"queries"`
+	Queries Queries `json:"queries"`
 	// TopK null or 0 means the server default.
-	TopK         *int `json:"topk"`
-	ReturnScores bool `json:"return_scores"`
+	TopK         TopK `json:"topk"`
+	ReturnScores Flag `json:"return_scores"`
 }
 
 // AccessRequest is the body of POST /access.
@@ -202,32 +302,86 @@ type AccessRequest struct {
 	URLs []string `json:"urls"`
 }
 
-// requestError is a client mistake, answered with 400.
-type requestError struct{ msg string }
+// Queries is the queries field: a list of strings. Unlike a plain []string
+// it refuses null entries, as pydantic's List[str] does, instead of
+// searching for "".
+type Queries []string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (q *Queries) UnmarshalJSON(data []byte) error {
+	if string(bytes.TrimSpace(data)) == "null" {
+		*q = nil
+		return nil
+	}
+	var ps []*string
+	if err := json.Unmarshal(data, &ps); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			want := "a list of strings"
+			if te.Type.Kind() == reflect.String || te.Type.Kind() == reflect.Pointer {
+				want = "a string"
+			}
+			return requestError{msg: fmt.Sprintf(`field "queries": got JSON %s, want %s`, te.Value, want)}
+		}
+		return requestError{msg: `field "queries": ` + err.Error()}
+	}
+	out := make(Queries, len(ps))
+	for i, p := range ps {
+		if p == nil {
+			return requestError{msg: fmt.Sprintf(`field "queries": entry %d is null, want a string`, i)}
+		}
+		out[i] = *p
+	}
+	*q = out
+	return nil
+}
+
+// requestError is a client mistake, answered with 400 (413 when tooLarge).
+type requestError struct {
+	msg      string
+	tooLarge bool
+}
 
 func (e requestError) Error() string { return e.msg }
 
+// statusOf is the HTTP status for a decode error.
+func statusOf(err error) int {
+	var re requestError
+	if errors.As(err, &re) && re.tooLarge {
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
+}
+
+// Limits bound what one /retrieve request may ask for.
+type Limits struct {
+	MaxQueries, DefaultTopK, MaxTopK, MaxResults int
+}
+
 // DecodeRetrieve parses and validates a /retrieve body; it returns the
 // request with TopK resolved.
-func DecodeRetrieve(body []byte, maxQueries, defaultTopK, maxTopK int) (RetrieveRequest, int, error) {
+func DecodeRetrieve(body []byte, lim Limits) (RetrieveRequest, int, error) {
 	var req RetrieveRequest
 	if err := decodeStrict(body, &req); err != nil {
 		return req, 0, err
 	}
 	if req.Queries == nil {
-		return req, 0, requestError{`"queries" is required: a list of strings`}
+		return req, 0, requestError{msg: `"queries" is required: a list of strings`}
 	}
-	if len(req.Queries) > maxQueries {
-		return req, 0, requestError{fmt.Sprintf("%d queries exceed the limit of %d per request; split the batch", len(req.Queries), maxQueries)}
+	if len(req.Queries) > lim.MaxQueries {
+		return req, 0, requestError{msg: fmt.Sprintf("%d queries exceed the limit of %d per request; split the batch or raise --max-queries", len(req.Queries), lim.MaxQueries), tooLarge: true}
 	}
-	topk := defaultTopK
-	if req.TopK != nil && *req.TopK != 0 {
-		topk = *req.TopK
+	topk := int64(lim.DefaultTopK)
+	if req.TopK.Set && req.TopK.Value != 0 {
+		topk = req.TopK.Value
 	}
-	if topk < 0 || topk > maxTopK {
-		return req, 0, requestError{fmt.Sprintf("topk %d out of range: want 1 to %d (null or 0 means %d)", topk, maxTopK, defaultTopK)}
+	if topk < 0 || topk > int64(lim.MaxTopK) {
+		return req, 0, requestError{msg: fmt.Sprintf("topk %d out of range: want 1 to %d (null or 0 means %d; --max-topk raises the cap)", topk, lim.MaxTopK, lim.DefaultTopK)}
 	}
-	return req, topk, nil
+	if n := int64(len(req.Queries)) * topk; lim.MaxResults > 0 && n > int64(lim.MaxResults) {
+		return req, 0, requestError{msg: fmt.Sprintf("%d queries × topk %d = %d results exceed the limit of %d per request; split the batch", len(req.Queries), topk, n, lim.MaxResults), tooLarge: true}
+	}
+	return req, int(topk), nil
 }
 
 // DecodeAccess parses and validates an /access body.
@@ -237,10 +391,10 @@ func DecodeAccess(body []byte, maxURLs int) (AccessRequest, error) {
 		return req, err
 	}
 	if req.URLs == nil {
-		return req, requestError{`"urls" is required: a list of strings`}
+		return req, requestError{msg: `"urls" is required: a list of strings`}
 	}
 	if len(req.URLs) > maxURLs {
-		return req, requestError{fmt.Sprintf("%d urls exceed the limit of %d per request", len(req.URLs), maxURLs)}
+		return req, requestError{msg: fmt.Sprintf("%d urls exceed the limit of %d per request", len(req.URLs), maxURLs), tooLarge: true}
 	}
 	return req, nil
 }
@@ -250,18 +404,22 @@ func DecodeAccess(body []byte, maxURLs int) (AccessRequest, error) {
 func decodeStrict(body []byte, v any) error {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
-		return requestError{"body must be a JSON object"}
+		return requestError{msg: "body must be a JSON object"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return requestError{fmt.Sprintf("field %q: got JSON %s, want %s", te.Field, te.Value, jsonKind(te.Type.String()))}
+			return requestError{msg: fmt.Sprintf("field %q: got JSON %s, want %s", te.Field, te.Value, jsonKind(te.Type.String()))}
 		}
-		return requestError{"invalid JSON: " + err.Error()}
+		var re requestError
+		if errors.As(err, &re) {
+			return re
+		}
+		return requestError{msg: "invalid JSON: " + err.Error()}
 	}
 	if dec.More() {
-		return requestError{"invalid JSON: data after the object"}
+		return requestError{msg: "invalid JSON: data after the object"}
 	}
 	return nil
 }
@@ -309,16 +467,67 @@ func (s *Server) putBuf(b *bytes.Buffer) {
 	}
 }
 
+// chunked streams a JSON reply: it collects output in a pooled buffer and
+// writes it out whenever it passes the chunk size, so a reply of any size
+// costs about one chunk of memory. Until the first write nothing has been
+// sent, and a failure can still be answered with a JSON error.
+type chunked struct {
+	w     http.ResponseWriter
+	buf   *bytes.Buffer
+	chunk int
+	sent  bool
+	err   error // first write error: the client has gone
+}
+
+func (c *chunked) maybeFlush() {
+	if c.buf.Len() >= c.chunk {
+		c.flush()
+	}
+}
+
+func (c *chunked) flush() {
+	if !c.sent {
+		c.w.Header().Set("Content-Type", "application/json")
+		c.sent = true
+	}
+	if c.err == nil && c.buf.Len() > 0 {
+		if _, c.err = c.w.Write(c.buf.Bytes()); c.err == nil {
+			// Push it past net/http's buffer, so the client starts
+			// reading while the rest is searched.
+			http.NewResponseController(c.w).Flush()
+		}
+	}
+	c.buf.Reset()
+}
+
+// fail answers err: a JSON error when nothing was sent yet, otherwise a cut
+// connection (see recoverPanic).
+func (c *chunked) fail(code int, msg string) {
+	if !c.sent {
+		writeError(c.w, code, msg)
+		return
+	}
+	panic(http.ErrAbortHandler)
+}
+
 func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
+	release, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return
 	}
-	req, topk, err := DecodeRetrieve(body, s.opts.MaxQueries, s.opts.DefaultTopK, s.opts.MaxTopK)
+	req, topk, err := DecodeRetrieve(body, Limits{
+		MaxQueries: s.opts.MaxQueries, DefaultTopK: s.opts.DefaultTopK, MaxTopK: s.opts.MaxTopK, MaxResults: s.opts.MaxResults,
+	})
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeError(w, statusOf(err), err.Error())
 		return
 	}
+	body = nil // the queries are decoded; let the body go
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
 	defer cancel()
 	hitsp, _ := s.hits.Get().(*[]retrieval.Hit)
@@ -326,19 +535,23 @@ func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
 		hitsp = new([]retrieval.Hit)
 	}
 	defer s.hits.Put(hitsp)
-	buf := s.getBuf()
-	defer s.putBuf(buf)
+	out := &chunked{w: w, buf: s.getBuf(), chunk: s.opts.StreamChunkBytes}
+	defer func() { s.putBuf(out.buf) }()
+	buf := out.buf
 	buf.WriteString(`{"result":[`)
 	for qi, q := range req.Queries {
 		hits, err := s.retriever.Search(ctx, q, topk, (*hitsp)[:0])
 		*hitsp = hits
+		if err == nil && out.err != nil {
+			err = out.err
+		}
 		if err != nil {
 			code := http.StatusInternalServerError
 			if ctx.Err() != nil {
 				code = http.StatusServiceUnavailable
 			}
-			s.opts.Logger.Warn("retrieve failed", "query", q, "err", err)
-			writeError(w, code, fmt.Sprintf("query %d: %v", qi, err))
+			s.opts.Logger.Warn("retrieve failed", "query", q, "query_index", qi, "streamed", out.sent, "err", err)
+			out.fail(code, fmt.Sprintf("query %d: %v", qi, err))
 			return
 		}
 		if qi > 0 {
@@ -361,25 +574,31 @@ func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		buf.WriteByte(']')
+		out.maybeFlush()
 	}
 	buf.WriteString("]}\n")
 	s.queries.Add(float64(len(req.Queries)))
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(buf.Bytes())
+	out.flush()
 }
 
 func (s *Server) handleAccess(w http.ResponseWriter, r *http.Request) {
+	release, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return
 	}
 	req, err := DecodeAccess(body, s.opts.MaxURLs)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeError(w, statusOf(err), err.Error())
 		return
 	}
-	buf := s.getBuf()
-	defer s.putBuf(buf)
+	out := &chunked{w: w, buf: s.getBuf(), chunk: s.opts.StreamChunkBytes}
+	defer func() { s.putBuf(out.buf) }()
+	buf := out.buf
 	buf.WriteString(`{"result":[`)
 	var errs []string
 	failed := false
@@ -397,6 +616,10 @@ func (s *Server) handleAccess(w http.ResponseWriter, r *http.Request) {
 			buf.Write(row)
 		}
 		errs = append(errs, msg)
+		out.maybeFlush()
+		if out.err != nil {
+			return // the client has gone
+		}
 	}
 	buf.WriteByte(']')
 	if failed {
@@ -416,8 +639,7 @@ func (s *Server) handleAccess(w http.ResponseWriter, r *http.Request) {
 		buf.WriteByte(']')
 	}
 	buf.WriteString("}\n")
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(buf.Bytes())
+	out.flush()
 }
 
 // urlVariants lists the forms a url is looked up under: as given, with
@@ -520,10 +742,11 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 		Addr:              addr,
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      s.opts.RequestTimeout + 30*time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		// Requests that wait for a turn (admit) get a fresh body deadline.
+		ReadTimeout:    bodyReadTimeout,
+		WriteTimeout:   s.opts.QueueTimeout + s.opts.RequestTimeout + 30*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
 	}
 }
 

@@ -166,10 +166,13 @@ func TestBadRequests(t *testing.T) {
 		{"queries missing", "POST", "/retrieve", `{"topk": 3}`, 400, `"queries" is required`},
 		{"queries not a list", "POST", "/retrieve", `{"queries": "q"}`, 400, `field "queries"`},
 		{"query not a string", "POST", "/retrieve", `{"queries": [1]}`, 400, `want a string`},
-		{"topk not int", "POST", "/retrieve", `{"queries": ["q"], "topk": "5"}`, 400, `field "topk"`},
+		{"topk not int", "POST", "/retrieve", `{"queries": ["q"], "topk": "five"}`, 400, `field "topk"`},
+		{"topk fraction", "POST", "/retrieve", `{"queries": ["q"], "topk": 2.5}`, 400, `fractional part`},
+		{"topk list", "POST", "/retrieve", `{"queries": ["q"], "topk": [2]}`, 400, `field "topk": got a list`},
+		{"return_scores word", "POST", "/retrieve", `{"queries": ["q"], "return_scores": "maybe"}`, 400, `field "return_scores"`},
 		{"topk too big", "POST", "/retrieve", `{"queries": ["q"], "topk": 11}`, 400, "topk 11 out of range"},
 		{"topk negative", "POST", "/retrieve", `{"queries": ["q"], "topk": -1}`, 400, "out of range"},
-		{"too many queries", "POST", "/retrieve", `{"queries": ["a","b","c","d"]}`, 400, "exceed the limit of 3"},
+		{"too many queries", "POST", "/retrieve", `{"queries": ["a","b","c","d"]}`, 413, "exceed the limit of 3"},
 		{"trailing data", "POST", "/retrieve", `{"queries": ["a"]} {}`, 400, "after the object"},
 		{"body too large", "POST", "/retrieve", `{"queries": ["` + strings.Repeat("x", 3000) + `"]}`, 413, "larger than 2048"},
 		{"urls missing", "POST", "/access", `{}`, 400, `"urls" is required`},
@@ -309,12 +312,14 @@ func FuzzDecodeRetrieve(f *testing.F) {
 		`{"queries": ["q"], "topk": 1e3}`,
 		`{"queries": [null], "topk": -0}`,
 		`{"queries": ["\ud800"], "x": [[[[]]]]}`,
+		`{"queries": ["q"], "topk": " +1_0.00 ", "return_scores": "YES"}`,
+		`{"queries": ["q"], "topk": 99999999999999999999999, "return_scores": 1.0}`,
 		`[]`, `{`, ``,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, topk, err := DecodeRetrieve(body, 8, 3, 100)
+		req, topk, err := DecodeRetrieve(body, Limits{MaxQueries: 8, DefaultTopK: 3, MaxTopK: 100, MaxResults: 400})
 		if err != nil {
 			if _, ok := err.(requestError); !ok {
 				t.Fatalf("non-request error %T %v", err, err)
