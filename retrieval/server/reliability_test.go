@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,6 +308,16 @@ func TestReliabilityAdmission(t *testing.T) {
 	wg.Wait()
 }
 
+// swapRetriever lets a test change the retriever under a running server
+// without a data race.
+type swapRetriever struct{ cur atomic.Pointer[retrieval.Retriever] }
+
+func (s *swapRetriever) set(r retrieval.Retriever) { s.cur.Store(&r) }
+
+func (s *swapRetriever) Search(ctx context.Context, q string, k int, dst []retrieval.Hit) ([]retrieval.Hit, error) {
+	return (*s.cur.Load()).Search(ctx, q, k, dst)
+}
+
 type panicRetriever struct{ after int }
 
 func (p *panicRetriever) Search(_ context.Context, q string, k int, dst []retrieval.Hit) ([]retrieval.Hit, error) {
@@ -327,17 +338,19 @@ func TestReliabilityHandlerPanic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	swap := &swapRetriever{}
+	swap.set(&panicRetriever{after: 0})
+	s.retriever = swap
 	ts := httptest.NewServer(s)
 	defer ts.Close()
 
-	s.retriever = &panicRetriever{after: 0}
 	code, body := post(t, ts.URL+"/retrieve", `{"queries": ["star"]}`)
 	var e apiError
 	if code != http.StatusInternalServerError || json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error, "internal error") {
 		t.Errorf("panic before streaming: %d %s, want JSON 500", code, body)
 	}
 
-	s.retriever = &panicRetriever{after: 3}
+	swap.set(&panicRetriever{after: 3})
 	resp, err := http.Post(ts.URL+"/retrieve", "application/json", strings.NewReader(`{"queries": ["a","b","c","d","e"]}`))
 	if err == nil {
 		_, err = io.ReadAll(resp.Body)
@@ -349,7 +362,7 @@ func TestReliabilityHandlerPanic(t *testing.T) {
 		t.Errorf("panic mid-stream: read err %v, want a cut connection (unexpected EOF)", err)
 	}
 
-	s.retriever = s.ix.BM25
+	swap.set(s.ix.BM25)
 	if code, body := post(t, ts.URL+"/retrieve", `{"queries": ["star"]}`); code != 200 {
 		t.Errorf("after panics: %d %s", code, body)
 	}
