@@ -310,7 +310,9 @@ func TestReliabilityAdmission(t *testing.T) {
 
 // swapRetriever lets a test change the retriever under a running server
 // without a data race.
-type swapRetriever struct{ cur atomic.Pointer[retrieval.Retriever] }
+type swapRetriever struct {
+	cur atomic.Pointer[retrieval.Retriever]
+}
 
 func (s *swapRetriever) set(r retrieval.Retriever) { s.cur.Store(&r) }
 
