@@ -424,6 +424,7 @@ func extendCommon[E comparable](cur []E, keep, limit int, fetch func(dst []E, fr
 
 // fillOutput copies the response into c and enforces stops and budget.
 func (s *Session) fillOutput(c *Call, resp *llm.Response, carry string, budget int) {
+	s.restoreTrimmedStop(resp, c.Stop)
 	c.Text = resp.Text
 	c.Finish = resp.Finish
 	c.StopMatched = resp.StopMatched
@@ -460,6 +461,46 @@ func (s *Session) fillOutput(c *Call, resp *llm.Response, carry string, budget i
 		s.log.Warn("backend returned versions of the wrong length; dropping them", "tokens", len(resp.OutputIDs), "versions", len(resp.Versions))
 	}
 	s.clipTokens(c, carry, budget)
+	if resp.StopRestored && c.StopMatched == resp.StopMatched && !c.EOS &&
+		!strings.HasSuffix(s.env.Tokenizer.Decode(c.Output), c.StopMatched) {
+		// The server's tokens end before the stop string it trimmed: add
+		// its encoding, marked unsampled, so the context holds the tag.
+		ids := s.env.Tokenizer.Encode(c.StopMatched)
+		c.Output = append(c.Output, ids...)
+		if c.Logprobs != nil {
+			c.Logprobs = append(c.Logprobs, make([]float32, len(ids))...)
+		}
+		if c.Versions != nil {
+			for range ids {
+				c.Versions = append(c.Versions, -1)
+			}
+		}
+		c.Unsampled = len(ids)
+	}
+}
+
+// restoreTrimmedStop is llm.RestoreTrimmedStop with the session's own
+// context as the prompt: a backend given token ids cannot see that a note
+// call's prompt ends in an opened "<think>". It runs only when nothing in
+// the reply says how generation ended: no stop string named or at the
+// end, and no stop token as the last id.
+func (s *Session) restoreTrimmedStop(resp *llm.Response, stops []string) {
+	if resp.Finish != llm.FinishStop || resp.StopMatched != "" || len(stops) == 0 {
+		return
+	}
+	if n := len(resp.OutputIDs); n > 0 && slices.Contains(s.env.StopTokenIDs, resp.OutputIDs[n-1]) {
+		return
+	}
+	llm.RestoreTrimmedStop(resp, s.contextTail(), stops)
+}
+
+// contextTail is the end of the context as text.
+func (s *Session) contextTail() string {
+	const tailTokens = 32
+	if s.traj.Mode == ModeTokens {
+		return s.env.Tokenizer.Decode(s.ids[max(0, len(s.ids)-tailTokens):])
+	}
+	return string(s.text[max(0, len(s.text)-4*tailTokens):])
 }
 
 // clipTokens cuts the output at the first stop token, the first stop

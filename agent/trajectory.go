@@ -117,6 +117,11 @@ type Call struct {
 	// Clipped says the agent cut the backend's output itself, at a stop
 	// string, a stop token or the token cap the backend did not honour.
 	Clipped bool `json:"clipped,omitempty"`
+	// Unsampled counts tokens at the end of Output the model did not
+	// sample: the encoding of a stop string the server trimmed and did not
+	// return as tokens, added back so the context reads as the model wrote
+	// it. They are prompt in training (loss mask 0, logprob 0, version -1).
+	Unsampled int `json:"unsampled,omitempty"`
 
 	Start   time.Duration `json:"start_ns"` // since Trajectory.Started
 	Latency time.Duration `json:"latency_ns"`
@@ -321,19 +326,24 @@ func (t *Trajectory) Sequences() ([]Sequence, error) {
 			}
 			at := len(q.Tokens)
 			q.Tokens = append(q.Tokens, c.Output...)
+			sampled := len(c.Output) - c.Unsampled
 			for k := range c.Output {
 				q.LossMask[at+k] = 1
 				q.Versions[at+k] = -1
 			}
 			if len(c.Logprobs) > 0 {
 				copy(q.Logprobs[at:], c.Logprobs)
-			} else if len(c.Output) > 0 {
+			} else if sampled > 0 {
 				q.MissingLogprobs = true
 			}
 			if len(c.Versions) > 0 {
 				copy(q.Versions[at:], c.Versions)
-			} else if len(c.Output) > 0 {
+			} else if sampled > 0 {
 				q.MissingVersions = true
+			}
+			// Restored stop tokens were not sampled: not trained on.
+			for k := sampled; k < len(c.Output); k++ {
+				q.LossMask[at+k], q.Logprobs[at+k], q.Versions[at+k] = 0, 0, -1
 			}
 		}
 		seqs[s] = q
@@ -365,6 +375,9 @@ func (t *Trajectory) Validate() error {
 		}
 		if c.InputLen != in.Keep+added {
 			return fmt.Errorf("call %d: input length %d is not %d kept + %d added", i, c.InputLen, in.Keep, added)
+		}
+		if c.Unsampled < 0 || c.Unsampled > len(c.Output) {
+			return fmt.Errorf("call %d: %d unsampled of %d tokens", i, c.Unsampled, len(c.Output))
 		}
 		if len(c.Logprobs) != 0 && len(c.Logprobs) != len(c.Output) {
 			return fmt.Errorf("call %d: %d logprobs for %d tokens", i, len(c.Logprobs), len(c.Output))

@@ -101,7 +101,7 @@ func BenchmarkDecodeGenerate(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := decodeSGLangGenerate(data, nil); err != nil {
+				if _, err := decodeSGLangGenerate(data, nil, ""); err != nil {
 					b.Fatal(err)
 				}
 			}

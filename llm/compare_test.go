@@ -33,8 +33,8 @@ func TestCompareCodecs(t *testing.T) {
 	}{
 		{"encode /generate, 2k prompt tokens", func() { buf, _ = encodeSGLangGenerate(buf[:0], req2k) }, func() { _, _ = reflectBody(req2k) }, 200},
 		{"encode /generate, 100k prompt tokens", func() { buf, _ = encodeSGLangGenerate(buf[:0], req100k) }, func() { _, _ = reflectBody(req100k) }, 10},
-		{"decode /generate reply, 256 tokens", func() { _, _ = decodeSGLangGenerate(rep256, nil) }, func() { decodeBaseline(rep256) }, 100},
-		{"decode /generate reply, 4096 tokens", func() { _, _ = decodeSGLangGenerate(rep4k, nil) }, func() { decodeBaseline(rep4k) }, 10},
+		{"decode /generate reply, 256 tokens", func() { _, _ = decodeSGLangGenerate(rep256, nil, "") }, func() { decodeBaseline(rep256) }, 100},
+		{"decode /generate reply, 4096 tokens", func() { _, _ = decodeSGLangGenerate(rep4k, nil, "") }, func() { decodeBaseline(rep4k) }, 10},
 	}
 	const rounds = 15
 	t.Logf("%-40s %12s %12s %8s", "path", "ours", "encoding/json", "speedup")

@@ -38,6 +38,9 @@ func checkResponse(t *testing.T, r *Response) {
 	if r.Versions != nil && len(r.Versions) != len(r.OutputIDs) {
 		t.Fatalf("%d versions for %d tokens", len(r.Versions), len(r.OutputIDs))
 	}
+	if r.StopRestored && (r.StopMatched == "" || !strings.HasSuffix(r.Text, r.StopMatched)) {
+		t.Fatalf("restored stop %q but text ends %q", r.StopMatched, r.Text[max(0, len(r.Text)-20):])
+	}
 	if r.StopMatched != "" && !strings.Contains(r.Text, r.StopMatched) {
 		t.Fatalf("stop %q not in text %q", r.StopMatched, r.Text)
 	}
@@ -48,7 +51,7 @@ func FuzzDecodeSGLangGenerate(f *testing.F) {
 	f.Add([]byte(`[{"text":"a","meta_info":{"finish_reason":"stop"}}]`))
 	f.Add([]byte(`{"meta_info":{"finish_reason":{"type":"stop","matched":null},"weight_version":"v3"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := decodeSGLangGenerate(data, []string{"</search>", "\n\n"})
+		r, err := decodeSGLangGenerate(data, []string{"</search>", "\n\n"}, "")
 		if err == nil {
 			checkResponse(t, r)
 		}
@@ -61,7 +64,7 @@ func FuzzDecodeCompletion(f *testing.F) {
 	addGoldens(f, "sglang_openai")
 	f.Add([]byte(`{"choices":[{"text":"x","finish_reason":"stop","logprobs":{"tokens":["token_id:1","2"],"token_logprobs":[null,-1]}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := decodeCompletionResponse(data, []string{"</answer>"})
+		r, err := decodeCompletionResponse(data, []string{"</answer>"}, "<answer>")
 		if err == nil {
 			checkResponse(t, r)
 		}
@@ -73,7 +76,7 @@ func FuzzDecodeChat(f *testing.F) {
 	addGoldens(f, "openai_chat")
 	addGoldens(f, "chat_")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := decodeChatResponse(data, []string{"</answer>"})
+		r, err := decodeChatResponse(data, []string{"</answer>"}, "")
 		if err == nil {
 			checkResponse(t, r)
 		}

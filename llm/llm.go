@@ -69,7 +69,12 @@ type Response struct {
 	Versions     []int  `json:"versions,omitempty"`
 	Finish       Finish `json:"finish"`
 	StopMatched  string `json:"stop_matched,omitempty"`
-	PromptTokens int    `json:"prompt_tokens,omitempty"`
+	// StopRestored says the client appended StopMatched to Text itself: the
+	// server trimmed it and did not say which stop fired (RestoreTrimmedStop).
+	// OutputIDs and Logprobs are what the server sent and may lack its
+	// tokens; the agent then adds them as unsampled tokens.
+	StopRestored bool `json:"stop_restored,omitempty"`
+	PromptTokens int  `json:"prompt_tokens,omitempty"`
 }
 
 // Sampler generates text from a model.

@@ -156,9 +156,9 @@ func (c *OpenAI) Sample(ctx context.Context, req *Request) (*Response, error) {
 		}
 		var resp *Response
 		if chat {
-			resp, err = decodeChatResponse(data, req.Params.Stop)
+			resp, err = decodeChatResponse(data, req.Params.Stop, "")
 		} else {
-			resp, err = decodeCompletionResponse(data, req.Params.Stop)
+			resp, err = decodeCompletionResponse(data, req.Params.Stop, PromptTail(req))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("openai %s %s: %w", redactURL(c.ep.base), path, err)
@@ -314,11 +314,11 @@ func firstChoice[C any](data []byte) (*C, *openAIUsage, error) {
 }
 
 // finishChoice fills in what both reply kinds share.
-func finishChoice(resp *Response, c *choiceCommon, tokens []string, lps []*float64, u *openAIUsage, stops []string) (*Response, error) {
+func finishChoice(resp *Response, c *choiceCommon, tokens []string, lps []*float64, u *openAIUsage, stops []string, promptTail string) (*Response, error) {
 	if err := fillTokens(resp, c.TokenIDs, tokens, lps); err != nil {
 		return nil, err
 	}
-	if err := applyOpenAIFinish(resp, c.FinishReason, c.StopReason, c.MatchedStop, stops); err != nil {
+	if err := applyOpenAIFinish(resp, c.FinishReason, c.StopReason, c.MatchedStop, stops, promptTail); err != nil {
 		return nil, err
 	}
 	if u != nil {
@@ -327,7 +327,9 @@ func finishChoice(resp *Response, c *choiceCommon, tokens []string, lps []*float
 	return resp, nil
 }
 
-func decodeCompletionResponse(data []byte, stops []string) (*Response, error) {
+// decodeCompletionResponse turns a /v1/completions reply into a Response.
+// stops and promptTail (see PromptTail) restore a trimmed stop string.
+func decodeCompletionResponse(data []byte, stops []string, promptTail string) (*Response, error) {
 	ch, usage, err := firstChoice[completionChoice](data)
 	if err != nil {
 		return nil, err
@@ -341,10 +343,10 @@ func decodeCompletionResponse(data []byte, stops []string) (*Response, error) {
 	if ch.Logprobs != nil {
 		tokens, lps = ch.Logprobs.Tokens, ch.Logprobs.TokenLogprobs
 	}
-	return finishChoice(resp, &ch.choiceCommon, tokens, lps, usage, stops)
+	return finishChoice(resp, &ch.choiceCommon, tokens, lps, usage, stops, promptTail)
 }
 
-func decodeChatResponse(data []byte, stops []string) (*Response, error) {
+func decodeChatResponse(data []byte, stops []string, promptTail string) (*Response, error) {
 	ch, usage, err := firstChoice[chatChoice](data)
 	if err != nil {
 		return nil, err
@@ -373,7 +375,7 @@ func decodeChatResponse(data []byte, stops []string) (*Response, error) {
 			lps = append(lps, c.Logprob)
 		}
 	}
-	return finishChoice(resp, &ch.choiceCommon, tokens, lps, usage, stops)
+	return finishChoice(resp, &ch.choiceCommon, tokens, lps, usage, stops, promptTail)
 }
 
 // fillTokens sets OutputIDs and Logprobs from whichever the server gave:
@@ -417,7 +419,7 @@ func idsFromTokenStrings(tokens []string) ([]int, bool) {
 	return ids, true
 }
 
-func applyOpenAIFinish(resp *Response, reason *string, stopReason, matchedStop json.RawMessage, stops []string) error {
+func applyOpenAIFinish(resp *Response, reason *string, stopReason, matchedStop json.RawMessage, stops []string, promptTail string) error {
 	if reason == nil {
 		return errors.New("decode reply: finish_reason is null (the request has not finished)")
 	}
@@ -451,9 +453,11 @@ func applyOpenAIFinish(resp *Response, reason *string, stopReason, matchedStop j
 	for _, s := range stops {
 		if s != "" && strings.HasSuffix(resp.Text, s) {
 			resp.StopMatched = s
-			break
+			return nil
 		}
 	}
+	// Trimmed and unreported (hosted APIs): restore the closing tag.
+	RestoreTrimmedStop(resp, promptTail, stops)
 	return nil
 }
 

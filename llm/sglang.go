@@ -76,7 +76,7 @@ func (s *SGLang) Sample(ctx context.Context, req *Request) (*Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sglang generate: %w", err)
 	}
-	resp, err := decodeSGLangGenerate(data, req.Params.Stop)
+	resp, err := decodeSGLangGenerate(data, req.Params.Stop, PromptTail(req))
 	if err != nil {
 		return nil, fmt.Errorf("sglang generate %s: %w", redactURL(s.ep.base), err)
 	}
@@ -221,8 +221,9 @@ type finishInfo struct {
 }
 
 // decodeSGLangGenerate turns a /generate reply into a Response. stops are
-// the request's stop strings, used to restore a trimmed stop string.
-func decodeSGLangGenerate(data []byte, stops []string) (*Response, error) {
+// the request's stop strings and promptTail the end of a text prompt
+// (PromptTail), used to restore a trimmed stop string.
+func decodeSGLangGenerate(data []byte, stops []string, promptTail string) (*Response, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) > 0 && data[0] == '[' {
 		// A batch reply to a single prompt: take the only element.
@@ -287,9 +288,10 @@ func decodeSGLangGenerate(data []byte, stops []string) (*Response, error) {
 		for _, s := range stops {
 			if s != "" && strings.HasSuffix(resp.Text, s) {
 				resp.StopMatched = s
-				break
+				return resp, nil
 			}
 		}
+		RestoreTrimmedStop(resp, promptTail, stops)
 	}
 	return resp, nil
 }

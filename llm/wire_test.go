@@ -105,7 +105,7 @@ func TestDecodeGoldenReplies(t *testing.T) {
 	stops := []string{"</search>", "</answer>"}
 	cases := []struct {
 		file   string
-		decode func([]byte, []string) (*Response, error)
+		decode func([]byte, []string, string) (*Response, error)
 		want   Response
 	}{
 		{"sglang_reply_stop_string.json", decodeSGLangGenerate, Response{OutputIDs: searchIDs, Logprobs: searchLPs,
@@ -150,7 +150,7 @@ func TestDecodeGoldenReplies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := c.decode(data, stops)
+			got, err := c.decode(data, stops, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +164,7 @@ func TestDecodeGoldenReplies(t *testing.T) {
 func TestDecodeRejectsBrokenReplies(t *testing.T) {
 	cases := []struct {
 		name   string
-		decode func([]byte, []string) (*Response, error)
+		decode func([]byte, []string, string) (*Response, error)
 		body   string
 	}{
 		{"not json", decodeSGLangGenerate, `<html>502 Bad Gateway</html>`},
@@ -182,7 +182,7 @@ func TestDecodeRejectsBrokenReplies(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if r, err := c.decode([]byte(c.body), nil); err == nil {
+			if r, err := c.decode([]byte(c.body), nil, ""); err == nil {
 				t.Fatalf("want an error, got %+v", r)
 			}
 		})

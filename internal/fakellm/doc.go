@@ -38,6 +38,12 @@
 // "weight_version") changes the weight version reported in
 // meta_info.weight_version; a segment reports the version it started with.
 //
+// Stop strings: Options.StopStyle imitates how a server family treats a
+// matched stop string on the OpenAI endpoints: kept on request and named in
+// stop_reason (vLLM, the default), trimmed and named in stop_reason or
+// matched_stop (SGLang), trimmed and unreported (the OpenAI API), or kept and
+// unreported.
+//
 // Calls records every generation request (path, rid, prompt ids and text,
 // parsed sampling fields, raw body) so tests can assert what a client sent.
 package fakellm

@@ -149,6 +149,35 @@ type Options struct {
 	OmitVersion bool
 	// APIKey, when set, is required as "Authorization: Bearer KEY".
 	APIKey string
+	// StopStyle imitates how a server family handles a matched stop
+	// string on the OpenAI endpoints; the zero value is vLLM's.
+	StopStyle StopStyle
+}
+
+// StopStyle is how a server treats a matched stop string: whether the text
+// keeps it and which field, if any, names it.
+type StopStyle int
+
+const (
+	// StopVLLM keeps the stop string when the request says
+	// include_stop_str_in_output or no_stop_trim and names it in
+	// stop_reason.
+	StopVLLM StopStyle = iota
+	// StopTrimSilent trims the stop string whatever the request says and
+	// names it nowhere, as the OpenAI API and many compatible servers do.
+	StopTrimSilent
+	// StopTrimVLLM trims the stop string and names it in stop_reason.
+	StopTrimVLLM
+	// StopTrimSGLang trims the stop string and names it in matched_stop,
+	// as SGLang's OpenAI endpoints do.
+	StopTrimSGLang
+	// StopKeepSilent keeps the stop string in the text and names it
+	// nowhere.
+	StopKeepSilent
+)
+
+func (st StopStyle) trims() bool {
+	return st == StopTrimSilent || st == StopTrimVLLM || st == StopTrimSGLang
 }
 
 // Server is a running fake model server.
@@ -548,6 +577,10 @@ func (s *Server) generate(ctx context.Context, c *Call, defaultMax int) (*outcom
 	out.text = s.opts.Tokenizer.Decode(textIDs)
 	if out.matchedStr != "" {
 		switch {
+		case s.opts.StopStyle == StopKeepSilent:
+			out.text = out.text[:stopAt+len(out.matchedStr)]
+		case s.opts.StopStyle.trims():
+			out.text = out.text[:stopAt]
 		case c.Params.NoStopTrim:
 		case c.Params.IncludeStopStr:
 			out.text = out.text[:stopAt+len(out.matchedStr)]

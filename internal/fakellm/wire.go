@@ -442,13 +442,27 @@ func (s *Server) addVLLMChoiceFields(choice map[string]any, out *outcome, ext op
 		}
 		return
 	}
-	switch {
-	case out.matchedStr != "":
-		choice["stop_reason"] = out.matchedStr
-	case out.matchedTok != nil && *out.matchedTok != s.opts.EOS:
-		choice["stop_reason"] = *out.matchedTok
+	switch s.opts.StopStyle {
+	case StopTrimSilent, StopKeepSilent:
+		// Nothing says which stop fired.
+	case StopTrimSGLang:
+		switch {
+		case out.matchedStr != "":
+			choice["matched_stop"] = out.matchedStr
+		case out.matchedTok != nil:
+			choice["matched_stop"] = *out.matchedTok
+		default:
+			choice["matched_stop"] = nil
+		}
 	default:
-		choice["stop_reason"] = nil
+		switch {
+		case out.matchedStr != "":
+			choice["stop_reason"] = out.matchedStr
+		case out.matchedTok != nil && *out.matchedTok != s.opts.EOS:
+			choice["stop_reason"] = *out.matchedTok
+		default:
+			choice["stop_reason"] = nil
+		}
 	}
 	if ext.returnTokenIDs {
 		choice["token_ids"] = nonNil(out.ids)
