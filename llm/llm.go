@@ -66,9 +66,9 @@ type Response struct {
 	Logprobs []float32 `json:"logprobs,omitempty"`
 	// Versions[i] is the weight version that produced OutputIDs[i]; nil when
 	// unknown. Interrupted generation can mix versions within one response.
-	Versions     []int  `json:"versions,omitempty"`
-	Finish       Finish `json:"finish"`
-	StopMatched  string `json:"stop_matched,omitempty"`
+	Versions    []int  `json:"versions,omitempty"`
+	Finish      Finish `json:"finish"`
+	StopMatched string `json:"stop_matched,omitempty"`
 	// StopRestored says the client appended StopMatched to Text itself: the
 	// server trimmed it and did not say which stop fired (RestoreTrimmedStop).
 	// OutputIDs and Logprobs are what the server sent and may lack its
