@@ -115,6 +115,9 @@ func OpenBM25(dir string, opts BM25Options) (_ *BM25, err error) {
 		len(ix.postings) < postingsPad || (m.Terms > 0 && ix.termOff[m.Terms] != uint64(len(ix.termStr))) {
 		return nil, fmt.Errorf("open bm25 index %s: file sizes do not match meta.json (truncated copy?); rebuild the index", dir)
 	}
+	if err := ix.checkLayout(raw[2], raw[3]); err != nil {
+		return nil, fmt.Errorf("open bm25 index %s: %w (truncated or damaged copy?); rebuild the index", dir, err)
+	}
 	if ix.keys, err = corpus.OpenKeyIndex(filepath.Join(dir, termKeysFile)); err != nil {
 		return nil, fmt.Errorf("open bm25 index: %w", err)
 	}
@@ -131,6 +134,62 @@ func OpenBM25(dir string, opts BM25Options) (_ *BM25, err error) {
 	ix.params = newBM25Params(ix.k1, ix.b, m.AvgDL)
 	ix.exact = ix.k1 == m.K1 && ix.b == m.B
 	return ix, nil
+}
+
+// checkLayout checks, in one pass over the terms (not the postings), that
+// the files agree with each other: term strings in order, each term's
+// blocks right after the previous term's, blocks.dat holding exactly
+// those blocks and postings.dat ending exactly after the last one. It
+// catches a truncated or shortened file, which a size check against
+// meta.json alone lets through for blocks.dat and postings.dat.
+func (ix *BM25) checkLayout(infoRaw, blocksRaw []byte) error {
+	if len(infoRaw)%int(unsafe.Sizeof(termMeta{})) != 0 {
+		return fmt.Errorf("%s: %d bytes is not a whole number of term records", termInfoFile, len(infoRaw))
+	}
+	if len(blocksRaw)%int(unsafe.Sizeof(blockMeta{})) != 0 {
+		return fmt.Errorf("%s: %d bytes is not a whole number of block records", blocksFile, len(blocksRaw))
+	}
+	if len(ix.termOff) > 0 && ix.termOff[0] != 0 {
+		return fmt.Errorf("%s: first offset %d, want 0", termOffFile, ix.termOff[0])
+	}
+	var next uint64 // the first block of the next term
+	var postings uint64
+	lastTerm, lastN := -1, 0
+	for i, tm := range ix.info {
+		if ix.termOff[i+1] < ix.termOff[i] {
+			return fmt.Errorf("%s: offsets decrease at term %d", termOffFile, i)
+		}
+		if uint64(tm.DF) > ix.meta.Docs {
+			return fmt.Errorf("%s: term %d in %d documents of %d", termInfoFile, i, tm.DF, ix.meta.Docs)
+		}
+		nb := (uint64(tm.DF) + blockSize - 1) / blockSize
+		if uint64(tm.FirstBlock) != next {
+			return fmt.Errorf("%s: term %d starts at block %d, want %d", termInfoFile, i, tm.FirstBlock, next)
+		}
+		next += nb
+		postings += uint64(tm.DF)
+		if nb > 0 {
+			lastTerm, lastN = i, int(tm.DF)-blockSize*int(nb-1)
+		}
+	}
+	if next != uint64(len(ix.blocks)) {
+		return fmt.Errorf("%s: %d blocks, the terms need %d", blocksFile, len(ix.blocks), next)
+	}
+	if postings != ix.meta.Postings {
+		return fmt.Errorf("%s: %d postings, meta.json says %d", termInfoFile, postings, ix.meta.Postings)
+	}
+	want := uint64(postingsPad)
+	if lastTerm >= 0 {
+		last := ix.blocks[len(ix.blocks)-1]
+		if last.Offset+2 > uint64(len(ix.postings)) {
+			return fmt.Errorf("%s: %d bytes, the last block starts at %d", postingsFile, len(ix.postings), last.Offset)
+		}
+		want = last.Offset + uint64(blockLen(ix.postings[last.Offset:], lastN)) + postingsPad
+	}
+	if want != uint64(len(ix.postings)) {
+		return fmt.Errorf("%s: %d bytes, the blocks need %d", postingsFile, len(ix.postings), want)
+	}
+	return nil
 }
 
 // viewSlice views mapped bytes as a slice of fixed-size records.

@@ -136,6 +136,12 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildStats, error) {
 		}
 		stats.Pages = n
 	}
+	// The files are fresh in the page cache: checksumming them now costs
+	// about one memory-speed read.
+	sums, err := sumDir(tmp, "")
+	if err != nil {
+		return nil, err
+	}
 	man := Manifest{
 		Version:  manifestVersion,
 		Created:  time.Now().UTC(),
@@ -143,6 +149,7 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildStats, error) {
 		Passages: stats.Passages,
 		Skipped:  stats.Skipped,
 		Pages:    opts.Pages != "",
+		Files:    sums,
 	}
 	if err := corpus.WriteJSONFileUnsynced(filepath.Join(tmp, manifestFile), man); err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/asearcher/asearcher/corpus"
@@ -38,6 +39,10 @@ type Manifest struct {
 	Skipped  int64      `json:"skipped,omitempty"`
 	Pages    bool       `json:"pages,omitempty"`
 	Dense    *DenseMeta `json:"dense,omitempty"`
+	// Files lists every file of the index (slash paths relative to it)
+	// with its size and CRC-32C, for Open to verify. Indexes built before
+	// checksums have none and open with a warning.
+	Files map[string]FileSum `json:"files,omitempty"`
 }
 
 // OpenOptions tune Open.
@@ -46,6 +51,11 @@ type OpenOptions struct {
 	Dense DenseOptions
 	// NoDense skips the dense index even when the directory has one.
 	NoDense bool
+	// NoVerify skips the checksum pass (file sizes are still checked):
+	// for a huge index on slow disks whose integrity is known.
+	NoVerify bool
+	// Logger receives warnings (an index without checksums).
+	Logger *slog.Logger
 }
 
 // Index is an opened index directory: the passage store, BM25, and the
@@ -59,8 +69,10 @@ type Index struct {
 	Pages    *corpus.Store // nil without a page store
 }
 
-// Open maps an index directory built by Build. Opening reads only metadata;
-// the OS pages the files in as queries touch them.
+// Open maps an index directory built by Build. It checks every file's size
+// against the manifest and, unless opts.NoVerify, streams every file it will
+// use through its checksum; a damaged index is refused with the file named.
+// Queries then page the mapped files in as they touch them.
 func Open(dir string, opts OpenOptions) (_ *Index, err error) {
 	ix := &Index{Dir: dir}
 	defer func() {
@@ -80,6 +92,23 @@ func Open(dir string, opts OpenOptions) (_ *Index, err error) {
 	}
 	if ix.Manifest.Version != manifestVersion {
 		return nil, fmt.Errorf("open index: version %d, want %d; rebuild the index", ix.Manifest.Version, manifestVersion)
+	}
+	if ix.Manifest.Files == nil {
+		orDiscard(opts.Logger).Warn("index has no checksums (built by an older version): a damaged copy is caught only by size and layout checks; rebuild it to add them", "dir", dir)
+	} else {
+		useDense := ix.Manifest.Dense != nil && !opts.NoDense
+		include := func(name string) bool {
+			switch top, _, _ := strings.Cut(name, "/"); top {
+			case denseDir:
+				return useDense
+			case pagesDir:
+				return ix.Manifest.Pages
+			}
+			return true
+		}
+		if err := verifyFiles(dir, ix.Manifest.Files, include, !opts.NoVerify); err != nil {
+			return nil, err
+		}
 	}
 	if ix.Store, err = corpus.OpenStore(filepath.Join(dir, storeDir)); err != nil {
 		return nil, err
@@ -163,6 +192,20 @@ func AddDense(ctx context.Context, dir string, opts DenseBuildOptions, mode Prog
 		return nil, err
 	}
 	man.Dense = meta
+	if man.Files != nil {
+		sums, err := sumDir(dir, denseDir)
+		if err != nil {
+			return nil, err
+		}
+		for name := range man.Files {
+			if strings.HasPrefix(name, denseDir+"/") {
+				delete(man.Files, name)
+			}
+		}
+		for name, s := range sums {
+			man.Files[name] = s
+		}
+	}
 	if err := corpus.WriteJSONFile(filepath.Join(dir, manifestFile), man); err != nil {
 		return nil, err
 	}

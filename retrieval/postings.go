@@ -1,10 +1,16 @@
 package retrieval
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"math/bits"
 	"unsafe"
 )
+
+// errCorruptBlock is wrapped by every decoding error: the bytes of a block
+// disagree with its metadata (a damaged or truncated index).
+var errCorruptBlock = errors.New("corrupt postings block")
 
 // Postings are stored in blocks of blockSize documents. A block is
 //
@@ -94,13 +100,16 @@ func packedLen(n int, w uint8) int { return (n*int(w) + 7) / 8 }
 
 // unpackBits fills dst with len(dst) values of width w from src, which must
 // have 8 readable bytes past the packed data (see postingsPad).
-func unpackBits(dst []uint32, src []byte, w uint8) {
+func unpackBits(dst []uint32, src []byte, w uint8) error {
 	if w == 0 {
 		clear(dst)
-		return
+		return nil
+	}
+	if w > 32 {
+		return fmt.Errorf("%w: bit width %d", errCorruptBlock, w)
 	}
 	if need := packedLen(len(dst), w) + postingsPad - 1; len(src) < need {
-		panic("retrieval: truncated postings block")
+		return fmt.Errorf("%w: %d bytes left, block needs %d", errCorruptBlock, len(src), need)
 	}
 	// Unaligned 8-byte loads (fine on the little-endian platforms we
 	// support) without bounds checks: the length check above covers them.
@@ -112,6 +121,7 @@ func unpackBits(dst []uint32, src []byte, w uint8) {
 		dst[i] = uint32((v >> (pos & 7)) & mask)
 		pos += uint(w)
 	}
+	return nil
 }
 
 // encodeBlock appends one block of docs (ascending, after prevLast) and tfs.
@@ -135,22 +145,49 @@ func encodeBlock(dst []byte, docs, tfs []uint32, prevLast int64, scratch []uint3
 	return packBits(dst, gaps, tw)
 }
 
-// decodeDocs decodes the documents of the block at src into docs.
-func decodeDocs(docs []uint32, src []byte, prevLast int64) {
-	unpackBits(docs, src[2:], src[0])
-	d := uint32(prevLast + 1)
+// decodeDocs decodes the documents of the block at src into docs. The
+// block must end on lastDoc, its metadata's last document: with gaps never
+// negative that makes every decoded document lie in (prevLast, lastDoc], so
+// corrupt bytes cannot yield a document outside the index.
+func decodeDocs(docs []uint32, src []byte, prevLast int64, lastDoc uint32) error {
+	if len(src) < 2 {
+		return fmt.Errorf("%w: %d bytes left, want a block header", errCorruptBlock, len(src))
+	}
+	if err := unpackBits(docs, src[2:], src[0]); err != nil {
+		return err
+	}
+	d := uint64(prevLast + 1)
 	for i, g := range docs {
-		d += g
-		docs[i] = d
+		d += uint64(g)
+		docs[i] = uint32(d)
 		d++
 	}
+	if len(docs) > 0 && d-1 != uint64(lastDoc) {
+		return fmt.Errorf("%w: documents end at %d, metadata says %d", errCorruptBlock, d-1, lastDoc)
+	}
+	return nil
 }
 
 // decodeTFs decodes the term frequencies of the block at src into tfs.
-func decodeTFs(tfs []uint32, src []byte) {
+func decodeTFs(tfs []uint32, src []byte) error {
+	if len(src) < 2 {
+		return fmt.Errorf("%w: %d bytes left, want a block header", errCorruptBlock, len(src))
+	}
 	off := 2 + packedLen(len(tfs), src[0])
-	unpackBits(tfs, src[off:], src[1])
+	if off > len(src) {
+		return fmt.Errorf("%w: %d bytes left, block needs %d", errCorruptBlock, len(src), off)
+	}
+	if err := unpackBits(tfs, src[off:], src[1]); err != nil {
+		return err
+	}
 	for i := range tfs {
 		tfs[i]++
 	}
+	return nil
+}
+
+// blockLen is the encoded size of a block of n postings whose header is
+// at src (without the padding).
+func blockLen(src []byte, n int) int {
+	return 2 + packedLen(n, src[0]) + packedLen(n, src[1])
 }

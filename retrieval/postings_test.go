@@ -1,6 +1,7 @@
 package retrieval
 
 import (
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -22,7 +23,9 @@ func TestPackBitsRoundTrip(t *testing.T) {
 			}
 			buf = append(buf, make([]byte, postingsPad)...)
 			got := make([]uint32, n)
-			unpackBits(got, buf, w)
+			if err := unpackBits(got, buf, w); err != nil {
+				t.Fatal(err)
+			}
 			if !slices.Equal(got, vals) {
 				t.Fatalf("w=%d n=%d: round trip differs", w, n)
 			}
@@ -49,8 +52,12 @@ func TestBlockRoundTrip(t *testing.T) {
 		buf = append(buf, make([]byte, postingsPad)...)
 		gotDocs := make([]uint32, tc.n)
 		gotTFs := make([]uint32, tc.n)
-		decodeDocs(gotDocs, buf, tc.prev)
-		decodeTFs(gotTFs, buf)
+		if err := decodeDocs(gotDocs, buf, tc.prev, docs[tc.n-1]); err != nil {
+			t.Fatal(err)
+		}
+		if err := decodeTFs(gotTFs, buf); err != nil {
+			t.Fatal(err)
+		}
 		if !slices.Equal(gotDocs, docs) || !slices.Equal(gotTFs, tfs) {
 			t.Fatalf("%+v: block round trip differs", tc)
 		}
@@ -67,7 +74,81 @@ func BenchmarkDecodeBlock(b *testing.B) {
 	buf := append(encodeBlock(nil, docs, tfs, -1, make([]uint32, blockSize)), make([]byte, postingsPad)...)
 	b.ReportAllocs()
 	for b.Loop() {
-		decodeDocs(docs, buf, -1)
+		decodeDocs(docs, buf, -1, uint32((blockSize-1)*37))
 		decodeTFs(tfs, buf)
 	}
+}
+
+// FuzzDecodeBlock feeds arbitrary bytes to the block decoder, as a damaged
+// postings.dat would: it must return errCorruptBlock or documents inside
+// (prevLast, lastDoc], never panic or read out of bounds.
+func FuzzDecodeBlock(f *testing.F) {
+	docs := []uint32{3, 9, 10, 400}
+	good := encodeBlock(nil, docs, []uint32{1, 2, 3, 70000}, -1, make([]uint32, blockSize))
+	f.Add(good, uint8(4), int64(-1), uint32(400))
+	f.Add(good[:3], uint8(4), int64(-1), uint32(400))
+	f.Add([]byte{33, 0, 1, 2, 3}, uint8(1), int64(5), uint32(9))
+	f.Add([]byte{255, 255}, uint8(128), int64(-1), uint32(0))
+	f.Add([]byte{}, uint8(1), int64(-1), uint32(0))
+	f.Fuzz(func(t *testing.T, src []byte, n uint8, prev int64, last uint32) {
+		n = n%blockSize + 1
+		if prev < -1 || prev >= int64(last) {
+			return // load() refuses such metadata before decoding
+		}
+		out := make([]uint32, n)
+		err := decodeDocs(out, src, prev, last)
+		if err != nil {
+			if !errors.Is(err, errCorruptBlock) {
+				t.Fatalf("untyped error %v", err)
+			}
+		} else {
+			p := prev
+			for _, d := range out {
+				if int64(d) <= p || d > last {
+					t.Fatalf("decoded %v outside (%d, %d]", out, prev, last)
+				}
+				p = int64(d)
+			}
+		}
+		if err := decodeTFs(out, src); err != nil && !errors.Is(err, errCorruptBlock) {
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
+
+// TestDecodeCorruptBlock: the bytes that used to panic (postings.go:103,
+// "truncated postings block") now give an error.
+func TestDecodeCorruptBlock(t *testing.T) {
+	docs := []uint32{3, 9, 10, 400}
+	good := append(encodeBlock(nil, docs, []uint32{1, 2, 3, 7}, -1, make([]uint32, blockSize)), make([]byte, postingsPad)...)
+	out := make([]uint32, len(docs))
+	if err := decodeDocs(out, good, -1, 400); err != nil || !slices.Equal(out, docs) {
+		t.Fatalf("good block: %v %v", out, err)
+	}
+	for name, tc := range map[string]struct {
+		src  []byte
+		last uint32
+	}{
+		"truncated":   {good[:4], 400},
+		"empty":       {nil, 400},
+		"wide":        {append([]byte{40}, good[1:]...), 400},
+		"wrong last":  {good, 401},
+		"header only": {good[:2], 400},
+		"huge gap":    {append([]byte{32, 0}, bytesOf(0xff, 40)...), 400},
+	} {
+		if err := decodeDocs(out, tc.src, -1, tc.last); !errors.Is(err, errCorruptBlock) {
+			t.Errorf("%s: decodeDocs err %v, want errCorruptBlock", name, err)
+		}
+	}
+	if err := decodeTFs(out, good[:3]); !errors.Is(err, errCorruptBlock) {
+		t.Errorf("truncated tfs: %v", err)
+	}
+}
+
+func bytesOf(b byte, n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		out[i] = b
+	}
+	return out
 }

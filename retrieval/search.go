@@ -49,8 +49,11 @@ type cursor struct {
 	pos, n    int
 	tfsLoaded bool
 	doc       uint32
-	docs      [blockSize]uint32
-	tfs       [blockSize]uint32
+	// err is the first decoding error; the cursor is then exhausted and
+	// the query fails with it.
+	err  error
+	docs [blockSize]uint32
+	tfs  [blockSize]uint32
 }
 
 func (c *cursor) init(ix *BM25, tm termMeta, weight float32) {
@@ -92,12 +95,32 @@ func (c *cursor) load(bi int) {
 		if bi > 0 {
 			prev = int64(c.blocks[bi-1].LastDoc)
 		}
-		decodeDocs(c.docs[:c.n], c.ix.postings[c.blocks[bi].Offset:], prev)
+		b := &c.blocks[bi]
+		var err error
+		if b.Offset >= uint64(len(c.ix.postings)) || int64(b.LastDoc) <= prev || b.LastDoc >= uint32(len(c.ix.doclen)) {
+			err = fmt.Errorf("%w: offset %d of %d, last document %d after %d of %d", errCorruptBlock, b.Offset, len(c.ix.postings), b.LastDoc, prev, len(c.ix.doclen))
+		} else {
+			err = decodeDocs(c.docs[:c.n], c.ix.postings[b.Offset:], prev, b.LastDoc)
+		}
+		if err != nil {
+			c.fail(err)
+			return
+		}
 		c.decoded = bi
 		c.tfsLoaded = false
 	}
 	c.pos = 0
 	c.doc = c.docs[0]
+}
+
+// fail records a decoding error and exhausts the cursor.
+func (c *cursor) fail(err error) {
+	if c.err == nil {
+		c.err = fmt.Errorf("bm25 index: block %d of a term with %d postings: %w; the index is damaged, rebuild it", c.bi, c.df, err)
+	}
+	c.bi = len(c.blocks)
+	c.n, c.pos = 0, 0
+	c.doc = endDoc
 }
 
 func (c *cursor) next() {
@@ -132,7 +155,12 @@ func (c *cursor) nextGEQ(target uint32) {
 
 func (c *cursor) score() float32 {
 	if !c.tfsLoaded {
-		decodeTFs(c.tfs[:c.n], c.ix.postings[c.blocks[c.bi].Offset:])
+		if err := decodeTFs(c.tfs[:c.n], c.ix.postings[c.blocks[c.bi].Offset:]); err != nil {
+			// The documents decoded, so the failure is the tf half; the
+			// caller still holds this document, scored 0.
+			c.fail(err)
+			return 0
+		}
 		c.tfsLoaded = true
 	}
 	return c.weight * c.ix.params.tfPart(c.tfs[c.pos], c.ix.doclen[c.doc])
@@ -298,7 +326,14 @@ func (ix *BM25) Search(ctx context.Context, query string, k int, dst []Hit) ([]H
 		q.ub[i] = sum
 	}
 	q.top.reset(k)
-	if err := maxScore(ctx, q.order, q.ub, &q.top); err != nil {
+	err := maxScore(ctx, q.order, q.ub, &q.top)
+	for i := range q.curs {
+		if q.curs[i].err != nil {
+			err = q.curs[i].err
+			q.curs[i].err = nil // the cursor goes back to the pool
+		}
+	}
+	if err != nil {
 		return dst, err
 	}
 	return q.top.appendSorted(dst), nil

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -13,7 +14,7 @@ import (
 func newSearchCmd() *cobra.Command {
 	var dir, method, endpoint string
 	var k int
-	var asJSON bool
+	var asJSON, noVerify bool
 	c := &cobra.Command{
 		Use:   `search --index DIR "query"`,
 		Short: "Search an index from the command line",
@@ -23,7 +24,9 @@ and the start of the text. --json prints one JSON object with the full rows.`,
   asearcher search --index /tmp/hotpot-index -k 3 --json "Christopher Nolan"`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ix, err := retrieval.Open(dir, retrieval.OpenOptions{NoDense: method == "bm25", Dense: retrieval.DenseOptions{Endpoint: endpoint}})
+			ix, err := retrieval.Open(dir, retrieval.OpenOptions{
+				NoDense: method == "bm25", Dense: retrieval.DenseOptions{Endpoint: endpoint}, NoVerify: noVerify, Logger: slog.Default(),
+			})
 			if err != nil {
 				return err
 			}
@@ -77,6 +80,7 @@ and the start of the text. --json prints one JSON object with the full rows.`,
 	f := c.Flags()
 	f.StringVar(&dir, "index", "", "index directory")
 	f.StringVar(&method, "method", "bm25", "bm25, dense or hybrid")
+	f.BoolVar(&noVerify, "no-verify", false, "skip the checksum pass over the index (file sizes and layout are still checked)")
 	f.StringVar(&endpoint, "dense-endpoint", "", "embeddings server for queries (default: the one the index was built with)")
 	f.IntVarP(&k, "k", "k", 10, "number of results")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
