@@ -6,6 +6,9 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
+
+	"github.com/asearcher/asearcher/reward"
 )
 
 // Delta is run B minus run A on one dataset's questions present in both,
@@ -37,8 +40,11 @@ func Compare(dirA, dirB, metric string, bootstrap int) ([]Delta, error) {
 			metric = MetricJudge
 		}
 	}
-	if !slices.Contains([]string{MetricEM, MetricF1, MetricSetF1, MetricCEM, MetricSubEM, MetricJudge, MetricReward}, metric) {
-		return nil, fmt.Errorf("--metric %q: want em, f1, set_f1, cem, subem, judge or reward", metric)
+	if m, ok := reward.LookupMetric(metric); ok && m.Report {
+		metric = string(m.Name) // an old name such as token_f1
+	}
+	if !slices.Contains(ReportMetrics(), metric) {
+		return nil, fmt.Errorf("--metric %q: want one of %s", metric, strings.Join(ReportMetrics(), ", "))
 	}
 	if bootstrap <= 0 {
 		bootstrap = 1000

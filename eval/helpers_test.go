@@ -19,6 +19,7 @@ import (
 	"github.com/asearcher/asearcher/internal/fakellm"
 	"github.com/asearcher/asearcher/retrieval"
 	"github.com/asearcher/asearcher/retrieval/server"
+	"github.com/asearcher/asearcher/reward"
 )
 
 // Child-process mode for the kill test: the test binary re-executes itself
@@ -275,3 +276,6 @@ func countTrajectories(t testing.TB, path string) int {
 		n++
 	}
 }
+
+// metricEM is the registry's exact match, as report columns name it.
+const metricEM = string(reward.MetricEM)

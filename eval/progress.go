@@ -52,7 +52,7 @@ func primaryScore(r *Record) float64 {
 	if r.Judge != nil {
 		return r.Judge.Score
 	}
-	return r.Scores.F1
+	return r.Scores[MetricF1]
 }
 
 func (p *evalProgress) add(r *Record) {

@@ -16,32 +16,21 @@ import (
 	"github.com/asearcher/asearcher/reward"
 )
 
-// Metric names in reports.
+// Report columns beyond the string metrics of the registry
+// (reward.Metrics), whose names they share.
 const (
-	MetricEM    = "em"
-	MetricF1    = "f1"
-	MetricSetF1 = "set_f1"
-	MetricCEM   = "cem"
-	MetricSubEM = "subem"
+	// MetricF1 is the default primary column: ASearcher's F1.
+	MetricF1 = string(reward.MetricF1)
+	// MetricJudge is the LLM judge's score.
 	MetricJudge = "judge"
 	// MetricReward is a custom workflow's own reward (agent.Rewarder).
 	MetricReward = "reward"
 )
 
 // metricValue reads one per-sample metric; ok is false when the record
-// has none (no judge).
+// has none (no judge, or a results file older than the metric).
 func metricValue(r *Record, m string) (float64, bool) {
 	switch m {
-	case MetricEM:
-		return r.Scores.EM, true
-	case MetricF1:
-		return r.Scores.F1, true
-	case MetricSetF1:
-		return r.Scores.SetF1, true
-	case MetricCEM:
-		return r.Scores.CEM, true
-	case MetricSubEM:
-		return r.Scores.SubEM, true
 	case MetricJudge:
 		if r.Judge == nil {
 			return 0, false
@@ -53,7 +42,14 @@ func metricValue(r *Record, m string) (float64, bool) {
 		}
 		return *r.Reward, true
 	}
-	return 0, false
+	v, ok := r.Scores[m]
+	return v, ok
+}
+
+// ReportMetrics are the names a report or a comparison can show: the
+// registry's report metrics, judge and reward.
+func ReportMetrics() []string {
+	return append(reward.ReportMetrics(), MetricJudge, MetricReward)
 }
 
 // Summary is Avg@k and Pass@k of one metric with bootstrap 95% intervals
@@ -249,7 +245,7 @@ func BuildReport(recs []Record, k int, bootstrap int) *Report {
 		hasJudge = hasJudge || recs[i].Judge != nil
 		hasReward = hasReward || recs[i].Reward != nil
 	}
-	metrics := []string{MetricEM, MetricF1, MetricSetF1, MetricCEM, MetricSubEM}
+	metrics := reward.ReportMetrics()
 	primary := MetricF1
 	if hasJudge {
 		metrics = append(metrics, MetricJudge)
@@ -443,6 +439,12 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 			fmt.Fprintf(w, " %s | %s |", fmtCI(s.Avg, s.AvgCI), fmtCI(s.Pass, s.PassCI))
 		}
 		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+	for _, m := range rep.Metrics {
+		if info, ok := reward.LookupMetric(m); ok {
+			fmt.Fprintf(w, "- `%s`: %s\n", m, info.Description)
+		}
 	}
 	fmt.Fprintf(w, "\n## Behaviour (means per sample)\n\n")
 	fmt.Fprintf(w, "| dataset | turns | searches | accesses | generated tokens | context tokens | seconds | answered | errors | tool errors | unjudged | ends |\n")

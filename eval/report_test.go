@@ -1,7 +1,11 @@
 package eval
 
 import (
+	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,7 +14,7 @@ import (
 )
 
 func rec(ds, id string, sample int, em float64, turns int) Record {
-	return Record{Dataset: ds, ID: id, Sample: sample, Scores: reward.Scores{EM: em, F1: em},
+	return Record{Dataset: ds, ID: id, Sample: sample, Scores: reward.Scores{"em": em, "f1": em},
 		Stats: agent.Stats{Turns: turns, Searches: turns}, End: "answer", Answered: true, WallNS: 2e9}
 }
 
@@ -29,11 +33,11 @@ func TestBuildReport(t *testing.T) {
 		name      string
 		got, want float64
 	}{
-		{"a avg", rep.Datasets[0].Metrics[MetricEM].Avg, 0.25},
-		{"a pass", rep.Datasets[0].Metrics[MetricEM].Pass, 0.5},
-		{"b avg", rep.Datasets[1].Metrics[MetricEM].Avg, 1},
-		{"overall avg = mean of datasets", rep.Overall.Metrics[MetricEM].Avg, 0.625},
-		{"overall pass", rep.Overall.Metrics[MetricEM].Pass, 0.75},
+		{"a avg", rep.Datasets[0].Metrics[metricEM].Avg, 0.25},
+		{"a pass", rep.Datasets[0].Metrics[metricEM].Pass, 0.5},
+		{"b avg", rep.Datasets[1].Metrics[metricEM].Avg, 1},
+		{"overall avg = mean of datasets", rep.Overall.Metrics[metricEM].Avg, 0.625},
+		{"overall pass", rep.Overall.Metrics[metricEM].Pass, 0.75},
 		{"a turns", rep.Datasets[0].Means.Turns, 7},
 		{"overall turns (per sample)", rep.Overall.Means.Turns, 29.0 / 5},
 		{"overall seconds", rep.Overall.Means.WallSeconds, 2},
@@ -50,8 +54,8 @@ func TestBuildReport(t *testing.T) {
 		t.Errorf("judge metric without judgements: %v, primary %s", rep.Metrics, rep.Primary)
 	}
 	single := BuildReport(recs[:4], 2, 300)
-	if single.Datasets[0].Metrics[MetricEM] != single.Overall.Metrics[MetricEM] {
-		t.Errorf("one dataset: dataset %+v and overall %+v differ", single.Datasets[0].Metrics[MetricEM], single.Overall.Metrics[MetricEM])
+	if single.Datasets[0].Metrics[metricEM] != single.Overall.Metrics[metricEM] {
+		t.Errorf("one dataset: dataset %+v and overall %+v differ", single.Datasets[0].Metrics[metricEM], single.Overall.Metrics[metricEM])
 	}
 	var md strings.Builder
 	WriteMarkdown(&md, rep)
@@ -62,5 +66,49 @@ func TestBuildReport(t *testing.T) {
 	}
 	if strings.Contains(md.String(), "Unfinished: a") {
 		t.Error("dataset a is finished")
+	}
+}
+
+// A results line written before the metric registry used "f1" for SQuAD
+// F1 and "set_f1" for ASearcher's F1. Read back (a resumed run, a report
+// of an old directory, a comparison), it must report ASearcher's F1 as f1
+// and the SQuAD one as squad_f1, never the old f1 under the new name.
+func TestLegacyScoresKeepTheirMeaning(t *testing.T) {
+	dir := t.TempDir()
+	old := `{"dataset":"d","id":"q1","sample":0,"prediction":"The Beatles","answered":true,"end":"answer","scores":{"em":1,"subem":1,"f1":1,"set_f1":0.6666666666666666,"reward_f1":0.6666666666666666,"cem":1},"stats":{},"wall_ns":1,"attempts":1}
+`
+	cur := Record{Dataset: "d", ID: "q2", Prediction: "The Beatles", Answered: true, End: "answer", Attempts: 1,
+		Scores: reward.Score("The Beatles", []string{"Beatles"})}
+	line, err := json.Marshal(cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, ResultsFile)
+	if err := os.WriteFile(path, []byte(old+string(line)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := ReadResults(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Scores["f1"] != 2.0/3 || r.Scores["squad_f1"] != 1 {
+			t.Errorf("%s: f1 %v squad_f1 %v, want 0.667 and 1", r.ID, r.Scores["f1"], r.Scores["squad_f1"])
+		}
+		if _, ok := r.Scores["set_f1"]; ok {
+			t.Errorf("%s: the old set_f1 column survived", r.ID)
+		}
+	}
+	rep := BuildReport(recs, 1, 10)
+	if got := rep.Overall.Metrics["f1"].Avg; math.Abs(got-2.0/3) > 1e-12 {
+		t.Errorf("report f1 %v", got)
+	}
+	if !slices.Contains(rep.Metrics, "reward_f1") || !slices.Contains(rep.Metrics, "squad_f1") {
+		t.Errorf("report columns %v", rep.Metrics)
+	}
+	var md strings.Builder
+	WriteMarkdown(&md, rep)
+	if !strings.Contains(md.String(), "- `f1`: ASearcher evaluate.py F1") {
+		t.Errorf("markdown lacks the metric legend:\n%s", md.String())
 	}
 }

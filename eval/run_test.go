@@ -248,7 +248,7 @@ func TestCustomWorkflow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if em := rep.Overall.Metrics[MetricEM]; em.Avg != 1 || em.Pass != 1 {
+	if em := rep.Overall.Metrics[metricEM]; em.Avg != 1 || em.Pass != 1 {
 		t.Fatalf("gold agent EM %+v", em)
 	}
 	if rw, ok := rep.Overall.Metrics[MetricReward]; !ok || rw.Avg != 0.5 || !slices.Contains(rep.Metrics, MetricReward) {
@@ -366,7 +366,7 @@ func TestCompare(t *testing.T) {
 	if _, err := Run(context.Background(), b, Options{Progress: ProgressOff, Registry: reg}); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := Compare(a.Out, b.Out, MetricEM, 200)
+	ds, err := Compare(a.Out, b.Out, metricEM, 200)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package reward
 import (
 	"bufio"
 	"encoding/json"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -83,10 +84,14 @@ func TestConformanceWithPythonScripts(t *testing.T) {
 		check("musique", []float64{EM(p, g), MaxTokenF1(p, g, SQuADv2).F1}, c.MU)
 		check("asearcher eval", []float64{EM(p, g), MaxSetF1(p, g, EvalSetF1), CEM(p, g), SubEM(p, g)}, c.EV)
 
-		want := Scores{EM: EM(p, g), SubEM: SubEM(p, g), F1: F1(p, g), SetF1: MaxSetF1(p, g, EvalSetF1), RewardF1: MaxSetF1(p, g, RewardSetF1), CEM: CEM(p, g)}
-		if got := Score(p, g); got != want {
+		want := Scores{"em": EM(p, g), "subem": SubEM(p, g), "squad_f1": F1(p, g), "f1": MaxSetF1(p, g, EvalSetF1), "reward_f1": MaxSetF1(p, g, RewardSetF1), "cem": CEM(p, g)}
+		got := Score(p, g)
+		if !maps.Equal(got, want) {
 			t.Errorf("%s: Score(%q, %q) = %+v, metric by metric %+v", id, p, g, got, want)
 		}
+		// The report's f1 is ASearcher's F1 and squad_f1 the SQuAD one,
+		// as upstream computes them.
+		check("report f1 = asearcher F1, squad_f1 = squad v1.1 F1", []float64{got["f1"], got["squad_f1"]}, []float64{c.EV[1], c.SQ1[1]})
 
 		ans, ok := ExtractAnswer(answerOpen + p + answerClose)
 		if !ok || ans != c.RW[0].(string) {

@@ -5,26 +5,38 @@ import (
 	"strings"
 )
 
-// Metric names the correctness measure of the training reward.
+// Metric names a string metric of the registry (Metrics).
 type Metric string
 
+// The registry's metric names.
 const (
-	// MetricF1 is ASearcher's default reward: RewardSetF1.
-	MetricF1 Metric = "f1"
-	// MetricEM is exact match with BoolMapping (ASearcher's reward_type EM).
+	// MetricEM is SQuAD-normalised exact match.
 	MetricEM Metric = "em"
-	// MetricSubEM is substring exact match with BoolMapping.
-	MetricSubEM Metric = "subem"
+	// MetricF1 is ASearcher evaluate.py's set-based F1, the "F1" of
+	// ASearcher's tables.
+	MetricF1 Metric = "f1"
+	// MetricSQuADF1 is SQuAD v1.1 token F1 (formerly "token_f1" in reward
+	// configs and "f1" in reports).
+	MetricSQuADF1 Metric = "squad_f1"
+	// MetricRewardF1 is ASearcher's RL reward F1: MetricF1 with True/False
+	// mapping and the CJK character rule. The default training reward.
+	MetricRewardF1 Metric = "reward_f1"
 	// MetricCEM is cover exact match.
 	MetricCEM Metric = "cem"
-	// MetricTokenF1 is SQuAD v1.1 token F1.
-	MetricTokenF1 Metric = "token_f1"
+	// MetricSubEM is substring exact match.
+	MetricSubEM Metric = "subem"
+	// MetricRewardEM is ASearcher's reward_type EM: EM with True/False
+	// mapping.
+	MetricRewardEM Metric = "reward_em"
+	// MetricRewardSubEM is SubEM with True/False mapping.
+	MetricRewardSubEM Metric = "reward_subem"
 )
 
 // Config is the training reward. The zero value scores plain RewardSetF1
 // behind the format gate; DefaultConfig is ASearcher's full reward.
 type Config struct {
-	// Metric scores the extracted answer against the golds; "" means f1.
+	// Metric scores the extracted answer against the golds: any name of
+	// the metric registry; "" means reward_f1.
 	Metric Metric `yaml:"metric" json:"metric"`
 	// AugWeight mixes in augmented answers when a question has them:
 	// score = (1-w)*m(golds) + w*max(m(aug), m(golds)). ASearcher uses 0.3;
@@ -53,13 +65,13 @@ type InvalidQuestion struct {
 	Phrase string `yaml:"phrase" json:"phrase"`
 }
 
-// DefaultConfig is ASearcher's training reward: set F1 on the last answer,
+// DefaultConfig is ASearcher's training reward: reward_f1 on the last answer,
 // the 0.7/0.3 augmented-answer mix, the format gate over every generation,
 // and -0.5 for calling the question invalid when told to find the most
 // likely answer.
 func DefaultConfig() Config {
 	return Config{
-		Metric:    MetricF1,
+		Metric:    MetricRewardF1,
 		AugWeight: 0.3,
 		InvalidQuestion: InvalidQuestion{
 			Enabled:    true,
@@ -74,10 +86,8 @@ func DefaultConfig() Config {
 // Validate reports the first setting that cannot work, in words a user can
 // act on.
 func (c Config) Validate() error {
-	switch c.Metric {
-	case "", MetricF1, MetricEM, MetricSubEM, MetricCEM, MetricTokenF1:
-	default:
-		return fmt.Errorf("reward metric %q: want f1, em, subem, cem or token_f1", c.Metric)
+	if _, ok := LookupMetric(string(c.Metric)); c.Metric != "" && !ok {
+		return fmt.Errorf("reward metric %q: want %s", c.Metric, metricList(MetricNames()))
 	}
 	if c.AugWeight < 0 || c.AugWeight > 1 {
 		return fmt.Errorf("reward aug_weight %v: want a number from 0 to 1", c.AugWeight)
@@ -173,18 +183,11 @@ func (c Config) Score(s Sample) Result {
 }
 
 func (c Config) metric(answer string, golds []string) float64 {
-	switch c.Metric {
-	case MetricEM:
-		return EM(BoolMapping(answer), BoolMapAll(golds))
-	case MetricSubEM:
-		return SubEM(BoolMapping(answer), BoolMapAll(golds))
-	case MetricCEM:
-		return CEM(answer, golds)
-	case MetricTokenF1:
-		return F1(answer, golds)
-	default:
-		return MaxSetF1(answer, golds, RewardSetF1)
+	m, ok := LookupMetric(string(c.Metric))
+	if !ok {
+		m, _ = LookupMetric(string(MetricRewardF1))
 	}
+	return m.Score(answer, golds)
 }
 
 func (iq InvalidQuestion) claimsInvalid(answer string) bool {

@@ -12,7 +12,11 @@ func TestConfigScore(t *testing.T) {
 	phrase := DefaultConfig()
 	phrase.InvalidQuestion.Match = "phrase"
 	em := DefaultConfig()
-	em.Metric = MetricEM
+	em.Metric = MetricRewardEM
+	plainEM := DefaultConfig()
+	plainEM.Metric = MetricEM
+	legacy := DefaultConfig()
+	legacy.Metric = "token_f1"
 	noGate := DefaultConfig()
 	noGate.NoFormatGate = true
 	var zero Config
@@ -102,10 +106,28 @@ func TestConfigScore(t *testing.T) {
 			want: Result{Score: -0.5, Answered: true, Answer: "invalid", Format: FormatCheck{OK: false, Generation: 0, Problem: `contains "assistant"`}, ClaimsInvalid: true, Penalised: true},
 		},
 		{
-			name: "EM metric maps True to yes",
+			name: "reward_em maps True to yes",
 			cfg:  em,
 			in:   Sample{Generations: []string{"<answer>True</answer>"}, Golds: []string{"yes"}},
 			want: Result{Score: 1, Answered: true, Answer: "True", Correctness: 1, Format: FormatCheck{OK: true, Generation: -1}},
+		},
+		{
+			name: "em is plain exact match, as in reports",
+			cfg:  plainEM,
+			in:   Sample{Generations: []string{"<answer>True</answer>"}, Golds: []string{"yes"}},
+			want: Result{Score: 0, Answered: true, Answer: "True", Correctness: 0, Format: FormatCheck{OK: true, Generation: -1}},
+		},
+		{
+			name: "default reward_f1: set F1 with the CJK rule",
+			cfg:  def,
+			in:   Sample{Generations: []string{"<answer>北京市</answer>"}, Golds: []string{"北京"}},
+			want: Result{Score: 0.8, Answered: true, Answer: "北京市", Correctness: 0.8, Format: FormatCheck{OK: true, Generation: -1}},
+		},
+		{
+			name: "old name token_f1 is squad_f1",
+			cfg:  legacy,
+			in:   Sample{Generations: []string{"<answer>The Beatles band</answer>"}, Golds: []string{"Beatles"}},
+			want: Result{Score: 2.0 / 3, Answered: true, Answer: "The Beatles band", Correctness: 2.0 / 3, Format: FormatCheck{OK: true, Generation: -1}},
 		},
 		{
 			name: "caller-supplied answer",
@@ -176,7 +198,7 @@ func TestConfigValidate(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
-		{"metric", func(c *Config) { c.Metric = "bleu" }, "want f1, em"},
+		{"metric", func(c *Config) { c.Metric = "bleu" }, "want em, f1, squad_f1, reward_f1"},
 		{"aug weight", func(c *Config) { c.AugWeight = 1.5 }, "from 0 to 1"},
 		{"match", func(c *Config) { c.InvalidQuestion.Match = "regex" }, "substring or phrase"},
 		{"no substrings", func(c *Config) { c.InvalidQuestion.Substrings = nil }, "at least one"},

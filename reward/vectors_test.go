@@ -191,8 +191,10 @@ func TestReferenceVectors(t *testing.T) {
 				eq(t, "asearcher eval CEM", CEM(p, g), s.CEM)
 				eq(t, "asearcher eval subem", SubEM(p, g), s.SubEM)
 				sc := Score(p, g)
-				eq(t, "Score.SetF1", sc.SetF1, s.F1)
-				eq(t, "Score.CEM", sc.CEM, s.CEM)
+				eq(t, "Score f1 (ASearcher's F1)", sc["f1"], s.F1)
+				eq(t, "Score em", sc["em"], s.EM)
+				eq(t, "Score cem", sc["cem"], s.CEM)
+				eq(t, "Score subem", sc["subem"], s.SubEM)
 				checked["asearcher_eval"]++
 			}
 			if s := v.Rewards; s != nil {
@@ -206,7 +208,11 @@ func TestReferenceVectors(t *testing.T) {
 				eq(t, "rewards subem", rewardSubEM(ans, g), s.SubEM)
 				eq(t, "rewards f1", MaxSetF1(ans, g, RewardSetF1), s.F1)
 				eq(t, "rewards cem", CEM(ans, g), s.CEM)
-				eq(t, "Score.RewardF1", Score(ans, g).RewardF1, s.F1)
+				eq(t, "Score reward_f1", Score(ans, g)["reward_f1"], s.F1)
+				for name, want := range map[Metric]float64{MetricRewardF1: s.F1, MetricRewardEM: s.EM, MetricRewardSubEM: s.SubEM} {
+					m, _ := LookupMetric(string(name))
+					eq(t, "registry "+string(name), m.Score(ans, g), want)
+				}
 				checked["asearcher_rewards_on_answer_tag"]++
 			}
 			if s := v.FlashRAG; s != nil {

@@ -158,7 +158,7 @@ func newEvalCompareCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&metric, "metric", "", "em, f1, set_f1, cem, subem, judge or reward (default: judge when both runs have it, else f1)")
+	c.Flags().StringVar(&metric, "metric", "", strings.Join(eval.ReportMetrics(), ", ")+" (default: judge when both runs have it, else f1, ASearcher's F1)")
 	c.Flags().IntVar(&bootstrap, "bootstrap", 1000, "bootstrap resamples")
 	return c
 }
