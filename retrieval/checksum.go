@@ -31,20 +31,37 @@ type FileSum struct {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// sumFile streams path through CRC-32C.
-func sumFile(path string) (FileSum, error) {
+// errVerifyStopped ends a checksum pass that was asked to stop.
+var errVerifyStopped = errors.New("checksum pass stopped")
+
+// sumFile streams path through CRC-32C; closing stop (if not nil) ends it
+// early with errVerifyStopped.
+func sumFile(path string, stop <-chan struct{}) (FileSum, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return FileSum{}, err
 	}
 	defer f.Close()
-	h := crc32.New(castagnoli)
+	var crc uint32
+	var n int64
 	buf := make([]byte, 1<<20)
-	n, err := io.CopyBuffer(h, f, buf)
-	if err != nil {
-		return FileSum{}, err
+	for {
+		select {
+		case <-stop:
+			return FileSum{}, errVerifyStopped
+		default:
+		}
+		m, err := f.Read(buf)
+		crc = crc32.Update(crc, castagnoli, buf[:m])
+		n += int64(m)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return FileSum{}, err
+		}
 	}
-	return FileSum{Size: n, CRC32C: fmt.Sprintf("%08x", h.Sum32())}, nil
+	return FileSum{Size: n, CRC32C: fmt.Sprintf("%08x", crc)}, nil
 }
 
 // sumDir checksums every regular file under root/sub (all of root for sub
@@ -74,7 +91,7 @@ func sumDir(root, sub string) (map[string]FileSum, error) {
 	out := make(map[string]FileSum, len(names))
 	var mu sync.Mutex
 	err = forEachParallel(names, func(name string) error {
-		s, err := sumFile(filepath.Join(root, filepath.FromSlash(name)))
+		s, err := sumFile(filepath.Join(root, filepath.FromSlash(name)), nil)
 		if err != nil {
 			return fmt.Errorf("checksum index: %w", err)
 		}
@@ -120,8 +137,9 @@ var errDamaged = errors.New("damaged index")
 
 // verifyFiles checks the files of the index in dir against the manifest:
 // sizes always, contents too when checksums is true. include selects the
-// files this open uses (a dense index left unopened is not read).
-func verifyFiles(dir string, files map[string]FileSum, include func(name string) bool, checksums bool) error {
+// files this open uses (a dense index left unopened is not read). Closing
+// stop ends the pass with errVerifyStopped.
+func verifyFiles(dir string, files map[string]FileSum, include func(name string) bool, checksums bool, stop <-chan struct{}) error {
 	var names []string
 	for name := range files {
 		if include(name) {
@@ -147,13 +165,16 @@ func verifyFiles(dir string, files map[string]FileSum, include func(name string)
 	// Big files first, so one large file does not start last.
 	slices.SortStableFunc(names, func(a, b string) int { return cmp.Compare(files[b].Size, files[a].Size) })
 	return forEachParallel(names, func(name string) error {
-		got, err := sumFile(filepath.Join(dir, filepath.FromSlash(name)))
+		got, err := sumFile(filepath.Join(dir, filepath.FromSlash(name)), stop)
+		if errors.Is(err, errVerifyStopped) {
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("open index: verify %s: %w", name, err)
 		}
 		want := files[name]
 		if got.Size != want.Size || !strings.EqualFold(got.CRC32C, want.CRC32C) {
-			return fmt.Errorf("open index: %w: %s has checksum %s, the manifest says %s (the file changed after the build); copy the index again or rebuild it (--no-verify skips this check)", errDamaged, name, got.CRC32C, want.CRC32C)
+			return fmt.Errorf("open index: %w: %s has checksum %s, the manifest says %s (the file changed after the build); copy the index again or rebuild it (--verify off skips this check)", errDamaged, name, got.CRC32C, want.CRC32C)
 		}
 		return nil
 	})

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asearcher/asearcher/corpus"
@@ -51,11 +53,52 @@ type OpenOptions struct {
 	Dense DenseOptions
 	// NoDense skips the dense index even when the directory has one.
 	NoDense bool
-	// NoVerify skips the checksum pass (file sizes are still checked):
-	// for a huge index on slow disks whose integrity is known.
-	NoVerify bool
-	// Logger receives warnings (an index without checksums).
+	// Verify says when the checksum pass runs: VerifySync (the default)
+	// before Open returns, VerifyBackground after it, while the index is
+	// in use (Integrity reports the outcome), VerifyOff never. File sizes
+	// and the BM25 layout are checked at open in every mode.
+	Verify VerifyMode
+	// Logger receives warnings (an index without checksums) and the
+	// outcome of a background pass.
 	Logger *slog.Logger
+}
+
+// VerifyMode is when Open checks an index's checksums.
+type VerifyMode string
+
+// Verify modes; the zero value is VerifySync.
+const (
+	VerifySync       VerifyMode = "sync"
+	VerifyBackground VerifyMode = "background"
+	VerifyOff        VerifyMode = "off"
+)
+
+// ParseVerifyMode reads a --verify flag value.
+func ParseVerifyMode(s string) (VerifyMode, error) {
+	switch m := VerifyMode(s); m {
+	case "", VerifySync:
+		return VerifySync, nil
+	case VerifyBackground, VerifyOff:
+		return m, nil
+	}
+	return "", fmt.Errorf("--verify %q: want sync, background or off", s)
+}
+
+// integrity is the state of an index's checksum pass.
+type integrity struct {
+	state   atomic.Pointer[IntegrityState]
+	stop    chan struct{}
+	stopped sync.WaitGroup
+}
+
+// IntegrityState reports an index's checksum pass.
+type IntegrityState struct {
+	// Status is "verified", "verifying" (a background pass is running),
+	// "unverified" (VerifyOff, or an index without checksums) or
+	// "damaged".
+	Status string
+	// Err says which file is damaged (Status "damaged").
+	Err error
 }
 
 // Index is an opened index directory: the passage store, BM25, and the
@@ -67,12 +110,27 @@ type Index struct {
 	BM25     *BM25
 	Dense    *Dense        // nil without a dense index
 	Pages    *corpus.Store // nil without a page store
+	check    integrity
+}
+
+// Integrity reports the checksum pass. Servers answer 503 once it says
+// "damaged": the pass found a file that differs from the build.
+func (ix *Index) Integrity() IntegrityState {
+	if s := ix.check.state.Load(); s != nil {
+		return *s
+	}
+	return IntegrityState{Status: "unverified"}
+}
+
+func (ix *Index) setIntegrity(status string, err error) {
+	ix.check.state.Store(&IntegrityState{Status: status, Err: err})
 }
 
 // Open maps an index directory built by Build. It checks every file's size
-// against the manifest and, unless opts.NoVerify, streams every file it will
-// use through its checksum; a damaged index is refused with the file named.
-// Queries then page the mapped files in as they touch them.
+// against the manifest and streams every file it will use through its
+// checksum (before returning, or in the background, per opts.Verify); a
+// damaged index is refused with the file named. Queries then page the
+// mapped files in as they touch them.
 func Open(dir string, opts OpenOptions) (_ *Index, err error) {
 	ix := &Index{Dir: dir}
 	defer func() {
@@ -93,11 +151,17 @@ func Open(dir string, opts OpenOptions) (_ *Index, err error) {
 	if ix.Manifest.Version != manifestVersion {
 		return nil, fmt.Errorf("open index: version %d, want %d; rebuild the index", ix.Manifest.Version, manifestVersion)
 	}
+	logger := orDiscard(opts.Logger)
+	mode, err := ParseVerifyMode(string(opts.Verify))
+	if err != nil {
+		return nil, err
+	}
+	var include func(string) bool
 	if ix.Manifest.Files == nil {
-		orDiscard(opts.Logger).Warn("index has no checksums (built by an older version): a damaged copy is caught only by size and layout checks; rebuild it to add them", "dir", dir)
+		logger.Warn("index has no checksums (built by an older version): a damaged copy is caught only by size and layout checks; rebuild it to add them", "dir", dir)
 	} else {
 		useDense := ix.Manifest.Dense != nil && !opts.NoDense
-		include := func(name string) bool {
+		include = func(name string) bool {
 			switch top, _, _ := strings.Cut(name, "/"); top {
 			case denseDir:
 				return useDense
@@ -106,8 +170,11 @@ func Open(dir string, opts OpenOptions) (_ *Index, err error) {
 			}
 			return true
 		}
-		if err := verifyFiles(dir, ix.Manifest.Files, include, !opts.NoVerify); err != nil {
+		if err := verifyFiles(dir, ix.Manifest.Files, include, mode == VerifySync, nil); err != nil {
 			return nil, err
+		}
+		if mode == VerifySync {
+			ix.setIntegrity("verified", nil)
 		}
 	}
 	if ix.Store, err = corpus.OpenStore(filepath.Join(dir, storeDir)); err != nil {
@@ -132,11 +199,35 @@ func Open(dir string, opts OpenOptions) (_ *Index, err error) {
 			return nil, err
 		}
 	}
+	if mode == VerifyBackground && include != nil {
+		ix.setIntegrity("verifying", nil)
+		ix.check.stop = make(chan struct{})
+		ix.check.stopped.Add(1)
+		go func() {
+			defer ix.check.stopped.Done()
+			start := time.Now()
+			err := verifyFiles(dir, ix.Manifest.Files, include, true, ix.check.stop)
+			switch {
+			case errors.Is(err, errVerifyStopped):
+			case err != nil:
+				ix.setIntegrity("damaged", err)
+				logger.Error("index damaged: refusing queries", "dir", dir, "err", err)
+			default:
+				ix.setIntegrity("verified", nil)
+				logger.Info("index checksums verified", "dir", dir, "took", time.Since(start).Round(time.Millisecond))
+			}
+		}()
+	}
 	return ix, nil
 }
 
-// Close releases the mapped files.
+// Close stops a background checksum pass and releases the mapped files.
 func (ix *Index) Close() error {
+	if ix.check.stop != nil {
+		close(ix.check.stop)
+		ix.check.stopped.Wait()
+		ix.check.stop = nil
+	}
 	var errs []error
 	if ix.Store != nil {
 		errs = append(errs, ix.Store.Close())

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // damageCorpus is enough text for terms with several blocks (df > 128).
@@ -126,11 +127,11 @@ func TestReliabilityDamagedIndex(t *testing.T) {
 			t.Errorf("missing doclen.dat: %v", err)
 		}
 	})
-	t.Run("no-verify still checks sizes", func(t *testing.T) {
+	t.Run("verify off still checks sizes", func(t *testing.T) {
 		dir := copyIndex(t, src)
 		os.Truncate(filepath.Join(dir, bm25Dir, postingsFile), 100)
-		if _, err := Open(dir, OpenOptions{NoVerify: true}); err == nil || !strings.Contains(err.Error(), "bm25/postings.dat is 100 bytes") {
-			t.Errorf("truncated postings with NoVerify: %v", err)
+		if _, err := Open(dir, OpenOptions{Verify: VerifyOff}); err == nil || !strings.Contains(err.Error(), "bm25/postings.dat is 100 bytes") {
+			t.Errorf("truncated postings with VerifyOff: %v", err)
 		}
 	})
 }
@@ -221,7 +222,7 @@ func TestBuildRecordsChecksums(t *testing.T) {
 		}
 		n++
 		rel, _ := filepath.Rel(dir, path)
-		got, err := sumFile(path)
+		got, err := sumFile(path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,5 +233,44 @@ func TestBuildRecordsChecksums(t *testing.T) {
 	})
 	if n != len(ix.Manifest.Files) {
 		t.Errorf("%d files on disk, %d in the manifest", n, len(ix.Manifest.Files))
+	}
+}
+
+// TestVerifyModes: background verification opens at once and reports the
+// outcome; Close stops a pass in progress; unknown modes are refused.
+func TestVerifyModes(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "index")
+	if _, err := Build(context.Background(), BuildOptions{Corpus: damageCorpus(t, 300), Out: src, Progress: ProgressOff, NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	ix, err := Open(src, OpenOptions{Verify: VerifyBackground})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ix.Integrity().Status == "verifying" {
+		time.Sleep(time.Millisecond)
+	}
+	if st := ix.Integrity(); st.Status != "verified" {
+		t.Errorf("intact index: %+v", st)
+	}
+	ix.Close()
+	for mode, want := range map[VerifyMode]string{VerifySync: "verified", "": "verified", VerifyOff: "unverified"} {
+		ix, err := Open(src, OpenOptions{Verify: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := ix.Integrity(); st.Status != want {
+			t.Errorf("mode %q: %+v, want %s", mode, st, want)
+		}
+		ix.Close()
+	}
+	// Close during a pass returns promptly and leaves nothing running.
+	ix, err = Open(src, OpenOptions{Verify: VerifyBackground})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+	if _, err := Open(src, OpenOptions{Verify: "sometimes"}); err == nil {
+		t.Error("unknown verify mode accepted")
 	}
 }

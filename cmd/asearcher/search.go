@@ -14,7 +14,8 @@ import (
 func newSearchCmd() *cobra.Command {
 	var dir, method, endpoint string
 	var k int
-	var asJSON, noVerify bool
+	var asJSON bool
+	var verify string
 	c := &cobra.Command{
 		Use:   `search --index DIR "query"`,
 		Short: "Search an index from the command line",
@@ -24,8 +25,12 @@ and the start of the text. --json prints one JSON object with the full rows.`,
   asearcher search --index /tmp/hotpot-index -k 3 --json "Christopher Nolan"`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			mode, err := retrieval.ParseVerifyMode(verify)
+			if err != nil {
+				return err
+			}
 			ix, err := retrieval.Open(dir, retrieval.OpenOptions{
-				NoDense: method == "bm25", Dense: retrieval.DenseOptions{Endpoint: endpoint}, NoVerify: noVerify, Logger: slog.Default(),
+				NoDense: method == "bm25", Dense: retrieval.DenseOptions{Endpoint: endpoint}, Verify: mode, Logger: slog.Default(),
 			})
 			if err != nil {
 				return err
@@ -80,7 +85,7 @@ and the start of the text. --json prints one JSON object with the full rows.`,
 	f := c.Flags()
 	f.StringVar(&dir, "index", "", "index directory")
 	f.StringVar(&method, "method", "bm25", "bm25, dense or hybrid")
-	f.BoolVar(&noVerify, "no-verify", false, "skip the checksum pass over the index (file sizes and layout are still checked)")
+	f.StringVar(&verify, "verify", "sync", "when to check the index checksums: sync, or off for a huge index (file sizes and layout are still checked)")
 	f.StringVar(&endpoint, "dense-endpoint", "", "embeddings server for queries (default: the one the index was built with)")
 	f.IntVarP(&k, "k", "k", 10, "number of results")
 	f.BoolVar(&asJSON, "json", false, "print JSON")

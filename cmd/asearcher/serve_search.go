@@ -17,7 +17,7 @@ func newServeSearchCmd() *cobra.Command {
 	var k1, b float64
 	var nprobe int
 	var bodyMB int
-	var noVerify bool
+	var verify string
 	var o server.Options
 	c := &cobra.Command{
 		Use:   "search --index DIR [--addr 127.0.0.1:8000]",
@@ -41,6 +41,7 @@ flight and exits. See docs/api.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var oo retrieval.OpenOptions
+			var err error
 			if cmd.Flags().Changed("k1") {
 				oo.BM25.K1 = &k1
 			}
@@ -49,7 +50,9 @@ flight and exits. See docs/api.md.`,
 			}
 			oo.NoDense = o.Method == "bm25"
 			oo.Dense = retrieval.DenseOptions{Endpoint: endpoint, NProbe: nprobe}
-			oo.NoVerify = noVerify
+			if oo.Verify, err = retrieval.ParseVerifyMode(verify); err != nil {
+				return err
+			}
 			oo.Logger = slog.Default()
 			ix, err := retrieval.Open(dir, oo)
 			if err != nil {
@@ -92,7 +95,7 @@ flight and exits. See docs/api.md.`,
 	f.Float64Var(&b, "b", 0.4, "override the index's BM25 b")
 	f.StringVar(&endpoint, "dense-endpoint", "", "embeddings server for queries (default: the one the index was built with)")
 	f.IntVar(&nprobe, "nprobe", 0, "IVF lists scanned per dense query (0 = lists/16, at least 8)")
-	f.BoolVar(&noVerify, "no-verify", false, "skip the checksum pass over the index at start (file sizes and layout are still checked)")
+	f.StringVar(&verify, "verify", "background", "when to check the index checksums: background (serve at once; answer 503 if a file turns out damaged), sync (before serving) or off (file sizes and layout are still checked)")
 	f.StringVar(&saveAddr, "save-address-to", "", "directory to write Host{ip}_IP{port}.txt in, for ASearcher's training clients ($RAG_SERVER_ADDR_DIR)")
 	c.MarkFlagRequired("index")
 	return c

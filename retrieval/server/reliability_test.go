@@ -384,3 +384,59 @@ func TestReliabilityTopKAboveHundred(t *testing.T) {
 		t.Errorf("7 × 500: %d %s", code, body)
 	}
 }
+
+// TestReliabilityDamagedIndexServed: with the checksum pass in the
+// background (serve search's default), a damaged file is found while the
+// server runs; /health then answers 503 naming it (it used to say "ok"
+// whatever the index held) and queries are refused with a JSON 503.
+func TestReliabilityDamagedIndexServed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "index")
+	if _, err := retrieval.Build(context.Background(), retrieval.BuildOptions{
+		Corpus: "testdata/corpus.jsonl", Out: dir, Progress: retrieval.ProgressOff, NoSync: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "bm25", "postings.dat")
+	data, _ := os.ReadFile(path)
+	data[3] ^= 0xff
+	os.WriteFile(path, data, 0o644)
+	ix, err := retrieval.Open(dir, retrieval.OpenOptions{Verify: retrieval.VerifyBackground})
+	if err != nil {
+		t.Fatalf("background verification must not block open: %v", err)
+	}
+	defer ix.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for ix.Integrity().Status == "verifying" && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	if st := ix.Integrity(); st.Status != "damaged" || !strings.Contains(st.Err.Error(), "bm25/postings.dat") {
+		t.Fatalf("integrity %+v", st)
+	}
+	ts := httptest.NewServer(mustNew(t, ix))
+	defer ts.Close()
+	resp, err := http.Get(ts.URL + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h map[string]any
+	json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || h["status"] != "damaged" || !strings.Contains(fmt.Sprint(h["error"]), "postings.dat") {
+		t.Errorf("/health on a damaged index: %d %v", resp.StatusCode, h)
+	}
+	for _, ep := range []string{"/retrieve", "/access"} {
+		code, body := post(t, ts.URL+ep, `{"queries": ["star"], "urls": ["x"]}`)
+		if code != 503 || !strings.Contains(string(body), "damaged") {
+			t.Errorf("%s on a damaged index: %d %s", ep, code, body)
+		}
+	}
+}
+
+func mustNew(t testing.TB, ix *retrieval.Index) *Server {
+	t.Helper()
+	s, err := New(ix, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

@@ -510,7 +510,21 @@ func (c *chunked) fail(code int, msg string) {
 	panic(http.ErrAbortHandler)
 }
 
+// damaged answers 503 when the index's checksum pass found a damaged file
+// (see retrieval.VerifyBackground): its answers could be wrong.
+func (s *Server) damaged(w http.ResponseWriter) bool {
+	st := s.ix.Integrity()
+	if st.Status != "damaged" {
+		return false
+	}
+	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("the index is damaged, refusing to answer: %v", st.Err))
+	return true
+}
+
 func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
+	if s.damaged(w) {
+		return
+	}
 	release, ok := s.admit(w, r)
 	if !ok {
 		return
@@ -582,6 +596,9 @@ func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleAccess(w http.ResponseWriter, r *http.Request) {
+	if s.damaged(w) {
+		return
+	}
 	release, ok := s.admit(w, r)
 	if !ok {
 		return
@@ -727,13 +744,21 @@ func (s *Server) assemblePage(u string, ords []uint32) []byte {
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	st := s.ix.Integrity()
+	body := map[string]any{
+		"status":    "ok",
+		"method":    s.opts.Method,
+		"passages":  s.ix.Store.Len(),
+		"pages":     s.ix.Pages != nil,
+		"integrity": st.Status,
+	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{
-		"status":   "ok",
-		"method":   s.opts.Method,
-		"passages": s.ix.Store.Len(),
-		"pages":    s.ix.Pages != nil,
-	})
+	if st.Status == "damaged" {
+		body["status"] = "damaged"
+		body["error"] = st.Err.Error()
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(body)
 }
 
 // HTTPServer returns an http.Server for s with timeouts suited to it.
