@@ -3,6 +3,8 @@ package agent
 import (
 	"strings"
 	"unicode/utf8"
+
+	"github.com/asearcher/asearcher/reward"
 )
 
 // Action kinds of the built-in tag protocol. Custom tools use their own
@@ -190,4 +192,38 @@ func cleanArg(s string) string {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	return s
+}
+
+// AnswerOf is the final answer in a generation whose action is an answer,
+// extracted as upstream does (ASearcher's eval driver and reward both take
+// the last non-greedy match of <answer>(.*?)</answer>, stripped as Python
+// strips): "<answer>x<answer>y</answer>" answers "x<answer>y", not the
+// innermost "y" the action parser sees. It falls back to the action's
+// argument when the text has no complete pair (an answer closed by a
+// restored or continued stop).
+func AnswerOf(text string, act Action) string {
+	if ans, ok := reward.ExtractAnswer(text); ok {
+		return cleanArg(ans)
+	}
+	return act.Arg
+}
+
+// FallbackAnswer is upstream's answer for a reasoning run that ended
+// without one (asearcher_reasoning.get_answer): of the act generations
+// joined by blank lines, the last line that mentions "answer" (any case),
+// as it stands; with no such line, the text after the last </think>,
+// trimmed. "" when there is nothing.
+func FallbackAnswer(generations []string) string {
+	text := strings.Join(generations, "\n\n")
+	lines := strings.Split(text, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(strings.ToLower(lines[i]), "answer") {
+			return strings.ToValidUTF8(lines[i], "\uFFFD")
+		}
+	}
+	text = strings.TrimSpace(text)
+	if i := strings.LastIndex(text, "</think>"); i >= 0 {
+		text = text[i+len("</think>"):]
+	}
+	return cleanArg(text)
 }

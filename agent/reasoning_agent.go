@@ -46,6 +46,10 @@ type ReasoningConfig struct {
 	MaxIdleTurns int `json:"max_idle_turns" yaml:"max_idle_turns"`
 	// MaxArgChars cuts search queries and urls (default 2000).
 	MaxArgChars int `json:"max_arg_chars" yaml:"max_arg_chars"`
+	// NoAnswerFallback leaves a run that ended without an <answer>
+	// unanswered. By default it gets upstream's fallback answer
+	// (FallbackAnswer over its act generations), marked AnswerFallback.
+	NoAnswerFallback bool `json:"no_answer_fallback" yaml:"no_answer_fallback"`
 }
 
 // ReasoningAgentConfig is the reasoning agent with ASearcher's numbers:
@@ -143,7 +147,7 @@ func (a *ReasoningAgent) Run(ctx context.Context, env *Env, task Task) (*Traject
 	idle := 0
 	for turn := 0; ; turn++ {
 		if turn >= lim.MaxTurns {
-			return s.Finish(EndMaxTurns, nil), nil
+			return r.end(EndMaxTurns, nil), nil
 		}
 		s.SetTurn(turn)
 		if a.cfg.ForceAnswerAfter > 0 && turn >= a.cfg.ForceAnswerAfter {
@@ -162,7 +166,7 @@ func (a *ReasoningAgent) Run(ctx context.Context, env *Env, task Task) (*Traject
 		thought := r.thoughtOf(rep.Text, act)
 		switch {
 		case act.Kind == KindAnswer && answerOK:
-			s.SetAnswer(act.Arg)
+			s.SetAnswer(AnswerOf(rep.Text, act))
 			return s.Finish(EndAnswer, nil), nil
 		case act.Kind == KindSearch:
 			r.remember(thought, "<search> "+act.Arg+" </search>")
@@ -176,7 +180,7 @@ func (a *ReasoningAgent) Run(ctx context.Context, env *Env, task Task) (*Traject
 				r.remember(thought, "(an answer was proposed before enough searching: "+capRunes(act.Arg, 200)+")")
 			}
 			if idle >= a.cfg.MaxIdleTurns {
-				return s.Finish(EndNoProgress, nil), nil
+				return r.end(EndNoProgress, nil), nil
 			}
 			continue
 		}
@@ -218,7 +222,7 @@ func (r *reasoningRun) generate(ctx context.Context, p Prompt, vars map[string]s
 
 func (r *reasoningRun) fail(err error) (*Trajectory, error) {
 	if errors.Is(err, ErrContextFull) {
-		return r.s.Finish(EndContext, nil), nil
+		return r.end(EndContext, nil), nil
 	}
 	return r.s.Finish(EndModelError, err), err
 }
@@ -352,10 +356,28 @@ func (r *reasoningRun) finalAnswer(ctx context.Context) (*Trajectory, error) {
 		return r.fail(err)
 	}
 	if act := r.a.parser.Parse(rep.Text).Action; act.Kind == KindAnswer {
-		r.s.SetAnswer(act.Arg)
+		r.s.SetAnswer(AnswerOf(rep.Text, act))
 		return r.s.Finish(EndAnswer, nil), nil
 	}
-	return r.s.Finish(EndMaxTurns, nil), nil
+	return r.end(EndMaxTurns, nil), nil
+}
+
+// end finishes a run that has no answer, with upstream's fallback answer
+// unless the configuration turns it off.
+func (r *reasoningRun) end(reason EndReason, err error) *Trajectory {
+	if !r.a.cfg.NoAnswerFallback {
+		var gens []string
+		for _, c := range r.s.traj.Calls {
+			if c.Purpose == PurposeAct || c.Purpose == PurposeAnswer {
+				gens = append(gens, c.Text)
+			}
+		}
+		if ans := FallbackAnswer(gens); ans != "" {
+			r.s.SetAnswer(ans)
+			r.s.traj.AnswerFallback = true
+		}
+	}
+	return r.s.Finish(reason, err)
 }
 
 // TokenizerTemplate renders chat prompts with a tokenizer's chat template

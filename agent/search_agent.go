@@ -220,7 +220,7 @@ func (a *SearchAgent) Run(ctx context.Context, env *Env, task Task) (*Trajectory
 		}
 		switch act.Kind {
 		case KindAnswer:
-			s.SetAnswer(act.Arg)
+			s.SetAnswer(AnswerOf(text, act))
 			return s.Finish(EndAnswer, nil), nil
 		case KindSearch:
 			err = a.search(ctx, s, act.Arg)

@@ -61,9 +61,13 @@ type Trajectory struct {
 	Calls []Call     `json:"calls"`
 	Tools []ToolCall `json:"tools"`
 
-	Answer   string    `json:"answer"`
-	Answered bool      `json:"answered"`
-	End      EndReason `json:"end"`
+	Answer   string `json:"answer"`
+	Answered bool   `json:"answered"`
+	// AnswerFallback says Answer was not given in an <answer> tag but
+	// taken from the reasoning when the run ended without one (the
+	// reasoning agent, as upstream's get_answer does); End says why.
+	AnswerFallback bool      `json:"answer_fallback,omitempty"`
+	End            EndReason `json:"end"`
 	Error    string    `json:"error,omitempty"`
 
 	Started  time.Time     `json:"started"`
