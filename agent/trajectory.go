@@ -68,7 +68,7 @@ type Trajectory struct {
 	// reasoning agent, as upstream's get_answer does); End says why.
 	AnswerFallback bool      `json:"answer_fallback,omitempty"`
 	End            EndReason `json:"end"`
-	Error    string    `json:"error,omitempty"`
+	Error          string    `json:"error,omitempty"`
 
 	Started  time.Time     `json:"started"`
 	Duration time.Duration `json:"duration_ns"`
