@@ -21,8 +21,8 @@ func newModelInitCmd() *cobra.Command {
 		Short: "Write a randomly initialised Qwen3-style model directory for the embedded engine",
 		Long: `Writes config.json, model.safetensors, tokenizer.json and tokenizer_config.json.
 
---config is a preset (tiny: ~0.1M parameters for tests; small: ~10M, the
-embedded RL demo model) or a Hugging Face config.json (model_type qwen2 or
+--config is a preset (tiny: ~0.1M parameters plus embeddings, for tests and
+the train demo; small: ~11M, the engine benchmark model) or a Hugging Face config.json (model_type qwen2 or
 qwen3). The tokenizer is --tokenizer (a tokenizer.json or a model
 directory) or a byte-level BPE trained on --train-text files with --vocab
 ids; with neither it is the 256 bytes plus ChatML's special tokens.`,

@@ -30,7 +30,8 @@ and exact-match rewards, and evaluates on held-out worlds before and after RL.
 The run directory gets report.md and report.json (held-out accuracy before and
 after RL with the paired bootstrap 95% CI of the lift), metrics.jsonl,
 metrics.prom, plots.html, sample trajectories and checkpoints. With no flags
-it uses the built-in defaults (about two minutes on 2 CPU cores) and writes to
+it uses the built-in defaults (under a minute on 2 idle CPU cores, about two
+on a loaded machine; docs/benchmarks.md) and writes to
 runs/train-<UTC time>. Every config field is in docs/configuration.md.
 
 With a config that has a cluster: block, train drives real backends instead:
