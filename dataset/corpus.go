@@ -35,7 +35,7 @@ const (
 )
 
 var corpora = []Corpus{
-	{Name: "hotpotqa-hipporag-100", Passages: 994, File: "hotpotqa-hipporag-100/corpus.json", layout: layoutTitleSentences,
+	{Name: "hotpotqa-hipporag-100", Aliases: []string{"hotpotqa"}, Passages: 994, File: "hotpotqa-hipporag-100/corpus.json", layout: layoutTitleSentences,
 		Licence:     "MIT (HippoRAG), CC BY-SA 4.0 (Wikipedia via HotpotQA)",
 		Description: "the 994 Wikipedia paragraphs (gold and distractors) of the hotpotqa-hipporag-100 questions; ids are titles"},
 	{Name: "2wiki-hipporag", Aliases: []string{"2wikimultihopqa-hipporag"}, Passages: 6119, File: "2wikimultihopqa-hipporag-corpus/corpus.json", layout: layoutTitleText,
@@ -216,4 +216,18 @@ func splitContents(contents string) (string, string) {
 		title = title[1 : len(title)-1]
 	}
 	return title, text
+}
+
+// CorpusHelp lists the shipped corpora for a command's --help.
+func CorpusHelp() string {
+	var b strings.Builder
+	b.WriteString("Built-in corpora (--corpus builtin:NAME):\n")
+	for _, c := range corpora {
+		name := c.Name
+		if len(c.Aliases) > 0 {
+			name += " (" + strings.Join(c.Aliases, ", ") + ")"
+		}
+		fmt.Fprintf(&b, "  %-42s %6d  %s\n", name, c.Passages, c.Description)
+	}
+	return b.String()
 }

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
@@ -115,15 +113,6 @@ func New(o Options) (*Controller, error) {
 
 // Gate returns the controller's gate between rollouts and the sampler.
 func (c *Controller) Gate() *Gate { return c.gate }
-
-// Registry returns the Prometheus registry of the run's metrics, valid once
-// Run has started.
-func (c *Controller) Registry() *prometheus.Registry {
-	if c.metrics == nil {
-		return nil
-	}
-	return c.metrics.reg
-}
 
 func (c *Controller) broadcast() {
 	if c.hooks.onChange != nil {

@@ -43,21 +43,6 @@ func (p SwapPublisher) Publish(ctx context.Context, path string, version int, _ 
 	return p.Load(ctx, path, version)
 }
 
-// TurnBoundaryPublisher publishes to backends that can neither abort nor
-// swap mid-request: it waits for in-flight calls to end, so the version
-// changes between an agent's turns.
-type TurnBoundaryPublisher struct {
-	Load func(ctx context.Context, path string, version int) error
-}
-
-// Publish implements Publisher.
-func (p TurnBoundaryPublisher) Publish(ctx context.Context, path string, version int, d Drainer) error {
-	if err := d.Drain(ctx, false); err != nil {
-		return err
-	}
-	return p.Load(ctx, path, version)
-}
-
 // SGLangPublisher updates a fleet of SGLang servers from a checkpoint
 // directory, AReaL's disk path: pause_generation on every server (in-flight
 // requests return aborted with their partial output), drain the client

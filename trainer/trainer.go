@@ -60,11 +60,6 @@ type AdamParams struct {
 	GradClipNorm float64 `json:"grad_clip_norm"` // 0 disables clipping
 }
 
-// DefaultAdam returns Tinker's defaults.
-func DefaultAdam() AdamParams {
-	return AdamParams{LearningRate: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-12}
-}
-
 // Trainer trains one model. Gradients from ForwardBackward calls accumulate
 // until OptimStep.
 type Trainer interface {

@@ -57,6 +57,8 @@ model wrote, the answer, tokens and time. --json prints the full record.
 
 Agents: ` + strings.Join(agents.Names(), ", ") + `.
 
+Model backends (--model):
+` + modelBackends().Usage() + `
 Example:
   asearcher ask --model http://127.0.0.1:8000/v1 --search http://127.0.0.1:5005 "Who wrote Dune?"`,
 		Args: cobra.MinimumNArgs(1),

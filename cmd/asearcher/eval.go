@@ -46,6 +46,8 @@ Example:
 
 Agents: ` + strings.Join(agents.Names(), ", ") + `.
 
+Model backends (--model):
+` + modelBackends().Usage() + `
 ` + dataset.BuiltinHelp(),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

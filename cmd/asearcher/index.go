@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/asearcher/asearcher/corpus"
+	"github.com/asearcher/asearcher/dataset"
 	"github.com/asearcher/asearcher/retrieval"
 )
 
@@ -59,10 +64,12 @@ quotes on the first line of contents, as ASearcher's wiki corpus) or
 {"id","title","text"} (url optional, other columns kept); or a JSON array of
 such rows, or a JSON object mapping title to a list of sentences.
 
+` + dataset.CorpusHelp() + `
 The build streams: memory stays near --memory-mb plus 8 bytes per passage.
 The new index replaces DIR only once complete. Serve it with
 'asearcher serve search --index DIR'.`,
-		Example: `  asearcher index build --corpus dataset/data/hotpotqa-hipporag-100/corpus.json --out /tmp/hotpot-index
+		Example: `  asearcher index build --corpus builtin:hotpotqa --out /tmp/hotpot-index
+  asearcher index build --corpus dataset/data/hotpotqa-hipporag-100/corpus.json --out /tmp/hotpot-index
   asearcher index build --corpus wiki_corpus.jsonl.zst --pages wiki_webpages.jsonl --out wiki-index --memory-mb 2048`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -74,6 +81,14 @@ The new index replaces DIR only once complete. Serve it with
 				}
 			}
 			o.Dense = dense.options()
+			if name, ok := strings.CutPrefix(o.Corpus, "builtin:"); ok {
+				path, cleanup, err := builtinCorpusFile(cmd.Context(), name)
+				if err != nil {
+					return fmt.Errorf("--corpus %s: %w", o.Corpus, err)
+				}
+				defer cleanup()
+				o.Corpus = path
+			}
 			st, err := retrieval.Build(cmd.Context(), o)
 			if err != nil {
 				return err
@@ -84,7 +99,7 @@ The new index replaces DIR only once complete. Serve it with
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Corpus, "corpus", "", "corpus file (.jsonl, .jsonl.zst, .json)")
+	f.StringVar(&o.Corpus, "corpus", "", "corpus file (.jsonl, .jsonl.zst, .json) or builtin:NAME (a corpus shipped in the binary)")
 	f.StringVar(&o.Out, "out", "", "index directory to create or replace")
 	f.StringVar(&format, "format", "auto", "corpus format: auto, jsonl or json")
 	f.BoolVar(&o.SkipBad, "skip-bad", false, "skip malformed rows (counted and logged) instead of stopping at the first")
@@ -131,4 +146,33 @@ needs one, is read from $ASEARCHER_EMBEDDINGS_API_KEY.`,
 	dense.register(c.Flags())
 	c.MarkFlagRequired("index")
 	return c
+}
+
+// builtinCorpusFile writes a corpus shipped in the binary (dataset.Corpora)
+// to a temporary JSONL file for the index builder; cleanup removes it.
+func builtinCorpusFile(ctx context.Context, name string) (string, func(), error) {
+	rc, err := dataset.OpenCorpus(ctx, name)
+	if err != nil {
+		return "", nil, err
+	}
+	defer rc.Close()
+	dir, err := os.MkdirTemp("", "asearcher-corpus-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	c, _ := dataset.LookupCorpus(name)
+	path := filepath.Join(dir, c.Name+".jsonl")
+	f, err := os.Create(path)
+	if err == nil {
+		_, err = io.Copy(f, rc)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return path, cleanup, nil
 }

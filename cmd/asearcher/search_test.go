@@ -203,3 +203,25 @@ func strconvQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestIndexBuildBuiltinCorpus: --corpus builtin:NAME (as docs/synth.md and
+// synth --help suggest) indexes a corpus shipped in the binary; an unknown
+// name is a clear error.
+func TestIndexBuildBuiltinCorpus(t *testing.T) {
+	index := filepath.Join(t.TempDir(), "index")
+	out, err := runCLI(t, "index", "build", "--corpus", "builtin:hotpotqa", "--out", index)
+	if err != nil {
+		t.Fatalf("index build: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "indexed 994 passages (0 skipped)") {
+		t.Fatalf("index build printed %q", out)
+	}
+	out, err = runCLI(t, "search", "--index", index, "-k", "1", "Demon Dice dice game")
+	if err != nil || !strings.Contains(out, "Demon Dice") {
+		t.Fatalf("search: %v\n%s", err, out)
+	}
+	_, err = runCLI(t, "index", "build", "--corpus", "builtin:nope", "--out", filepath.Join(t.TempDir(), "x"))
+	if err == nil || !strings.Contains(err.Error(), `no shipped corpus named "nope"`) {
+		t.Fatalf("unknown builtin corpus: %v", err)
+	}
+}
