@@ -22,6 +22,12 @@ type Item struct {
 	// AugAnswers are optional paraphrases used by the training reward
 	// (ASearcher's aug_answer).
 	AugAnswers []string `json:"aug_answers,omitempty"`
+	// Attachment names a file the question comes with (GAIA's file_name:
+	// a spreadsheet, image, audio, ...). A text-only agent cannot read it;
+	// eval's text_only skips such questions, as ASearcher and WebThinker
+	// evaluate GAIA's 103 text-only validation questions. The field stays
+	// in Meta too.
+	Attachment string `json:"attachment,omitempty"`
 	// Meta holds every field of the record that was not used above, as
 	// decoded from JSON (numbers as json.Number), so results can carry it.
 	Meta map[string]any `json:"meta,omitempty"`
@@ -50,4 +56,16 @@ type Options struct {
 	// example questions to synthesise answers for). By default such a record
 	// is an error, since it cannot be scored.
 	AllowMissingAnswers bool
+}
+
+// TextOnly returns the items without an attachment, and how many it left
+// out.
+func TextOnly(items []Item) ([]Item, int) {
+	out := make([]Item, 0, len(items))
+	for _, it := range items {
+		if it.Attachment == "" {
+			out = append(out, it)
+		}
+	}
+	return out, len(items) - len(out)
 }

@@ -528,11 +528,24 @@ func recordToItem(rec map[string]any, index int, opts Options) (Item, error) {
 			it.Answers = append(it.Answers, a...)
 		}
 	}
+	// GAIA's test split hides its answers behind "?": a placeholder, not a
+	// gold (every prediction would be scored against a question mark).
+	if slices.ContainsFunc(it.Answers, isHiddenGold) {
+		if !opts.AllowMissingAnswers {
+			return Item{}, errors.New(`gold answer is "?", a hidden answer (GAIA's test split); evaluate a split with answers, such as GAIA's validation split`)
+		}
+		it.Answers = slices.DeleteFunc(it.Answers, isHiddenGold)
+	}
 	if len(it.Answers) == 0 && !opts.AllowMissingAnswers {
 		return Item{}, fmt.Errorf("no gold answer; want a non-empty one of %s (have %s)", strings.Join(answerKeys, ", "), fieldList(rec))
 	}
 
 	for k, v := range rec {
+		if normKey(k) == "file_name" {
+			if f, ok := v.(string); ok && strings.TrimSpace(f) != "" && it.Attachment == "" {
+				it.Attachment = strings.TrimSpace(f)
+			}
+		}
 		if r, _ := fieldRole(normKey(k)); r >= 0 && chosen[r] == k {
 			continue
 		}
@@ -676,3 +689,5 @@ func clip(s string, n int) string {
 	}
 	return string(r[:n]) + "…"
 }
+
+func isHiddenGold(a string) bool { return strings.TrimSpace(a) == "?" }

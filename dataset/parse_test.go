@@ -282,3 +282,43 @@ func TestLoadResolvesNamesAndPaths(t *testing.T) {
 		t.Errorf("built-in away from the source tree: %v", err)
 	}
 }
+
+// GAIA rows in Hugging Face's layout: an attachment is flagged (and kept in
+// Meta), TextOnly drops it, and the test split's hidden "?" gold is an
+// error rather than an answer every prediction is scored against.
+func TestGAIARows(t *testing.T) {
+	const val = `[
+{"task_id":"a1","Question":"Q one?","Level":1,"Final answer":"Paris","file_name":"","file_path":""},
+{"task_id":"a2","Question":"What is in the sheet?","Level":2,"Final answer":"42","file_name":"data.xlsx","file_path":"/x/data.xlsx"},
+{"task_id":"a3","Question":"Q three?","Level":3,"Final answer":"Lyon"}
+]`
+	items, err := Decode("gaia-validation.json", []byte(val), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 3 || items[0].Attachment != "" || items[1].Attachment != "data.xlsx" || items[2].Attachment != "" {
+		t.Fatalf("attachments: %+v", items)
+	}
+	if items[1].Meta["file_name"] != "data.xlsx" || items[1].Answers[0] != "42" {
+		t.Fatalf("item %+v", items[1])
+	}
+	text, skipped := TextOnly(items)
+	if skipped != 1 || len(text) != 2 || text[0].ID != "a1" || text[1].ID != "a3" {
+		t.Fatalf("TextOnly kept %+v, skipped %d", text, skipped)
+	}
+
+	const test = `{"task_id":"t1","Question":"Q?","Level":1,"Final answer":"?","file_name":""}`
+	_, err = Decode("gaia-test.jsonl", []byte(test), Options{})
+	if err == nil || !strings.Contains(err.Error(), `gold answer is "?"`) {
+		t.Fatalf("hidden gold: err = %v", err)
+	}
+	// Synthesis may take unanswered questions: the placeholder is dropped.
+	items, err = Decode("gaia-test.jsonl", []byte(test), Options{AllowMissingAnswers: true})
+	if err != nil || len(items) != 1 || len(items[0].Answers) != 0 {
+		t.Fatalf("allow missing: %+v %v", items, err)
+	}
+	// A "?" among real golds is still a placeholder, never an answer.
+	if _, err := Decode("x.jsonl", []byte(`{"question":"q","answers":["?","yes"]}`), Options{}); err == nil {
+		t.Fatal(`a "?" gold was accepted`)
+	}
+}

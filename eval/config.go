@@ -27,6 +27,10 @@ type Config struct {
 	K int `yaml:"k" json:"k"`
 	// Limit evaluates the first Limit questions of each dataset (0: all).
 	Limit int `yaml:"limit" json:"limit"`
+	// TextOnly skips questions that come with an attachment (GAIA's
+	// file_name): ASearcher and WebThinker report GAIA on its 103
+	// text-only validation questions. Applied before Limit.
+	TextOnly bool `yaml:"text_only" json:"text_only"`
 
 	Model     string `yaml:"model" json:"model"`
 	ModelName string `yaml:"model_name" json:"model_name"`
@@ -181,6 +185,7 @@ type runIdentity struct {
 	Datasets    []datasetIdentity `json:"datasets"`
 	K           int               `json:"k"`
 	Limit       int               `json:"limit"`
+	TextOnly    bool              `json:"text_only,omitempty"`
 	Model       string            `json:"model"`
 	ModelName   string            `json:"model_name"`
 	Tokenizer   string            `json:"tokenizer"`

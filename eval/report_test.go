@@ -112,3 +112,34 @@ func TestLegacyScoresKeepTheirMeaning(t *testing.T) {
 		t.Errorf("markdown lacks the metric legend:\n%s", md.String())
 	}
 }
+
+// text_only drops questions with an attachment before Limit, and is part
+// of the run identity only when set (old run directories keep their hash).
+func TestTextOnlyFilter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gaia.json")
+	rows := `[{"task_id":"a","Question":"q1?","Final answer":"x","file_name":"f.png"},
+{"task_id":"b","Question":"q2?","Final answer":"y","file_name":""},
+{"task_id":"c","Question":"q3?","Final answer":"z"}]`
+	if err := os.WriteFile(path, []byte(rows), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Data = []string{path}
+	sets, err := loadSets(cfg)
+	if err != nil || len(sets[0].Items) != 3 {
+		t.Fatalf("all: %v %d", err, len(sets[0].Items))
+	}
+	plain := identityOf(cfg, sets).hash()
+	cfg.TextOnly, cfg.Limit = true, 1
+	sets, err = loadSets(cfg)
+	if err != nil || len(sets[0].Items) != 1 || sets[0].Items[0].ID != "b" {
+		t.Fatalf("text only, limit 1: %v %+v", err, sets[0].Items)
+	}
+	if identityOf(cfg, sets).hash() == plain {
+		t.Fatal("text_only does not change the run identity")
+	}
+	var id runIdentity
+	if b, _ := json.Marshal(id); strings.Contains(string(b), "text_only") {
+		t.Fatal("an unset text_only changes the identity of older runs")
+	}
+}

@@ -187,6 +187,15 @@ func loadSets(cfg Config) ([]*dataset.Set, error) {
 			return nil, fmt.Errorf("--data %s and %s are both named %q; rename one file", prev, d, set.Name)
 		}
 		names[set.Name] = d
+		if cfg.TextOnly {
+			var skipped int
+			set.Items, skipped = dataset.TextOnly(set.Items)
+			if skipped > 0 {
+				slog.Info("text_only: skipping questions with attachments", "data", d, "skipped", skipped, "kept", len(set.Items))
+			}
+		} else if _, n := dataset.TextOnly(set.Items); n > 0 {
+			slog.Warn("questions come with attachments the agent cannot read; --text-only skips them", "data", d, "with_attachment", n)
+		}
 		if cfg.Limit > 0 {
 			set.Items = dataset.First(set.Items, cfg.Limit)
 		}
@@ -212,7 +221,7 @@ func isEncryptedSet(s *dataset.Set) bool {
 
 func identityOf(cfg Config, sets []*dataset.Set) runIdentity {
 	id := runIdentity{
-		K: cfg.K, Limit: cfg.Limit, Model: cfg.Model, ModelName: cfg.ModelName, Tokenizer: cfg.Tokenizer,
+		K: cfg.K, Limit: cfg.Limit, TextOnly: cfg.TextOnly, Model: cfg.Model, ModelName: cfg.ModelName, Tokenizer: cfg.Tokenizer,
 		Search: cfg.Search, Access: cfg.Access, Agent: cfg.Agent, Prompt: cfg.Prompt,
 		Temperature: cfg.Temperature, TopP: cfg.TopP, TopK: cfg.TopK, Seed: cfg.Seed,
 		Limits: cfg.Limits, Judge: cfg.Judge, JudgeModel: cfg.JudgeModel,

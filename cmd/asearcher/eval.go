@@ -79,6 +79,7 @@ Model backends (--model):
 	fs.StringVar(&cfg.Out, "out", "", "run directory (results, trajectories, reports); rerun to resume")
 	fs.IntVar(&cfg.K, "k", cfg.K, "samples per question (Avg@k, Pass@k)")
 	fs.IntVar(&cfg.Limit, "limit", 0, "evaluate the first N questions of each dataset (0: all)")
+	fs.BoolVar(&cfg.TextOnly, "text-only", cfg.TextOnly, "skip questions that come with an attachment (GAIA's file_name), as ASearcher's 103-question GAIA set does")
 	addBackendFlags(fs, backendFlagVars{model: &cfg.Model, modelName: &cfg.ModelName, tokenizer: &cfg.Tokenizer,
 		search: &cfg.Search, access: &cfg.Access, allowPrivateFetch: &cfg.AllowPrivateFetch, toolCache: &cfg.ToolCache, toolCacheMode: &cfg.ToolCacheMode})
 	fs.StringVar(&cfg.Agent, "agent", cfg.Agent, "agent: "+strings.Join(agents.Names(), ", "))
