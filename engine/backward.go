@@ -44,6 +44,7 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 	if grads != nil {
 		headN = packMatrix(p.lmHead, d, false, d, V)
 	}
+	invT := loss.invTemperature()
 	var lossSum float64
 	var clipped, ratioSum float64
 	for r0 := 0; r0 < a.T; r0 += chunk {
@@ -53,6 +54,14 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 		rows := min(chunk, a.T-r0)
 		z := logits[:rows*V]
 		matMulPacked(z, a.hF[r0*d:(r0+rows)*d], rows, headT, false)
+		if invT != 1 {
+			// Tempered logits z/T; their gradient is scaled by 1/T below.
+			parallelRows(rows, V, func(lo, hi int) {
+				for i := lo * V; i < hi*V; i++ {
+					z[i] *= invT
+				}
+			})
+		}
 		coefs := make([]float32, rows)
 		lses := make([]float32, rows)
 		parallelRows(rows, V, func(lo, hi int) {
@@ -68,7 +77,7 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 			res.Logprobs[rf.e][rf.i] = logp
 			l, coef, clip := loss.tokenTerm(e, rf.i, logp)
 			l *= norm
-			coefs[r] = coef * norm
+			coefs[r] = coef * norm * invT
 			res.Elementwise[rf.e][rf.i] = l
 			lossSum += float64(l)
 			if loss.Fn != CrossEntropy && loss.active(e, rf.i) {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -183,8 +184,10 @@ func TestModelGradientFD(t *testing.T) {
 		{"qwen2", false, Loss{Fn: CrossEntropy}},
 		{"qwen3", true, Loss{Fn: ImportanceSampling}},
 		{"qwen3", false, Loss{Fn: PPO, ClipLow: 0.9, ClipHigh: 1.1}},
+		{"qwen3", false, Loss{Fn: PPO, ClipLow: 0.9, ClipHigh: 1.1, Temperature: 2}},
+		{"qwen2", true, Loss{Fn: CrossEntropy, Temperature: 0.7}},
 	} {
-		t.Run(tc.typ+"_"+tc.loss.Fn, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s_%s_T%g", tc.typ, tc.loss.Fn, tc.loss.Temperature), func(t *testing.T) {
 			c := tinyConfig(tc.typ, tc.tied)
 			w, err := NewRandomWeights(c, 1)
 			if err != nil {

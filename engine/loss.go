@@ -15,6 +15,19 @@ type Loss struct {
 	ClipLow   float64 // ppo lower ratio bound; 0 means 0.8
 	ClipHigh  float64 // ppo upper ratio bound; 0 means 1.2
 	TokenMean bool
+	// Temperature divides the logits before the log-softmax (0 and 1 mean
+	// none), so logprobs, loss and gradient are those of the policy that
+	// samples at this temperature: what decoupled PPO needs when rollouts
+	// were drawn at T ≠ 1.
+	Temperature float64
+}
+
+// invTemperature is 1/T, or 1 when no temperature is set.
+func (l Loss) invTemperature() float32 {
+	if l.Temperature == 0 || l.Temperature == 1 {
+		return 1
+	}
+	return float32(1 / l.Temperature)
 }
 
 // Loss function names.
@@ -54,6 +67,9 @@ func (l Loss) validate(c *Config, ex []Example) error {
 	}
 	if lo, hi := l.bounds(); l.Fn == PPO && !(lo > 0 && lo <= 1 && hi >= 1) {
 		return fmt.Errorf("ppo ratio bounds must satisfy 0 < clip_low <= 1 <= clip_high, got %v and %v", lo, hi)
+	}
+	if t := l.Temperature; t < 0 || math.IsNaN(t) || math.IsInf(t, 0) {
+		return fmt.Errorf("loss temperature %v: want a finite number > 0 (0 means 1)", t)
 	}
 	if len(ex) == 0 {
 		return fmt.Errorf("no data")

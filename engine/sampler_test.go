@@ -386,10 +386,10 @@ func TestSamplerPauseContinue(t *testing.T) {
 
 // sampleToken draws from softmax(z/T) restricted to the top-k tokens and
 // then to the smallest nucleus holding top_p of the remaining mass, and
-// always reports the untempered logprob.
+// reports the logprob under softmax(z/T) (before top-k and top-p), which a
+// trainer dividing its logits by T computes for the same token.
 func TestSampleTokenDistribution(t *testing.T) {
 	z := []float32{2.0, 1.5, 1.0, 0.5, 0, -0.5, -1, -3}
-	lse := logSumExp(z)
 	expected := func(p sampleParams) []float64 {
 		w := make([]float64, len(z))
 		order := make([]int, len(z)) // z is already sorted descending
@@ -444,8 +444,8 @@ func TestSampleTokenDistribution(t *testing.T) {
 			counts := make([]float64, len(z))
 			for i := 0; i < draws; i++ {
 				tok, lp := sampleToken(z, c.p, rng, &scratch)
-				if math.Abs(float64(lp-(z[tok]-lse))) > 1e-6 {
-					t.Fatalf("token %d: logprob %v, want untempered %v", tok, lp, z[tok]-lse)
+				if want := temperedLogprob(z, tok, c.p.temperature); math.Abs(float64(lp)-want) > 1e-5 {
+					t.Fatalf("token %d: logprob %v, want %v under softmax(z/%g)", tok, lp, want, c.p.temperature)
 				}
 				counts[tok]++
 			}
@@ -520,4 +520,17 @@ func TestSamplerCloseAnswersEveryone(t *testing.T) {
 			t.Fatal("Sample after Close succeeded")
 		}
 	}
+}
+
+// temperedLogprob is log softmax(z/T)[id] in float64.
+func temperedLogprob(z []float32, id int, temp float64) float64 {
+	mx := math.Inf(-1)
+	for _, v := range z {
+		mx = math.Max(mx, float64(v)/temp)
+	}
+	var sum float64
+	for _, v := range z {
+		sum += math.Exp(float64(v)/temp - mx)
+	}
+	return float64(z[id])/temp - mx - math.Log(sum)
 }

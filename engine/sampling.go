@@ -72,9 +72,10 @@ type sampleParams struct {
 }
 
 // sampleToken draws a token from one row of logits and returns it with its
-// log-probability under the untempered distribution (what a training
-// forward pass computes for the same sequence), independent of
-// temperature, top-k and top-p.
+// log-probability under softmax(z/T), the distribution it was drawn from
+// before top-k and top-p (SGLang's convention; what a training forward
+// pass at the sampling temperature computes for the same sequence). Greedy
+// decoding returns the untempered log-probability.
 func sampleToken(z []float32, p sampleParams, rng *rand.Rand, scratch *[]candidate) (int, float32) {
 	lse := logSumExp(z)
 	if p.temperature <= 0 {
@@ -88,22 +89,32 @@ func sampleToken(z []float32, p sampleParams, rng *rand.Rand, scratch *[]candida
 	}
 	inv := 1 / p.temperature
 	mx := float64(slices.Max(z))
+	// logp is the tempered log-probability given Σ exp((z−max)/T) over the
+	// whole vocabulary; at T = 1 it is z−lse exactly, as before.
+	logp := func(id int, total float64) float32 {
+		if p.temperature == 1 {
+			return z[id] - lse
+		}
+		return float32((float64(z[id])-mx)*inv - math.Log(total))
+	}
 	filtered := p.topK > 0 && p.topK < len(z) || p.topP > 0 && p.topP < 1
+	var full float64
+	if !filtered || p.temperature != 1 {
+		for _, v := range z {
+			full += math.Exp((float64(v) - mx) * inv)
+		}
+	}
 	if !filtered {
 		// Inverse CDF over exp((z−max)/T) without building a candidate list.
-		var total float64
-		for _, v := range z {
-			total += math.Exp((float64(v) - mx) * inv)
-		}
-		u := rng.Float64() * total
+		u := rng.Float64() * full
 		for i, v := range z {
 			u -= math.Exp((float64(v) - mx) * inv)
 			if u <= 0 {
-				return i, z[i] - lse
+				return i, logp(i, full)
 			}
 		}
 		last := len(z) - 1
-		return last, z[last] - lse
+		return last, logp(last, full)
 	}
 	cands := (*scratch)[:0]
 	// Tokens below e^-30 of the best cannot matter to top-k/top-p unless
@@ -155,11 +166,11 @@ func sampleToken(z []float32, p sampleParams, rng *rand.Rand, scratch *[]candida
 	for _, c := range cands {
 		u -= c.w
 		if u <= 0 {
-			return c.id, z[c.id] - lse
+			return c.id, logp(c.id, full)
 		}
 	}
 	c := cands[len(cands)-1]
-	return c.id, z[c.id] - lse
+	return c.id, logp(c.id, full)
 }
 
 type candidate struct {

@@ -75,11 +75,11 @@ func toExamples(data []Datum) []engine.Example {
 }
 
 func toLoss(fn LossFn, cfg LossConfig) engine.Loss {
-	return engine.Loss{Fn: string(fn), ClipLow: cfg.ClipLow, ClipHigh: cfg.ClipHigh, TokenMean: cfg.TokenMean}
+	return engine.Loss{Fn: string(fn), ClipLow: cfg.ClipLow, ClipHigh: cfg.ClipHigh, TokenMean: cfg.TokenMean, Temperature: cfg.Temperature}
 }
 
 func toOutput(r *engine.StepResult) *Output {
-	return &Output{Logprobs: r.Logprobs, Loss: r.Loss, Metrics: r.Metrics}
+	return &Output{Logprobs: r.Logprobs, Loss: r.Loss, LossReported: true, Metrics: r.Metrics}
 }
 
 // Forward computes logprobs and the loss without touching gradients.

@@ -152,6 +152,17 @@ func (t *Tinker) ForwardBackward(ctx context.Context, data []Datum, loss LossFn,
 	return t.fwdBwd(ctx, "/api/v1/forward_backward", "forward_backward_input", data, loss, cfg)
 }
 
+// CheckTinkerTemperature refuses a loss temperature other than 1: the
+// Tinker API's forward and forward_backward take no temperature, so the
+// server's logprobs are those of the untempered policy, and training them
+// against samples drawn at T ≠ 1 would bias every importance weight.
+func CheckTinkerTemperature(t float64) error {
+	if t == 0 || t == 1 {
+		return nil
+	}
+	return fmt.Errorf("tinker trainer: samples were drawn at temperature %g but the Tinker API computes training logprobs at temperature 1 only; sample at temperature 1 (cluster.temperature: 1) or train with the embedded trainer", t)
+}
+
 // tinkerData converts data, scaling weights or advantages by 1/active
 // tokens when cfg.TokenMean asks for a mean: every Tinker loss is linear
 // in them (ppo's min(r·A, clip(r)·A) too, for a positive scale), so the
@@ -241,6 +252,9 @@ func (t *Tinker) fwdBwd(ctx context.Context, path, key string, data []Datum, los
 	if len(data) == 0 {
 		return nil, errors.New("tinker: no data")
 	}
+	if err := CheckTinkerTemperature(cfg.Temperature); err != nil {
+		return nil, err
+	}
 	td, err := tinkerData(data, loss, cfg)
 	if err != nil {
 		return nil, err
@@ -272,7 +286,7 @@ func (t *Tinker) fwdBwd(ctx context.Context, path, key string, data []Datum, los
 	}
 	merged := map[string]float64{}
 	weights := map[string]float64{}
-	res := &Output{}
+	res := &Output{LossReported: true}
 	for i, f := range futures {
 		var o llm.TinkerFwdBwdOutput
 		if err := t.c.Wait(ctx, f, &o); err != nil {
@@ -291,6 +305,11 @@ func (t *Tinker) fwdBwd(ctx context.Context, path, key string, data []Datum, los
 				v[k] = float32(x)
 			}
 			res.Logprobs = append(res.Logprobs, v)
+		}
+		// A server that leaves out the loss (SkyRL's forward_backward
+		// returns empty metrics) must not read as a loss of 0.
+		if _, ok := o.Metrics["loss:sum"]; !ok {
+			res.LossReported = false
 		}
 		mergeMetrics(merged, weights, o.Metrics, float64(len(parts[i])))
 	}

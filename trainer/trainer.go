@@ -37,6 +37,11 @@ type LossConfig struct {
 	// (non-zero weight, or non-zero advantage). An asearcher extension that
 	// only the embedded trainer implements; Tinker always sums.
 	TokenMean bool `json:"-"`
+	// Temperature divides the logits before the log-softmax, so logprobs
+	// (and the loss) are those of the policy sampled at that temperature;
+	// 0 and 1 both mean none. The Tinker API has no such field: the Tinker
+	// trainer refuses any other value rather than train on T = 1 logprobs.
+	Temperature float64 `json:"-"`
 }
 
 // Output is the result of Forward or ForwardBackward.
@@ -45,9 +50,11 @@ type Output struct {
 	// call ran with.
 	Logprobs [][]float32 `json:"logprobs"`
 	// Loss is the summed loss over all data (Tinker sums; callers normalise
-	// through weights or advantages).
-	Loss    float64            `json:"loss"`
-	Metrics map[string]float64 `json:"metrics,omitempty"`
+	// through weights or advantages). It is meaningful only when
+	// LossReported: some servers (SkyRL's forward_backward) return no loss.
+	Loss         float64            `json:"loss"`
+	LossReported bool               `json:"-"`
+	Metrics      map[string]float64 `json:"metrics,omitempty"`
 }
 
 // AdamParams are the optimiser settings of one step (Tinker's adam_params).
