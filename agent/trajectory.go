@@ -244,6 +244,11 @@ type Sequence struct {
 	// logprob (recorded as 0) or no version (-1) from the backend.
 	MissingLogprobs bool `json:"missing_logprobs,omitempty"`
 	MissingVersions bool `json:"missing_versions,omitempty"`
+	// LogprobMissing marks, token by token, the generated tokens whose 0
+	// logprob is a placeholder for one the backend did not return; nil
+	// when none is missing. A trainer must recompute or drop them, never
+	// read the 0 as a probability of 1.
+	LogprobMissing []bool `json:"logprob_missing,omitempty"`
 }
 
 // ErrNotTokenLevel is returned by Sequences for trajectories recorded
@@ -339,6 +344,12 @@ func (t *Trajectory) Sequences() ([]Sequence, error) {
 				copy(q.Logprobs[at:], c.Logprobs)
 			} else if sampled > 0 {
 				q.MissingLogprobs = true
+				if q.LogprobMissing == nil {
+					q.LogprobMissing = make([]bool, n)
+				}
+				for k := range c.Output {
+					q.LogprobMissing[at+k] = true
+				}
 			}
 			if len(c.Versions) > 0 {
 				copy(q.Versions[at:], c.Versions)

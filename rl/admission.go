@@ -27,7 +27,7 @@ type Admission struct {
 	Rejected  int64
 }
 
-// NewAdmission validates its parameters; maxConcurrent ≤ 0 means (η+1)·B.
+// NewAdmission validates its parameters; maxConcurrent ≤ 0 means B.
 func NewAdmission(eta, batch, maxConcurrent int) (*Admission, error) {
 	if eta < 0 {
 		return nil, fmt.Errorf("max staleness %d: want ≥ 0", eta)
@@ -36,7 +36,7 @@ func NewAdmission(eta, batch, maxConcurrent int) (*Admission, error) {
 		return nil, fmt.Errorf("batch of %d groups: want ≥ 1", batch)
 	}
 	if maxConcurrent <= 0 {
-		maxConcurrent = (eta + 1) * batch
+		maxConcurrent = batch
 	}
 	return &Admission{Eta: eta, Batch: batch, MaxConcurrent: maxConcurrent}, nil
 }

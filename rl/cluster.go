@@ -89,13 +89,28 @@ type ClusterTrainer struct {
 }
 
 // DefaultClusterFile is a cluster file's defaults: the controller's
-// Config, ASearcher's reward, the asearcher agent at temperature 1.
+// Config with a LoRA learning rate, ASearcher's reward, the asearcher
+// agent at temperature 1.
 func DefaultClusterFile() ClusterFile {
-	return ClusterFile{RL: DefaultConfig()}
+	f := ClusterFile{RL: DefaultConfig()}
+	// A Tinker trainer trains LoRA (rank 32 by default), and LoRA wants
+	// about 10× the full fine-tuning learning rate (Tinker cookbook,
+	// hyperparam_utils.get_lora_lr_over_full_finetune_lr: a fixed factor
+	// of 10): ASearcher's 5e-6 becomes 5e-5. A trainer of full weights
+	// wants rl.optim.lr: 5e-6 back.
+	f.RL.Optim.LR = LoRALRFactor * f.RL.Optim.LR
+	return f
 }
 
+// LoRALRFactor scales a full fine-tuning learning rate to LoRA's.
+const LoRALRFactor = 10
+
+// DefaultLoraRank is the LoRA rank a cluster run asks the trainer for.
+const DefaultLoraRank = 32
+
 func defaultClusterConfig() *ClusterConfig {
-	return &ClusterConfig{Agent: agent.AgentASearcher, Reward: reward.DefaultConfig(), ValidInstructionRatio: 1, Temperature: 1, HealthTimeoutS: 10}
+	return &ClusterConfig{Agent: agent.AgentASearcher, Reward: reward.DefaultConfig(), ValidInstructionRatio: 1, Temperature: 1, HealthTimeoutS: 10,
+		Trainer: ClusterTrainer{LoraRank: DefaultLoraRank}}
 }
 
 // Validate names the first missing or wrong field.
@@ -119,6 +134,11 @@ func (f *ClusterFile) Validate() error {
 		return errors.New("cluster.trainer.base_model is empty: give the model name the Tinker server trains")
 	case c.Temperature < 0 || c.TopP < 0 || c.TopP > 1:
 		return errors.New("cluster.temperature must be ≥ 0 and cluster.top_p from 0 to 1")
+	case c.Temperature != 1:
+		// Checked here so a run fails at once, not at its first step.
+		return fmt.Errorf("cluster.temperature %g: the Tinker API computes training logprobs at temperature 1 only, so a loss against samples drawn at another temperature would be biased; set cluster.temperature: 1", c.Temperature)
+	case c.Trainer.LoraRank < 0:
+		return fmt.Errorf("cluster.trainer.lora_rank %d: want ≥ 1 (0 means %d)", c.Trainer.LoraRank, DefaultLoraRank)
 	case c.ValidInstructionRatio < 0 || c.ValidInstructionRatio > 1:
 		return errors.New("cluster.valid_instruction_ratio must be from 0 to 1")
 	case c.HealthTimeoutS <= 0:

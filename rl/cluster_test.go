@@ -270,6 +270,9 @@ func TestRunClusterErrors(t *testing.T) {
 		{"publisher mismatch", []string{"  publisher: sglang\n", "  publisher: tinker\n"}, "cluster.publisher tinker needs cluster.sampler: tinker"},
 		{"bad publisher", []string{"  publisher: sglang\n", "  publisher: nccl\n"}, `cluster.publisher "nccl"`},
 		{"bad ratio", []string{"  temperature: 1\n", "  temperature: 1\n  valid_instruction_ratio: 2\n"}, "valid_instruction_ratio"},
+		{"temperature the trainer cannot train at", []string{"  temperature: 1\n", "  temperature: 0.7\n"}, "set cluster.temperature: 1"},
+		{"bad lora rank", []string{"    base_model: tiny\n", "    base_model: tiny\n    lora_rank: -1\n"}, "cluster.trainer.lora_rank"},
+		{"bad missing_logprobs", []string{"  group_size: 2\n", "  group_size: 2\n  loss:\n    missing_logprobs: zero\n"}, "missing_logprobs"},
 		{"bad reward", []string{"    metric: em\n", "    metric: bleu\n"}, `reward metric "bleu"`},
 		{"bad rl", []string{"  group_size: 2\n", "  group_size: 0\n"}, "group_size"},
 		{"missing data file", []string{cb.data, cb.data + ".missing"}, "cluster.data"},
@@ -345,5 +348,26 @@ func TestBearerClient(t *testing.T) {
 	resp.Body.Close()
 	if h := <-got; h != "Bearer s3cret" {
 		t.Fatalf("Authorization %q", h)
+	}
+}
+
+// A cluster run trains LoRA on a Tinker trainer: its default learning rate
+// is the full fine-tuning one scaled by Tinker's LoRA factor, and an
+// explicit rl.optim.lr still wins.
+func TestClusterLoRADefaults(t *testing.T) {
+	base := "cluster:\n  data: d\n  search: http://s\n  tokenizer: t\n  sampler: tinker\n  trainer:\n    base_url: http://t\n    base_model: m\n"
+	f, err := DecodeClusterFile([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.RL.Optim.LR != 5e-5 || f.Cluster.Trainer.LoraRank != 32 {
+		t.Fatalf("lr %g rank %d, want 5e-5 and 32", f.RL.Optim.LR, f.Cluster.Trainer.LoraRank)
+	}
+	if DefaultConfig().Optim.LR != 5e-6 {
+		t.Fatalf("the library default lr moved: %g", DefaultConfig().Optim.LR)
+	}
+	f, err = DecodeClusterFile([]byte(base + "rl:\n  optim:\n    lr: 1.0e-6\n"))
+	if err != nil || f.RL.Optim.LR != 1e-6 {
+		t.Fatalf("explicit lr: %v, %g", err, f.RL.Optim.LR)
 	}
 }

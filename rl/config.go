@@ -26,8 +26,19 @@ type Config struct {
 	// MaxStaleness is η: a group admitted at version v is trained at a
 	// version ≤ v+η. 0 is synchronous RL.
 	MaxStaleness int `yaml:"max_staleness"`
-	// MaxConcurrentGroups caps running groups; 0 means (η+1)·B.
+	// MaxConcurrentGroups caps running groups; 0 means B, AReaL's fallback
+	// (max_concurrent_rollouts = consumer_batch_size). The staleness bound
+	// alone would allow (η+1)·B groups, (η+1)·B·G trajectories in flight
+	// (10,240 with ASearcher's recipe), more than a fleet should be handed
+	// at once; raise it to what the fleet sustains.
 	MaxConcurrentGroups int `yaml:"max_concurrent_groups"`
+	// TrajectoryTimeoutS is the wall-clock limit of one trajectory, in
+	// seconds; 0 disables it. A trajectory cut there ends as timed out: the
+	// workflow rollout keeps its tokens and scores it as a trajectory that
+	// never answered; any other Rollout's error fails the trajectory (not
+	// retried) and so its group. It bounds how long one straggler can hold
+	// a step, since a step waits for every group due at it.
+	TrajectoryTimeoutS float64 `yaml:"trajectory_timeout_s"`
 	// FilterZeroVariance drops groups whose rewards are all equal.
 	FilterZeroVariance bool `yaml:"filter_zero_variance"`
 	// SampleRetries re-runs a trajectory that failed with an error this many
@@ -104,9 +115,13 @@ func (o *OptimConfig) validate() error {
 }
 
 // DefaultConfig returns ASearcher's recipe (asearcher_web.yaml): η = 4,
-// G = 16, B = 128, reward 10·(r − 0.5), group centring then batch
-// normalisation, decoupled PPO with ε = 0.4 and behaviour cap 5, Adam
-// lr 5e-6 constant, one minibatch.
+// G = 16, B = 128 with B groups running at most (ASearcher's web recipe
+// runs 128), reward 10·(r − 0.5), group centring then batch normalisation,
+// decoupled PPO with ε = 0.4 and tokens whose behaviour weight exceeds 5
+// masked, Adam lr 5e-6 constant (full fine-tuning; a cluster file's
+// defaults raise it for LoRA), one minibatch. Beyond the recipe: samples
+// missing behaviour logprobs are rejected, and a trajectory is cut after
+// 30 minutes.
 func DefaultConfig() Config {
 	return Config{
 		Seed:               1,
@@ -114,6 +129,7 @@ func DefaultConfig() Config {
 		BatchGroups:        128,
 		GroupSize:          16,
 		MaxStaleness:       4,
+		TrajectoryTimeoutS: 1800,
 		FilterZeroVariance: true,
 		SampleRetries:      1,
 		Advantage: AdvantageConfig{
@@ -128,7 +144,8 @@ func DefaultConfig() Config {
 			Kind:             DecoupledPPO,
 			ClipEps:          0.4,
 			BehavWeightCap:   5,
-			BehavWeightMode:  "clamp",
+			BehavWeightMode:  "mask",
+			MissingLogprobs:  MissingReject,
 			Minibatches:      1,
 			MaxTokensPerCall: 8000,
 		},
@@ -165,6 +182,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rl.checkpoint_every %d: want ≥ 1", c.CheckpointEvery)
 	case c.KeepCheckpoints < 1:
 		return fmt.Errorf("rl.keep_checkpoints %d: want ≥ 1", c.KeepCheckpoints)
+	case c.TrajectoryTimeoutS < 0 || math.IsNaN(c.TrajectoryTimeoutS):
+		return fmt.Errorf("rl.trajectory_timeout_s %g: want ≥ 0 (0 disables the limit)", c.TrajectoryTimeoutS)
 	case c.DumpSamples < 0 || c.DrainGraceMS < 0 || c.DrainTimeoutMS < 0:
 		return errors.New("rl.dump_samples, rl.drain_grace_ms and rl.drain_timeout_ms must be ≥ 0")
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asearcher/asearcher/internal/atomicfile"
@@ -74,6 +75,9 @@ type Controller struct {
 type window struct {
 	admitted, accepted, filtered, failed int
 	trajectories, genTokens              int
+	// timedOut counts trajectories cut at the time limit; missingLogprobs
+	// trajectories rejected for missing behaviour logprobs.
+	timedOut, missingLogprobs int
 }
 
 // New validates options and prepares a controller.
@@ -286,6 +290,7 @@ func (c *Controller) step(ctx context.Context, step int, runStart time.Time) (*S
 	c.mu.Unlock()
 	rec.Admitted, rec.Accepted, rec.Filtered, rec.Failed = w.admitted, w.accepted, w.filtered, w.failed
 	rec.Finished, rec.GenTokens = w.trajectories, w.genTokens
+	rec.TimedOut, rec.MissingLogprobs = w.timedOut, w.missingLogprobs
 	if done := w.accepted + w.filtered + w.failed; done > 0 {
 		rec.FilteredFrac = float64(w.filtered) / float64(done)
 	}
@@ -455,19 +460,27 @@ func (c *Controller) runGroup(ctx context.Context, g *Group) {
 	samples := make([]*Sample, G)
 	errs := make([]error, G)
 	var wg sync.WaitGroup
+	var timedOut, missing atomic.Int64
 	for i := range G {
 		wg.Go(func() {
 			for attempt := 0; attempt <= c.cfg.SampleRetries; attempt++ {
-				s, err := c.opts.Rollout.Run(ctx, g.Question, c.sampler, i, trajectorySeed(c.cfg.Seed, g.Question.Index, i, attempt))
+				s, late, err := c.runTrajectory(ctx, g.Question, i, attempt)
+				if late {
+					timedOut.Add(1)
+				}
 				if err == nil && s != nil {
-					err = validateSample(s)
+					if err = validateSample(s, c.cfg.Loss.MissingLogprobs); errors.Is(err, ErrMissingLogprobs) {
+						missing.Add(1)
+					}
 				}
 				if err == nil {
 					samples[i], errs[i] = s, nil
 					return
 				}
 				errs[i] = err
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || late {
+					// A retry after the time limit would hold the group
+					// for another full limit.
 					return
 				}
 				c.log.Debug("trajectory failed", "question", g.Question.ID, "sample", i, "attempt", attempt, "err", err)
@@ -479,6 +492,8 @@ func (c *Controller) runGroup(ctx context.Context, g *Group) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.broadcast()
+	c.win.timedOut += int(timedOut.Load())
+	c.win.missingLogprobs += int(missing.Load())
 	if ctx.Err() != nil {
 		// Shutting down: the group ends here; a checkpoint that listed it
 		// as outstanding requeues it on resume.
@@ -513,14 +528,45 @@ func (c *Controller) runGroup(ctx context.Context, g *Group) {
 	c.win.accepted++
 }
 
-func validateSample(s *Sample) error {
+// errTrajectoryTimeout is the cause of a trajectory context cut at
+// Config.TrajectoryTimeoutS.
+var errTrajectoryTimeout = errors.New("trajectory time limit reached (rl.trajectory_timeout_s)")
+
+// runTrajectory runs one trajectory under the per-trajectory time limit;
+// late says the limit was reached, whether the rollout turned that into a
+// timed-out sample or an error.
+func (c *Controller) runTrajectory(ctx context.Context, q Question, i, attempt int) (s *Sample, late bool, err error) {
+	tctx := ctx
+	if lim := c.cfg.TrajectoryTimeoutS; lim > 0 {
+		var cancel context.CancelFunc
+		tctx, cancel = context.WithTimeoutCause(ctx, time.Duration(lim*float64(time.Second)), errTrajectoryTimeout)
+		defer cancel()
+	}
+	s, err = c.opts.Rollout.Run(tctx, q, c.sampler, i, trajectorySeed(c.cfg.Seed, q.Index, i, attempt))
+	late = ctx.Err() == nil && errors.Is(context.Cause(tctx), errTrajectoryTimeout)
+	if late && err != nil {
+		err = fmt.Errorf("%w: %w", errTrajectoryTimeout, err)
+	}
+	return s, late || (s != nil && s.TimedOut), err
+}
+
+// validateSample checks a finished trajectory before it can be trained on;
+// with missing_logprobs: reject, a generated token without a behaviour
+// logprob fails it (ErrMissingLogprobs).
+func validateSample(s *Sample, missingPolicy string) error {
 	if math.IsNaN(s.Reward) || math.IsInf(s.Reward, 0) {
 		return fmt.Errorf("reward is %v", s.Reward)
+	}
+	if t := s.Temperature; t < 0 || math.IsNaN(t) || math.IsInf(t, 0) {
+		return fmt.Errorf("sampling temperature is %v", t)
 	}
 	for i := range s.Sequences {
 		if err := s.Sequences[i].Validate(); err != nil {
 			return fmt.Errorf("sequence %d: %w", i, err)
 		}
+	}
+	if n := s.MissingLogprobs(); n > 0 && missingPolicy != MissingRecompute {
+		return fmt.Errorf("%d %w; rejected by rl.loss.missing_logprobs: %s (set it to recompute to train on them where that is exact)", n, ErrMissingLogprobs, missingPolicy)
 	}
 	return nil
 }

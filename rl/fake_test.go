@@ -54,7 +54,7 @@ func logSoftmax(theta []float64) []float64 {
 
 func (u *unigramTrainer) forward(data []trainer.Datum, loss trainer.LossFn, cfg trainer.LossConfig, backward bool) (*trainer.Output, error) {
 	lp := logSoftmax(u.theta)
-	out := &trainer.Output{Logprobs: make([][]float32, len(data))}
+	out := &trainer.Output{Logprobs: make([][]float32, len(data)), LossReported: true}
 	lo, hi := cfg.ClipLow, cfg.ClipHigh
 	if lo == 0 {
 		lo = 0.8

@@ -24,6 +24,12 @@ const (
 	ImportanceSampling LossKind = "importance_sampling"
 )
 
+// What to do with samples whose behaviour logprobs are missing.
+const (
+	MissingReject    = "reject"
+	MissingRecompute = "recompute"
+)
+
 // LossConfig configures the objective and how a batch is fed to the trainer.
 type LossConfig struct {
 	Kind LossKind `yaml:"kind"`
@@ -33,9 +39,18 @@ type LossConfig struct {
 	ClipEpsHigh float64 `yaml:"clip_eps_high"`
 	// BehavWeightCap caps π_prox/π_behav (decoupled_ppo); 0 disables it.
 	BehavWeightCap float64 `yaml:"behav_weight_cap"`
-	// BehavWeightMode is "clamp" (w = min(w, cap)) or "mask" (tokens with
-	// w > cap get no gradient, as ASearcher's recipe does).
+	// BehavWeightMode is "mask" (tokens with w > cap get no gradient, as
+	// ASearcher's recipe does; the default) or "clamp" (w = min(w, cap)).
 	BehavWeightMode string `yaml:"behav_weight_mode"`
+	// MissingLogprobs says what happens to a sample with generated tokens
+	// whose behaviour logprob the sampler did not return: "reject" (the
+	// default) fails the trajectory like any sampling error, so it is
+	// retried and otherwise its group is rejected; "recompute" takes the
+	// logprob from the trainer's forward pass when the token was generated
+	// by the weights being trained (exact: the behaviour policy is then the
+	// current one) and drops the sample from the loss otherwise. Either way
+	// the tokens are never trained with a logprob of 0.
+	MissingLogprobs string `yaml:"missing_logprobs"`
 	// Minibatches splits each batch (by whole groups) into sequential
 	// optimiser steps.
 	Minibatches int `yaml:"minibatches"`
@@ -68,6 +83,11 @@ func (c *LossConfig) validate() error {
 	default:
 		return fmt.Errorf("loss.behav_weight_mode %q: want clamp or mask", c.BehavWeightMode)
 	}
+	switch c.MissingLogprobs {
+	case MissingReject, MissingRecompute:
+	default:
+		return fmt.Errorf("loss.missing_logprobs %q: want reject or recompute", c.MissingLogprobs)
+	}
 	if c.Minibatches < 1 {
 		return fmt.Errorf("loss.minibatches %d: want ≥ 1", c.Minibatches)
 	}
@@ -86,18 +106,30 @@ func (c *LossConfig) clipHigh() float64 {
 
 // TrainStats summarises one training step.
 type TrainStats struct {
-	Samples       int     `json:"samples"`
-	Sequences     int     `json:"sequences"`
-	Tokens        int     `json:"tokens"`          // all tokens sent
-	TrainTokens   int     `json:"train_tokens"`    // generated (loss) tokens
-	Loss          float64 `json:"loss"`            // token-mean loss over the batch
-	ClipFraction  float64 `json:"clip_fraction"`   // loss tokens whose ratio was clipped
-	Entropy       float64 `json:"entropy"`         // −mean logp of sampled tokens under π_prox
-	ImpWeightMean float64 `json:"imp_weight_mean"` // π_prox/π_behav over loss tokens
-	ImpWeightMax  float64 `json:"imp_weight_max"`
-	ImpWeightMin  float64 `json:"imp_weight_min"`
-	ImpCapped     float64 `json:"imp_capped_fraction"`
-	AdvAbsMean    float64 `json:"adv_abs_mean"`
+	Samples     int `json:"samples"`
+	Sequences   int `json:"sequences"`
+	Tokens      int `json:"tokens"`       // all tokens sent
+	TrainTokens int `json:"train_tokens"` // generated (loss) tokens
+	// Loss is the token-mean loss over the batch as the trainer reports
+	// it; nil (null in JSON) when the trainer reported none (SkyRL's
+	// forward_backward returns no loss), never a made-up 0.
+	Loss          *float64 `json:"loss"`
+	ClipFraction  float64  `json:"clip_fraction"`   // loss tokens whose ratio was clipped
+	Entropy       float64  `json:"entropy"`         // −mean logp of sampled tokens under π_prox
+	ImpWeightMean float64  `json:"imp_weight_mean"` // π_prox/π_behav over loss tokens
+	ImpWeightMax  float64  `json:"imp_weight_max"`
+	ImpWeightMin  float64  `json:"imp_weight_min"`
+	ImpCapped     float64  `json:"imp_capped_fraction"`
+	AdvAbsMean    float64  `json:"adv_abs_mean"`
+	// LogprobsRecomputed counts generated tokens whose missing behaviour
+	// logprob was taken from the trainer's forward pass; SamplesDropped
+	// counts samples left out of the loss because a missing logprob could
+	// not be recomputed exactly (missing_logprobs: recompute).
+	LogprobsRecomputed int `json:"logprobs_recomputed,omitempty"`
+	SamplesDropped     int `json:"samples_dropped_missing_logprobs,omitempty"`
+	// Temperature is the sampling temperature the loss's logprobs were
+	// computed at.
+	Temperature float64 `json:"temperature"`
 	// Staleness counts loss tokens by (train version − token version).
 	Staleness map[int]int        `json:"staleness"`
 	Optim     map[string]float64 `json:"optim,omitempty"`
@@ -109,6 +141,7 @@ type datum struct {
 	mask   []bool
 	behav  []float32
 	vers   []int
+	miss   []bool // behaviour logprob missing; nil when none is
 	adv    float64
 	sample int
 	group  int
@@ -146,6 +179,7 @@ func buildData(groups []*Group, acfg *AdvantageConfig) ([]datum, []int, error) {
 					mask:   seq.LossMask[1:],
 					behav:  seq.Logprobs[1:],
 					vers:   seq.Versions[1:],
+					miss:   missingTail(seq),
 					sample: sample,
 					group:  gi,
 				})
@@ -160,6 +194,73 @@ func buildData(groups []*Group, acfg *AdvantageConfig) ([]datum, []int, error) {
 		out[i].adv = advs[out[i].sample]
 	}
 	return out, sampleTokens, nil
+}
+
+// missingTail is the sequence's missing-logprob marks aligned with its
+// targets, or nil when no generated token lacks a logprob.
+func missingTail(seq *Sequence) []bool {
+	if seq.MissingLogprobs() == 0 {
+		return nil
+	}
+	return seq.LogprobMissing[1:]
+}
+
+// batchTemperature is the one sampling temperature of a batch's samples
+// (0 read as 1); the loss computes its logprobs there.
+func batchTemperature(groups []*Group) (float64, error) {
+	t := 0.0
+	for _, g := range groups {
+		for _, s := range g.Samples {
+			st := s.Temperature
+			if st == 0 {
+				st = 1
+			}
+			if t != 0 && st != t {
+				return 0, fmt.Errorf("the batch mixes samples drawn at temperatures %g and %g; the loss computes logprobs at one temperature, so sample every trajectory at the same one", t, st)
+			}
+			t = st
+		}
+	}
+	if t == 0 {
+		t = 1
+	}
+	return t, nil
+}
+
+// resolveMissing applies missing_logprobs: recompute to the batch. A sample
+// whose missing tokens were all generated at the version being trained
+// can take them from the trainer's forward pass (π_behav is then π_prox,
+// exactly); any other sample with a missing logprob is dropped from the
+// loss. It returns the data kept and the number of samples dropped.
+func resolveMissing(data []datum, version int, policy string) ([]datum, int, error) {
+	stale := map[int]bool{}
+	found := false
+	for i := range data {
+		for t, m := range data[i].miss {
+			if m && data[i].mask[t] {
+				found = true
+				if data[i].vers[t] != version {
+					stale[data[i].sample] = true
+				}
+			}
+		}
+	}
+	if !found {
+		return data, 0, nil
+	}
+	if policy != MissingRecompute {
+		return nil, 0, fmt.Errorf("%w; rl.loss.missing_logprobs is %q", ErrMissingLogprobs, policy)
+	}
+	if len(stale) == 0 {
+		return data, 0, nil
+	}
+	kept := data[:0:0]
+	for _, d := range data {
+		if !stale[d.sample] {
+			kept = append(kept, d)
+		}
+	}
+	return kept, len(stale), nil
 }
 
 // chunks splits data into index ranges of at most maxTokens input tokens (a
@@ -190,29 +291,55 @@ func trainerData(ds []datum) []trainer.Datum {
 }
 
 // Train runs one training step on a batch: advantages, π_prox (decoupled
-// PPO), then one forward_backward + optim_step per minibatch. version is
-// the weight version being trained (used for the staleness histogram).
+// PPO, or to recompute missing behaviour logprobs), then one
+// forward_backward + optim_step per minibatch, every logprob at the
+// samples' sampling temperature. version is the weight version being
+// trained (the staleness histogram, and which missing logprobs can be
+// recomputed).
 func Train(ctx context.Context, tr trainer.Trainer, groups []*Group, version int,
 	acfg *AdvantageConfig, lcfg *LossConfig, adam trainer.AdamParams) (*TrainStats, error) {
+	temp, err := batchTemperature(groups)
+	if err != nil {
+		return nil, err
+	}
 	data, sampleTokens, err := buildData(groups, acfg)
 	if err != nil {
 		return nil, err
 	}
-	st := &TrainStats{Staleness: map[int]int{}, ImpWeightMin: math.Inf(1), Optim: map[string]float64{}}
+	st := &TrainStats{Staleness: map[int]int{}, ImpWeightMin: math.Inf(1), Optim: map[string]float64{}, Temperature: temp}
 	for _, g := range groups {
 		st.Samples += len(g.Samples)
 	}
+	if data, st.SamplesDropped, err = resolveMissing(data, version, lcfg.MissingLogprobs); err != nil {
+		return nil, err
+	}
 	st.Sequences = len(data)
 	if len(data) == 0 {
+		if st.SamplesDropped > 0 {
+			return nil, fmt.Errorf("every sample of the batch lacks behaviour logprobs for tokens of older weight versions, which cannot be recomputed; make the sampler return logprobs, or run synchronously (rl.max_staleness: 0) so every token is of the version trained")
+		}
 		return nil, fmt.Errorf("batch has no trainable sequence")
 	}
+	tcfgFwd := trainer.LossConfig{Temperature: temp}
 
+	// Behaviour logprobs, with missing ones (kept only when generated by
+	// the current weights) filled in from the forward pass below.
+	behav := make([][]float32, len(data))
+	recompute := false
+	for i := range data {
+		behav[i] = data[i].behav
+		if data[i].miss != nil {
+			behav[i] = append([]float32(nil), data[i].behav...)
+			recompute = true
+		}
+	}
 	// π_prox: the current (pre-update) weights on the batch.
-	prox := make([][]float32, len(data))
-	if lcfg.Kind == DecoupledPPO {
+	var fwd [][]float32
+	if lcfg.Kind == DecoupledPPO || recompute {
+		fwd = make([][]float32, len(data))
 		for _, r := range chunks(data, lcfg.MaxTokensPerCall) {
 			base, ch := r[0], data[r[0]:r[1]]
-			out, err := tr.Forward(ctx, trainerData(ch), trainer.CrossEntropy, trainer.LossConfig{})
+			out, err := tr.Forward(ctx, trainerData(ch), trainer.CrossEntropy, tcfgFwd)
 			if err != nil {
 				return nil, fmt.Errorf("forward for proximal logprobs: %w", err)
 			}
@@ -223,13 +350,21 @@ func Train(ctx context.Context, tr trainer.Trainer, groups []*Group, version int
 				if len(out.Logprobs[i]) != len(ch[i].d.Target) {
 					return nil, fmt.Errorf("forward returned %d logprobs for %d targets", len(out.Logprobs[i]), len(ch[i].d.Target))
 				}
-				prox[base+i] = out.Logprobs[i]
+				fwd[base+i] = out.Logprobs[i]
 			}
 		}
-	} else {
-		for i := range data {
-			prox[i] = data[i].behav
+	}
+	for i := range data {
+		for t, m := range data[i].miss {
+			if m && data[i].mask[t] {
+				behav[i][t] = fwd[i][t]
+				st.LogprobsRecomputed++
+			}
 		}
+	}
+	prox := behav
+	if lcfg.Kind == DecoupledPPO {
+		prox = fwd
 	}
 
 	// Per-token behaviour weights, loss denominators, staleness.
@@ -249,7 +384,7 @@ func Train(ctx context.Context, tr trainer.Trainer, groups []*Group, version int
 			entropySum -= float64(prox[i][t])
 			wt := 1.0
 			if lcfg.Kind == DecoupledPPO {
-				lw := float64(prox[i][t]) - float64(data[i].behav[t])
+				lw := float64(prox[i][t]) - float64(behav[i][t])
 				if math.IsNaN(lw) || math.IsInf(lw, 0) {
 					lw = 0
 				}
@@ -286,12 +421,13 @@ func Train(ctx context.Context, tr trainer.Trainer, groups []*Group, version int
 	if lcfg.Kind == ImportanceSampling {
 		lossFn = trainer.ImportanceSampling
 	}
-	tcfg := trainer.LossConfig{ClipLow: 1 - lcfg.ClipEps, ClipHigh: 1 + lcfg.clipHigh()}
+	tcfg := trainer.LossConfig{ClipLow: 1 - lcfg.ClipEps, ClipHigh: 1 + lcfg.clipHigh(), Temperature: temp}
 	if lossFn == trainer.ImportanceSampling {
-		tcfg = trainer.LossConfig{}
+		tcfg = trainer.LossConfig{Temperature: temp}
 	}
 
-	var clipped, advAbs float64
+	var clipped, advAbs, lossSum float64
+	lossReported := true
 	mbs := minibatches(data, lcfg.Minibatches)
 	for _, mb := range mbs {
 		lo, hi := mb[0], mb[1]
@@ -344,7 +480,8 @@ func Train(ctx context.Context, tr trainer.Trainer, groups []*Group, version int
 			if err != nil {
 				return nil, fmt.Errorf("forward_backward: %w", err)
 			}
-			st.Loss += out.Loss
+			lossSum += out.Loss
+			lossReported = lossReported && out.LossReported
 			if len(out.Logprobs) == len(ch) {
 				for i := range ch {
 					clipped += clipCount(out.Logprobs[i], ch[i], lcfg)
@@ -363,7 +500,10 @@ func Train(ctx context.Context, tr trainer.Trainer, groups []*Group, version int
 	st.AdvAbsMean = advAbs / float64(st.TrainTokens)
 	if acfg.Estimator != DrGRPO {
 		// Each minibatch's loss is already a token mean; report their mean.
-		st.Loss /= float64(len(mbs))
+		lossSum /= float64(len(mbs))
+	}
+	if lossReported {
+		st.Loss = &lossSum
 	}
 	return st, nil
 }

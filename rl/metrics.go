@@ -46,7 +46,11 @@ type StepRecord struct {
 	FilteredFrac  float64 `json:"filtered_fraction"`
 	GeneratorIdle float64 `json:"generator_idle"`
 	Running       int64   `json:"groups_running"`
-	Waiting       int     `json:"groups_waiting"` // finished, not yet consumed
+	// TimedOut counts trajectories cut at rl.trajectory_timeout_s;
+	// MissingLogprobs trajectories rejected for missing behaviour logprobs.
+	TimedOut        int `json:"trajectories_timed_out"`
+	MissingLogprobs int `json:"trajectories_missing_logprobs"`
+	Waiting         int `json:"groups_waiting"` // finished, not yet consumed
 
 	// Time split.
 	WaitSec    float64 `json:"rollout_wait_s"` // trainer waiting for a batch
@@ -165,7 +169,11 @@ func (m *metricsSink) add(r *StepRecord) error {
 	set("publish_seconds", r.PublishSec)
 	set("learning_rate", r.LR)
 	if t := r.Train; t != nil {
-		set("loss", t.Loss)
+		loss := math.NaN() // a loss the trainer did not report is not 0
+		if t.Loss != nil {
+			loss = *t.Loss
+		}
+		set("loss", loss)
 		set("clip_fraction", t.ClipFraction)
 		set("entropy", t.Entropy)
 		set("imp_weight_mean", t.ImpWeightMean)
@@ -253,7 +261,12 @@ func trainingSeries(rs []*StepRecord) []Chart {
 			{Name: "weights capped", Points: pick(train(func(t *TrainStats) float64 { return t.ImpCapped }))},
 		}},
 		{Title: "Loss and entropy", Series: []Series{
-			{Name: "loss", Points: pick(train(func(t *TrainStats) float64 { return t.Loss }))},
+			{Name: "loss", Points: pick(train(func(t *TrainStats) float64 {
+				if t.Loss == nil {
+					return math.NaN() // not reported: no point
+				}
+				return *t.Loss
+			}))},
 			{Name: "entropy (nats/token)", Points: pick(train(func(t *TrainStats) float64 { return t.Entropy }))},
 		}},
 		{Title: "Behaviour importance weight π_prox/π_behav", Series: []Series{

@@ -416,7 +416,7 @@ func TestControllerOverRealProtocols(t *testing.T) {
 		// With group-centred advantages and equal lengths the PPO loss at
 		// ratio 1 is ~0, so the loss value proves nothing; the probe below
 		// shows that the weights moved.
-		if r.Train.TrainTokens == 0 || math.IsNaN(r.Train.Loss) || math.IsInf(r.Train.Loss, 0) {
+		if r.Train.TrainTokens == 0 || r.Train.Loss == nil || math.IsNaN(*r.Train.Loss) || math.IsInf(*r.Train.Loss, 0) {
 			t.Errorf("step %d: %d train tokens, loss %v", r.Step, r.Train.TrainTokens, r.Train.Loss)
 		}
 	}

@@ -17,7 +17,8 @@ func TestAdmissionCapacity(t *testing.T) {
 		{"sync fresh", 0, 4, 0, 0, 0, 0, 4},
 		{"sync full", 0, 4, 0, 0, 4, 0, 0},
 		{"sync after version bump", 0, 4, 0, 1, 0, 4, 4},
-		{"eta 2 fresh", 2, 4, 0, 0, 0, 0, 12},
+		{"eta 2 fresh: concurrency defaults to B", 2, 4, 0, 0, 0, 0, 4},
+		{"eta 2 fresh, concurrency (η+1)·B", 2, 4, 12, 0, 0, 0, 12},
 		{"concurrency bound", 2, 4, 5, 0, 3, 0, 2},
 		{"staleness bound", 2, 4, 100, 0, 2, 9, 1},
 		{"over the bound", 1, 4, 100, 0, 3, 6, -1},
@@ -244,7 +245,7 @@ func TestSchedulerWaitsForStraggler(t *testing.T) {
 	// η = 1, B = 1: groups A (v0) and B (v0) start; B finishes and is
 	// trained at step 0. At step 1 A is due: a younger finished group must
 	// not be taken instead.
-	adm, _ := NewAdmission(1, 1, 0)
+	adm, _ := NewAdmission(1, 1, 2)
 	s := NewScheduler(adm)
 	a := s.TryAdmit(Question{Index: 0}, time.Now())
 	b := s.TryAdmit(Question{Index: 1}, time.Now())

@@ -93,6 +93,10 @@ func DefaultDemoConfig() DemoConfig {
 	rl.BatchGroups = 8
 	rl.GroupSize = 8
 	rl.MaxStaleness = 2
+	// The embedded sampler batches every running trajectory into one
+	// forward pass, so the demo keeps the staleness bound's full
+	// concurrency, (η+1)·B groups, rather than the library's B.
+	rl.MaxConcurrentGroups = (rl.MaxStaleness + 1) * rl.BatchGroups
 	rl.Optim.LR = 1e-3
 	rl.Optim.WeightDecay = 0
 	rl.CheckpointEvery = 10

@@ -10,7 +10,9 @@ package rl
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 
 	"github.com/asearcher/asearcher/llm"
 )
@@ -28,14 +30,33 @@ type Sequence struct {
 	// Versions[i] is the weight version that generated Tokens[i]; -1 where
 	// masked.
 	Versions []int `json:"versions"`
+	// LogprobMissing[i] is true on generated tokens whose behaviour logprob
+	// the backend did not return (Logprobs[i] is then a meaningless 0); nil
+	// when every generated token has one. Such tokens are never trained on
+	// as they are: the loss recomputes them or the sample is rejected
+	// (LossConfig.MissingLogprobs).
+	LogprobMissing []bool `json:"logprob_missing,omitempty"`
 }
 
-// Validate checks the alignment rules every sequence must obey.
+// ErrMissingLogprobs marks a sample rejected because some generated token
+// has no behaviour logprob.
+var ErrMissingLogprobs = errors.New("generated tokens have no behaviour logprob (the sampler did not return logprobs)")
+
+// logprobSlack tolerates rounding in a server's log-softmax: a logprob can
+// come back a hair above 0, never meaningfully so.
+const logprobSlack = 1e-3
+
+// Validate checks the alignment rules every sequence must obey, and that
+// every generated token has a usable behaviour logprob (finite, ≤ 0) or is
+// marked missing.
 func (s *Sequence) Validate() error {
 	n := len(s.Tokens)
 	if len(s.LossMask) != n || len(s.Logprobs) != n || len(s.Versions) != n {
 		return fmt.Errorf("sequence lengths differ: tokens %d, mask %d, logprobs %d, versions %d",
 			n, len(s.LossMask), len(s.Logprobs), len(s.Versions))
+	}
+	if s.LogprobMissing != nil && len(s.LogprobMissing) != n {
+		return fmt.Errorf("sequence lengths differ: tokens %d, logprob_missing %d", n, len(s.LogprobMissing))
 	}
 	for i, m := range s.LossMask {
 		if m && s.Versions[i] < 0 {
@@ -44,8 +65,33 @@ func (s *Sequence) Validate() error {
 		if !m && s.Versions[i] != -1 {
 			return fmt.Errorf("token %d is not generated but has version %d", i, s.Versions[i])
 		}
+		if s.missing(i) {
+			if !m {
+				return fmt.Errorf("token %d is not generated but is marked as missing its logprob", i)
+			}
+			continue
+		}
+		if lp := float64(s.Logprobs[i]); m && (math.IsNaN(lp) || math.IsInf(lp, 0) || lp > logprobSlack) {
+			return fmt.Errorf("token %d has behaviour logprob %v: want a finite number ≤ 0", i, lp)
+		}
 	}
 	return nil
+}
+
+// missing says whether token i lacks its behaviour logprob.
+func (s *Sequence) missing(i int) bool {
+	return s.LogprobMissing != nil && s.LogprobMissing[i]
+}
+
+// MissingLogprobs counts generated tokens without a behaviour logprob.
+func (s *Sequence) MissingLogprobs() int {
+	n := 0
+	for i := range s.LogprobMissing {
+		if s.LogprobMissing[i] && s.LossMask[i] {
+			n++
+		}
+	}
+	return n
 }
 
 // Generated counts the loss-masked tokens.
@@ -71,6 +117,23 @@ type Sample struct {
 	ToolCalls int `json:"tool_calls"`
 	// Record is the full trajectory as JSON, saved in per-step sample dumps.
 	Record json.RawMessage `json:"record,omitempty"`
+	// Temperature is the sampling temperature the behaviour logprobs are
+	// at; the loss computes its logprobs at the same temperature. 0 means
+	// 1 (not recorded, or greedy decoding).
+	Temperature float64 `json:"temperature,omitempty"`
+	// TimedOut says the trajectory was cut at the per-trajectory time
+	// limit (Config.TrajectoryTimeoutS) and scored as one that never
+	// answered.
+	TimedOut bool `json:"timed_out,omitempty"`
+}
+
+// MissingLogprobs counts generated tokens without a behaviour logprob.
+func (s *Sample) MissingLogprobs() int {
+	n := 0
+	for i := range s.Sequences {
+		n += s.Sequences[i].MissingLogprobs()
+	}
+	return n
 }
 
 // MinVersion is the oldest weight version among the generated tokens (the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/llm"
@@ -41,8 +42,20 @@ func (w WorkflowRollout) Run(ctx context.Context, q Question, s llm.Sampler, sam
 	env.Sampler = s
 	task.Sample, task.Seed = sample, &seed
 	traj, err := w.Workflow.Run(ctx, &env, task)
+	timedOut := false
 	if err != nil {
-		return nil, err
+		// Cut at the controller's per-trajectory time limit: the tokens
+		// generated so far are kept and the trajectory is scored as one
+		// that never answered. Any other error fails the trajectory.
+		if traj == nil || !errors.Is(context.Cause(ctx), errTrajectoryTimeout) {
+			return nil, err
+		}
+		timedOut = true
+		traj.Answered, traj.Answer = false, ""
+		// The reward runs after the limit; it gets a short grace of its own.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timedOutRewardGrace)
+		defer cancel()
+		ctx = sctx
 	}
 	score, err := w.score(ctx, task, traj)
 	if err != nil {
@@ -52,7 +65,8 @@ func (w WorkflowRollout) Run(ctx context.Context, q Question, s llm.Sampler, sam
 	if err != nil {
 		return nil, fmt.Errorf("trajectory %s: %w", traj.ID, err)
 	}
-	out := &Sample{Reward: score, Score: accuracy(task, traj, score), Turns: len(traj.Calls), ToolCalls: len(traj.Tools)}
+	out := &Sample{Reward: score, Score: accuracy(task, traj, score), Turns: len(traj.Calls), ToolCalls: len(traj.Tools),
+		Temperature: env.Sampling.Temperature, TimedOut: timedOut}
 	for _, sq := range seqs {
 		out.Sequences = append(out.Sequences, fromAgentSequence(sq))
 	}
@@ -91,12 +105,18 @@ func exactMatch(task agent.Task, traj *agent.Trajectory) float64 {
 	return reward.EM(traj.Answer, task.Answers)
 }
 
+// timedOutRewardGrace bounds the reward of a trajectory cut at the time
+// limit (an LLM judge could otherwise hold the group again).
+const timedOutRewardGrace = 30 * time.Second
+
 // fromAgentSequence converts the agent's training sequence to the
 // controller's; unknown versions of generated tokens (a backend that does
-// not stamp them) stay an error for Validate to report.
+// not stamp them) stay an error for Validate to report, and logprobs the
+// backend did not return stay marked missing.
 func fromAgentSequence(sq agent.Sequence) Sequence {
 	n := len(sq.Tokens)
-	s := Sequence{Tokens: sq.Tokens, LossMask: make([]bool, n), Logprobs: sq.Logprobs, Versions: sq.Versions}
+	s := Sequence{Tokens: sq.Tokens, LossMask: make([]bool, n), Logprobs: sq.Logprobs, Versions: sq.Versions,
+		LogprobMissing: sq.LogprobMissing}
 	for i, m := range sq.LossMask {
 		s.LossMask[i] = m == 1
 	}
