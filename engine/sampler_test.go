@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -72,13 +73,19 @@ func testSampler(t *testing.T, opts SamplerOptions) (*Sampler, *Weights) {
 func seed(v int64) *int64 { return &v }
 
 // The logprob the sampler reports for a token equals the logprob a training
-// forward pass computes for the same sequence. 106 positions take the
-// decoding path past the 64-key attention block.
+// forward pass at the sampling temperature computes for the same sequence.
+// 106 positions take the decoding path past the 64-key attention block.
 func TestSamplerLogprobsMatchForward(t *testing.T) {
+	for _, temp := range []float64{1, 0.7} {
+		t.Run(fmt.Sprintf("T%g", temp), func(t *testing.T) { samplerMatchesForward(t, temp) })
+	}
+}
+
+func samplerMatchesForward(t *testing.T, temp float64) {
 	s, w := testSampler(t, SamplerOptions{})
 	ctx := context.Background()
 	prompt := []int{5, 9, 14, 2, 77, 31}
-	resp, err := s.Sample(ctx, &llm.Request{InputIDs: prompt, Params: llm.Params{Temperature: 1, MaxNewTokens: 100, Seed: seed(1)}})
+	resp, err := s.Sample(ctx, &llm.Request{InputIDs: prompt, Params: llm.Params{Temperature: temp, MaxNewTokens: 100, Seed: seed(1)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +94,7 @@ func TestSamplerLogprobsMatchForward(t *testing.T) {
 	}
 	full := append(append([]int{}, prompt...), resp.OutputIDs...)
 	l := NewLearner(w)
-	res, err := l.Forward(ctx, []Example{{Input: full[:len(full)-1], Target: full[1:]}}, Loss{Fn: CrossEntropy})
+	res, err := l.Forward(ctx, []Example{{Input: full[:len(full)-1], Target: full[1:]}}, Loss{Fn: CrossEntropy, Temperature: temp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +103,7 @@ func TestSamplerLogprobsMatchForward(t *testing.T) {
 		worst = math.Max(worst, math.Abs(float64(lp-res.Logprobs[0][len(prompt)-1+i])))
 	}
 	if worst > 1e-4 {
-		t.Fatalf("sampler logprobs differ from the forward pass by %.3g", worst)
+		t.Fatalf("sampler logprobs at T=%g differ from the forward pass by %.3g", temp, worst)
 	}
 	t.Logf("max |sampler − forward| logprob = %.3g", worst)
 }
