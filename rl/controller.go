@@ -543,11 +543,14 @@ func (c *Controller) runTrajectory(ctx context.Context, q Question, i, attempt i
 		defer cancel()
 	}
 	s, err = c.opts.Rollout.Run(tctx, q, c.sampler, i, trajectorySeed(c.cfg.Seed, q.Index, i, attempt))
-	late = ctx.Err() == nil && errors.Is(context.Cause(tctx), errTrajectoryTimeout)
-	if late && err != nil {
-		err = fmt.Errorf("%w: %w", errTrajectoryTimeout, err)
+	if ctx.Err() != nil || !errors.Is(context.Cause(tctx), errTrajectoryTimeout) {
+		return s, false, err
 	}
-	return s, late || (s != nil && s.TimedOut), err
+	// The limit fired; a rollout that still finished normally is not late.
+	if err != nil {
+		return s, true, fmt.Errorf("%w: %w", errTrajectoryTimeout, err)
+	}
+	return s, s == nil || s.TimedOut, nil
 }
 
 // validateSample checks a finished trajectory before it can be trained on;
