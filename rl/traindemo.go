@@ -15,6 +15,7 @@ import (
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/engine/embedded"
 	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
@@ -161,7 +162,10 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 
 	// Async RL. A fresh trainer starts from the warm-up weights at version
 	// 0, which the sampler already serves.
-	tr := trainer.NewEmbedded(wWarm, trainer.EmbeddedOptions{Dir: filepath.Join(o.Out, demoRLDir), SourceDir: modelDir})
+	// The sampler is the trainer's weight sink: it switches to each version
+	// between decoding steps, stamped with the trainer's version, which
+	// LoadState restores on resume to the controller's.
+	tr := embedded.NewTrainer(wWarm, embedded.TrainerOptions{Dir: filepath.Join(o.Out, demoRLDir), SourceDir: modelDir, Sinks: []embedded.WeightsSink{sampler}})
 	bar := newDemoProgress(o.Progress, log, "RL", cfg.RL.Steps)
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -171,7 +175,7 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	}
 	ctl, err := New(Options{
 		Config: cfg.RL, Dataset: questionSet(worldQuestions(trainW)), Rollout: rollout,
-		Sampler: sampler, Trainer: tr, Publisher: SwapPublisher{Load: swapWeights(tr, sampler, filepath.Join(o.Out, demoRLDir))},
+		Sampler: sampler, Trainer: tr, Publisher: SwapPublisher{Load: pruneSamplerWeights(filepath.Join(o.Out, demoRLDir))},
 		RunDir: o.Out, Resume: o.Resume, Logger: log,
 		OnStep: func(r *StepRecord) {
 			bar.Set(int64(r.Step+1), fmt.Sprintf("acc %.2f", r.Accuracy))
@@ -279,7 +283,7 @@ func runWarmup(ctx context.Context, cfg *DemoConfig, da *demoAgent, ws []*demoWo
 		}
 	}
 	log.Info("warm-up", "demonstrations", st.Demonstrations, "guesses", st.Guesses, "steps", cfg.Warmup.Steps)
-	tr := trainer.NewEmbedded(w, trainer.EmbeddedOptions{Dir: dir, SourceDir: modelDir})
+	tr := embedded.NewTrainer(w, embedded.TrainerOptions{Dir: dir, SourceDir: modelDir})
 	adam := trainer.AdamParams{LearningRate: cfg.Warmup.LR, Beta1: 0.9, Beta2: 0.98, Eps: 1e-8, GradClipNorm: 1}
 	bar := newDemoProgress(mode, log, "warm-up", cfg.Warmup.Steps)
 	for step := range cfg.Warmup.Steps {
@@ -328,14 +332,11 @@ func supervisedDatum(s agent.Sequence) trainer.Datum {
 	return d
 }
 
-// swapWeights is the embedded publisher's Load: the sampler switches to
-// the trainer's current weights between decoding steps, stamped with the
-// controller's version. (The trainer's own weight sinks would stamp its
-// internal counter, which a resumed run starts one ahead.) Copies of older
-// versions on disk are removed.
-func swapWeights(tr *trainer.Embedded, s *engine.Sampler, dir string) func(context.Context, string, int) error {
+// pruneSamplerWeights is the embedded publisher's Load: the sampler got
+// the new weights as the trainer's sink already, so only the copy of the
+// previous version on disk is removed.
+func pruneSamplerWeights(dir string) func(context.Context, string, int) error {
 	return func(_ context.Context, _ string, version int) error {
-		s.SetWeights(tr.Learner().Snapshot(), version)
 		if version > 1 {
 			_ = os.RemoveAll(filepath.Join(dir, "sampler_weights", fmt.Sprintf("v%06d", version-1)))
 		}

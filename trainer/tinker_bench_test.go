@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asearcher/asearcher/engine/embedded"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
 )
@@ -33,7 +34,7 @@ func batch32k() []trainer.Datum {
 
 func benchFwdBwd(b *testing.B, remote bool) {
 	env := startTinkerServer(b)
-	var tr trainer.Trainer = trainer.NewEmbedded(env.w, trainer.EmbeddedOptions{})
+	var tr trainer.Trainer = embedded.NewTrainer(env.w, embedded.TrainerOptions{})
 	if remote {
 		t, err := trainer.NewTinker(context.Background(), trainer.TinkerOptions{TinkerConfig: tinkerConfig(env.url), BaseModel: "tiny"})
 		if err != nil {
@@ -72,7 +73,7 @@ func TestTinkerRoundTripOverhead(t *testing.T) {
 	}
 	env := startTinkerServer(t)
 	ctx := context.Background()
-	local := trainer.NewEmbedded(env.w, trainer.EmbeddedOptions{})
+	local := embedded.NewTrainer(env.w, embedded.TrainerOptions{})
 	remote, err := trainer.NewTinker(ctx, trainer.TinkerOptions{TinkerConfig: tinkerConfig(env.url), BaseModel: "tiny"})
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/engine/embedded"
 	"github.com/asearcher/asearcher/engine/serve"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
@@ -203,7 +204,7 @@ func (k *sink) SetWeights(w *engine.Weights, _ int) { k.w = w }
 func embeddedScenario(t testing.TB, env *tinkerEnv, s *scenario) *scenarioResult {
 	t.Helper()
 	k := &sink{}
-	tr := trainer.NewEmbedded(env.w, trainer.EmbeddedOptions{Sinks: []trainer.WeightsSink{k}})
+	tr := embedded.NewTrainer(env.w, embedded.TrainerOptions{Sinks: []embedded.WeightsSink{k}})
 	return s.run(t, tr, func(string, *llm.Request) (*llm.Response, error) {
 		_, tok, _ := engine.OpenModelDir(env.dir)
 		sm := engine.NewSampler(k.w, 1, engine.SamplerOptions{Tokenizer: tok, StopTokenIDs: engine.StopTokens(env.dir, env.w.Config, tok)})
@@ -325,7 +326,7 @@ func TestTinkerTokenMean(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer remote.Close()
-	local := trainer.NewEmbedded(env.w, trainer.EmbeddedOptions{})
+	local := embedded.NewTrainer(env.w, embedded.TrainerOptions{})
 	for _, loss := range []trainer.LossFn{trainer.CrossEntropy, trainer.PPO} {
 		cfg := trainer.LossConfig{TokenMean: true}
 		a, err := remote.ForwardBackward(ctx, s.data(loss), loss, cfg)
@@ -371,7 +372,7 @@ func TestTinkerChunkedBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := trainer.NewEmbedded(env.w, trainer.EmbeddedOptions{}).Forward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{})
+	want, err := embedded.NewTrainer(env.w, embedded.TrainerOptions{}).Forward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

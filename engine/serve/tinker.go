@@ -19,8 +19,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/engine/embedded"
 	"github.com/asearcher/asearcher/llm"
-	"github.com/asearcher/asearcher/trainer"
 )
 
 // The Tinker-compatible training API under /api/v1, with the JSON bodies
@@ -90,7 +90,7 @@ type tinkerJob struct {
 type tinkerModel struct {
 	id, baseModel string
 	loraRank      int
-	tr            *trainer.Embedded
+	tr            *embedded.Trainer
 	sink          *captureSink
 	dir           string // checkpoint directory; empty keeps sampler weights in memory
 
@@ -558,12 +558,12 @@ func (t *tinkerAPI) createModel(_ context.Context, r *http.Request, body []byte)
 	if req.LoraConfig != nil {
 		m.loraRank = req.LoraConfig.Rank
 	}
-	opts := trainer.EmbeddedOptions{SourceDir: t.s.opts.ModelDir, Sinks: []trainer.WeightsSink{m.sink}}
+	opts := embedded.TrainerOptions{SourceDir: t.s.opts.ModelDir, Sinks: []embedded.WeightsSink{m.sink}}
 	if t.s.opts.CheckpointDir != "" {
 		m.dir = filepath.Join(t.s.opts.CheckpointDir, id)
 		opts.Dir = m.dir
 	}
-	m.tr = trainer.NewEmbedded(t.s.opts.Weights, opts)
+	m.tr = embedded.NewTrainer(t.s.opts.Weights, opts)
 	t.models[id] = m
 	t.mu.Unlock()
 	t.wg.Add(1)

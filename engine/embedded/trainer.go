@@ -1,4 +1,4 @@
-package trainer
+package embedded
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/internal/atomicfile"
+	"github.com/asearcher/asearcher/trainer"
 )
 
 // WeightsSink receives each published weight version; *engine.Sampler is one.
@@ -19,8 +20,8 @@ type WeightsSink interface {
 	SetWeights(w *engine.Weights, version int)
 }
 
-// EmbeddedOptions configure an Embedded trainer.
-type EmbeddedOptions struct {
+// TrainerOptions configure an Trainer trainer.
+type TrainerOptions struct {
 	// Dir receives sampler weights (Dir/sampler_weights/NAME) and training
 	// state (Dir/state/NAME). Empty keeps sampler weights in memory only
 	// and makes SaveState an error.
@@ -33,40 +34,45 @@ type EmbeddedOptions struct {
 	Sinks []WeightsSink
 }
 
-// Embedded implements Trainer over the in-process engine.
-type Embedded struct {
-	opts    EmbeddedOptions
+// Trainer implements Trainer over the in-process engine.
+type Trainer struct {
+	opts    TrainerOptions
 	learner *engine.Learner
 	mu      sync.Mutex
 	version int
+	// restored is set by LoadState until the weights change: the next
+	// SaveWeightsForSampler publishes them under the restored version
+	// instead of a new one, so a resumed run's samplers are stamped with
+	// the version its controller resumes at.
+	restored bool
 }
 
-var _ Trainer = (*Embedded)(nil)
+var _ trainer.Trainer = (*Trainer)(nil)
 
-// NewEmbedded starts training from w. Weight version 0 is w itself; each
+// NewTrainer starts training from w. Weight version 0 is w itself; each
 // SaveWeightsForSampler publishes the next version.
-func NewEmbedded(w *engine.Weights, opts EmbeddedOptions) *Embedded {
-	return &Embedded{opts: opts, learner: engine.NewLearner(w)}
+func NewTrainer(w *engine.Weights, opts TrainerOptions) *Trainer {
+	return &Trainer{opts: opts, learner: engine.NewLearner(w)}
 }
 
 // Learner exposes the engine learner (for benchmarks and tools).
-func (e *Embedded) Learner() *engine.Learner { return e.learner }
+func (e *Trainer) Learner() *engine.Learner { return e.learner }
 
 // AddSink registers another receiver of published weights.
-func (e *Embedded) AddSink(s WeightsSink) {
+func (e *Trainer) AddSink(s WeightsSink) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.opts.Sinks = append(e.opts.Sinks, s)
 }
 
 // Version is the last published weight version.
-func (e *Embedded) Version() int {
+func (e *Trainer) Version() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.version
 }
 
-func toExamples(data []Datum) []engine.Example {
+func toExamples(data []trainer.Datum) []engine.Example {
 	ex := make([]engine.Example, len(data))
 	for i, d := range data {
 		ex[i] = engine.Example{Input: d.Input, Target: d.Target, Weights: d.Weights, Logprobs: d.Logprobs, Advantages: d.Advantages}
@@ -74,16 +80,16 @@ func toExamples(data []Datum) []engine.Example {
 	return ex
 }
 
-func toLoss(fn LossFn, cfg LossConfig) engine.Loss {
+func toLoss(fn trainer.LossFn, cfg trainer.LossConfig) engine.Loss {
 	return engine.Loss{Fn: string(fn), ClipLow: cfg.ClipLow, ClipHigh: cfg.ClipHigh, TokenMean: cfg.TokenMean, Temperature: cfg.Temperature}
 }
 
-func toOutput(r *engine.StepResult) *Output {
-	return &Output{Logprobs: r.Logprobs, Loss: r.Loss, LossReported: true, Metrics: r.Metrics}
+func toOutput(r *engine.StepResult) *trainer.Output {
+	return &trainer.Output{Logprobs: r.Logprobs, Loss: r.Loss, LossReported: true, Metrics: r.Metrics}
 }
 
 // Forward computes logprobs and the loss without touching gradients.
-func (e *Embedded) Forward(ctx context.Context, data []Datum, loss LossFn, cfg LossConfig) (*Output, error) {
+func (e *Trainer) Forward(ctx context.Context, data []trainer.Datum, loss trainer.LossFn, cfg trainer.LossConfig) (*trainer.Output, error) {
 	r, err := e.learner.Forward(ctx, toExamples(data), toLoss(loss, cfg))
 	if err != nil {
 		return nil, fmt.Errorf("forward: %w", err)
@@ -92,7 +98,7 @@ func (e *Embedded) Forward(ctx context.Context, data []Datum, loss LossFn, cfg L
 }
 
 // ForwardBackward accumulates the loss's gradient until OptimStep.
-func (e *Embedded) ForwardBackward(ctx context.Context, data []Datum, loss LossFn, cfg LossConfig) (*Output, error) {
+func (e *Trainer) ForwardBackward(ctx context.Context, data []trainer.Datum, loss trainer.LossFn, cfg trainer.LossConfig) (*trainer.Output, error) {
 	r, err := e.learner.ForwardBackward(ctx, toExamples(data), toLoss(loss, cfg))
 	if err != nil {
 		return nil, fmt.Errorf("forward_backward: %w", err)
@@ -101,12 +107,15 @@ func (e *Embedded) ForwardBackward(ctx context.Context, data []Datum, loss LossF
 }
 
 // OptimStep applies AdamW with the accumulated gradients.
-func (e *Embedded) OptimStep(ctx context.Context, p AdamParams) (map[string]float64, error) {
+func (e *Trainer) OptimStep(ctx context.Context, p trainer.AdamParams) (map[string]float64, error) {
 	m, err := e.learner.OptimStep(ctx, engine.AdamW{LR: p.LearningRate, Beta1: p.Beta1, Beta2: p.Beta2,
 		Eps: p.Eps, WeightDecay: p.WeightDecay, GradClipNorm: p.GradClipNorm})
 	if err != nil {
 		return nil, fmt.Errorf("optim_step: %w", err)
 	}
+	e.mu.Lock()
+	e.restored = false // new weights get a new version
+	e.mu.Unlock()
 	return m, nil
 }
 
@@ -122,7 +131,7 @@ func checkName(name string) error {
 // SaveWeightsForSampler snapshots the weights as the next version, hands
 // them to every sink (samplers switch between decoding steps), and, with a
 // Dir, also writes them as a model directory whose path it returns.
-func (e *Embedded) SaveWeightsForSampler(ctx context.Context, name string) (string, error) {
+func (e *Trainer) SaveWeightsForSampler(ctx context.Context, name string) (string, error) {
 	if err := checkName(name); err != nil {
 		return "", err
 	}
@@ -131,7 +140,10 @@ func (e *Embedded) SaveWeightsForSampler(ctx context.Context, name string) (stri
 	}
 	w := e.learner.Snapshot()
 	e.mu.Lock()
-	e.version++
+	if !e.restored {
+		e.version++
+	}
+	e.restored = false
 	v := e.version
 	sinks := append([]WeightsSink(nil), e.opts.Sinks...)
 	e.mu.Unlock()
@@ -155,7 +167,7 @@ func (e *Embedded) SaveWeightsForSampler(ctx context.Context, name string) (stri
 // Dir/state/NAME and returns that path. A name that is a directory path
 // (the RL controller hands one inside its checkpoint, so the state is
 // renamed and pruned with it) is written there as is.
-func (e *Embedded) SaveState(ctx context.Context, name string) (string, error) {
+func (e *Trainer) SaveState(ctx context.Context, name string) (string, error) {
 	path := name
 	if !strings.ContainsAny(name, `/\`) {
 		if err := checkName(name); err != nil {
@@ -180,9 +192,10 @@ func (e *Embedded) SaveState(ctx context.Context, name string) (string, error) {
 
 // LoadState restores weights, and with withOptimizer the AdamW state, from
 // a SaveState directory (or weights from any model directory). The weight
-// version continues from the saved one; call SaveWeightsForSampler to
-// publish the restored weights.
-func (e *Embedded) LoadState(ctx context.Context, path string, withOptimizer bool) error {
+// version is restored too: the next SaveWeightsForSampler, unless an
+// OptimStep comes first, publishes the restored weights under the saved
+// version, and later ones continue from it.
+func (e *Trainer) LoadState(ctx context.Context, path string, withOptimizer bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -192,6 +205,7 @@ func (e *Embedded) LoadState(ctx context.Context, path string, withOptimizer boo
 	}
 	e.mu.Lock()
 	e.version = max(e.version, v)
+	e.restored = true
 	e.mu.Unlock()
 	return nil
 }

@@ -1,14 +1,16 @@
-package trainer
+package embedded
 
 import (
 	"context"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/trainer"
 )
 
 func tinyWeights(t *testing.T, seed uint64) *engine.Weights {
@@ -26,23 +28,23 @@ func tinyWeights(t *testing.T, seed uint64) *engine.Weights {
 	return w
 }
 
-func datum(seq []int, w float32) Datum {
-	d := Datum{Input: seq[:len(seq)-1], Target: seq[1:]}
+func datum(seq []int, w float32) trainer.Datum {
+	d := trainer.Datum{Input: seq[:len(seq)-1], Target: seq[1:]}
 	for range d.Target {
 		d.Weights = append(d.Weights, w)
 	}
 	return d
 }
 
-var adam = AdamParams{LearningRate: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.01, GradClipNorm: 1}
+var adam = trainer.AdamParams{LearningRate: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.01, GradClipNorm: 1}
 
 func TestEmbeddedCrossEntropyLearns(t *testing.T) {
 	ctx := context.Background()
-	tr := NewEmbedded(tinyWeights(t, 1), EmbeddedOptions{})
-	data := []Datum{datum([]int{1, 5, 9, 13, 17, 21, 25, 29, 33}, 1), datum([]int{2, 4, 8, 16, 32, 63}, 1)}
+	tr := NewTrainer(tinyWeights(t, 1), TrainerOptions{})
+	data := []trainer.Datum{datum([]int{1, 5, 9, 13, 17, 21, 25, 29, 33}, 1), datum([]int{2, 4, 8, 16, 32, 63}, 1)}
 	first, last := 0.0, 0.0
 	for step := 0; step < 40; step++ {
-		out, err := tr.ForwardBackward(ctx, data, CrossEntropy, LossConfig{})
+		out, err := tr.ForwardBackward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,14 +66,14 @@ func TestEmbeddedCrossEntropyLearns(t *testing.T) {
 func TestEmbeddedGradientAccumulation(t *testing.T) {
 	ctx := context.Background()
 	a, b := datum([]int{1, 2, 3, 4, 5}, 1), datum([]int{9, 8, 7, 6, 5, 4, 3}, 0.5)
-	split := NewEmbedded(tinyWeights(t, 2), EmbeddedOptions{})
-	whole := NewEmbedded(tinyWeights(t, 2), EmbeddedOptions{})
-	for _, d := range []Datum{a, b} {
-		if _, err := split.ForwardBackward(ctx, []Datum{d}, CrossEntropy, LossConfig{}); err != nil {
+	split := NewTrainer(tinyWeights(t, 2), TrainerOptions{})
+	whole := NewTrainer(tinyWeights(t, 2), TrainerOptions{})
+	for _, d := range []trainer.Datum{a, b} {
+		if _, err := split.ForwardBackward(ctx, []trainer.Datum{d}, trainer.CrossEntropy, trainer.LossConfig{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := whole.ForwardBackward(ctx, []Datum{a, b}, CrossEntropy, LossConfig{}); err != nil {
+	if _, err := whole.ForwardBackward(ctx, []trainer.Datum{a, b}, trainer.CrossEntropy, trainer.LossConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	ms, _ := split.OptimStep(ctx, adam)
@@ -89,28 +91,28 @@ func TestEmbeddedGradientAccumulation(t *testing.T) {
 
 func TestEmbeddedBadInput(t *testing.T) {
 	ctx := context.Background()
-	tr := NewEmbedded(tinyWeights(t, 3), EmbeddedOptions{})
+	tr := NewTrainer(tinyWeights(t, 3), TrainerOptions{})
 	good := datum([]int{1, 2, 3}, 1)
 	cases := map[string]struct {
-		data []Datum
-		loss LossFn
-		cfg  LossConfig
+		data []trainer.Datum
+		loss trainer.LossFn
+		cfg  trainer.LossConfig
 	}{
-		"unknown loss":   {[]Datum{good}, "mse", LossConfig{}},
-		"no data":        {nil, CrossEntropy, LossConfig{}},
-		"length":         {[]Datum{{Input: []int{1, 2}, Target: []int{2}}}, CrossEntropy, LossConfig{}},
-		"token range":    {[]Datum{{Input: []int{1, 99}, Target: []int{2, 3}}}, CrossEntropy, LossConfig{}},
-		"no advantages":  {[]Datum{good}, PPO, LossConfig{}},
-		"bad clip":       {[]Datum{{Input: []int{1}, Target: []int{2}, Logprobs: []float32{-1}, Advantages: []float32{1}}}, PPO, LossConfig{ClipLow: 1.5}},
-		"weights length": {[]Datum{{Input: []int{1}, Target: []int{2}, Weights: []float32{1, 1}}}, CrossEntropy, LossConfig{}},
-		"too long":       {[]Datum{{Input: make([]int, 300), Target: make([]int, 300)}}, CrossEntropy, LossConfig{}},
+		"unknown loss":   {[]trainer.Datum{good}, "mse", trainer.LossConfig{}},
+		"no data":        {nil, trainer.CrossEntropy, trainer.LossConfig{}},
+		"length":         {[]trainer.Datum{{Input: []int{1, 2}, Target: []int{2}}}, trainer.CrossEntropy, trainer.LossConfig{}},
+		"token range":    {[]trainer.Datum{{Input: []int{1, 99}, Target: []int{2, 3}}}, trainer.CrossEntropy, trainer.LossConfig{}},
+		"no advantages":  {[]trainer.Datum{good}, trainer.PPO, trainer.LossConfig{}},
+		"bad clip":       {[]trainer.Datum{{Input: []int{1}, Target: []int{2}, Logprobs: []float32{-1}, Advantages: []float32{1}}}, trainer.PPO, trainer.LossConfig{ClipLow: 1.5}},
+		"weights length": {[]trainer.Datum{{Input: []int{1}, Target: []int{2}, Weights: []float32{1, 1}}}, trainer.CrossEntropy, trainer.LossConfig{}},
+		"too long":       {[]trainer.Datum{{Input: make([]int, 300), Target: make([]int, 300)}}, trainer.CrossEntropy, trainer.LossConfig{}},
 	}
 	for name, c := range cases {
 		if _, err := tr.ForwardBackward(ctx, c.data, c.loss, c.cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := tr.OptimStep(ctx, AdamParams{LearningRate: 1, Beta1: 1.5}); err == nil {
+	if _, err := tr.OptimStep(ctx, trainer.AdamParams{LearningRate: 1, Beta1: 1.5}); err == nil {
 		t.Error("beta1 1.5 accepted")
 	}
 	if _, err := tr.SaveWeightsForSampler(ctx, "../escape"); err == nil {
@@ -124,16 +126,16 @@ func TestEmbeddedBadInput(t *testing.T) {
 func TestEmbeddedStateRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	data := []Datum{datum([]int{3, 1, 4, 1, 5, 9, 2, 6}, 1)}
-	step := func(tr *Embedded) {
-		if _, err := tr.ForwardBackward(ctx, data, CrossEntropy, LossConfig{}); err != nil {
+	data := []trainer.Datum{datum([]int{3, 1, 4, 1, 5, 9, 2, 6}, 1)}
+	step := func(tr *Trainer) {
+		if _, err := tr.ForwardBackward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := tr.OptimStep(ctx, adam); err != nil {
 			t.Fatal(err)
 		}
 	}
-	a := NewEmbedded(tinyWeights(t, 4), EmbeddedOptions{Dir: dir})
+	a := NewTrainer(tinyWeights(t, 4), TrainerOptions{Dir: dir})
 	step(a)
 	step(a)
 	if _, err := a.SaveWeightsForSampler(ctx, "v1"); err != nil {
@@ -150,7 +152,7 @@ func TestEmbeddedStateRoundTrip(t *testing.T) {
 	step(a)
 	want := a.Learner().Snapshot()
 
-	b := NewEmbedded(tinyWeights(t, 5), EmbeddedOptions{Dir: dir})
+	b := NewTrainer(tinyWeights(t, 5), TrainerOptions{Dir: dir})
 	if err := b.LoadState(ctx, path, true); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +167,7 @@ func TestEmbeddedStateRoundTrip(t *testing.T) {
 		}
 	}
 	// Without the optimiser state the same step lands elsewhere.
-	c := NewEmbedded(tinyWeights(t, 5), EmbeddedOptions{Dir: dir})
+	c := NewTrainer(tinyWeights(t, 5), TrainerOptions{Dir: dir})
 	if err := c.LoadState(ctx, path, false); err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +197,7 @@ func TestEmbeddedPPOLoopRaisesReward(t *testing.T) {
 	sampler := engine.NewSampler(w, 0, engine.SamplerOptions{})
 	defer sampler.Close()
 	dir := t.TempDir()
-	tr := NewEmbedded(w, EmbeddedOptions{Dir: dir, Sinks: []WeightsSink{sampler}})
+	tr := NewTrainer(w, TrainerOptions{Dir: dir, Sinks: []WeightsSink{sampler}})
 	const target = 7
 	prompt := []int{1, 2, 3}
 	rate := func(outs []*llm.Response) float64 {
@@ -229,10 +231,10 @@ func TestEmbeddedPPOLoopRaisesReward(t *testing.T) {
 			firstRate = r
 		}
 		lastRate = r
-		var data []Datum
+		var data []trainer.Datum
 		for _, o := range outs {
 			full := append(append([]int{}, prompt...), o.OutputIDs...)
-			d := Datum{Input: full[:len(full)-1], Target: full[1:]}
+			d := trainer.Datum{Input: full[:len(full)-1], Target: full[1:]}
 			for i := range d.Target {
 				gen := i >= len(prompt)-1
 				lp, adv := float32(0), float32(0)
@@ -249,7 +251,7 @@ func TestEmbeddedPPOLoopRaisesReward(t *testing.T) {
 			}
 			data = append(data, d)
 		}
-		out, err := tr.ForwardBackward(ctx, data, PPO, LossConfig{TokenMean: true})
+		out, err := tr.ForwardBackward(ctx, data, trainer.PPO, trainer.LossConfig{TokenMean: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,7 +259,7 @@ func TestEmbeddedPPOLoopRaisesReward(t *testing.T) {
 		if math.Abs(out.Metrics["ratio_mean"]-1) > 1e-3 {
 			t.Fatalf("on-policy ratio mean %v", out.Metrics["ratio_mean"])
 		}
-		if _, err := tr.OptimStep(ctx, AdamParams{LearningRate: 3e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8}); err != nil {
+		if _, err := tr.OptimStep(ctx, trainer.AdamParams{LearningRate: 3e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8}); err != nil {
 			t.Fatal(err)
 		}
 		path, err := tr.SaveWeightsForSampler(ctx, "it")
@@ -269,7 +271,56 @@ func TestEmbeddedPPOLoopRaisesReward(t *testing.T) {
 		}
 	}
 	if !(lastRate > firstRate+0.3) {
-		t.Fatalf("rewarded-token rate %.2f -> %.2f: PPO did not raise it", firstRate, lastRate)
+		t.Fatalf("rewarded-token rate %.2f -> %.2f: trainer.PPO did not raise it", firstRate, lastRate)
 	}
 	t.Logf("rewarded-token rate %.2f -> %.2f", firstRate, lastRate)
+}
+
+type versionSink struct{ versions []int }
+
+func (s *versionSink) SetWeights(_ *engine.Weights, version int) {
+	s.versions = append(s.versions, version)
+}
+
+// TestEmbeddedLoadStateRestoresVersion: after LoadState the restored
+// weights are published under the saved version (a resumed controller
+// publishes them as that version), and an update after that gets the
+// next one.
+func TestEmbeddedLoadStateRestoresVersion(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := NewTrainer(tinyWeights(t, 4), TrainerOptions{Dir: dir})
+	for range 3 {
+		if _, err := a.SaveWeightsForSampler(ctx, "w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path, err := a.SaveState(ctx, "ckpt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &versionSink{}
+	b := NewTrainer(tinyWeights(t, 5), TrainerOptions{Dir: dir, Sinks: []WeightsSink{sink}})
+	if err := b.LoadState(ctx, path, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SaveWeightsForSampler(ctx, "restored"); err != nil {
+		t.Fatal(err)
+	}
+	data := []trainer.Datum{datum([]int{3, 1, 4, 1, 5}, 1)}
+	if _, err := b.ForwardBackward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.OptimStep(ctx, adam); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SaveWeightsForSampler(ctx, "next"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{3, 4}; !slices.Equal(sink.versions, want) {
+		t.Fatalf("published versions %v, want %v", sink.versions, want)
+	}
+	if b.Version() != 4 {
+		t.Fatalf("Version() = %d, want 4", b.Version())
+	}
 }

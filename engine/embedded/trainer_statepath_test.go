@@ -1,9 +1,11 @@
-package trainer
+package embedded
 
 import (
 	"context"
 	"path/filepath"
 	"testing"
+
+	"github.com/asearcher/asearcher/trainer"
 )
 
 // The RL controller saves trainer state into its own checkpoint directory
@@ -11,10 +13,10 @@ import (
 // and loads it back.
 func TestEmbeddedSaveStateToPath(t *testing.T) {
 	ctx := context.Background()
-	tr := NewEmbedded(tinyWeights(t, 3), EmbeddedOptions{})
-	data := []Datum{datum([]int{1, 5, 9, 13, 17}, 1)}
+	tr := NewTrainer(tinyWeights(t, 3), TrainerOptions{})
+	data := []trainer.Datum{datum([]int{1, 5, 9, 13, 17}, 1)}
 	step := func() {
-		if _, err := tr.ForwardBackward(ctx, data, CrossEntropy, LossConfig{}); err != nil {
+		if _, err := tr.ForwardBackward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := tr.OptimStep(ctx, adam); err != nil {
@@ -22,7 +24,7 @@ func TestEmbeddedSaveStateToPath(t *testing.T) {
 		}
 	}
 	loss := func() float64 {
-		out, err := tr.Forward(ctx, data, CrossEntropy, LossConfig{})
+		out, err := tr.Forward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}
