@@ -50,6 +50,7 @@ Start with:
 		newSynthCmd(),
 		newEvalCmd(),
 		newTrainCmd(),
+		newExportCmd(),
 	)
 	return root
 }
