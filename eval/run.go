@@ -19,6 +19,7 @@ import (
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/corpus"
 	"github.com/asearcher/asearcher/dataset"
+	"github.com/asearcher/asearcher/internal/runlock"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/reward"
 )
@@ -99,7 +100,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
-	unlock, err := lockRunDir(cfg.Out)
+	unlock, err := runlock.Acquire(filepath.Join(cfg.Out, "eval.lock"), "eval")
 	if err != nil {
 		return nil, err
 	}

@@ -597,7 +597,7 @@ func TestRunDirLocked(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	_, err := Run(context.Background(), cfg, Options{Progress: ProgressOff})
-	if err == nil || !strings.Contains(err.Error(), "another eval is running") {
+	if err == nil || !strings.Contains(err.Error(), "another eval is running on") {
 		t.Fatalf("second run: %v", err)
 	}
 	if err := <-first; err != nil {

@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/asearcher/asearcher/internal/atomicfile"
+	"github.com/asearcher/asearcher/internal/runlock"
 )
 
 // Record is one accepted version of a synthesised question: a line of the
@@ -116,16 +120,31 @@ type SeedResult struct {
 // Output is the append-only QA file plus its journal of finished seeds
 // (PATH.seeds.jsonl). A seed's records are appended and synced before its
 // journal line, so after a kill the journal names exactly the seeds whose
-// records are complete; OpenOutput drops the rest.
+// records are complete; OpenOutput drops the records after them (the seed
+// that was being written) and a torn last line. Any other damage is
+// refused unless OutputOptions.Repair is set. A lock (PATH.lock) keeps a
+// second run off the same output.
 type Output struct {
 	Path        string
 	JournalPath string
+	// Repaired describes what OutputOptions.Repair dropped and where the
+	// backups are; empty when nothing was damaged.
+	Repaired []string
 
 	mu      sync.Mutex
 	qa      *os.File
 	journal *os.File
+	unlock  func()
 	done    map[string]bool
 	results []SeedResult
+}
+
+// OutputOptions tunes OpenOutputWith.
+type OutputOptions struct {
+	// Repair drops damaged lines instead of refusing to open: each file it
+	// changes is first copied to FILE.bak-<time>, and the seeds whose
+	// records were lost are redone.
+	Repair bool
 }
 
 // JournalPath is where the journal of path lives.
@@ -134,101 +153,245 @@ func JournalPath(path string) string { return path + ".seeds.jsonl" }
 // StatsPath is where a run's stats report is written.
 func StatsPath(path string) string { return path + ".stats.json" }
 
+// LockPath is the lock file that keeps two runs off one output.
+func LockPath(path string) string { return path + ".lock" }
+
 // OpenOutput opens (or creates) the QA file at path for a new or resumed
-// run.
-func OpenOutput(path string) (*Output, error) {
-	o := &Output{Path: path, JournalPath: JournalPath(path), done: map[string]bool{}}
-	results, journalGood, err := readJournal(o.JournalPath)
+// run, refusing damaged files.
+func OpenOutput(path string) (*Output, error) { return OpenOutputWith(path, OutputOptions{}) }
+
+// OpenOutputWith is OpenOutput with options.
+func OpenOutputWith(path string, opts OutputOptions) (*Output, error) {
+	unlock, err := runlock.Acquire(LockPath(path), "synth")
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range results {
-		o.done[r.SeedID] = true
-	}
-	o.results = results
-	if err := o.dropUnfinished(); err != nil {
-		return nil, err
-	}
-	if o.journal, err = openAppend(o.JournalPath, journalGood); err != nil {
-		return nil, err
-	}
-	if o.qa, err = openAppend(path, -1); err != nil {
-		o.journal.Close()
+	o := &Output{Path: path, JournalPath: JournalPath(path), done: map[string]bool{}, unlock: unlock}
+	if err := o.open(opts); err != nil {
+		unlock()
 		return nil, err
 	}
 	return o, nil
 }
 
-// readJournal returns the finished seeds and the length of the journal's
-// complete lines; a torn last line (a kill mid-write) is ignored.
-func readJournal(path string) ([]SeedResult, int64, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, 0, nil
-	}
+func (o *Output) open(opts OutputOptions) error {
+	jdata, err := readOptional(o.JournalPath)
 	if err != nil {
-		return nil, 0, fmt.Errorf("synth journal: %w", err)
+		return fmt.Errorf("synth journal: %w", err)
 	}
-	return parseJournal(path, data)
-}
-
-// parseJournal decodes journal lines; good is the length of the complete
-// ones.
-func parseJournal(path string, data []byte) ([]SeedResult, int64, error) {
-	var out []SeedResult
-	var good int64
-	for line := 1; len(data) > 0; line++ {
-		nl := bytes.IndexByte(data, '\n')
-		if nl < 0 {
-			break // torn tail
-		}
-		var r SeedResult
-		if err := json.Unmarshal(data[:nl], &r); err != nil || r.SeedID == "" {
-			return nil, 0, fmt.Errorf("synth journal %s line %d is damaged; delete it and the QA file to start over", path, line)
-		}
-		out = append(out, r)
-		good += int64(nl + 1)
-		data = data[nl+1:]
-	}
-	return out, good, nil
-}
-
-// dropUnfinished rewrites the QA file without records of seeds the journal
-// does not list, and without a torn last line.
-func (o *Output) dropUnfinished() error {
-	data, err := os.ReadFile(o.Path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+	qdata, err := readOptional(o.Path)
 	if err != nil {
 		return fmt.Errorf("synth output: %w", err)
 	}
-	var kept bytes.Buffer
-	dropped := false
-	for rest := data; len(rest) > 0; {
-		nl := bytes.IndexByte(rest, '\n')
-		if nl < 0 {
-			dropped = true
-			break
+	journal := splitLines(jdata)
+	qa := splitLines(qdata)
+
+	// Journal: every line but a torn last one must be a seed result.
+	var bad []qaLine
+	var jGood int64 // length of the journal's whole, valid lines
+	rawOf := map[string][]byte{}
+	for i, l := range journal {
+		var r SeedResult
+		if json.Unmarshal(l.text, &r) != nil || r.SeedID == "" {
+			if i == len(journal)-1 {
+				break // torn last line: the kill came mid-write
+			}
+			if !opts.Repair {
+				return damaged(o.JournalPath, l, "")
+			}
+			bad = append(bad, l)
+			jGood += int64(len(l.raw))
+			continue
 		}
-		line := rest[:nl+1]
-		rest = rest[nl+1:]
+		jGood += int64(len(l.raw))
+		if o.done[r.SeedID] {
+			continue
+		}
+		rawOf[r.SeedID] = l.raw
+		o.done[r.SeedID] = true
+		o.results = append(o.results, r)
+	}
+
+	// QA file: records of finished seeds, then possibly the records of the
+	// seed being written when the run was killed (not in the journal yet),
+	// then possibly a torn line.
+	var keep bytes.Buffer
+	lastDone := -1
+	heads := make([]string, len(qa))
+	valid := make([]bool, len(qa))
+	for i, l := range qa {
 		var head struct {
 			SeedID string `json:"seed_id"`
 		}
-		if json.Unmarshal(line, &head) != nil || !o.done[head.SeedID] {
-			dropped = true
+		if json.Unmarshal(l.text, &head) == nil && head.SeedID != "" {
+			heads[i], valid[i] = head.SeedID, true
+			if o.done[head.SeedID] {
+				lastDone = i
+			}
+		}
+	}
+	redo := map[string]bool{}
+	var dropped []string
+	for i, l := range qa {
+		if i > lastDone {
+			break // the unfinished tail: dropped, its seed is redone
+		}
+		if valid[i] && o.done[heads[i]] {
 			continue
 		}
-		kept.Write(line)
+		// A damaged line, or a record of a seed the journal does not
+		// name, before records the journal does name.
+		if !opts.Repair {
+			if !valid[i] {
+				return damaged(o.Path, l, "")
+			}
+			return damaged(o.Path, l, fmt.Sprintf("its seed %q is not in the journal %s", heads[i], o.JournalPath))
+		}
+		seed := heads[i]
+		if !valid[i] {
+			seed = seedIDIn(l.text)
+		}
+		if seed != "" {
+			redo[seed] = true
+		}
+		dropped = append(dropped, fmt.Sprintf("%s line %d (byte offset %d)%s", o.Path, l.line, l.offset, seedNote(seed)))
 	}
-	if !dropped {
-		return nil
+	for _, l := range bad {
+		seed := seedIDIn(l.text)
+		dropped = append(dropped, fmt.Sprintf("%s line %d (byte offset %d)%s", o.JournalPath, l.line, l.offset, seedNote(seed)))
+		if seed != "" {
+			redo[seed] = true
+		}
 	}
-	if err := atomicfile.WriteFile(o.Path, kept.Bytes()); err != nil {
-		return fmt.Errorf("synth output: drop unfinished seeds: %w", err)
+	// Seeds that lost a record are redone whole: drop their other records
+	// and their journal line.
+	if len(redo) > 0 {
+		var results []SeedResult
+		for _, r := range o.results {
+			if redo[r.SeedID] {
+				delete(o.done, r.SeedID)
+				continue
+			}
+			results = append(results, r)
+		}
+		o.results = results
+	}
+	var qaEnd int64
+	for i, l := range qa {
+		if i > lastDone {
+			break
+		}
+		if valid[i] && o.done[heads[i]] {
+			keep.Write(l.raw)
+		}
+		qaEnd = l.offset + int64(len(l.raw))
+	}
+	var jkeep bytes.Buffer
+	for _, r := range o.results {
+		jkeep.Write(rawOf[r.SeedID])
+	}
+	if len(dropped) > 0 {
+		stamp := time.Now().UTC().Format("20060102T150405Z")
+		for _, f := range []struct {
+			path string
+			old  []byte
+			new  []byte
+		}{{o.JournalPath, jdata, jkeep.Bytes()}, {o.Path, qdata, keep.Bytes()}} {
+			if bytes.Equal(f.old, f.new) {
+				continue
+			}
+			backup := f.path + ".bak-" + stamp
+			if err := atomicfile.WriteFile(backup, f.old); err != nil {
+				return fmt.Errorf("synth --repair: back up %s: %w", f.path, err)
+			}
+			if err := atomicfile.WriteFile(f.path, f.new); err != nil {
+				return fmt.Errorf("synth --repair: %w", err)
+			}
+			o.Repaired = append(o.Repaired, fmt.Sprintf("kept a backup of %s in %s", f.path, backup))
+		}
+		o.Repaired = append(o.Repaired, "dropped "+strings.Join(dropped, "; "))
+		for _, s := range slices.Sorted(maps.Keys(redo)) {
+			o.Repaired = append(o.Repaired, fmt.Sprintf("seed %q will be redone", s))
+		}
+		qaEnd, jGood = int64(keep.Len()), int64(jkeep.Len())
+	}
+	// Cut what a kill left after the last finished seed. Both cuts only
+	// remove data whose seed is redone.
+	var err2 error
+	if o.journal, err2 = openAppend(o.JournalPath, jGood); err2 != nil {
+		return err2
+	}
+	if o.qa, err2 = openAppend(o.Path, qaEnd); err2 != nil {
+		o.journal.Close()
+		return err2
 	}
 	return nil
+}
+
+// qaLine is one line of a JSONL file: its text without the newline, the
+// raw bytes with it, its 1-based number and byte offset.
+type qaLine struct {
+	text, raw []byte
+	line      int
+	offset    int64
+}
+
+func splitLines(data []byte) []qaLine {
+	var out []qaLine
+	var off int64
+	for n := 1; len(data) > 0; n++ {
+		end := bytes.IndexByte(data, '\n')
+		raw := data
+		if end >= 0 {
+			raw = data[:end+1]
+		}
+		out = append(out, qaLine{text: bytes.TrimRight(raw, "\n"), raw: raw, line: n, offset: off})
+		off += int64(len(raw))
+		data = data[len(raw):]
+	}
+	// A last line without its newline is torn even when its JSON parses:
+	// mark it unparseable.
+	if k := len(out) - 1; k >= 0 && !bytes.HasSuffix(out[k].raw, []byte("\n")) {
+		out[k].text = nil
+	}
+	return out
+}
+
+func readOptional(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+func damaged(path string, l qaLine, why string) error {
+	if why == "" {
+		why = "it is not a valid record"
+	}
+	return fmt.Errorf("%s line %d (byte offset %d) is damaged: %s; nothing was changed. Rerun with --repair to keep a backup, drop the damaged lines and redo their seeds", path, l.line, l.offset, why)
+}
+
+var seedIDPattern = regexp.MustCompile(`"seed_id"\s*:\s*"((?:[^"\\]|\\.)*)"`)
+
+// seedIDIn finds the seed of a damaged line, if its seed_id survived.
+func seedIDIn(line []byte) string {
+	m := seedIDPattern.FindSubmatch(line)
+	if m == nil {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(append(append([]byte{'"'}, m[1]...), '"'), &s) != nil {
+		return ""
+	}
+	return s
+}
+
+func seedNote(seed string) string {
+	if seed == "" {
+		return " (its seed could not be read)"
+	}
+	return fmt.Sprintf(" (seed %q)", seed)
 }
 
 func openAppend(path string, truncate int64) (*os.File, error) {
@@ -305,7 +468,9 @@ func (o *Output) Results() []SeedResult {
 
 // Close closes both files.
 func (o *Output) Close() error {
-	return errors.Join(o.qa.Close(), o.journal.Close())
+	err := errors.Join(o.qa.Close(), o.journal.Close())
+	o.unlock()
+	return err
 }
 
 // ReadRecords reads a QA file written by synth. A torn last line is

@@ -1,6 +1,7 @@
 package synth
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,7 +57,7 @@ func TestOutputDamagedJournal(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "qa.jsonl")
 	os.WriteFile(JournalPath(path), []byte("{\"seed_id\":\"a\"}\nnot json\n{\"seed_id\":\"b\"}\n"), 0o644)
 	_, err := OpenOutput(path)
-	if err == nil || !strings.Contains(err.Error(), "line 2 is damaged") {
+	if err == nil || !strings.Contains(err.Error(), "line 2 (byte offset 16) is damaged") {
 		t.Fatalf("error %v", err)
 	}
 }
@@ -112,10 +113,141 @@ func FuzzJournalAndRecords(f *testing.F) {
 	f.Add([]byte(`{"id":"a#v0","seed_id":"a","question":"q?","answer":"a"}` + "\n"))
 	f.Add([]byte("\n\n{}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		res, good, err := parseJournal("j", data)
-		if err == nil && (good > int64(len(data)) || good < 0 || (len(res) > 0 && good == 0)) {
-			t.Fatalf("good prefix %d of %d bytes with %d results", good, len(data), len(res))
+		for _, repair := range []bool{false, true} {
+			path := filepath.Join(t.TempDir(), "qa.jsonl")
+			os.WriteFile(JournalPath(path), data, 0o644)
+			os.WriteFile(path, data, 0o644)
+			o, err := OpenOutputWith(path, OutputOptions{Repair: repair})
+			if err != nil {
+				continue
+			}
+			o.Close()
+			for _, p := range []string{path, JournalPath(path)} {
+				b, _ := os.ReadFile(p)
+				if len(b) > 0 && b[len(b)-1] != '\n' {
+					t.Fatalf("%s left with a torn last line: %q", p, b)
+				}
+			}
 		}
 		_, _ = ReadRecords(strings.NewReader(string(data)))
 	})
+}
+
+// writeThreeSeeds commits seeds a, b, c (two records each) and returns the
+// QA file's path.
+func writeThreeSeeds(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "qa.jsonl")
+	o, err := OpenOutput(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"a", "b", "c"} {
+		if err := o.Commit(SeedResult{SeedID: s, Accepted: 2, records: []Record{rec(s, 0, 0), rec(s, 1, 0)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// flipInLine damages line n (1-based) of path and returns its byte offset.
+func flipInLine(t *testing.T, path string, n int) int {
+	t.Helper()
+	data, _ := os.ReadFile(path)
+	off := 0
+	for range n - 1 {
+		off += strings.IndexByte(string(data[off:]), '\n') + 1
+	}
+	data[off] = '#' // the opening brace: the line no longer parses
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return off
+}
+
+// TestOutputDamagedMiddleLineRefused: a damaged record in the middle of the
+// QA file stops the resume with the file and offset, and changes nothing
+// (before the fix it was dropped silently and the run reported success).
+func TestOutputDamagedMiddleLineRefused(t *testing.T) {
+	path := writeThreeSeeds(t)
+	off := flipInLine(t, path, 3) // b's first record
+	before, _ := os.ReadFile(path)
+	jbefore, _ := os.ReadFile(JournalPath(path))
+	_, err := OpenOutput(path)
+	want := fmt.Sprintf("%s line 3 (byte offset %d) is damaged", path, off)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--repair") {
+		t.Fatalf("err = %v, want it to contain %q and offer --repair", err, want)
+	}
+	after, _ := os.ReadFile(path)
+	jafter, _ := os.ReadFile(JournalPath(path))
+	if string(after) != string(before) || string(jafter) != string(jbefore) {
+		t.Error("a refused open changed the files")
+	}
+}
+
+// TestOutputRepair: --repair keeps backups, drops the damaged record and
+// its seed's other records and journal line (so the seed is redone), and
+// keeps everything else.
+func TestOutputRepair(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, path string)
+	}{
+		{"qa middle line", func(t *testing.T, path string) { flipInLine(t, path, 3) }},
+		{"journal middle line", func(t *testing.T, path string) { flipInLine(t, JournalPath(path), 2) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeThreeSeeds(t)
+			tc.damage(t, path)
+			orig, _ := os.ReadFile(path)
+			o, err := OpenOutputWith(path, OutputOptions{Repair: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o.Close()
+			if !o.Done("a") || o.Done("b") || !o.Done("c") {
+				t.Errorf("done a %v b %v c %v; want b redone", o.Done("a"), o.Done("b"), o.Done("c"))
+			}
+			report := strings.Join(o.Repaired, "\n")
+			if !strings.Contains(report, `seed "b" will be redone`) || !strings.Contains(report, "backup") {
+				t.Errorf("repair report:\n%s", report)
+			}
+			var ids []string
+			for _, r := range readRecordsFile(t, path) {
+				ids = append(ids, r.ID)
+			}
+			if !slices.Equal(ids, []string{"a#v0", "a#v1", "c#v0", "c#v1"}) {
+				t.Errorf("records after repair: %q", ids)
+			}
+			backups, _ := filepath.Glob(path + ".bak-*")
+			if len(backups) != 1 {
+				t.Fatalf("backups %q, want one of the QA file", backups)
+			}
+			if b, _ := os.ReadFile(backups[0]); string(b) != string(orig) {
+				t.Error("the backup is not the original QA file")
+			}
+		})
+	}
+}
+
+// TestOutputLocked: two runs on one output — the second is refused until
+// the first closes (before, both ran and interleaved their lines).
+func TestOutputLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "qa.jsonl")
+	o, err := OpenOutput(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenOutput(path); err == nil || !strings.Contains(err.Error(), "another synth is running") {
+		t.Fatalf("second open: %v", err)
+	}
+	o.Close()
+	o, err = OpenOutput(path)
+	if err != nil {
+		t.Fatalf("after close: %v", err)
+	}
+	o.Close()
 }

@@ -91,6 +91,7 @@ func newSynthCmd() *cobra.Command {
 		o          synthOptions
 		configPath string
 		noProgress bool
+		repair     bool
 	)
 	c := &cobra.Command{
 		Use:   "synth --index DIR|--search URL|serper --model URL --n N --out FILE",
@@ -111,7 +112,13 @@ Seeds come from --index (random passages of a built index; links from
 queries in --seeds. The run appends to --out and keeps a journal beside it
 (FILE.seeds.jsonl): rerun the same command after a stop to resume; finished
 seeds are skipped. FILE.stats.json holds the rejection reasons, edits per
-question and the difficulty histogram. See docs/synth.md.`,
+question and the difficulty histogram. See docs/synth.md.
+
+A second run on the same --out is refused while the first holds FILE.lock.
+On resume a torn last line (a kill mid-write) is cut off; any other damaged
+line stops the run with the file and byte offset, changing nothing. Rerun
+with --repair to back the files up (FILE.bak-<time>), drop the damaged
+lines and redo their seeds; it prints what it dropped.`,
 		Example: `  asearcher index build --corpus builtin:hotpotqa --out idx
   asearcher synth --index idx --model http://127.0.0.1:8000/v1 --n 100 --out synth.jsonl
   asearcher synth filter synth.jsonl --max-solve-rate 0 --per-seed 3 --out hard.jsonl`,
@@ -122,7 +129,7 @@ question and the difficulty histogram. See docs/synth.md.`,
 					return err
 				}
 			}
-			return runSynth(cmd.Context(), cmd.OutOrStdout(), o, noProgress)
+			return runSynth(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, noProgress, repair)
 		},
 	}
 	f := c.Flags()
@@ -155,13 +162,14 @@ question and the difficulty histogram. See docs/synth.md.`,
 	f.Float64Var(&o.SolverTemperature, "solver-temperature", 0.6, "solver temperature")
 	f.IntVar(&o.SolverMaxTokens, "solver-max-tokens", 1024, "most tokens of one solver reply")
 	f.BoolVar(&noProgress, "no-progress", false, "log progress lines instead of drawing a bar")
+	f.BoolVar(&repair, "repair", false, "resume an output with damaged lines: back the files up (FILE.bak-<time>), drop the damaged lines and redo their seeds (without it a damaged output is refused)")
 	c.AddCommand(newSynthFilterCmd())
 	return c
 }
 
 // runSynth runs one synth command: it opens the models and the seed
 // source, then synthesises into o.Out.
-func runSynth(ctx context.Context, w io.Writer, o synthOptions, noProgress bool) error {
+func runSynth(ctx context.Context, w, stderr io.Writer, o synthOptions, noProgress, repair bool) error {
 	if o.Out == "" || o.Model == "" {
 		return errors.New("--out and --model are required")
 	}
@@ -223,11 +231,14 @@ func runSynth(ctx context.Context, w io.Writer, o synthOptions, noProgress bool)
 	if err != nil {
 		return err
 	}
-	out, err := synth.OpenOutput(o.Out)
+	out, err := synth.OpenOutputWith(o.Out, synth.OutputOptions{Repair: repair})
 	if err != nil {
 		return err
 	}
 	defer out.Close()
+	for _, line := range out.Repaired {
+		fmt.Fprintln(stderr, "repair:", line)
+	}
 	if err := writeSynthConfig(o.Out+".config.yaml", o); err != nil {
 		return err
 	}

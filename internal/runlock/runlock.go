@@ -1,0 +1,14 @@
+// Package runlock keeps two processes from writing one run's outputs at
+// once (eval's run directory, synth's output file, train's run directory).
+package runlock
+
+import (
+	"errors"
+	"path/filepath"
+)
+
+// ErrLocked is wrapped by Acquire's error when another process holds the
+// lock.
+var ErrLocked = errors.New("output in use")
+
+func filepathDir(path string) string { return filepath.Dir(path) }
