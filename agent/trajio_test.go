@@ -257,3 +257,118 @@ func TestSequencesExtendOlderSequence(t *testing.T) {
 		t.Fatal("bad base accepted")
 	}
 }
+
+// writeSamples appends n trajectories (Sample 0..n-1) and returns the byte
+// offset where each record starts.
+func writeSamples(t *testing.T, path string, n int) []int64 {
+	t.Helper()
+	var starts []int64
+	for i := range n {
+		st, err := os.Stat(path)
+		if err != nil {
+			starts = append(starts, 0)
+		} else {
+			starts = append(starts, st.Size())
+		}
+		w, err := Append(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := goldenTrajectory()
+		tr.Sample = i
+		if err := w.Write(tr); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return starts
+}
+
+// TestDamagedRecordCostsOnlyItself: bytes flipped inside one record (one
+// zstd frame, or one line) are reported with the record's offset, and every
+// other record still reads — before, the reader stopped at the bad frame
+// and eval rewrote the file with only the records before it.
+func TestDamagedRecordCostsOnlyItself(t *testing.T) {
+	for _, name := range []string{"t.jsonl", "t.jsonl.zst"} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), name)
+			const n, bad = 30, 11
+			starts := writeSamples(t, path, n)
+			data, _ := os.ReadFile(path)
+			mid := (starts[bad] + starts[bad+1]) / 2
+			data[mid] ^= 0x5a
+			data[mid+1] ^= 0xa5
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			var samples []int
+			var corrupt []*CorruptError
+			for {
+				tr, err := r.Next()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				var ce *CorruptError
+				if errors.As(err, &ce) {
+					corrupt = append(corrupt, ce)
+					continue
+				}
+				if err != nil {
+					t.Fatalf("after %d records: %v", len(samples), err)
+				}
+				samples = append(samples, tr.Sample)
+			}
+			if len(corrupt) != 1 || corrupt[0].Offset != starts[bad] {
+				t.Fatalf("damage reports %v, want one at offset %d", corrupt, starts[bad])
+			}
+			if len(samples) != n-1 {
+				t.Fatalf("read %d intact records, want %d", len(samples), n-1)
+			}
+			for _, s := range samples {
+				if s == bad {
+					t.Fatalf("the damaged record %d was returned", bad)
+				}
+			}
+			if r.Offset() != int64(len(data)) {
+				t.Errorf("Offset %d after the last record, want %d", r.Offset(), len(data))
+			}
+		})
+	}
+}
+
+// TestTornOffset: Offset points at the start of a torn last record.
+func TestTornOffset(t *testing.T) {
+	for _, name := range []string{"t.jsonl", "t.jsonl.zst"} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), name)
+			starts := writeSamples(t, path, 4)
+			data, _ := os.ReadFile(path)
+			os.WriteFile(path, data[:len(data)-7], 0o644)
+			r, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			for {
+				_, err := r.Next()
+				if err == nil {
+					continue
+				}
+				if !errors.Is(err, ErrTornRecord) {
+					t.Fatalf("err %v, want torn", err)
+				}
+				break
+			}
+			if r.Offset() != starts[3] {
+				t.Errorf("Offset %d, want %d", r.Offset(), starts[3])
+			}
+		})
+	}
+}
