@@ -145,7 +145,7 @@ func BenchmarkBuildReport(b *testing.B) {
 // BenchmarkResultsWrite: appending one result line (the per-sample write
 // every agent does).
 func BenchmarkResultsWrite(b *testing.B) {
-	w, _, err := openResults(filepath.Join(b.TempDir(), ResultsFile))
+	w, _, _, err := openResults(filepath.Join(b.TempDir(), ResultsFile), false)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -53,7 +53,12 @@ type Options struct {
 	Backends *llm.Backends
 	// Force accepts a run directory whose results came from a different
 	// configuration.
-	Force    bool
+	Force bool
+	// Repair resumes a run directory with damaged records (other than a
+	// torn last one, which is always repaired): each file changed is kept
+	// as FILE.bak-<time>, damaged records are dropped and their samples
+	// run again. Without it such a directory is refused.
+	Repair   bool
 	Progress ProgressMode
 	Log      *slog.Logger
 	// Stderr receives the progress bar (default os.Stderr).
@@ -109,7 +114,8 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 		return nil, err
 	}
 
-	results, done, err := openResults(filepath.Join(cfg.Out, ResultsFile))
+	resultsPath := filepath.Join(cfg.Out, ResultsFile)
+	results, done, notes, err := openResults(resultsPath, opts.Repair)
 	if err != nil {
 		return nil, err
 	}
@@ -122,13 +128,29 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 	var trajW *agent.Writer
 	if !cfg.NoTrajectories {
 		path := filepath.Join(cfg.Out, TrajectoriesFile)
-		if _, err := repairTrajectories(path, doneKeys); err != nil {
+		lost, tnotes, err := repairTrajectories(path, doneKeys, opts.Repair)
+		if err != nil {
 			return nil, err
+		}
+		notes = append(notes, tnotes...)
+		if len(lost) > 0 {
+			// Their trajectories are gone: run those samples again, so the
+			// run ends with a result and a trajectory for each.
+			if done, err = results.drop(resultsPath, done, lost); err != nil {
+				return nil, err
+			}
+			for k := range lost {
+				delete(doneKeys, k)
+			}
 		}
 		if trajW, err = agent.Append(path); err != nil {
 			return nil, err
 		}
 		defer trajW.Close()
+	}
+
+	for _, n := range notes {
+		log.Warn("repair: " + n)
 	}
 
 	var jobs []job

@@ -170,7 +170,7 @@ func TestResultsTornLine(t *testing.T) {
 	good := `{"dataset":"d","id":"1","sample":0,"prediction":"x","scores":{"em":1}}` + "\n" +
 		`{"dataset":"d","id":"2","sample":0,"prediction":"y","scores":{"em":0}}` + "\n"
 	writeFile(t, path, good+`{"dataset":"d","id":"3","sam`)
-	w, recs, err := openResults(path)
+	w, recs, _, err := openResults(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestResultsTornLine(t *testing.T) {
 	}
 	// A broken line in the middle is an edit, not a kill: refuse.
 	writeFile(t, path, `{"dataset":"d","id":"1"`+"\n"+good)
-	if _, _, err := openResults(path); err == nil || !strings.Contains(err.Error(), "line 1") {
+	if _, _, _, err := openResults(path, false); err == nil || !strings.Contains(err.Error(), "line 1 (byte offset 0)") {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -19,6 +19,7 @@ func newEvalCmd() *cobra.Command {
 		data       string
 		configFile string
 		force      bool
+		repair     bool
 		noProgress bool
 		agents     = agent.NewRegistry()
 	)
@@ -36,7 +37,14 @@ set-F1, CEM, and an LLM judge with --judge), and writes into --out:
 
 Rerunning the same command resumes: finished samples are kept, the rest
 run. A changed configuration is refused unless --force. Flags override
---config (see docs/eval.md and docs/configuration.md).
+--config (see docs/eval.md and docs/configuration.md). A second eval on the
+same --out is refused while the first runs (DIR/eval.lock).
+
+On resume a torn last record (a kill mid-write) is cut off. Any other
+damaged record in results.jsonl or trajectories.jsonl.zst stops the run
+with the file and byte offset, changing nothing; rerun with --repair to
+keep a backup (FILE.bak-<time>), drop the damaged records, keep every
+intact one, and run again only the samples whose records were lost.
 
 Example:
   asearcher index build --corpus dataset/data/hotpotqa-hipporag-100/corpus.json --out idx
@@ -64,7 +72,7 @@ Model backends (--model):
 			if noProgress {
 				mode = eval.ProgressLog
 			}
-			rep, err := eval.Run(cmd.Context(), cfg, eval.Options{Registry: agents, Backends: modelBackends(), Force: force, Progress: mode, Stderr: cmd.ErrOrStderr()})
+			rep, err := eval.Run(cmd.Context(), cfg, eval.Options{Registry: agents, Backends: modelBackends(), Force: force, Repair: repair, Progress: mode, Stderr: cmd.ErrOrStderr()})
 			if err != nil {
 				return err
 			}
@@ -104,6 +112,7 @@ Model backends (--model):
 	fs.BoolVar(&cfg.NoTrajectories, "no-trajectories", false, "do not write trajectories.jsonl.zst")
 	fs.IntVar(&cfg.Bootstrap, "bootstrap", cfg.Bootstrap, "bootstrap resamples for the 95% intervals")
 	fs.BoolVar(&force, "force", false, "continue a run directory made with a different configuration")
+	fs.BoolVar(&repair, "repair", false, "resume a run directory with damaged records: back up, drop them and rerun their samples (without it such a directory is refused)")
 	fs.BoolVar(&noProgress, "no-progress", false, "log progress lines instead of drawing a bar")
 	c.AddCommand(newEvalCompareCmd(), newEvalReportCmd())
 	return c
