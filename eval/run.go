@@ -511,6 +511,11 @@ func (r *runner) runJob(ctx context.Context, j *job) error {
 		if err := r.traj.Write(traj); err != nil {
 			return fmt.Errorf("write trajectory: %w", err)
 		}
+		// On disk before the result that says the sample is done, so a
+		// power loss cannot keep the result and lose its trajectory.
+		if err := r.traj.Sync(); err != nil {
+			return fmt.Errorf("sync trajectories: %w", err)
+		}
 	}
 	if err := r.results.write(rec); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/dataset"
 	"github.com/asearcher/asearcher/internal/atomicfile"
+	"github.com/asearcher/asearcher/internal/runlock"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/reward"
 	"github.com/asearcher/asearcher/tokenizer"
@@ -245,8 +246,10 @@ type ClusterOptions struct {
 	File ClusterFile
 	// Out is the run directory; with Resume, its config.yaml is used and
 	// RL continues from its latest checkpoint.
-	Out      string
-	Resume   bool
+	Out    string
+	Resume bool
+	// Repair lets a resume drop damaged log lines (backup kept).
+	Repair   bool
 	Progress ProgressMode
 	Logger   *slog.Logger
 	OnStep   func(*StepRecord)
@@ -357,11 +360,16 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*Summary, error) {
 	if err := startRunDir(o.Out, o.Resume, file, data); err != nil {
 		return nil, err
 	}
+	unlock, err := runlock.Acquire(filepath.Join(o.Out, trainLockFile), "train")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	bar := newDemoProgress(o.Progress, log, "RL", file.RL.Steps)
 	ctl, err := New(Options{
 		Config: file.RL, Dataset: clusterQuestions(data.Items), Rollout: clusterRollout(wf, &env, c, data.Items),
 		Sampler: sampler, WrapSampler: wrap, Trainer: tr, Publisher: pub,
-		RunDir: o.Out, Resume: o.Resume, Logger: log,
+		RunDir: o.Out, Resume: o.Resume, Repair: o.Repair, Logger: log,
 		OnStep: func(r *StepRecord) {
 			bar.Set(int64(r.Step+1), fmt.Sprintf("reward %.3f acc %.2f", r.RewardMean, r.Accuracy))
 			if o.OnStep != nil {

@@ -38,6 +38,9 @@ type Options struct {
 	RunDir string
 	// Resume continues from RunDir's latest checkpoint when there is one.
 	Resume bool
+	// Repair lets a resume drop damaged lines of the run's logs (keeping a
+	// backup) instead of refusing them; a torn last line is always cut.
+	Repair bool
 	// OnStep is called after every step (progress display).
 	OnStep func(*StepRecord)
 	Logger *slog.Logger
@@ -168,9 +171,13 @@ func (c *Controller) Run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	c.gate.SetVersion(st.Version)
-	c.metrics, err = newMetricsSink(c.opts.RunDir, st.Version)
+	var notes []string
+	c.metrics, notes, err = newMetricsSink(c.opts.RunDir, st.Version, c.opts.Repair)
 	if err != nil {
 		return nil, err
+	}
+	for _, n := range notes {
+		c.log.Warn("repair: " + n)
 	}
 
 	if trainerPath != "" {

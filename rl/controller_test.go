@@ -113,7 +113,7 @@ func TestControllerRunDirectory(t *testing.T) {
 			t.Errorf("run directory lacks %s: %v", f, err)
 		}
 	}
-	recs, err := readRecords(filepath.Join(dir, "metrics.jsonl"))
+	recs, _, err := readRecords(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil || len(recs) != 3 {
 		t.Fatalf("metrics.jsonl: %d records, %v", len(recs), err)
 	}
@@ -156,7 +156,7 @@ func TestControllerResumeContinues(t *testing.T) {
 	if tr2.calls[0] != "forward" && tr2.calls[0] != "forward_backward:ppo" {
 		t.Logf("calls: %v", tr2.calls[:3])
 	}
-	recs, _ := readRecords(filepath.Join(dir, "metrics.jsonl"))
+	recs, _, _ := readRecords(filepath.Join(dir, "metrics.jsonl"))
 	for i, r := range recs {
 		if r.Step != i {
 			t.Fatalf("metrics steps %v not 0..6 in order", r.Step)

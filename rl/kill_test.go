@@ -98,7 +98,7 @@ func TestKillNineResume(t *testing.T) {
 
 func checkKilledRun(t *testing.T, dir string, cfg Config) {
 	t.Helper()
-	recs, err := readRecords(filepath.Join(dir, "metrics.jsonl"))
+	recs, _, err := readRecords(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}

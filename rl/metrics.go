@@ -1,7 +1,6 @@
 package rl
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -76,8 +76,13 @@ type metricsSink struct {
 	stale   *prometheus.HistogramVec
 }
 
-func newMetricsSink(dir string, keepBefore int) (*metricsSink, error) {
-	m := &metricsSink{dir: dir, reg: prometheus.NewRegistry(), gauges: map[string]prometheus.Gauge{}}
+// newMetricsSink opens the run's metrics for a run that starts at step
+// keepBefore. Records of earlier steps are kept; later ones (steps after
+// the checkpoint resumed from) are dropped since those steps are redone.
+// A torn last line is cut; a damaged line elsewhere is refused unless
+// repair is set, which keeps a backup and reports the drop in notes.
+func newMetricsSink(dir string, keepBefore int, repair bool) (m *metricsSink, notes []string, err error) {
+	m = &metricsSink{dir: dir, reg: prometheus.NewRegistry(), gauges: map[string]prometheus.Gauge{}}
 	for _, name := range []string{
 		"step", "reward_mean", "accuracy", "turns_mean", "tool_calls_mean", "tokens_per_second",
 		"generator_idle_fraction", "filtered_fraction", "groups_running", "groups_waiting",
@@ -94,12 +99,28 @@ func newMetricsSink(dir string, keepBefore int) (*metricsSink, error) {
 		Buckets: []float64{0, 1, 2, 3, 4, 6, 8, 16, 32},
 	}, nil)
 	m.reg.MustRegister(m.stale)
-	// Keep the records of steps before the resume point and drop any written
-	// after the checkpoint we resume from: those steps are redone.
-	path := filepath.Join(dir, "metrics.jsonl")
-	old, err := readRecords(path)
+	path := filepath.Join(dir, metricsFile)
+	old, damaged, err := readRecords(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if len(damaged) > 0 {
+		d := damaged[0]
+		if !repair {
+			return nil, nil, fmt.Errorf("%s line %d (byte offset %d) is damaged (%v); nothing was changed. Resume with --repair to keep a backup and drop the damaged lines (their steps' metrics are lost; training state is not affected)", path, d.line, d.offset, d.err)
+		}
+		backup := path + ".bak-" + time.Now().UTC().Format("20060102T150405Z")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := atomicfile.WriteFile(backup, raw); err != nil {
+			return nil, nil, fmt.Errorf("back up %s: %w", path, err)
+		}
+		for _, d := range damaged {
+			notes = append(notes, fmt.Sprintf("dropped %s line %d (byte offset %d): %v", path, d.line, d.offset, d.err))
+		}
+		notes = append(notes, fmt.Sprintf("kept the damaged %s as %s", path, backup))
 	}
 	var buf bytes.Buffer
 	for _, r := range old {
@@ -111,31 +132,52 @@ func newMetricsSink(dir string, keepBefore int) (*metricsSink, error) {
 		}
 	}
 	if err := atomicfile.WriteFile(path, buf.Bytes()); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return m, nil
+	return m, notes, nil
 }
 
-// readRecords reads metrics.jsonl, skipping a torn last line.
-func readRecords(path string) ([]*StepRecord, error) {
-	f, err := os.Open(path)
+// metricsFile is the run directory's step log.
+const metricsFile = "metrics.jsonl"
+
+type damagedLine struct {
+	line   int
+	offset int64
+	err    error
+}
+
+// readRecords reads metrics.jsonl. A last line that is cut short or does
+// not parse is torn (a kill mid-write) and skipped; damaged lines before it
+// are returned apart.
+func readRecords(path string) ([]*StepRecord, []damagedLine, error) {
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer f.Close()
 	var out []*StepRecord
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
+	var bad []damagedLine
+	var off int64
+	for n := 1; len(data) > 0; n++ {
+		nl := bytes.IndexByte(data, '\n')
+		if nl < 0 {
+			break // torn last line
+		}
+		line := data[:nl]
 		var r StepRecord
-		if json.Unmarshal(sc.Bytes(), &r) == nil {
+		if err := json.Unmarshal(line, &r); err != nil {
+			if nl+1 < len(data) {
+				bad = append(bad, damagedLine{line: n, offset: off, err: err})
+			}
+		} else {
 			out = append(out, &r)
 		}
+		off += int64(nl + 1)
+		data = data[nl+1:]
 	}
-	return out, sc.Err()
+	return out, bad, nil
 }
 
 func (m *metricsSink) add(r *StepRecord) error {
@@ -144,12 +186,15 @@ func (m *metricsSink) add(r *StepRecord) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(m.dir, "metrics.jsonl"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(filepath.Join(m.dir, metricsFile), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
 	_, werr := f.Write(append(line, '\n'))
-	if err := errors.Join(werr, f.Close()); err != nil {
+	// Synced before the checkpoint that covers this step is written: a
+	// power loss must not keep the checkpoint and lose the step's record.
+	serr := f.Sync()
+	if err := errors.Join(werr, serr, f.Close()); err != nil {
 		return fmt.Errorf("append metrics: %w", err)
 	}
 

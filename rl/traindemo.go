@@ -17,6 +17,7 @@ import (
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/engine/embedded"
 	"github.com/asearcher/asearcher/internal/atomicfile"
+	"github.com/asearcher/asearcher/internal/runlock"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
 )
@@ -29,6 +30,9 @@ type DemoOptions struct {
 	// Resume continues the run in Out: finished phases are skipped, RL
 	// resumes from its latest checkpoint, and Out's own config is used.
 	Resume bool
+	// Repair lets a resume drop damaged log lines (backup kept) instead
+	// of refusing them.
+	Repair bool
 	// Progress draws bars on a terminal (ProgressAuto), logs, or is silent.
 	Progress ProgressMode
 	Logger   *slog.Logger
@@ -47,6 +51,7 @@ const (
 	demoAfterFile   = "eval_after.json"
 	demoReportJSON  = "report.json"
 	demoReportMD    = "report.md"
+	trainLockFile   = "train.lock"
 )
 
 // RunDemo runs the whole demo and returns its report. Each finished phase
@@ -95,6 +100,14 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 			return nil, err
 		}
 	}
+
+	// One process per run directory: a second train (or --resume) on it
+	// would write the same checkpoints and logs.
+	unlock, err := runlock.Acquire(filepath.Join(o.Out, trainLockFile), "train")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 
 	log.Info("building worlds", "train", cfg.World.TrainWorlds, "held_out", cfg.World.EvalWorlds, "people", cfg.World.People)
 	wdir := filepath.Join(o.Out, "worlds")
@@ -176,7 +189,7 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	ctl, err := New(Options{
 		Config: cfg.RL, Dataset: questionSet(worldQuestions(trainW)), Rollout: rollout,
 		Sampler: sampler, Trainer: tr, Publisher: SwapPublisher{Load: pruneSamplerWeights(filepath.Join(o.Out, demoRLDir))},
-		RunDir: o.Out, Resume: o.Resume, Logger: log,
+		RunDir: o.Out, Resume: o.Resume, Repair: o.Repair, Logger: log,
 		OnStep: func(r *StepRecord) {
 			bar.Set(int64(r.Step+1), fmt.Sprintf("acc %.2f", r.Accuracy))
 			if o.OnStep != nil {

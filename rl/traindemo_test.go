@@ -75,7 +75,7 @@ func TestTrainDemoEndToEnd(t *testing.T) {
 			t.Errorf("run directory lacks %s", f)
 		}
 	}
-	recs, err := readRecords(filepath.Join(out, "metrics.jsonl"))
+	recs, _, err := readRecords(filepath.Join(out, "metrics.jsonl"))
 	if err != nil || len(recs) != 2 {
 		t.Fatalf("%d metric records: %v", len(recs), err)
 	}
@@ -203,7 +203,7 @@ func TestTrainDemoInterruptedRL(t *testing.T) {
 	if resumedAt != 2 || rep.RLSteps != 4 {
 		t.Fatalf("resumed at step %d, %d steps in all; want step 2 (checkpoint after step 1) and 4", resumedAt, rep.RLSteps)
 	}
-	recs, err := readRecords(filepath.Join(out, "metrics.jsonl"))
+	recs, _, err := readRecords(filepath.Join(out, "metrics.jsonl"))
 	if err != nil || len(recs) != 4 {
 		t.Fatalf("%d records: %v", len(recs), err)
 	}

@@ -16,7 +16,7 @@ import (
 // newTrainCmd wires `asearcher train` to rl.RunDemo (docs/rl.md).
 func newTrainCmd() *cobra.Command {
 	var out, configPath, resume string
-	var noProgress bool
+	var noProgress, repair bool
 	c := &cobra.Command{
 		Use:   "train",
 		Short: "Train a tiny search agent with fully asynchronous RL on synthetic search worlds",
@@ -36,7 +36,15 @@ runs/train-<UTC time>. Every config field is in docs/configuration.md.
 
 With a config that has a cluster: block, train drives real backends instead:
 a Tinker trainer, an SGLang fleet (or Tinker sampling), a retrieval server and
-a dataset, as docs/cluster.md describes.`,
+a dataset, as docs/cluster.md describes.
+
+A killed run continues with --resume DIR (relative or absolute), from its last
+checkpoint; a second train on the same directory is refused while the first
+runs (DIR/train.lock). On resume a torn last line of metrics.jsonl (a kill
+mid-write) is cut; any other damaged line stops the resume with the file and
+byte offset, changing nothing; add --repair to keep a backup
+(metrics.jsonl.bak-<time>) and drop the damaged lines. A checkpoint missing
+its optimiser state is refused, never resumed with a fresh optimiser.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if resume != "" && (out != "" || configPath != "") {
@@ -55,10 +63,10 @@ a dataset, as docs/cluster.md describes.`,
 					return err
 				}
 				if ok {
-					return runClusterTrain(cmd, configPath, out, resume != "", progress)
+					return runClusterTrain(cmd, configPath, out, resume != "", repair, progress)
 				}
 			}
-			opts := rl.DemoOptions{Config: rl.DefaultDemoConfig(), Out: out, Resume: resume != "", Progress: progress, Logger: slog.Default()}
+			opts := rl.DemoOptions{Config: rl.DefaultDemoConfig(), Out: out, Resume: resume != "", Repair: repair, Progress: progress, Logger: slog.Default()}
 			if configPath != "" {
 				cfg, err := rl.LoadDemoConfig(configPath)
 				if err != nil {
@@ -80,13 +88,14 @@ a dataset, as docs/cluster.md describes.`,
 	f.StringVar(&configPath, "config", "", "YAML file over the defaults (fields in docs/rl.md); unknown fields are errors")
 	f.StringVar(&resume, "resume", "", "continue the run in this directory with its config.yaml: finished phases are skipped, RL resumes from its last checkpoint")
 	f.BoolVar(&noProgress, "no-progress", false, "write progress as log lines instead of bars, even on a terminal")
+	f.BoolVar(&repair, "repair", false, "with --resume: drop damaged lines of metrics.jsonl (a backup is kept) instead of refusing to resume")
 	return c
 }
 
 // runClusterTrain wires `train --config` with a cluster: block (or
 // --resume of such a run) to rl.RunCluster.
-func runClusterTrain(cmd *cobra.Command, configPath, out string, resume bool, progress rl.ProgressMode) error {
-	opts := rl.ClusterOptions{Out: out, Resume: resume, Progress: progress, Logger: slog.Default()}
+func runClusterTrain(cmd *cobra.Command, configPath, out string, resume, repair bool, progress rl.ProgressMode) error {
+	opts := rl.ClusterOptions{Out: out, Resume: resume, Repair: repair, Progress: progress, Logger: slog.Default()}
 	if !resume {
 		f, err := rl.LoadClusterFile(configPath)
 		if err != nil {
