@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,9 +17,10 @@ import (
 
 func newServeModelCmd() *cobra.Command {
 	var (
-		modelDir, initPreset, addr, name, ckptDir, apiKey string
-		maxBatch, maxNew, maxModels                       int
-		grace                                             time.Duration
+		modelDir, initPreset, addr, name, ckptDir, apiKey, apiKeyFile string
+		maxBatch, maxNew, maxModels, maxPrompts, maxConns             int
+		maxBody, maxInflight                                          int64
+		grace, bodyTimeout                                            time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "model",
@@ -59,13 +61,18 @@ docs/api.md describes each endpoint.`,
 					name = "asearcher-" + initPreset
 				}
 			}
+			key, err := serveAPIKey(apiKey, apiKeyFile)
+			if err != nil {
+				return err
+			}
 			w, tok, err := engine.OpenModelDir(modelDir)
 			if err != nil {
 				return fmt.Errorf("open --model %s: %w", modelDir, err)
 			}
 			s, err := serve.New(serve.Options{ModelName: name, ModelDir: modelDir, Weights: w, Tokenizer: tok,
 				MaxBatch: maxBatch, DefaultMaxNewTokens: maxNew, CheckpointDir: ckptDir, MaxModels: maxModels,
-				APIKey: apiKey, Logger: slog.Default()})
+				APIKey: key, MaxBodyBytes: maxBody, MaxInflightBytes: maxInflight, MaxPrompts: maxPrompts,
+				MaxConns: maxConns, BodyTimeout: bodyTimeout, Logger: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -74,7 +81,7 @@ docs/api.md describes each endpoint.`,
 				s.Close()
 				return fmt.Errorf("listen on %s: %w (use --addr to pick another)", addr, err)
 			}
-			slog.Info("serving model", "addr", "http://"+ln.Addr().String(), "model", s.ModelName(), "dir", modelDir)
+			slog.Info("serving model", "addr", "http://"+ln.Addr().String(), "model", s.ModelName(), "dir", modelDir, "api_key_required", key != "")
 			return s.Serve(cmd.Context(), ln, grace)
 		},
 	}
@@ -84,10 +91,42 @@ docs/api.md describes each endpoint.`,
 	f.StringVar(&addr, "addr", "127.0.0.1:30000", "listen address")
 	f.StringVar(&name, "name", "", "served model name (default: the directory's name)")
 	f.StringVar(&ckptDir, "checkpoint-dir", "", "where Tinker save_weights / save_weights_for_sampler write (empty: sampler weights in memory, save_weights refused)")
-	f.StringVar(&apiKey, "api-key", os.Getenv("ASEARCHER_SERVE_API_KEY"), "require this key (Authorization: Bearer or X-API-Key) [$ASEARCHER_SERVE_API_KEY]")
+	// The default is never the key itself, so --help cannot print it.
+	f.StringVar(&apiKey, "api-key", "", "require this key (Authorization: Bearer or X-API-Key); visible in ps, prefer --api-key-file or $ASEARCHER_SERVE_API_KEY")
+	f.StringVar(&apiKeyFile, "api-key-file", "", "read the required key from this file (first line)")
+	f.Int64Var(&maxBody, "max-body-bytes", 16<<20, "largest request body; larger ones get a 413")
+	f.Int64Var(&maxInflight, "max-inflight-bytes", 64<<20, "summed bodies of the requests being served; past it requests wait, then get a 429")
+	f.IntVar(&maxPrompts, "max-prompts", 256, "most sequences (prompts × n) one /v1/completions or /generate request may ask for; more get a 413")
+	f.IntVar(&maxConns, "max-connections", 1024, "open connections; at the cap the stalest one not running a request is closed")
+	f.DurationVar(&bodyTimeout, "body-timeout", time.Minute, "how long a request body may take to arrive")
 	f.IntVar(&maxBatch, "max-batch", 64, "sequences decoded together")
 	f.IntVar(&maxNew, "max-new-tokens", 128, "default max_new_tokens when a request sets none")
 	f.IntVar(&maxModels, "max-models", 4, "Tinker training models held at once (each is a full copy with Adam state)")
 	f.DurationVar(&grace, "grace", 10*time.Second, "on shutdown, how long in-flight requests may finish before they are aborted")
 	return c
+}
+
+// serveAPIKey is the key to require: --api-key, else the first line of
+// --api-key-file, else $ASEARCHER_SERVE_API_KEY. Its value is never
+// printed.
+func serveAPIKey(flagKey, file string) (string, error) {
+	if flagKey != "" && file != "" {
+		return "", fmt.Errorf("give --api-key or --api-key-file, not both")
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read --api-key-file: %w", err)
+		}
+		key, _, _ := strings.Cut(string(data), "\n")
+		key = strings.TrimSpace(key)
+		if key == "" {
+			return "", fmt.Errorf("--api-key-file %s is empty", file)
+		}
+		return key, nil
+	}
+	if flagKey != "" {
+		return flagKey, nil
+	}
+	return os.Getenv("ASEARCHER_SERVE_API_KEY"), nil
 }

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,15 @@ func (s *Server) routeOpenAI() {
 	s.mux.HandleFunc("/v1/models", s.handleModels)
 	s.mux.HandleFunc("/v1/completions", s.handleCompletions)
 	s.mux.HandleFunc("/v1/chat/completions", s.handleChat)
+	s.mux.HandleFunc("/v1/models/{id...}", s.handleModel)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		openAIError(w, http.StatusNotFound, fmt.Sprintf("%s %s is not an endpoint of this server (docs/api.md lists them)", r.Method, r.URL.Path))
+	})
+}
+
+// tooMany answers a request for more sequences than MaxPrompts allows.
+func (s *Server) tooMany(n int) error {
+	return &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the request asks for %d sequences (prompts × n); this server takes at most %d per request (--max-prompts)", n, s.opts.MaxPrompts)}
 }
 
 // openAIError writes OpenAI's error body.
@@ -50,13 +60,40 @@ func openAIBodyError(w http.ResponseWriter, err error) {
 }
 
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
-	if !requireMethod(w, r, http.MethodGet) {
+	if !requireOpenAIMethod(w, r, http.MethodGet) {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{map[string]any{
-		"id": s.opts.ModelName, "object": "model", "created": 0, "owned_by": "asearcher",
-		"root": s.opts.ModelName, "max_model_len": s.ctxLen,
-	}}})
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{s.modelCard()}})
+}
+
+// modelCard is the served model as vLLM lists it.
+func (s *Server) modelCard() map[string]any {
+	return map[string]any{"id": s.opts.ModelName, "object": "model", "created": 0, "owned_by": "asearcher",
+		"root": s.opts.ModelName, "parent": nil, "max_model_len": s.ctxLen}
+}
+
+// handleModel is GET /v1/models/{id} (the openai SDK's models.retrieve).
+func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) {
+	if !requireOpenAIMethod(w, r, http.MethodGet) {
+		return
+	}
+	if id := r.PathValue("id"); id != s.opts.ModelName {
+		openAIError(w, http.StatusNotFound, fmt.Sprintf("The model `%s` does not exist.", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.modelCard())
+}
+
+// requireOpenAIMethod is requireMethod with OpenAI's error shape.
+func requireOpenAIMethod(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	openAIError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed; use %s", r.Method, strings.Join(methods, " or ")))
+	return false
 }
 
 // openAIKeys are the request fields accepted by both endpoints; fields
@@ -132,6 +169,8 @@ func (s *Server) parseOpenAICommon(f map[string]json.RawMessage, chat bool) (*op
 	if o.params.TopK < -1 {
 		return nil, fmt.Errorf("top_k must be -1 (disable) or at least 1, got %d", o.params.TopK)
 	}
+	// -1 is "unset" (chat: up to the context); an explicit value must be
+	// positive, as vLLM checks.
 	switch {
 	case maxComp != nil:
 		o.maxTokens = *maxComp
@@ -140,7 +179,7 @@ func (s *Server) parseOpenAICommon(f map[string]json.RawMessage, chat bool) (*op
 	case !chat:
 		o.maxTokens = 16 // OpenAI's completions default
 	}
-	if o.maxTokens == 0 || o.maxTokens < -1 {
+	if (maxComp != nil || maxTok != nil) && o.maxTokens < 1 {
 		return nil, fmt.Errorf("max_tokens must be at least 1, got %d", o.maxTokens)
 	}
 	if o.maxTokens > 0 {
@@ -237,17 +276,29 @@ func (s *Server) completionPrompts(raw json.RawMessage) ([][]int, error) {
 	if isNull(raw) {
 		return nil, errors.New("prompt is required")
 	}
+	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '[' && !bytes.HasPrefix(bytes.TrimLeft(t[1:], " \t\r\n"), []byte{'"'}) {
+		// Token ids, not strings: bound them before decoding.
+		if err := s.guardTokenIDs(raw); err != nil {
+			return nil, err
+		}
+	}
 	var ids []int
 	if err := json.Unmarshal(raw, &ids); err == nil {
 		return [][]int{ids}, nil
 	}
 	var batch [][]int
 	if err := json.Unmarshal(raw, &batch); err == nil {
+		if len(batch) > s.opts.MaxPrompts {
+			return nil, s.tooMany(len(batch))
+		}
 		return batch, nil
 	}
 	texts, err := stringOrList(raw)
 	if err != nil {
 		return nil, errors.New("prompt must be a string, a list of strings, a list of token ids or a list of such lists")
+	}
+	if len(texts) > s.opts.MaxPrompts {
+		return nil, s.tooMany(len(texts)) // before tokenising them all
 	}
 	out := make([][]int, len(texts))
 	for i, t := range texts {
@@ -304,7 +355,7 @@ func (s *Server) chatPrompt(raw json.RawMessage, opts tokenizer.ChatOptions) ([]
 	if err != nil {
 		return nil, fmt.Errorf("chat template: %w", err)
 	}
-	return s.opts.Tokenizer.Encode(text), nil
+	return s.encode(text)
 }
 
 func messageText(raw json.RawMessage) (string, error) {
@@ -430,7 +481,7 @@ func usage(prompt, completion int) map[string]any {
 // openAIRequest reads and checks a POST body, answering the error itself
 // when it cannot.
 func (s *Server) openAIRequest(w http.ResponseWriter, r *http.Request, chat bool) (map[string]json.RawMessage, *openAIRequest, bool) {
-	if !requireMethod(w, r, http.MethodPost) {
+	if !requireOpenAIMethod(w, r, http.MethodPost) {
 		return nil, nil, false
 	}
 	_, f, err := decodeFields(r)
@@ -453,11 +504,15 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	prompts, err := s.completionPrompts(f["prompt"])
 	if err != nil {
-		openAIError(w, http.StatusBadRequest, err.Error())
+		openAIBodyError(w, err)
 		return
 	}
 	if len(prompts) == 0 {
 		openAIError(w, http.StatusBadRequest, "prompt is empty")
+		return
+	}
+	if len(prompts)*o.n > s.opts.MaxPrompts {
+		openAIBodyError(w, s.tooMany(len(prompts)*o.n))
 		return
 	}
 	id := s.newID("cmpl")

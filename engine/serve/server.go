@@ -7,7 +7,9 @@
 package serve
 
 import (
+	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,8 +55,25 @@ type Options struct {
 	// MaxModels caps concurrently loaded Tinker training models [4]; each
 	// holds a full copy of the weights plus gradients and Adam moments.
 	MaxModels int
-	// MaxBodyBytes caps a request body [256 MiB].
+	// MaxBodyBytes caps a request body [16 MiB]; larger ones get a 413.
 	MaxBodyBytes int64
+	// MaxInflightBytes caps the summed bodies of the requests being served
+	// [64 MiB, at least MaxBodyBytes]; a request that does not fit waits
+	// AdmitWait for room, then gets a 429.
+	MaxInflightBytes int64
+	// AdmitWait is how long a request waits for room under
+	// MaxInflightBytes [10s].
+	AdmitWait time.Duration
+	// MaxPrompts caps the sequences one OpenAI or SGLang request asks for,
+	// prompts × n [256]; more get a 413.
+	MaxPrompts int
+	// MaxConns caps open connections [1024] (see limits.go for what is
+	// evicted at the cap). Only Serve applies it.
+	MaxConns int
+	// ReadHeaderTimeout bounds the arrival of request headers [10s],
+	// BodyTimeout that of a request body [60s] and IdleTimeout a
+	// keep-alive connection's wait for its next request [2m].
+	ReadHeaderTimeout, BodyTimeout, IdleTimeout time.Duration
 	// LongPoll is how long retrieve_future waits before answering 408 [20s].
 	LongPoll time.Duration
 	// GapTimeout is how long a Tinker request waits for a missing earlier
@@ -88,7 +107,29 @@ func (o *Options) defaults() error {
 		o.MaxModels = 4
 	}
 	if o.MaxBodyBytes <= 0 {
-		o.MaxBodyBytes = 256 << 20
+		o.MaxBodyBytes = 16 << 20
+	}
+	if o.MaxInflightBytes <= 0 {
+		o.MaxInflightBytes = 64 << 20
+	}
+	o.MaxInflightBytes = max(o.MaxInflightBytes, o.MaxBodyBytes)
+	if o.AdmitWait <= 0 {
+		o.AdmitWait = 10 * time.Second
+	}
+	if o.MaxPrompts <= 0 {
+		o.MaxPrompts = 256
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 1024
+	}
+	if o.ReadHeaderTimeout <= 0 {
+		o.ReadHeaderTimeout = 10 * time.Second
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 60 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 2 * time.Minute
 	}
 	if o.LongPoll <= 0 {
 		o.LongPoll = 20 * time.Second
@@ -119,17 +160,22 @@ type Server struct {
 	sampler *engine.Sampler
 	eos     []int // ends every request unless ignore_eos
 	ctxLen  int
+	// maxTokenBytes is the longest text one token stands for (0: no
+	// tokenizer); see encode.
+	maxTokenBytes int
 
 	mu       sync.Mutex
 	cur      *served
 	inflight map[string]int // rid → running /generate-style requests
 	paused   bool
 
-	swapMu sync.Mutex // one weight update at a time
-	ridSeq atomic.Int64
-	tinker *tinkerAPI
-	mux    *http.ServeMux
-	closed atomic.Bool
+	swapMu    sync.Mutex // one weight update at a time
+	ridSeq    atomic.Int64
+	tinker    *tinkerAPI
+	mux       *http.ServeMux
+	admission *admission
+	conns     atomic.Pointer[connLimiter] // set by Serve
+	closed    atomic.Bool
 }
 
 // New starts the sampler and builds the handlers.
@@ -138,8 +184,12 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	cfg := opts.Weights.Config
-	s := &Server{opts: opts, log: opts.Logger, ctxLen: cfg.MaxPositionEmbeddings, inflight: map[string]int{}}
+	s := &Server{opts: opts, log: opts.Logger, ctxLen: cfg.MaxPositionEmbeddings, inflight: map[string]int{},
+		admission: newAdmission(opts.MaxInflightBytes)}
 	s.eos = stopIDs(opts.ModelDir, cfg, opts.Tokenizer)
+	if opts.Tokenizer != nil {
+		s.maxTokenBytes = longestToken(opts.Tokenizer)
+	}
 	s.sampler = engine.NewSampler(opts.Weights, 0, s.samplerOptions())
 	s.cur = &served{w: opts.Weights, version: 0, scorer: engine.NewModel(opts.Weights, 0)}
 	s.tinker = newTinkerAPI(s)
@@ -236,14 +286,26 @@ func (s *Server) Handler() http.Handler {
 					panic(v)
 				}
 				s.log.Error("serve: handler panicked", "path", r.URL.Path, "panic", v)
-				writeJSON(w, http.StatusInternalServerError, map[string]any{"error": map[string]any{"message": "internal error"}})
+				openAIError(w, http.StatusInternalServerError, "internal error")
 			}
 		}()
-		if s.opts.APIKey != "" && !isHealthPath(r.URL.Path) && !s.authorized(r) {
-			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{"message": "missing or wrong API key: send Authorization: Bearer KEY or X-API-Key: KEY"}})
+		s.bodyDeadline(w, r)
+		if isHealthPath(r.URL.Path) {
+			s.mux.ServeHTTP(w, r)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		if s.opts.APIKey != "" && !s.authorized(r) {
+			// The body is not wanted: close rather than drain it.
+			w.Header().Set("Connection", "close")
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{"message": "missing or wrong API key: send Authorization: Bearer KEY or X-API-Key: KEY",
+				"type": "authentication_error", "param": nil, "code": http.StatusUnauthorized}})
+			return
+		}
+		release, ok := s.admit(w, r)
+		if !ok {
+			return
+		}
+		defer release()
 		s.mux.ServeHTTP(w, r)
 	})
 }
@@ -254,11 +316,17 @@ func isHealthPath(p string) bool {
 
 func (s *Server) authorized(r *http.Request) bool {
 	if k := r.Header.Get("X-API-Key"); k != "" {
-		return k == s.opts.APIKey
+		return sameKey(k, s.opts.APIKey)
 	}
 	auth := r.Header.Get("Authorization")
 	k, ok := strings.CutPrefix(auth, "Bearer ")
-	return ok && k == s.opts.APIKey
+	return ok && sameKey(k, s.opts.APIKey)
+}
+
+// sameKey compares keys in constant time (for keys of equal length; the
+// length itself is not secret enough to matter).
+func sameKey(got, want string) bool {
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
 // Serve answers on ln until ctx is cancelled, then shuts down gracefully:
@@ -266,8 +334,15 @@ func (s *Server) authorized(r *http.Request) bool {
 // still running after that is aborted (generations end with their partial
 // output).
 func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
-	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	lim := newConnLimiter(ln, s.opts.MaxConns)
+	s.conns.Store(lim)
+	// No ReadTimeout: it would cancel the context of every handler running
+	// longer than it; bodies get their own deadline (bodyDeadline).
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: s.opts.ReadHeaderTimeout, IdleTimeout: s.opts.IdleTimeout,
+		MaxHeaderBytes: 64 << 10, ConnState: lim.connState,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	ln = lim
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -365,6 +440,22 @@ func (s *Server) checkPrompt(ids []int) error {
 	return nil
 }
 
+// guardTokenIDs bounds a JSON list of token ids (or list of such lists)
+// before it is decoded: decoding costs 8 bytes and more per id, so a body
+// of ids far past what the model can take is refused from its commas
+// alone. A flat list longer than the context gets checkPrompt's error.
+func (s *Server) guardTokenIDs(raw []byte) error {
+	n := bytes.Count(raw, []byte{','}) + 1 // ≥ the number of ids
+	flat := bytes.Count(raw, []byte{'['}) == 1
+	if flat && n >= s.ctxLen {
+		return fmt.Errorf("the prompt has %d tokens; the context length is %d", n, s.ctxLen)
+	}
+	if limit := s.opts.MaxPrompts * s.ctxLen; n > limit {
+		return &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the request has about %d token ids, more than --max-prompts (%d) × the context length (%d)", n, s.opts.MaxPrompts, s.ctxLen)}
+	}
+	return nil
+}
+
 // promptLogprobs scores ids under the current weights: out[i] is
 // log p(ids[i] | ids[:i]) for i ≥ 1 and NaN for i = 0.
 func (s *Server) promptLogprobs(ctx context.Context, ids []int) ([]float32, int, error) {
@@ -405,7 +496,27 @@ func (s *Server) encode(text string) ([]int, error) {
 	if s.opts.Tokenizer == nil {
 		return nil, errors.New("this server has no tokenizer; send token ids")
 	}
+	// A token covers at most maxTokenBytes bytes of text, so a text this
+	// long cannot fit in the context: refuse it before tokenising, which
+	// costs far more memory than the text (issue 12).
+	if s.maxTokenBytes > 0 {
+		if least := len(text) / s.maxTokenBytes; least >= s.ctxLen+16 {
+			return nil, fmt.Errorf("the prompt has at least %d tokens; the context length is %d", least, s.ctxLen)
+		}
+	}
 	return s.opts.Tokenizer.Encode(text), nil
+}
+
+// longestToken is the most bytes of text one token of tok decodes to.
+func longestToken(tok *tokenizer.Tokenizer) int {
+	longest := 0
+	for id := range tok.VocabSize() {
+		longest = max(longest, len(tok.Decode([]int{id})))
+	}
+	for _, a := range tok.AddedTokens() {
+		longest = max(longest, len(a.Content))
+	}
+	return longest
 }
 
 // tokenText is the text of one token for logprob listings.
@@ -453,7 +564,24 @@ func (e *bodyError) Error() string { return e.msg }
 
 // readBody reads the whole body, mapping an over-limit body to 413.
 func readBody(r *http.Request) ([]byte, error) {
-	data, err := io.ReadAll(r.Body)
+	var data []byte
+	var err error
+	if n := r.ContentLength; n > 0 && n <= 1<<30 {
+		// Exactly the declared size (admit capped it): io.ReadAll would
+		// grow by doubling and hold up to twice the body.
+		data = make([]byte, n)
+		var got int
+		got, err = io.ReadFull(r.Body, data)
+		data = data[:got]
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("the body ended after %d of %d bytes", got, n)
+		} else if err == nil {
+			// Reach EOF so the body deadline is lifted (bodyDeadline).
+			_, _ = r.Body.Read(make([]byte, 1))
+		}
+	} else {
+		data, err = io.ReadAll(r.Body)
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -210,6 +210,9 @@ func (s *Server) parseGenerateInputs(f map[string]json.RawMessage) ([]generateIn
 	var prompts [][]int
 	batch := false
 	if hasIDs {
+		if err := s.guardTokenIDs(idsRaw); err != nil {
+			return nil, false, err
+		}
 		var one []int
 		if err := json.Unmarshal(idsRaw, &one); err == nil {
 			prompts = [][]int{one}
@@ -222,6 +225,9 @@ func (s *Server) parseGenerateInputs(f map[string]json.RawMessage) ([]generateIn
 		texts, err := stringOrList(text)
 		if err != nil {
 			return nil, false, fmt.Errorf("text: %v", err)
+		}
+		if len(texts) > s.opts.MaxPrompts {
+			return nil, false, s.tooMany(len(texts)) // before tokenising them all
 		}
 		var one string
 		batch = json.Unmarshal(text, &one) != nil
@@ -288,7 +294,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 	}
 	inputs, batch, err := s.parseGenerateInputs(f)
 	if err != nil {
-		sglangError(w, http.StatusBadRequest, err.Error())
+		sglangBodyError(w, err)
 		return
 	}
 	sp, err := parseSGLangSampling(f["sampling_params"])
@@ -315,6 +321,10 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+	}
+	if len(inputs)*sp.n > s.opts.MaxPrompts {
+		sglangBodyError(w, s.tooMany(len(inputs)*sp.n))
+		return
 	}
 	// n > 1 repeats every prompt, as SGLang does.
 	if sp.n > 1 {

@@ -360,7 +360,9 @@ func parseTinkerPath(p string) (model, kind, name string, ok bool) {
 		return "", "", "", false
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || parts[0] == "" || !checkpointName(parts[2]) || (parts[1] != "sampler_weights" && parts[1] != "weights") {
+	// Every part is a plain name (no "..", no separators), so the path
+	// cannot reach outside the checkpoint directory.
+	if len(parts) != 3 || !checkpointName(parts[0]) || !checkpointName(parts[2]) || (parts[1] != "sampler_weights" && parts[1] != "weights") {
 		return "", "", "", false
 	}
 	return parts[0], parts[1], parts[2], true
