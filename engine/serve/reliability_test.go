@@ -111,6 +111,14 @@ func TestReliabilityHeldConnections(t *testing.T) {
 					t.Fatalf("write %d: %v", i, err)
 				}
 			}
+			// Held, not still arriving: wait until the server has accepted
+			// the whole flood (a loaded CI machine accepts slowly).
+			lim := s.conns.Load()
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if o, ev, _ := lim.stats(); int(ev)+o >= n || time.Now().After(deadline) {
+					break
+				}
+			}
 			healthWithin(t, addr, time.Second)
 			// The server closed all but (at most) maxConns of them.
 			deadline := time.Now().Add(time.Second)
@@ -127,7 +135,7 @@ func TestReliabilityHeldConnections(t *testing.T) {
 			if open > maxConns {
 				t.Fatalf("%d of %d half-sent requests still held open by the server (cap %d)", open, n, maxConns)
 			}
-			if o, ev, _ := s.conns.Load().stats(); o > maxConns || ev < int64(n-maxConns) {
+			if o, ev, _ := lim.stats(); o > maxConns || ev < int64(n-maxConns) {
 				t.Fatalf("limiter: %d open, %d evicted; want ≤ %d open and ≥ %d evicted", o, ev, maxConns, n-maxConns)
 			}
 			healthWithin(t, addr, time.Second)
