@@ -6,6 +6,7 @@
 # server is stopped at the end.
 #
 #   scripts/search_memory_bench.sh ASEARCHER_BINARY INDEX_DIR [burst|grpo] [PORT]
+#   QUERY_WORDS="w1 … w24" scripts/search_memory_bench.sh …
 #
 # Prints one line: mode, baseline RSS, peak RSS (VmHWM), wall time of the
 # load, HTTP codes and reply bytes. Needs curl and Linux /proc.
@@ -18,9 +19,14 @@ port=${4:-18431}
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# Queries: three everyday words each, varied so they do not repeat.
+# Queries: three of 24 words each, varied so they do not repeat. QUERY_WORDS
+# (24 space-separated words) suits another corpus, e.g. a synthetic one.
 words=(history city river music film war school king church team season water
 	island station player album village band party book family game state army)
+if [[ -n ${QUERY_WORDS:-} ]]; then
+	read -r -a words <<<"$QUERY_WORDS"
+	((${#words[@]} == 24)) || { echo "QUERY_WORDS needs 24 words" >&2; exit 2; }
+fi
 body() { # body NQUERIES TOPK
 	local n=$1 k=$2 i
 	printf '{"queries": ['
@@ -67,7 +73,11 @@ done
 wait "${clients[@]}"
 end=$(date +%s.%N)
 peak=$(rss VmHWM)
+anon=$(rss RssAnon)
+file=$(rss RssFile)
 codes=$(cat "$work"/code* | awk '{print $1}' | sort | uniq -c | awk '{printf "%s×%s ", $1, $2}')
 bytes=$(cat "$work"/code* | awk '{s += $2} END {print s}')
-printf '%s: baseline %d MB, peak %d MB, load %.2f s, codes %s, reply bytes %d\n' \
-	"$mode" $((base / 1024)) $((peak / 1024)) "$(echo "$end - $start" | bc)" "$codes" "$bytes"
+# VmHWM counts mapped index pages the queries touched (RssFile: page cache,
+# shared and reclaimable) as well as the heap (RssAnon).
+printf '%s: baseline %d MB, peak %d MB (after: anon %d MB, mapped file %d MB), load %.2f s, codes %s, reply bytes %d\n' \
+	"$mode" $((base / 1024)) $((peak / 1024)) $((anon / 1024)) $((file / 1024)) "$(echo "$end - $start" | bc)" "$codes" "$bytes"

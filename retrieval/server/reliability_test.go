@@ -320,14 +320,15 @@ func (s *swapRetriever) Search(ctx context.Context, q string, k int, dst []retri
 	return (*s.cur.Load()).Search(ctx, q, k, dst)
 }
 
-type panicRetriever struct{ after int }
+// panicRetriever panics from its after-th call on (calls may come from
+// several goroutines).
+type panicRetriever struct{ after int64 }
 
 func (p *panicRetriever) Search(_ context.Context, q string, k int, dst []retrieval.Hit) ([]retrieval.Hit, error) {
-	if p.after == 0 {
+	if atomic.AddInt64(&p.after, -1) < 0 {
 		var b []byte
 		_ = b[len(q)+5] // an index out of range, as corrupt postings caused
 	}
-	p.after--
 	return append(dst, retrieval.Hit{Doc: 0, Score: 1}), nil
 }
 
@@ -352,8 +353,10 @@ func TestReliabilityHandlerPanic(t *testing.T) {
 		t.Errorf("panic before streaming: %d %s, want JSON 500", code, body)
 	}
 
-	swap.set(&panicRetriever{after: 3})
-	resp, err := http.Post(ts.URL+"/retrieve", "application/json", strings.NewReader(`{"queries": ["a","b","c","d","e"]}`))
+	// The first window of searchWindowSize queries is searched and
+	// streamed before the panic, in the second window.
+	swap.set(&panicRetriever{after: searchWindowSize + 3})
+	resp, err := http.Post(ts.URL+"/retrieve", "application/json", strings.NewReader(queriesBody(searchWindowSize+20, 3, false)))
 	if err == nil {
 		_, err = io.ReadAll(resp.Body)
 		resp.Body.Close()

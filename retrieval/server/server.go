@@ -23,10 +23,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asearcher/asearcher/corpus"
@@ -126,7 +128,6 @@ type Server struct {
 	opts      Options
 	mux       *http.ServeMux
 	bufs      sync.Pool
-	hits      sync.Pool
 	// turns holds a token per request being served (MaxInFlight).
 	turns chan struct{}
 
@@ -467,6 +468,61 @@ func (s *Server) putBuf(b *bytes.Buffer) {
 	}
 }
 
+// searchWindow runs the queries of a large request in parallel, a window
+// at a time: a window's hits are small (8 bytes each) and are written out in
+// order before the next window is searched, so Search-R1's one-request
+// batches use every core while the reply still streams in order.
+type searchWindow struct {
+	hits [][]retrieval.Hit
+	errs []error
+}
+
+// searchWindowSize is how many queries are searched before they are
+// written.
+const searchWindowSize = 256
+
+func newSearchWindow(n int) *searchWindow {
+	size := min(n, searchWindowSize)
+	return &searchWindow{hits: make([][]retrieval.Hit, size), errs: make([]error, size)}
+}
+
+// search fills hits[i], errs[i] for queries[i]. A panic in a worker is
+// raised again in the caller, where the handler's recovery answers it.
+func (w *searchWindow) search(ctx context.Context, r retrieval.Retriever, queries []string, topk int) {
+	workers := min(runtime.GOMAXPROCS(0), (len(queries)+7)/8)
+	if workers <= 1 {
+		for i, q := range queries {
+			w.hits[i], w.errs[i] = r.Search(ctx, q, topk, w.hits[i][:0])
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var panicked atomic.Pointer[any]
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if v := recover(); v != nil {
+					panicked.CompareAndSwap(nil, &v)
+				}
+			}()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(queries) {
+					return
+				}
+				w.hits[i], w.errs[i] = r.Search(ctx, queries[i], topk, w.hits[i][:0])
+			}
+		}()
+	}
+	wg.Wait()
+	if v := panicked.Load(); v != nil {
+		panic(*v)
+	}
+}
+
 // chunked streams a JSON reply: it collects output in a pooled buffer and
 // writes it out whenever it passes the chunk size, so a reply of any size
 // costs about one chunk of memory. Until the first write nothing has been
@@ -544,18 +600,18 @@ func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
 	body = nil // the queries are decoded; let the body go
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
 	defer cancel()
-	hitsp, _ := s.hits.Get().(*[]retrieval.Hit)
-	if hitsp == nil {
-		hitsp = new([]retrieval.Hit)
-	}
-	defer s.hits.Put(hitsp)
 	out := &chunked{w: w, buf: s.getBuf(), chunk: s.opts.StreamChunkBytes}
 	defer func() { s.putBuf(out.buf) }()
 	buf := out.buf
 	buf.WriteString(`{"result":[`)
+	win := newSearchWindow(len(req.Queries))
 	for qi, q := range req.Queries {
-		hits, err := s.retriever.Search(ctx, q, topk, (*hitsp)[:0])
-		*hitsp = hits
+		wi := qi % len(win.hits)
+		if wi == 0 {
+			end := min(len(req.Queries), qi+len(win.hits))
+			win.search(ctx, s.retriever, req.Queries[qi:end], topk)
+		}
+		hits, err := win.hits[wi], win.errs[wi]
 		if err == nil && out.err != nil {
 			err = out.err
 		}
