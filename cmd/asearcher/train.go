@@ -10,10 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/asearcher/asearcher/rl"
+	"github.com/asearcher/asearcher/recipe"
 )
 
-// newTrainCmd wires `asearcher train` to rl.RunDemo (docs/rl.md).
+// newTrainCmd wires `asearcher train` to recipe.RunDemo (docs/rl.md).
 func newTrainCmd() *cobra.Command {
 	var out, configPath, resume string
 	var noProgress, repair bool
@@ -50,15 +50,15 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 			if resume != "" && (out != "" || configPath != "") {
 				return errors.New("--resume continues a run with its own directory and config.yaml; drop --out and --config")
 			}
-			progress := rl.ProgressAuto
+			progress := recipe.ProgressAuto
 			if noProgress {
-				progress = rl.ProgressLog
+				progress = recipe.ProgressLog
 			}
 			if out == "" {
 				out = cmp.Or(resume, "runs/train-"+time.Now().UTC().Format("20060102-150405"))
 			}
 			if resume != "" || configPath != "" {
-				ok, err := rl.HasClusterBlock(cmp.Or(configPath, filepath.Join(resume, "config.yaml")))
+				ok, err := recipe.HasClusterBlock(cmp.Or(configPath, filepath.Join(resume, "config.yaml")))
 				if err != nil {
 					return err
 				}
@@ -66,15 +66,15 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 					return runClusterTrain(cmd, configPath, out, resume != "", repair, progress)
 				}
 			}
-			opts := rl.DemoOptions{Config: rl.DefaultDemoConfig(), Out: out, Resume: resume != "", Repair: repair, Progress: progress, Logger: slog.Default()}
+			opts := recipe.DemoOptions{Config: recipe.DefaultDemoConfig(), Out: out, Resume: resume != "", Repair: repair, Progress: progress, Logger: slog.Default()}
 			if configPath != "" {
-				cfg, err := rl.LoadDemoConfig(configPath)
+				cfg, err := recipe.LoadDemoConfig(configPath)
 				if err != nil {
 					return err
 				}
 				opts.Config = cfg
 			}
-			rep, err := rl.RunDemo(cmd.Context(), opts)
+			rep, err := recipe.RunDemo(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
@@ -93,17 +93,17 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 }
 
 // runClusterTrain wires `train --config` with a cluster: block (or
-// --resume of such a run) to rl.RunCluster.
-func runClusterTrain(cmd *cobra.Command, configPath, out string, resume, repair bool, progress rl.ProgressMode) error {
-	opts := rl.ClusterOptions{Out: out, Resume: resume, Repair: repair, Progress: progress, Logger: slog.Default()}
+// --resume of such a run) to recipe.RunCluster.
+func runClusterTrain(cmd *cobra.Command, configPath, out string, resume, repair bool, progress recipe.ProgressMode) error {
+	opts := recipe.ClusterOptions{Out: out, Resume: resume, Repair: repair, Progress: progress, Logger: slog.Default()}
 	if !resume {
-		f, err := rl.LoadClusterFile(configPath)
+		f, err := recipe.LoadClusterFile(configPath)
 		if err != nil {
 			return err
 		}
 		opts.File = f
 	}
-	sum, err := rl.RunCluster(cmd.Context(), opts)
+	sum, err := recipe.RunCluster(cmd.Context(), opts)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 // TestTrainClusterRouting: a config with a cluster: block goes to
-// rl.RunCluster (which checks its servers first and names the dead one),
+// recipe.RunCluster (which checks its servers first and names the dead one),
 // and --resume of a cluster run takes no --config; the full cluster run is
 // rl.TestRunClusterEndToEnd.
 func TestTrainClusterRouting(t *testing.T) {

@@ -1,9 +1,11 @@
-package rl
+package recipe
 
 import (
 	"context"
 	"fmt"
+	"github.com/asearcher/asearcher/rl"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -63,7 +65,7 @@ func evaluate(ctx context.Context, da *demoAgent, s llm.Sampler, qs []demoQuesti
 	for range cfg.Eval.Concurrency {
 		wg.Go(func() {
 			for j := range jobs {
-				seed := trajectorySeed(cfg.Seed^0x0e7a1, int64(j/k), j%k, 0)
+				seed := rl.TrajectorySeed(cfg.Seed^0x0e7a1, int64(j/k), j%k, 0)
 				traj, score, err := da.run(ctx, s, qs[j/k], j%k, seed, cfg.Eval.Temperature)
 				mu.Lock()
 				if err != nil && firstErr == nil {
@@ -175,7 +177,7 @@ type DemoReport struct {
 	EvalAfterSeconds  float64      `json:"eval_after_seconds"`
 }
 
-func newDemoReport(cfg *DemoConfig, warm *WarmupStats, before, after *EvalResult, sum *Summary, wall time.Duration) *DemoReport {
+func newDemoReport(cfg *DemoConfig, warm *WarmupStats, before, after *EvalResult, sum *rl.Summary, wall time.Duration) *DemoReport {
 	r := &DemoReport{HeldOutQuestions: len(after.Scores), SamplesPerQ: cfg.Eval.Samples,
 		Before: before.Accuracy, After: after.Accuracy, Lift: after.Accuracy - before.Accuracy,
 		SearchRateBefore: before.SearchRate, SearchRateAfter: after.SearchRate,
@@ -231,3 +233,5 @@ const (
 func newDemoProgress(mode ProgressMode, log *slog.Logger, desc string, total int) *progress.Bar {
 	return progress.New(mode, progress.Options{Desc: desc, Unit: "steps", Total: int64(total), Logger: log})
 }
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }

@@ -1,10 +1,11 @@
-package rl
+package recipe
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/asearcher/asearcher/rl"
 	"log/slog"
 	"net/http"
 	"os"
@@ -26,10 +27,10 @@ import (
 
 // ClusterFile is a `asearcher train --config` file that trains on real
 // backends: the cluster: block says where everything is, the rl: block is
-// the controller's Config. Unknown fields are errors (docs/cluster.md).
+// the controller's rl.Config. Unknown fields are errors (docs/cluster.md).
 type ClusterFile struct {
 	Cluster *ClusterConfig `yaml:"cluster"`
-	RL      Config         `yaml:"rl"`
+	RL      rl.Config      `yaml:"rl"`
 }
 
 // ClusterConfig names the backends of a cluster run.
@@ -54,7 +55,7 @@ type ClusterConfig struct {
 	// pool, native /generate), or "tinker" to sample through the trainer's
 	// Tinker server.
 	Sampler string `yaml:"sampler"`
-	// Publisher sends each new version to the samplers: "sglang"
+	// rl.Publisher sends each new version to the samplers: "sglang"
 	// (pause_generation / update_weights_from_disk / continue_generation on
 	// every server of Sampler) or "tinker" (a new sampling session on the
 	// saved sampler weights). Empty picks the one that matches Sampler.
@@ -90,10 +91,10 @@ type ClusterTrainer struct {
 }
 
 // DefaultClusterFile is a cluster file's defaults: the controller's
-// Config with a LoRA learning rate, ASearcher's reward, the asearcher
+// rl.Config with a LoRA learning rate, ASearcher's reward, the asearcher
 // agent at temperature 1.
 func DefaultClusterFile() ClusterFile {
-	f := ClusterFile{RL: DefaultConfig()}
+	f := ClusterFile{RL: rl.DefaultConfig()}
 	// A Tinker trainer trains LoRA (rank 32 by default), and LoRA wants
 	// about 10× the full fine-tuning learning rate (Tinker cookbook,
 	// hyperparam_utils.get_lora_lr_over_full_finetune_lr: a fixed factor
@@ -154,7 +155,7 @@ func (f *ClusterFile) Validate() error {
 	return f.RL.Validate()
 }
 
-// publisher resolves Publisher against Sampler.
+// publisher resolves rl.Publisher against Sampler.
 func (c *ClusterConfig) publisher() (string, error) {
 	tinker := strings.TrimSpace(c.Sampler) == "tinker"
 	switch c.Publisher {
@@ -219,7 +220,7 @@ func DecodeClusterFile(raw []byte) (ClusterFile, error) {
 	if _, ok := probe["cluster"]; ok {
 		f.Cluster = defaultClusterConfig()
 	}
-	if err := DecodeYAML(bytes.NewReader(raw), &f); err != nil {
+	if err := rl.DecodeYAML(bytes.NewReader(raw), &f); err != nil {
 		return f, err
 	}
 	return f, f.Validate()
@@ -252,7 +253,7 @@ type ClusterOptions struct {
 	Repair   bool
 	Progress ProgressMode
 	Logger   *slog.Logger
-	OnStep   func(*StepRecord)
+	OnStep   func(*rl.StepRecord)
 }
 
 // Paths inside a cluster run directory.
@@ -261,7 +262,7 @@ const clusterDataFile = "data.json"
 // RunCluster trains the configured agent on real backends: it checks every
 // server's health, then runs the controller with the Tinker trainer, the
 // SGLang pool or Tinker sampler, and the chosen publisher.
-func RunCluster(ctx context.Context, o ClusterOptions) (*Summary, error) {
+func RunCluster(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -333,7 +334,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*Summary, error) {
 	}()
 
 	var sampler llm.Sampler
-	var pub Publisher
+	var pub rl.Publisher
 	var wrap func(llm.Sampler) llm.Sampler
 	switch pubKind {
 	case "sglang":
@@ -343,7 +344,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*Summary, error) {
 		}
 		defer pool.Close()
 		sampler = pool
-		pub = &SGLangPublisher{Servers: urls, Client: bearerClient(llm.APIKeyFromEnv())}
+		pub = &rl.SGLangPublisher{Servers: urls, Client: bearerClient(llm.APIKeyFromEnv())}
 		wrap = func(s llm.Sampler) llm.Sampler { return &llm.Resumer{Sampler: s, Logger: log} }
 	case "tinker":
 		sm, err := llm.NewTinkerSampler(llm.TinkerSamplerConfig{TinkerConfig: tcfg, BaseModel: c.Trainer.BaseModel, Decode: tok.Decode})
@@ -352,7 +353,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*Summary, error) {
 		}
 		defer sm.Close()
 		sampler = stopStringsOnly{sm}
-		pub = SwapPublisher{Load: func(ctx context.Context, path string, _ int) error { return sm.SetModelPath(ctx, path) }}
+		pub = rl.SwapPublisher{Load: func(ctx context.Context, path string, _ int) error { return sm.SetModelPath(ctx, path) }}
 	}
 
 	// Every server answered: only now does the run directory appear, so a
@@ -366,11 +367,11 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*Summary, error) {
 	}
 	defer unlock()
 	bar := newDemoProgress(o.Progress, log, "RL", file.RL.Steps)
-	ctl, err := New(Options{
+	ctl, err := rl.New(rl.Options{
 		Config: file.RL, Dataset: clusterQuestions(data.Items), Rollout: clusterRollout(wf, &env, c, data.Items),
 		Sampler: sampler, WrapSampler: wrap, Trainer: tr, Publisher: pub,
 		RunDir: o.Out, Resume: o.Resume, Repair: o.Repair, Logger: log,
-		OnStep: func(r *StepRecord) {
+		OnStep: func(r *rl.StepRecord) {
 			bar.Set(int64(r.Step+1), fmt.Sprintf("reward %.3f acc %.2f", r.RewardMean, r.Accuracy))
 			if o.OnStep != nil {
 				o.OnStep(r)
@@ -418,7 +419,7 @@ func startRunDir(dir string, resume bool, file ClusterFile, data *dataset.Set) e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create run directory: %w", err)
 	}
-	b, err := MarshalYAML(file)
+	b, err := rl.MarshalYAML(file)
 	if err != nil {
 		return err
 	}
@@ -501,7 +502,7 @@ func sglangFleet(ctx context.Context, spec string, timeout time.Duration, log *s
 	return pool, urls, nil
 }
 
-// clusterQuestions is the training data as the controller's Dataset.
+// clusterQuestions is the training data as the controller's rl.Dataset.
 type clusterQuestions []dataset.Item
 
 func (q clusterQuestions) Len() int                     { return len(q) }
@@ -509,7 +510,7 @@ func (q clusterQuestions) Question(i int) (string, any) { return q[i].ID, q[i] }
 
 // clusterRollout runs the agent on a question and scores it with the
 // configured reward over every generation of the trajectory.
-func clusterRollout(wf agent.Workflow, env *agent.Env, c *ClusterConfig, items []dataset.Item) Rollout {
+func clusterRollout(wf agent.Workflow, env *agent.Env, c *ClusterConfig, items []dataset.Item) rl.Rollout {
 	rc, ratio := c.Reward, c.ValidInstructionRatio
 	aug := map[string][]string{}
 	for _, it := range items {
@@ -517,9 +518,9 @@ func clusterRollout(wf agent.Workflow, env *agent.Env, c *ClusterConfig, items [
 			aug[it.ID] = it.AugAnswers
 		}
 	}
-	return WorkflowRollout{
+	return rl.WorkflowRollout{
 		Workflow: wf,
-		Env: func(q Question) (*agent.Env, agent.Task, error) {
+		Env: func(q rl.Question) (*agent.Env, agent.Task, error) {
 			it, ok := q.Payload.(dataset.Item)
 			if !ok {
 				return nil, agent.Task{}, fmt.Errorf("payload %T is not a dataset item", q.Payload)

@@ -1,4 +1,4 @@
-package rl
+package recipe
 
 import (
 	"bufio"
@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/asearcher/asearcher/rl"
 	"io"
 	"log/slog"
 	"net/http"
@@ -148,7 +149,7 @@ func TestRunClusterEndToEnd(t *testing.T) {
 	first, stop := context.WithCancel(ctx)
 	defer stop()
 	_, err = RunCluster(first, ClusterOptions{File: file, Out: out, Progress: ProgressOff, Logger: testLogger(t),
-		OnStep: func(r *StepRecord) {
+		OnStep: func(r *rl.StepRecord) {
 			if r.Step == 0 {
 				stop()
 			}
@@ -189,7 +190,7 @@ func TestRunClusterEndToEnd(t *testing.T) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		var r StepRecord
+		var r rl.StepRecord
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("metrics.jsonl: %v", err)
 		}
@@ -363,8 +364,8 @@ func TestClusterLoRADefaults(t *testing.T) {
 	if f.RL.Optim.LR != 5e-5 || f.Cluster.Trainer.LoraRank != 32 {
 		t.Fatalf("lr %g rank %d, want 5e-5 and 32", f.RL.Optim.LR, f.Cluster.Trainer.LoraRank)
 	}
-	if DefaultConfig().Optim.LR != 5e-6 {
-		t.Fatalf("the library default lr moved: %g", DefaultConfig().Optim.LR)
+	if rl.DefaultConfig().Optim.LR != 5e-6 {
+		t.Fatalf("the library default lr moved: %g", rl.DefaultConfig().Optim.LR)
 	}
 	f, err = DecodeClusterFile([]byte(base + "rl:\n  optim:\n    lr: 1.0e-6\n"))
 	if err != nil || f.RL.Optim.LR != 1e-6 {

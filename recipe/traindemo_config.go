@@ -1,8 +1,9 @@
-package rl
+package recipe
 
 import (
 	"errors"
 	"fmt"
+	"github.com/asearcher/asearcher/rl"
 	"os"
 )
 
@@ -19,7 +20,7 @@ type DemoConfig struct {
 	Agent  DemoAgentConfig `yaml:"agent"`
 	Warmup WarmupConfig    `yaml:"warmup"`
 	Eval   DemoEvalConfig  `yaml:"eval"`
-	RL     Config          `yaml:"rl"`
+	RL     rl.Config       `yaml:"rl"`
 }
 
 // DemoWorldConfig sizes the synthetic worlds.
@@ -88,7 +89,7 @@ type DemoEvalConfig struct {
 // DefaultDemoConfig is the configuration of `asearcher train` without
 // --config: sized to finish within minutes on 2 CPU cores.
 func DefaultDemoConfig() DemoConfig {
-	rl := DefaultConfig()
+	rl := rl.DefaultConfig()
 	rl.Steps = 40
 	rl.BatchGroups = 8
 	rl.GroupSize = 8
@@ -147,7 +148,7 @@ func LoadDemoConfig(path string) (DemoConfig, error) {
 		return c, fmt.Errorf("read config: %w", err)
 	}
 	defer f.Close()
-	if err := DecodeYAML(f, &c); err != nil {
+	if err := rl.DecodeYAML(f, &c); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {

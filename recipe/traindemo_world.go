@@ -1,9 +1,10 @@
-package rl
+package recipe
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/asearcher/asearcher/rl"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -112,7 +113,7 @@ func worldQuestions(ws []*demoWorld) []demoQuestion {
 	return out
 }
 
-// questionSet adapts the training questions to Dataset.
+// questionSet adapts the training questions to rl.Dataset.
 type questionSet []demoQuestion
 
 func (s questionSet) Len() int { return len(s) }
@@ -157,15 +158,15 @@ func (a *demoAgent) run(ctx context.Context, s llm.Sampler, dq demoQuestion, sam
 	if err != nil {
 		return traj, 0, err
 	}
-	return traj, exactMatch(task, traj), nil
+	return traj, rl.ExactMatch(task, traj), nil
 }
 
 // rollout is the controller's Rollout: the real agent, tools and reward,
 // through the same adapter a custom workflow uses.
-func (a *demoAgent) rollout(temperature float64) Rollout {
-	return WorkflowRollout{
+func (a *demoAgent) rollout(temperature float64) rl.Rollout {
+	return rl.WorkflowRollout{
 		Workflow: a.wf,
-		Env: func(q Question) (*agent.Env, agent.Task, error) {
+		Env: func(q rl.Question) (*agent.Env, agent.Task, error) {
 			dq, ok := q.Payload.(demoQuestion)
 			if !ok {
 				return nil, agent.Task{}, fmt.Errorf("payload %T is not a demo question", q.Payload)

@@ -1,8 +1,9 @@
-package rl
+package recipe
 
 import (
 	"context"
 	"encoding/json"
+	"github.com/asearcher/asearcher/rl"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -75,7 +76,7 @@ func TestTrainDemoEndToEnd(t *testing.T) {
 			t.Errorf("run directory lacks %s", f)
 		}
 	}
-	recs, _, err := readRecords(filepath.Join(out, "metrics.jsonl"))
+	recs, err := rl.ReadStepRecords(filepath.Join(out, "metrics.jsonl"))
 	if err != nil || len(recs) != 2 {
 		t.Fatalf("%d metric records: %v", len(recs), err)
 	}
@@ -166,7 +167,7 @@ func TestTrainDemoInterruptedRL(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, err := RunDemo(ctx, DemoOptions{Config: cfg, Out: out, Progress: ProgressOff, Logger: log,
-		OnStep: func(r *StepRecord) {
+		OnStep: func(r *rl.StepRecord) {
 			if r.Step == 1 {
 				cancel()
 			}
@@ -182,7 +183,7 @@ func TestTrainDemoInterruptedRL(t *testing.T) {
 	defer cancel2()
 	var resumedAt = -1
 	rep, err := RunDemo(ctx2, DemoOptions{Out: out, Resume: true, Progress: ProgressOff, Logger: log,
-		OnStep: func(r *StepRecord) {
+		OnStep: func(r *rl.StepRecord) {
 			if resumedAt < 0 {
 				resumedAt = r.Step
 			}
@@ -203,7 +204,7 @@ func TestTrainDemoInterruptedRL(t *testing.T) {
 	if resumedAt != 2 || rep.RLSteps != 4 {
 		t.Fatalf("resumed at step %d, %d steps in all; want step 2 (checkpoint after step 1) and 4", resumedAt, rep.RLSteps)
 	}
-	recs, _, err := readRecords(filepath.Join(out, "metrics.jsonl"))
+	recs, err := rl.ReadStepRecords(filepath.Join(out, "metrics.jsonl"))
 	if err != nil || len(recs) != 4 {
 		t.Fatalf("%d records: %v", len(recs), err)
 	}

@@ -1,10 +1,11 @@
-package rl
+package recipe
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/asearcher/asearcher/rl"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -37,7 +38,7 @@ type DemoOptions struct {
 	Progress ProgressMode
 	Logger   *slog.Logger
 	// OnStep, when set, is called after every RL step.
-	OnStep func(*StepRecord)
+	OnStep func(*rl.StepRecord)
 }
 
 // Paths inside the run directory.
@@ -92,7 +93,7 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 		if err := os.MkdirAll(o.Out, 0o755); err != nil {
 			return nil, fmt.Errorf("create run directory: %w", err)
 		}
-		b, err := MarshalYAML(cfg)
+		b, err := rl.MarshalYAML(cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -186,11 +187,11 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	if cfg.RL.FilterZeroVariance {
 		rollout = newVarianceWatch(cfg.RL.GroupSize, 32*cfg.RL.BatchGroups, stop).wrap(rollout)
 	}
-	ctl, err := New(Options{
+	ctl, err := rl.New(rl.Options{
 		Config: cfg.RL, Dataset: questionSet(worldQuestions(trainW)), Rollout: rollout,
-		Sampler: sampler, Trainer: tr, Publisher: SwapPublisher{Load: pruneSamplerWeights(filepath.Join(o.Out, demoRLDir))},
+		Sampler: sampler, Trainer: tr, Publisher: rl.SwapPublisher{Load: pruneSamplerWeights(filepath.Join(o.Out, demoRLDir))},
 		RunDir: o.Out, Resume: o.Resume, Repair: o.Repair, Logger: log,
-		OnStep: func(r *StepRecord) {
+		OnStep: func(r *rl.StepRecord) {
 			bar.Set(int64(r.Step+1), fmt.Sprintf("acc %.2f", r.Accuracy))
 			if o.OnStep != nil {
 				o.OnStep(r)
@@ -396,8 +397,8 @@ func newVarianceWatch(size, limit int, stop context.CancelCauseFunc) *varianceWa
 	return &varianceWatch{size: size, limit: limit, groups: map[int64][]float64{}, stop: stop}
 }
 
-func (w *varianceWatch) wrap(r Rollout) Rollout {
-	return RolloutFunc(func(ctx context.Context, q Question, s llm.Sampler, sample int, seed int64) (*Sample, error) {
+func (w *varianceWatch) wrap(r rl.Rollout) rl.Rollout {
+	return rl.RolloutFunc(func(ctx context.Context, q rl.Question, s llm.Sampler, sample int, seed int64) (*rl.Sample, error) {
 		out, err := r.Run(ctx, q, s, sample, seed)
 		if err == nil && out != nil {
 			w.observe(q.Index, out.Reward)
@@ -415,7 +416,7 @@ func (w *varianceWatch) observe(question int64, reward float64) {
 		return
 	}
 	delete(w.groups, question)
-	if !ZeroVariance(rs) {
+	if !rl.ZeroVariance(rs) {
 		w.streak = 0
 		return
 	}
