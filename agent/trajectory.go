@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/asearcher/asearcher/llm"
@@ -340,16 +341,19 @@ func (t *Trajectory) Sequences() ([]Sequence, error) {
 				q.LossMask[at+k] = 1
 				q.Versions[at+k] = -1
 			}
-			if len(c.Logprobs) > 0 {
-				copy(q.Logprobs[at:], c.Logprobs)
-			} else if sampled > 0 {
+			for k := range sampled {
+				// A call without logprobs, or a token whose logprob the
+				// server sent as null (read as -Inf: a sampled token cannot
+				// have probability 0) or NaN, has none.
+				if len(c.Logprobs) > 0 && !math.IsInf(float64(c.Logprobs[k]), 0) && !math.IsNaN(float64(c.Logprobs[k])) {
+					q.Logprobs[at+k] = c.Logprobs[k]
+					continue
+				}
 				q.MissingLogprobs = true
 				if q.LogprobMissing == nil {
 					q.LogprobMissing = make([]bool, n)
 				}
-				for k := range c.Output {
-					q.LogprobMissing[at+k] = true
-				}
+				q.LogprobMissing[at+k] = true
 			}
 			if len(c.Versions) > 0 {
 				copy(q.Versions[at:], c.Versions)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -245,12 +247,29 @@ func TestSequencesExtendOlderSequence(t *testing.T) {
 		seqs[0].Logprobs[4] != -3 || seqs[0].Logprobs[3] != 0 {
 		t.Fatalf("seq 0 %+v", seqs[0])
 	}
-	// Without logprobs and versions the sequence says so.
+	// A null logprob (-Inf from the OpenAI client) is missing, token by token.
+	tr.Calls[2].Logprobs = []float32{float32(math.Inf(-1)), -4}
+	seqs, _ = tr.Sequences()
+	if !seqs[0].MissingLogprobs || !reflect.DeepEqual(seqs[0].LogprobMissing, []bool{false, false, false, false, true, false}) ||
+		seqs[0].Logprobs[4] != 0 || seqs[0].Logprobs[5] != -4 || seqs[1].LogprobMissing != nil {
+		t.Fatalf("null logprob: %+v", seqs)
+	}
+	// Without logprobs and versions the sequence says so, token by token;
+	// a restored stop token (not sampled) is not marked.
 	tr.Calls[2].Logprobs, tr.Calls[2].Versions = nil, nil
 	seqs, _ = tr.Sequences()
 	if !seqs[0].MissingLogprobs || !seqs[0].MissingVersions || seqs[1].MissingLogprobs || seqs[0].Versions[4] != -1 {
 		t.Fatalf("missing flags %+v", seqs)
 	}
+	if !reflect.DeepEqual(seqs[0].LogprobMissing, []bool{false, false, false, false, true, true}) {
+		t.Fatalf("missing marks %v, want the last call's two tokens", seqs[0].LogprobMissing)
+	}
+	tr.Calls[2].Unsampled = 1
+	seqs, _ = tr.Sequences()
+	if !reflect.DeepEqual(seqs[0].LogprobMissing, []bool{false, false, false, false, true, false}) || seqs[0].LossMask[5] != 0 {
+		t.Fatalf("with a restored stop token: marks %v, mask %v", seqs[0].LogprobMissing, seqs[0].LossMask)
+	}
+	tr.Calls[2].Unsampled = 0
 	// Corrupt deltas are refused, not followed.
 	tr.Calls[2].Input.Base = 7
 	if _, err := tr.Sequences(); err == nil {
