@@ -443,3 +443,33 @@ func mustNew(t testing.TB, ix *retrieval.Index) *Server {
 	}
 	return s
 }
+
+// TestStreamedRepliesEqualWhole: with a tiny chunk every reply streams in
+// many writes; the bytes must equal the reply sent whole.
+func TestStreamedRepliesEqualWhole(t *testing.T) {
+	ix := testIndex(t)
+	whole, err := New(ix, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamed, err := New(ix, Options{StreamChunkBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, body string }{
+		{"/retrieve", `{"queries": ["closest star", "Sirius", "nothing matches zzz", "red dwarf"], "topk": 3, "return_scores": true}`},
+		{"/retrieve", `{"queries": ["star"], "topk": 5}`},
+		{"/retrieve", `{"queries": []}`},
+		{"/access", `{"urls": ["https://example.org/beta", "nope", "https://en.wikipedia.org/wiki/Sirius"]}`},
+	} {
+		a, b := httptest.NewRecorder(), &writeSizes{ResponseRecorder: httptest.NewRecorder()}
+		whole.ServeHTTP(a, httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader(tc.body)))
+		streamed.ServeHTTP(b, httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader(tc.body)))
+		if a.Code != 200 || b.Code != 200 || a.Body.String() != b.Body.String() || !json.Valid(b.Body.Bytes()) {
+			t.Errorf("%s %s: whole %d %q, streamed %d %q", tc.path, tc.body, a.Code, a.Body, b.Code, b.Body)
+		}
+		if ct := b.Header().Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s: streamed Content-Type %q", tc.path, ct)
+		}
+	}
+}
