@@ -14,8 +14,8 @@ import (
 	"path/filepath"
 )
 
-// Config is the subset of a Hugging Face config.json that defines a Qwen2 or
-// Qwen3 decoder. Unknown fields are ignored on load (HF configs carry many
+// Config is the subset of a Hugging Face config.json that defines a Qwen2,
+// Qwen3 or Llama decoder. Unknown fields are ignored on load (HF configs carry many
 // generation and training extras).
 type Config struct {
 	Architectures         []string `json:"architectures,omitempty"`
@@ -31,14 +31,17 @@ type Config struct {
 	RopeTheta             float64  `json:"rope_theta"`
 	MaxPositionEmbeddings int      `json:"max_position_embeddings"`
 	TieWordEmbeddings     bool     `json:"tie_word_embeddings"`
-	// AttentionBias is Qwen3's switch for q/k/v/o biases. Qwen2 always has
-	// q/k/v biases and no o bias, whatever this says.
-	AttentionBias *bool    `json:"attention_bias,omitempty"`
-	HiddenAct     string   `json:"hidden_act,omitempty"`
-	BOSTokenID    *int     `json:"bos_token_id,omitempty"`
-	EOSTokenID    TokenIDs `json:"eos_token_id,omitempty"`
-	TorchDtype    string   `json:"torch_dtype,omitempty"`
-	Dtype         string   `json:"dtype,omitempty"` // transformers 5 spelling of torch_dtype
+	// AttentionBias is Qwen3's and Llama's switch for q/k/v/o biases. Qwen2
+	// always has q/k/v biases and no o bias, whatever this says.
+	AttentionBias *bool `json:"attention_bias,omitempty"`
+	// MLPBias is Llama's switch for biases in the MLP; only false is
+	// implemented.
+	MLPBias    bool     `json:"mlp_bias,omitempty"`
+	HiddenAct  string   `json:"hidden_act,omitempty"`
+	BOSTokenID *int     `json:"bos_token_id,omitempty"`
+	EOSTokenID TokenIDs `json:"eos_token_id,omitempty"`
+	TorchDtype string   `json:"torch_dtype,omitempty"`
+	Dtype      string   `json:"dtype,omitempty"` // transformers 5 spelling of torch_dtype
 	// RopeScaling (transformers 4) and RopeParameters (transformers 5)
 	// describe the RoPE variant; only the default one is implemented.
 	RopeScaling      *ropeParams `json:"rope_scaling,omitempty"`
@@ -103,9 +106,9 @@ func (c *Config) qkvBias() bool {
 }
 
 // oBias says whether the attention output projection carries a bias
-// (Qwen3 with attention_bias; never Qwen2).
+// (Qwen3 and Llama with attention_bias; never Qwen2).
 func (c *Config) oBias() bool {
-	return c.ModelType == "qwen3" && c.AttentionBias != nil && *c.AttentionBias
+	return c.ModelType != "qwen2" && c.AttentionBias != nil && *c.AttentionBias
 }
 
 // qkNorm says whether q and k get a per-head RMSNorm before RoPE (Qwen3).
@@ -115,9 +118,12 @@ func (c *Config) qkNorm() bool { return c.ModelType == "qwen3" }
 // unusable, in words a user can act on.
 func (c *Config) Validate() error {
 	switch c.ModelType {
-	case "qwen2", "qwen3":
+	case "qwen2", "qwen3", "llama":
 	default:
-		return fmt.Errorf("config: model_type %q is not supported (want qwen2 or qwen3)", c.ModelType)
+		return fmt.Errorf("config: model_type %q is not supported (want qwen2, qwen3 or llama)", c.ModelType)
+	}
+	if c.MLPBias {
+		return fmt.Errorf("config: mlp_bias is not supported; set it to false")
 	}
 	pos := []struct {
 		name string

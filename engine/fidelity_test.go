@@ -80,7 +80,7 @@ func logitsOf(t *testing.T, w *Weights, seqs [][]int) [][]float32 {
 }
 
 func TestFidelityLogits(t *testing.T) {
-	for _, kind := range []string{"qwen2", "qwen3"} {
+	for _, kind := range []string{"qwen2", "qwen3", "llama"} {
 		t.Run(kind, func(t *testing.T) {
 			w, fd, exp := loadFidelity(t, kind)
 			for i, l := range logitsOf(t, w, fd.Sequences) {
@@ -96,7 +96,7 @@ func TestFidelityLogits(t *testing.T) {
 }
 
 func TestFidelityTrainingStep(t *testing.T) {
-	for _, kind := range []string{"qwen2", "qwen3"} {
+	for _, kind := range []string{"qwen2", "qwen3", "llama"} {
 		for _, loss := range []string{CrossEntropy, ImportanceSampling, PPO} {
 			t.Run(kind+"/"+loss, func(t *testing.T) {
 				w, fd, exp := loadFidelity(t, kind)

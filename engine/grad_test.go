@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -168,9 +169,12 @@ func tinyConfig(modelType string, tied bool) *Config {
 	c.TieWordEmbeddings = tied
 	c.HiddenSize, c.IntermediateSize = 32, 48
 	c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim = 4, 2, 8
-	if modelType == "qwen2" {
+	switch modelType {
+	case "qwen2":
 		c.HeadDim = 0
 		c.AttentionBias = nil
+	case "llama":
+		c.HeadDim = 0 // hidden / heads, as SmolLM2's config leaves it
 	}
 	return c
 }
@@ -186,9 +190,15 @@ func TestModelGradientFD(t *testing.T) {
 		{"qwen3", false, Loss{Fn: PPO, ClipLow: 0.9, ClipHigh: 1.1}},
 		{"qwen3", false, Loss{Fn: PPO, ClipLow: 0.9, ClipHigh: 1.1, Temperature: 2}},
 		{"qwen2", true, Loss{Fn: CrossEntropy, Temperature: 0.7}},
+		{"llama", true, Loss{Fn: CrossEntropy}},
+		{"llama_bias", false, Loss{Fn: ImportanceSampling}},
 	} {
 		t.Run(fmt.Sprintf("%s_%s_T%g", tc.typ, tc.loss.Fn, tc.loss.Temperature), func(t *testing.T) {
-			c := tinyConfig(tc.typ, tc.tied)
+			c := tinyConfig(strings.TrimSuffix(tc.typ, "_bias"), tc.tied)
+			if strings.HasSuffix(tc.typ, "_bias") {
+				on := true
+				c.AttentionBias = &on // q/k/v and o biases
+			}
 			w, err := NewRandomWeights(c, 1)
 			if err != nil {
 				t.Fatal(err)

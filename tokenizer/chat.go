@@ -18,11 +18,18 @@ const (
 	// ChatQwen25 is Qwen2.5-Instruct's template: ChatML with a default
 	// system prompt ("You are Qwen, created by Alibaba Cloud. ...").
 	ChatQwen25 ChatFormat = "qwen2.5"
+	// ChatSmolLM2 is SmolLM2-Instruct's template: plain ChatML with a
+	// default system prompt, no tools and no thinking.
+	ChatSmolLM2 ChatFormat = "smollm2"
 )
 
 // qwen25DefaultSystem is what Qwen2.5's template says when no system message
 // is given.
 const qwen25DefaultSystem = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+// smolLM2DefaultSystem is what SmolLM2-Instruct's template says when the
+// first message is not a system message.
+const smolLM2DefaultSystem = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 // Message is one chat turn.
 type Message struct {
@@ -69,6 +76,8 @@ func detectChatFormat(template string) ChatFormat {
 		return ChatQwen3
 	case strings.Contains(template, "You are Qwen, created by Alibaba Cloud"):
 		return ChatQwen25
+	case strings.Contains(template, "named SmolLM, trained by Hugging Face"):
+		return ChatSmolLM2
 	}
 	return ChatQwen3
 }
@@ -105,8 +114,10 @@ func (t *Tokenizer) ApplyChatTemplate(msgs []Message, opts ChatOptions) (string,
 		err = renderQwen3(&b, msgs, tools, opts)
 	case ChatQwen25:
 		err = renderQwen25(&b, msgs, tools, opts)
+	case ChatSmolLM2:
+		err = renderSmolLM2(&b, msgs, tools, opts)
 	default:
-		return "", fmt.Errorf("chat template: unknown format %q (want %q or %q)", format, ChatQwen3, ChatQwen25)
+		return "", fmt.Errorf("chat template: unknown format %q (want %q, %q or %q)", format, ChatQwen3, ChatQwen25, ChatSmolLM2)
 	}
 	if err != nil {
 		return "", fmt.Errorf("chat template: %w", err)
@@ -281,6 +292,28 @@ func renderQwen25(b *strings.Builder, msgs []Message, tools []string, opts ChatO
 		case m.Role == "tool":
 			writeToolTurn(b, msgs, i)
 		}
+	}
+	if opts.AddGenerationPrompt {
+		b.WriteString("<|im_start|>assistant\n")
+	}
+	return nil
+}
+
+// renderSmolLM2 follows SmolLM2-Instruct's template, which knows only roles
+// and contents: tool calls and tool schemas have no place in it, so they are
+// refused rather than silently dropped.
+func renderSmolLM2(b *strings.Builder, msgs []Message, tools []string, opts ChatOptions) error {
+	if len(tools) > 0 {
+		return errors.New("the smollm2 template has no tool schemas")
+	}
+	if msgs[0].Role != "system" {
+		writeTurn(b, "system", smolLM2DefaultSystem)
+	}
+	for _, m := range msgs {
+		if len(m.ToolCalls) > 0 {
+			return errors.New("the smollm2 template has no tool calls")
+		}
+		writeTurn(b, m.Role, m.Content)
 	}
 	if opts.AddGenerationPrompt {
 		b.WriteString("<|im_start|>assistant\n")

@@ -14,6 +14,9 @@ var qwen3Template string
 //go:embed templates/qwen2.5.jinja
 var qwen25Template string
 
+//go:embed templates/smollm2.jinja
+var smolLM2Template string
+
 // ChatTemplateJinja returns the Jinja chat template the Qwen models publish
 // for a format: the text that transformers renders and ApplyChatTemplate
 // reproduces.
@@ -23,8 +26,10 @@ func ChatTemplateJinja(format ChatFormat) (string, error) {
 		return qwen3Template, nil
 	case ChatQwen25:
 		return qwen25Template, nil
+	case ChatSmolLM2:
+		return smolLM2Template, nil
 	}
-	return "", fmt.Errorf("no chat template for format %q (want %q or %q)", format, ChatQwen3, ChatQwen25)
+	return "", fmt.Errorf("no chat template for format %q (want %q, %q or %q)", format, ChatQwen3, ChatQwen25, ChatSmolLM2)
 }
 
 // SaveConfig writes dir/tokenizer_config.json for the tokenizer saved in

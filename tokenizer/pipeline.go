@@ -130,6 +130,14 @@ func parsePreTokenizer(raw json.RawMessage) (splitter, error) {
 			out = append(out, s)
 		}
 		return out, nil
+	case "Digits":
+		var cfg struct {
+			IndividualDigits bool `json:"individual_digits"`
+		}
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return nil, fmt.Errorf("pre_tokenizer Digits: %w", err)
+		}
+		return digitsSplitter{individual: cfg.IndividualDigits}, nil
 	case "Split":
 		cfg := struct {
 			Pattern struct {
@@ -159,7 +167,7 @@ func parsePreTokenizer(raw json.RawMessage) (splitter, error) {
 		}
 		return nil, fmt.Errorf("pre_tokenizer Split has no Regex or String pattern")
 	}
-	return nil, fmt.Errorf("pre_tokenizer type %q is not supported (ByteLevel, Split and Sequence are)", head.Type)
+	return nil, fmt.Errorf("pre_tokenizer type %q is not supported (ByteLevel, Digits, Split and Sequence are)", head.Type)
 }
 
 // checkDecoder accepts the decoders whose output equals the ByteLevel

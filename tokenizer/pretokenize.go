@@ -322,3 +322,37 @@ func (seq sequenceSplitter) split(s string, emit func(string)) {
 	}
 	seq[0].split(s, func(piece string) { seq[1:].split(piece, emit) })
 }
+
+// digitsSplitter is HF's Digits pre-tokenizer: runs of numeric characters
+// (Rust's char::is_numeric, Unicode N*, which is Go's unicode.IsNumber)
+// become pieces of their own; with individual each digit does. SmolLM's
+// tokenizer runs it with individual digits before the GPT-2 ByteLevel split.
+type digitsSplitter struct {
+	individual bool
+}
+
+func (d digitsSplitter) split(s string, emit func(string)) {
+	start, inDigits := 0, false
+	for i := 0; i < len(s); {
+		_, class, w := classify(s, i)
+		isDigit := class == classNumber
+		switch {
+		case isDigit && d.individual:
+			if start < i {
+				emit(s[start:i])
+			}
+			emit(s[i : i+w])
+			start = i + w
+		case isDigit != inDigits:
+			if start < i {
+				emit(s[start:i])
+			}
+			start = i
+		}
+		inDigits = isDigit && !d.individual
+		i += w
+	}
+	if start < len(s) {
+		emit(s[start:])
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/gguf"
 )
 
 func newModelInitCmd() *cobra.Command {
@@ -73,5 +74,49 @@ ids; with neither it is the 256 bytes plus ChatML's special tokens.`,
 	f.IntVar(&vocab, "vocab", 4096, "tokenizer vocabulary size when training on --train-text")
 	f.Uint64Var(&seed, "seed", 1, "initialisation seed")
 	f.StringVar(&dtype, "dtype", "float32", "weights on disk: float32, bfloat16 or float16")
+	return c
+}
+
+func newModelImportCmd() *cobra.Command {
+	var ggufPath, out, dtype string
+	c := &cobra.Command{
+		Use:   "import",
+		Short: "Convert a GGUF model file (llama.cpp format) into a model directory",
+		Long: `Reads a Llama-architecture GGUF file, dequantizes its tensors (F32, F16,
+BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) and writes a Hugging Face model directory:
+config.json, model.safetensors, generation_config.json, tokenizer.json and
+tokenizer_config.json (with the file's chat template). The directory runs in
+the embedded engine (embedded:DIR, generate, serve model) and loads in
+transformers and SGLang.`,
+		Example: `  asearcher model import --gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ggufPath == "" || out == "" {
+				return fmt.Errorf("--gguf and --out are required: the GGUF file to read and the directory to write")
+			}
+			dt, err := engine.ParseDType(dtype)
+			if err != nil {
+				return err
+			}
+			f, err := gguf.Open(ggufPath)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			got, err := gguf.Convert(f, out, gguf.ConvertOptions{DType: dt})
+			if err != nil {
+				return err
+			}
+			c := got.Config
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s, %d layers, hidden %d, %d/%d heads, vocab %d, %.1fM parameters, chat format %s; tensors %v\n",
+				out, c.ModelType, c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads, c.NumKeyValueHeads,
+				c.VocabSize, float64(c.ParamCount())/1e6, got.ChatFormat, got.TensorTypes)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&ggufPath, "gguf", "", "GGUF file to import")
+	f.StringVar(&out, "out", "", "output model directory")
+	f.StringVar(&dtype, "dtype", "float32", "weights on disk: float32 (exact dequantized values), bfloat16 or float16")
 	return c
 }

@@ -109,6 +109,6 @@ func newModelCmd() *cobra.Command {
 		Use:   "model",
 		Short: "Create and inspect embedded-engine model directories",
 	}
-	c.AddCommand(newModelInitCmd())
+	c.AddCommand(newModelInitCmd(), newModelImportCmd())
 	return c
 }

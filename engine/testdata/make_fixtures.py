@@ -2,7 +2,7 @@
 """Golden fixtures for the engine's fidelity tests, from Hugging Face
 transformers and torch autograd (float32, CPU).
 
-    python engine/testdata/make_fixtures.py generate      # writes testdata/fidelity/{qwen2,qwen3}
+    python engine/testdata/make_fixtures.py generate [KIND...]  # writes testdata/fidelity/{qwen2,qwen3,llama}
     python engine/testdata/make_fixtures.py check-engine  # loads the engine-written checkpoints
                                                           # (testdata/fidelity/engine_ckpt_*, from
                                                           # ENGINE_WRITE_FIXTURES=1 go test ./engine)
@@ -42,6 +42,11 @@ def tiny_config(kind):
     if kind == "qwen2":
         return transformers.Qwen2Config(**common, rope_theta=10000.0, tie_word_embeddings=False,
                                         use_sliding_window=False)
+    if kind == "llama":
+        # SmolLM2's shape of Llama: tied embeddings, no biases, head_dim
+        # implied by hidden/heads, a large RoPE base.
+        return transformers.LlamaConfig(**common, rope_theta=100000.0, tie_word_embeddings=True,
+                                        attention_bias=False, mlp_bias=False)
     return transformers.Qwen3Config(**common, head_dim=8, rope_theta=1000000.0, tie_word_embeddings=True,
                                     attention_bias=False)
 
@@ -49,7 +54,8 @@ def tiny_config(kind):
 def build(kind, seed):
     torch.manual_seed(seed)
     cfg = tiny_config(kind)
-    cls = transformers.Qwen2ForCausalLM if kind == "qwen2" else transformers.Qwen3ForCausalLM
+    cls = {"qwen2": transformers.Qwen2ForCausalLM, "qwen3": transformers.Qwen3ForCausalLM,
+           "llama": transformers.LlamaForCausalLM}[kind]
     model = cls._from_config(cfg, attn_implementation="eager", torch_dtype=torch.float32)
     # Larger than the 0.02 default so logits and gradients are far above
     # float32 noise; norms and biases random around their defaults.
@@ -82,8 +88,10 @@ def loss_terms(kind, logp, data, i):
     return -torch.minimum(ratio * adv, torch.clamp(ratio, lo, hi) * adv)
 
 
-def generate():
-    for kind, seed in (("qwen2", 1), ("qwen3", 2)):
+def generate(kinds=()):
+    for kind, seed in (("qwen2", 1), ("qwen3", 2), ("llama", 3)):
+        if kinds and kind not in kinds:
+            continue
         model = build(kind, seed)
         d = os.path.join(OUT, kind)
         os.makedirs(d, exist_ok=True)
@@ -148,4 +156,8 @@ def check_engine_dir(d):
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    {"generate": generate, "check-engine": check_engine}[sys.argv[1] if len(sys.argv) > 1 else "generate"]()
+    cmd = sys.argv[1] if len(sys.argv) > 1 else "generate"
+    if cmd == "generate":
+        generate(sys.argv[2:])
+    else:
+        {"check-engine": check_engine}[cmd]()
