@@ -36,39 +36,19 @@ func Convert(f *File, dir string, opts ConvertOptions) (*Converted, error) {
 	if opts.DType == "" {
 		opts.DType = engine.F32
 	}
-	cfg, err := llamaConfig(f)
+	w, types, err := Weights(f)
 	if err != nil {
 		return nil, err
 	}
-	tensors, types, err := llamaTensors(f, cfg)
+	// The tokenizer is checked (and written) before the large weights file.
+	format, err := WriteTokenizer(f, dir)
 	if err != nil {
 		return nil, err
-	}
-	w, err := engine.WeightsFromTensors(cfg, tensors)
-	if err != nil {
-		return nil, fmt.Errorf("gguf: %w", err)
-	}
-	tensors = nil // the weights hold their own copy; let the dequantized tensors go
-	tokJSON, tokCfg, err := tokenizerFiles(f)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := tokenizer.FromJSON(tokJSON)
-	if err != nil {
-		return nil, fmt.Errorf("gguf: the tokenizer built from the metadata does not load: %w", err)
-	}
-	if tok.VocabSize() != cfg.VocabSize {
-		return nil, fmt.Errorf("gguf: the tokenizer has %d tokens but the embedding has %d rows", tok.VocabSize(), cfg.VocabSize)
 	}
 	if err := engine.SaveWeights(dir, w, opts.DType); err != nil {
 		return nil, err
 	}
-	if err := tok.Save(filepath.Join(dir, "tokenizer.json")); err != nil {
-		return nil, err
-	}
-	if err := writeJSON(filepath.Join(dir, "tokenizer_config.json"), tokCfg); err != nil {
-		return nil, err
-	}
+	cfg := w.Config
 	gen := map[string]any{"_from_model_config": true}
 	if cfg.BOSTokenID != nil {
 		gen["bos_token_id"] = *cfg.BOSTokenID
@@ -82,12 +62,57 @@ func Convert(f *File, dir string, opts ConvertOptions) (*Converted, error) {
 	if err := writeJSON(filepath.Join(dir, "generation_config.json"), gen); err != nil {
 		return nil, err
 	}
+	return &Converted{Config: cfg, TensorTypes: types, ChatFormat: format}, nil
+}
+
+// Weights dequantizes a Llama-architecture GGUF into engine weights under
+// transformers' names and layout, and counts its tensors by storage type.
+func Weights(f *File) (*engine.Weights, map[GGMLType]int, error) {
+	cfg, err := llamaConfig(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	tensors, types, err := llamaTensors(f, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := engine.WeightsFromTensors(cfg, tensors)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gguf: %w", err)
+	}
+	return w, types, nil
+}
+
+// WriteTokenizer writes tokenizer.json and tokenizer_config.json (with the
+// file's chat template) into dir, creating it if needed, and returns the
+// chat format the tokenizer package recognises in the template.
+func WriteTokenizer(f *File, dir string) (tokenizer.ChatFormat, error) {
+	tokJSON, tokCfg, err := tokenizerFiles(f)
+	if err != nil {
+		return "", err
+	}
+	tok, err := tokenizer.FromJSON(tokJSON)
+	if err != nil {
+		return "", fmt.Errorf("gguf: the tokenizer built from the metadata does not load: %w", err)
+	}
+	if emb, ok := f.Tensor("token_embd.weight"); ok && len(emb.Dims) == 2 && uint64(tok.VocabSize()) != emb.Dims[1] {
+		return "", fmt.Errorf("gguf: the tokenizer has %d tokens but the embedding has %d rows", tok.VocabSize(), emb.Dims[1])
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("gguf: %w", err)
+	}
+	if err := tok.Save(filepath.Join(dir, "tokenizer.json")); err != nil {
+		return "", err
+	}
+	if err := writeJSON(filepath.Join(dir, "tokenizer_config.json"), tokCfg); err != nil {
+		return "", err
+	}
 	// What the engine's tokenizer makes of the chat template it will render.
 	saved, err := tokenizer.Load(dir)
 	if err != nil {
-		return nil, fmt.Errorf("gguf: the written tokenizer does not load: %w", err)
+		return "", fmt.Errorf("gguf: the written tokenizer does not load: %w", err)
 	}
-	return &Converted{Config: cfg, TensorTypes: types, ChatFormat: saved.ChatFormat()}, nil
+	return saved.ChatFormat(), nil
 }
 
 func writeJSON(path string, v any) error {

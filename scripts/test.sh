@@ -20,7 +20,16 @@ step "staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 step "go test -race"
-go test -race -timeout 30m ./...
+# Without ASEARCHER_SMOLLM2_GGUF the real-model test skips here; it runs
+# once, without the race detector, in the next step.
+ASEARCHER_SMOLLM2_GGUF= go test -race -timeout 30m ./...
+
+step "SmolLM2-135M fidelity against transformers (real GGUF)"
+if gguf_file=$(bash scripts/fetch_smollm2.sh); then
+  ASEARCHER_SMOLLM2_GGUF=$gguf_file go test -count=1 -timeout 10m -run 'TestSmolLM2' -v ./gguf | grep -E '^(---|ok|FAIL|PASS)|smollm2_test' 
+else
+  echo "SmolLM2 fidelity: SKIPPED (the GGUF is not cached and could not be fetched)"
+fi
 
 step "tinker SDK conformance"
 bash scripts/tinker_conformance.sh

@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -65,6 +66,7 @@ func TestChatFormatDetectedFromConfig(t *testing.T) {
 		{`"{%- if enable_thinking is defined %}"`, ChatQwen3},
 		{`"You are Qwen, created by Alibaba Cloud. You are a helpful assistant."`, ChatQwen25},
 		{`"{{ messages }}"`, ChatQwen3},
+		{`"{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"`, ChatSmolLM2},
 		{``, ChatQwen3},
 	}
 	for _, tt := range tests {
@@ -115,6 +117,68 @@ func TestPyJSON(t *testing.T) {
 	for _, bad := range []string{``, `{`, `[1,]`, `1 2`, `{"a" 1}`} {
 		if _, err := pyJSON([]byte(bad)); err == nil {
 			t.Errorf("pyJSON(%q) accepted malformed JSON", bad)
+		}
+	}
+}
+
+// The SmolLM2 renderings were checked against transformers' apply_chat_template
+// on the real template (gguf/testdata/smollm2.json holds more, tested in gguf).
+func TestChatSmolLM2(t *testing.T) {
+	tok := qwen(t)
+	sys := "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+	tests := []struct {
+		name string
+		msgs []Message
+		gen  bool
+		want string
+	}{
+		{"default system", []Message{{Role: "user", Content: "Hi"}}, true,
+			sys + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"},
+		{"own system", []Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Yo"}}, false,
+			"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nYo<|im_end|>\n"},
+		{"tool result", []Message{{Role: "user", Content: "Hi"}, {Role: "tool", Content: "42"}}, false,
+			sys + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>tool\n42<|im_end|>\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tok.ApplyChatTemplate(tt.msgs, ChatOptions{Format: ChatSmolLM2, AddGenerationPrompt: tt.gen})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+	if _, err := tok.ApplyChatTemplate([]Message{{Role: "user", Content: "x"}}, ChatOptions{Format: ChatSmolLM2,
+		Tools: []json.RawMessage{json.RawMessage(`{"name":"f"}`)}}); err == nil {
+		t.Error("tools were accepted by a template that cannot show them")
+	}
+	if _, err := tok.ApplyChatTemplate([]Message{{Role: "assistant", ToolCalls: []ToolCall{{Name: "f", Arguments: json.RawMessage(`{}`)}}}},
+		ChatOptions{Format: ChatSmolLM2}); err == nil {
+		t.Error("tool calls were accepted by a template that cannot show them")
+	}
+}
+
+func TestDigitsSplitter(t *testing.T) {
+	tests := []struct {
+		in         string
+		individual bool
+		want       []string
+	}{
+		{"ab12c3", true, []string{"ab", "1", "2", "c", "3"}},
+		{"ab12c3", false, []string{"ab", "12", "c", "3"}},
+		{"2024 ok", true, []string{"2", "0", "2", "4", " ok"}},
+		{"x\u0663\u00bd y", true, []string{"x", "\u0663", "\u00bd", " y"}}, // Arabic-Indic three, ½ (No)
+		{"no digits", true, []string{"no digits"}},
+		{"", true, nil},
+		{"\xff1", true, []string{"\xff", "1"}},
+	}
+	for _, tt := range tests {
+		var got []string
+		digitsSplitter{individual: tt.individual}.split(tt.in, func(p string) { got = append(got, p) })
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("split(%q, individual=%v) = %q, want %q", tt.in, tt.individual, got, tt.want)
 		}
 	}
 }

@@ -85,7 +85,7 @@ func TestEngineDocsListFlagDefaults(t *testing.T) {
 	for _, line := range strings.Split(string(doc), "\n") {
 		if strings.HasPrefix(line, "#") {
 			section = ""
-			for _, name := range []string{"model init", "generate", "Performance"} {
+			for _, name := range []string{"model init", "model import", "generate", "Performance"} {
 				if strings.Contains(line, name) {
 					section = name
 				}
@@ -112,6 +112,7 @@ func TestEngineDocsListFlagDefaults(t *testing.T) {
 		flags func() map[string]string
 	}{
 		{"model init", func() map[string]string { return flagDefaults(newModelInitCmd().Flags()) }},
+		{"model import", func() map[string]string { return flagDefaults(newModelImportCmd().Flags()) }},
 		{"generate", func() map[string]string { return flagDefaults(newGenerateCmd().Flags()) }},
 		{"bench engine", func() map[string]string { return flagDefaults(newBenchEngineCmd().Flags()) }},
 	} {
