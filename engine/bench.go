@@ -16,13 +16,16 @@ import (
 
 // BenchOptions configure BenchEngine (`asearcher bench engine`).
 type BenchOptions struct {
-	Preset    string // model preset (default "small")
-	Vocab     int    // vocabulary size (default 4096)
-	Seqs      int    // training sequences per step (default 2)
-	SeqLen    int    // tokens per training sequence (default 1024)
-	Prompt    int    // prompt tokens per sampling request (default 32)
-	NewTokens int    // generated tokens per sampling request (default 128)
-	Rounds    int    // measurement rounds; medians are reported (default 3)
+	Preset string // model preset (default "small")
+	// Model, when set, is a model directory whose real weights are
+	// measured instead of a random preset (Preset and Vocab are ignored).
+	Model     string
+	Vocab     int // vocabulary size (default 4096)
+	Seqs      int // training sequences per step (default 2)
+	SeqLen    int // tokens per training sequence (default 1024)
+	Prompt    int // prompt tokens per sampling request (default 32)
+	NewTokens int // generated tokens per sampling request (default 128)
+	Rounds    int // measurement rounds; medians are reported (default 3)
 	// Python, when set, runs testdata/bench_torch.py with this interpreter
 	// in each round for the PyTorch column.
 	Python      string
@@ -116,15 +119,26 @@ func median(v []float64) float64 {
 // BenchEngine measures the engine (and optionally PyTorch) side by side.
 func BenchEngine(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 	o.defaults()
-	cfg, err := Preset(o.Preset, o.Vocab)
-	if err != nil {
-		return nil, err
+	var w *Weights
+	var err error
+	if o.Model != "" {
+		if w, err = LoadWeights(o.Model); err != nil {
+			return nil, err
+		}
+		if need := max(o.SeqLen+1, o.Prompt+o.NewTokens+1); w.Config.MaxPositionEmbeddings < need {
+			return nil, fmt.Errorf("bench: %s holds %d positions, the shapes need %d", o.Model, w.Config.MaxPositionEmbeddings, need)
+		}
+	} else {
+		cfg, err := Preset(o.Preset, o.Vocab)
+		if err != nil {
+			return nil, err
+		}
+		cfg.MaxPositionEmbeddings = max(cfg.MaxPositionEmbeddings, o.SeqLen+1, o.Prompt+o.NewTokens+1)
+		if w, err = NewRandomWeights(cfg, 1); err != nil {
+			return nil, err
+		}
 	}
-	cfg.MaxPositionEmbeddings = max(cfg.MaxPositionEmbeddings, o.SeqLen+1, o.Prompt+o.NewTokens+1)
-	w, err := NewRandomWeights(cfg, 1)
-	if err != nil {
-		return nil, err
-	}
+	cfg := w.Config
 	res := &BenchResult{Params: cfg.ParamCount(), KVBytesPerToken: cfg.KVBytesPerToken()}
 	var peak, mm, eff, train, s1, s32 []float64
 	var torch []*TorchBench
@@ -330,7 +344,7 @@ func runTorchBench(ctx context.Context, o BenchOptions) (*TorchBench, error) {
 	if threads == 0 {
 		threads = goMaxProcs()
 	}
-	args := []string{o.TorchScript, "--preset", o.Preset, "--vocab", fmt.Sprint(o.Vocab), "--seqs", fmt.Sprint(o.Seqs),
+	args := []string{o.TorchScript, "--preset", o.Preset, "--vocab", fmt.Sprint(o.Vocab), "--model", o.Model, "--seqs", fmt.Sprint(o.Seqs),
 		"--seq-len", fmt.Sprint(o.SeqLen), "--prompt", fmt.Sprint(o.Prompt), "--new-tokens", fmt.Sprint(o.NewTokens),
 		"--threads", fmt.Sprint(threads)}
 	cmd := exec.CommandContext(ctx, o.Python, args...)
@@ -358,8 +372,12 @@ func lastLine(s string) string {
 // WriteBenchTable prints the result as a Markdown table.
 func WriteBenchTable(w io.Writer, r *BenchResult, o BenchOptions) {
 	o.defaults()
-	fmt.Fprintf(w, "model: preset %s, vocab %d, %.1fM parameters; training batch %d×%d tokens; sampling %d-token prompts, %d new tokens; medians of %d rounds\n\n",
-		o.Preset, o.Vocab, float64(r.Params)/1e6, o.Seqs, o.SeqLen, o.Prompt, o.NewTokens, o.Rounds)
+	model := fmt.Sprintf("preset %s, vocab %d", o.Preset, o.Vocab)
+	if o.Model != "" {
+		model = o.Model
+	}
+	fmt.Fprintf(w, "model: %s, %.1fM parameters; training batch %d×%d tokens; sampling %d-token prompts, %d new tokens; medians of %d rounds\n\n",
+		model, float64(r.Params)/1e6, o.Seqs, o.SeqLen, o.Prompt, o.NewTokens, o.Rounds)
 	peak := max(r.PeakGFLOPS, r.TorchPeakGFLOPS)
 	fmt.Fprintf(w, "| metric | engine (Go) | PyTorch eager | engine / PyTorch (median of per-round ratios) |\n|---|---|---|---|\n")
 	row := func(name string, ours, theirs float64, unit, key string) {

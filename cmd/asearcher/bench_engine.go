@@ -40,6 +40,7 @@ shows ratios.`,
 	f := c.Flags()
 	f.StringVar(&o.Preset, "preset", "small", "model preset: tiny or small")
 	f.IntVar(&o.Vocab, "vocab", 4096, "vocabulary size")
+	f.StringVar(&o.Model, "model", "", "measure this model directory's real weights instead of the preset (e.g. an imported GGUF)")
 	f.IntVar(&o.Seqs, "seqs", 2, "training sequences per step")
 	f.IntVar(&o.SeqLen, "seq-len", 1024, "tokens per training sequence")
 	f.IntVar(&o.Prompt, "prompt", 32, "prompt tokens per sampling request")

@@ -26,6 +26,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="small")
     ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--model", default="", help="a model directory to load instead of the random preset")
     ap.add_argument("--seqs", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--prompt", type=int, default=32)
@@ -34,11 +35,16 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    cfg = transformers.Qwen3Config(vocab_size=a.vocab, max_position_embeddings=max(8192, a.seq_len + 1),
-                                   rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=True,
-                                   attention_bias=False, hidden_act="silu", eos_token_id=None,
-                                   bos_token_id=None, pad_token_id=0, **PRESETS[a.preset])
-    model = transformers.Qwen3ForCausalLM(cfg).float()
+    if a.model:
+        model = transformers.AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
+        cfg = model.config
+        a.vocab = cfg.vocab_size
+    else:
+        cfg = transformers.Qwen3Config(vocab_size=a.vocab, max_position_embeddings=max(8192, a.seq_len + 1),
+                                       rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=True,
+                                       attention_bias=False, hidden_act="silu", eos_token_id=None,
+                                       bos_token_id=None, pad_token_id=0, **PRESETS[a.preset])
+        model = transformers.Qwen3ForCausalLM(cfg).float()
     out = {"torch_version": torch.__version__, "threads": torch.get_num_threads()}
 
     n = 1024
@@ -82,7 +88,7 @@ def main():
 
         gen()
         out[f"sample{batch}_tokens_per_sec"] = batch * a.new_tokens / gen()
-    hd = cfg.head_dim
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     out["kv_bytes_per_token"] = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * hd * 4
     print(json.dumps(out))
 
