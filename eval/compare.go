@@ -82,7 +82,7 @@ func Compare(dirA, dirB, metric string, bootstrap int) ([]Delta, error) {
 		allA, allB = append(allA, xa), append(allB, xb)
 		d := Delta{Dataset: ds, Metric: metric, Questions: len(xa), A: mean(xa), B: mean(xb)}
 		d.Delta = d.B - d.A
-		d.CI = pairedBootstrap([][]float64{xa}, [][]float64{xb}, bootstrap, uint64(di)+1)
+		d.CI = PairedBootstrap([][]float64{xa}, [][]float64{xb}, bootstrap, uint64(di)+1)
 		out = append(out, d)
 	}
 	if len(out) == 0 {
@@ -96,7 +96,7 @@ func Compare(dirA, dirB, metric string, bootstrap int) ([]Delta, error) {
 			d.B += out[i].B / float64(len(out))
 		}
 		d.Delta = d.B - d.A
-		d.CI = pairedBootstrap(allA, allB, bootstrap, 424242)
+		d.CI = PairedBootstrap(allA, allB, bootstrap, 424242)
 		out = append(out, d)
 	}
 	return out, nil
@@ -111,10 +111,12 @@ func hasJudge(recs []Record) bool {
 	return false
 }
 
-// pairedBootstrap resamples question indices within each stratum, the
-// same indices for both runs, and returns the 95% interval of the mean
-// over strata of mean(b) − mean(a).
-func pairedBootstrap(a, b [][]float64, n int, seed uint64) [2]float64 {
+// PairedBootstrap is the one paired percentile bootstrap of the project
+// (eval compare, the train demo's lift): it resamples question indices
+// within each stratum, the same indices for both runs, n times, and
+// returns the 95% interval of the mean over strata of mean(b) − mean(a).
+// Every stratum must be non-empty with a[s] and b[s] of one length.
+func PairedBootstrap(a, b [][]float64, n int, seed uint64) [2]float64 {
 	rng := rand.New(rand.NewPCG(seed, 0x51ab1e))
 	stats := make([]float64, 0, n)
 	for range n {

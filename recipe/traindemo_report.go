@@ -3,12 +3,11 @@ package recipe
 import (
 	"context"
 	"fmt"
+	"github.com/asearcher/asearcher/eval"
 	"github.com/asearcher/asearcher/rl"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -128,29 +127,16 @@ func evaluate(ctx context.Context, da *demoAgent, s llm.Sampler, qs []demoQuesti
 }
 
 // PairedBootstrapCI is the percentile bootstrap 95% interval of the mean of
-// after[i] − before[i], resampling questions with replacement.
+// after[i] − before[i], resampling questions with replacement
+// (eval.PairedBootstrap with one stratum).
 func PairedBootstrapCI(before, after []float64, resamples int, seed uint64) ([2]float64, error) {
 	if len(before) != len(after) || len(before) == 0 {
 		return [2]float64{}, fmt.Errorf("bootstrap: %d and %d scores; want the same non-zero number", len(before), len(after))
 	}
-	n := len(before)
-	diff := make([]float64, n)
-	for i := range diff {
-		diff[i] = after[i] - before[i]
+	if resamples <= 0 {
+		return [2]float64{}, fmt.Errorf("bootstrap: %d resamples", resamples)
 	}
-	r := rand.New(rand.NewPCG(seed, 0xb007))
-	means := make([]float64, resamples)
-	for b := range means {
-		var s float64
-		for range n {
-			s += diff[r.IntN(n)]
-		}
-		means[b] = s / float64(n)
-	}
-	slices.Sort(means)
-	lo := means[int(0.025*float64(resamples-1))]
-	hi := means[int(0.975*float64(resamples-1)+0.5)]
-	return [2]float64{lo, hi}, nil
+	return eval.PairedBootstrap([][]float64{before}, [][]float64{after}, resamples, seed), nil
 }
 
 // DemoReport is report.json.
