@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -427,8 +429,9 @@ func TestControllerTrajectoryTimeout(t *testing.T) {
 		}
 		return bandit(ctx, q, s, sample, seed)
 	})
+	dir := t.TempDir()
 	c, err := New(Options{Config: cfg, Dataset: banditDataset(50), Rollout: rollout, Sampler: sm, Trainer: tr,
-		Publisher: pub, RunDir: t.TempDir(), Logger: testLogger(t)})
+		Publisher: pub, RunDir: dir, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,5 +447,9 @@ func TestControllerTrajectoryTimeout(t *testing.T) {
 	}
 	if timedOut != 1 || sum.Failed != 1 || stuckCalls != 1 {
 		t.Fatalf("%d timed out, %d groups failed, the stuck trajectory ran %d times; want 1, 1, 1", timedOut, sum.Failed, stuckCalls)
+	}
+	prom, _ := os.ReadFile(filepath.Join(dir, "metrics.prom"))
+	if !containsAll(string(prom), "asearcher_rl_trajectories_timed_out", "asearcher_rl_trajectories_missing_logprobs") {
+		t.Errorf("metrics.prom lacks the timeout and missing-logprob series:\n%s", prom)
 	}
 }

@@ -88,6 +88,7 @@ func newMetricsSink(dir string, keepBefore int, repair bool) (m *metricsSink, no
 		"generator_idle_fraction", "filtered_fraction", "groups_running", "groups_waiting",
 		"rollout_wait_seconds", "train_seconds", "publish_seconds", "loss", "clip_fraction",
 		"entropy", "imp_weight_mean", "imp_weight_max", "imp_capped_fraction", "learning_rate",
+		"trajectories_timed_out", "trajectories_missing_logprobs",
 	} {
 		g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "asearcher", Subsystem: "rl", Name: name})
 		m.reg.MustRegister(g)
@@ -213,6 +214,8 @@ func (m *metricsSink) add(r *StepRecord) error {
 	set("train_seconds", r.TrainSec)
 	set("publish_seconds", r.PublishSec)
 	set("learning_rate", r.LR)
+	set("trajectories_timed_out", float64(r.TimedOut))
+	set("trajectories_missing_logprobs", float64(r.MissingLogprobs))
 	if t := r.Train; t != nil {
 		loss := math.NaN() // a loss the trainer did not report is not 0
 		if t.Loss != nil {
