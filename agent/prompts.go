@@ -2,9 +2,11 @@ package agent
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Prompt is a named prompt template. Placeholders are written {name} and
@@ -16,6 +18,10 @@ type Prompt struct {
 	// template; otherwise it is the raw start of a completion.
 	Chat bool
 	Text string
+	// PyFormat reads Text as Python's str.format does, as upstream's prompt
+	// files are written: {{ and }} are literal braces. Prompts loaded from a
+	// file (LoadPromptFile) set it.
+	PyFormat bool
 }
 
 // Built-in prompt names.
@@ -99,6 +105,9 @@ func (p Prompt) Placeholders() []string {
 // Render fills the placeholders in one pass, so a value that itself
 // contains {braces} (a question about templates) is not expanded again.
 func (p Prompt) Render(vars map[string]string) string {
+	if p.PyFormat {
+		return renderPyFormat(p.Text, vars)
+	}
 	pairs := make([]string, 0, 2*len(vars))
 	for k, v := range vars {
 		pairs = append(pairs, "{"+k+"}", v)
@@ -185,3 +194,72 @@ func builtinPrompts() []Prompt {
 // AnswerActionLine is {answer_action} in the reasoning act prompt once
 // answering is allowed.
 const AnswerActionLine = "- <answer> answer </answer> to give the final answer, usually fewer than ten words, once the key facts are checked.\n"
+
+// renderPyFormat fills {name} slots in one pass with {{ and }} as literal
+// braces; a slot without a value stays as written.
+func renderPyFormat(text string, vars map[string]string) string {
+	var b strings.Builder
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if (c == '{' || c == '}') && i+1 < len(text) && text[i+1] == c {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		if c == '{' {
+			if end := strings.IndexByte(text[i:], '}'); end > 0 {
+				if v, ok := vars[text[i+1:i+end]]; ok {
+					b.WriteString(v)
+					i += end
+					continue
+				}
+			}
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// PromptFilePrefix marks a prompt given as a file: --prompt file:PATH.
+const PromptFilePrefix = "file:"
+
+// LoadPromptFile reads a prompt template from a file, in upstream's syntax
+// (Python str.format: {question}; {{ and }} are literal braces). Every slot
+// must be one of allowed, so a typo is an error rather than text the model
+// sees; at least one must be used.
+func LoadPromptFile(path, name string, chat bool, allowed []string) (Prompt, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Prompt{}, fmt.Errorf("prompt file: %w", err)
+	}
+	if !utf8.Valid(data) || strings.TrimSpace(string(data)) == "" {
+		return Prompt{}, fmt.Errorf("prompt file %s: want non-empty UTF-8 text", path)
+	}
+	text := string(data)
+	used := 0
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if (c == '{' || c == '}') && i+1 < len(text) && text[i+1] == c {
+			i++
+			continue
+		}
+		switch c {
+		case '{':
+			end := strings.IndexByte(text[i:], '}')
+			if end < 0 {
+				return Prompt{}, fmt.Errorf("prompt file %s: '{' at byte %d is never closed (write {{ for a literal brace)", path, i)
+			}
+			if slot := text[i+1 : i+end]; !slices.Contains(allowed, slot) {
+				return Prompt{}, fmt.Errorf("prompt file %s: unknown slot {%s}; this prompt takes %s (write {{ and }} for literal braces)", path, slot, "{"+strings.Join(allowed, "}, {")+"}")
+			}
+			used++
+			i += end
+		case '}':
+			return Prompt{}, fmt.Errorf("prompt file %s: single '}' at byte %d (write }} for a literal brace)", path, i)
+		}
+	}
+	if used == 0 {
+		return Prompt{}, fmt.Errorf("prompt file %s uses no slot; it needs at least {%s}", path, allowed[0])
+	}
+	return Prompt{Name: name, Description: "loaded from " + path, Chat: chat, Text: text, PyFormat: true}, nil
+}

@@ -1,15 +1,23 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 )
 
 // Options adjust a registered agent when it is built.
 type Options struct {
-	// Prompt replaces the agent's prompt (search agents only), by name in
-	// Prompts.
+	// Prompt replaces the agent's prompt, by name in Prompts, or as
+	// "file:PATH": a template file in upstream's syntax ({question},
+	// {validity}, {date}; {{ }} for braces). For the reasoning agent,
+	// "file:DIR" replaces whichever of DIR/act.txt, read-page.txt,
+	// read-search.txt and final-answer.txt exist.
 	Prompt string
 	// Prompts is the prompt registry (nil: the built-in prompts).
 	Prompts *Prompts
@@ -40,10 +48,19 @@ func NewRegistry() *Registry {
 	search := func(base func() SearchConfig) Builder {
 		return func(o Options) (Workflow, error) {
 			cfg := base()
+			cfg.Prompts = o.Prompts
+			if path, ok := strings.CutPrefix(o.Prompt, PromptFilePrefix); ok {
+				p, err := LoadPromptFile(path, o.Prompt, false, []string{"question", "validity", "date"})
+				if err != nil {
+					return nil, err
+				}
+				if cfg.Prompts, err = withPrompts(o.Prompts, p); err != nil {
+					return nil, err
+				}
+			}
 			if o.Prompt != "" {
 				cfg.Prompt = o.Prompt
 			}
-			cfg.Prompts = o.Prompts
 			return NewSearchAgent(cfg)
 		}
 	}
@@ -52,11 +69,18 @@ func NewRegistry() *Registry {
 	r.Register(AgentSearchR1, search(SearchR1Config))
 	r.Register(AgentTiny, search(TinyConfig))
 	r.Register(AgentReasoning, func(o Options) (Workflow, error) {
-		if o.Prompt != "" {
-			return nil, fmt.Errorf("agent %s uses its own asearcher-reasoning/* prompts; register replacements under those names instead of --prompt", AgentReasoning)
-		}
 		cfg := ReasoningAgentConfig()
 		cfg.Prompts = o.Prompts
+		dir, ok := strings.CutPrefix(o.Prompt, PromptFilePrefix)
+		if o.Prompt != "" && !ok {
+			return nil, fmt.Errorf("agent %s uses its own asearcher-reasoning/* prompts; pass --prompt file:DIR with act.txt, read-page.txt, read-search.txt or final-answer.txt, or register replacements under those names", AgentReasoning)
+		}
+		if ok {
+			var err error
+			if cfg.Prompts, err = reasoningPromptFiles(dir, o.Prompts); err != nil {
+				return nil, err
+			}
+		}
 		return NewReasoningAgent(cfg)
 	})
 	return r
@@ -86,4 +110,47 @@ func (r *Registry) Names() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// withPrompts returns a copy of base (nil: the built-ins) with ps added.
+func withPrompts(base *Prompts, ps ...Prompt) (*Prompts, error) {
+	out := NewPrompts()
+	if base != nil {
+		out = &Prompts{byName: maps.Clone(base.byName)}
+	}
+	for _, p := range ps {
+		if err := out.Register(p); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// reasoningPromptFiles loads the reasoning agent's prompts found in dir.
+func reasoningPromptFiles(dir string, base *Prompts) (*Prompts, error) {
+	files := []struct {
+		file, name string
+		slots      []string
+	}{
+		{"act.txt", PromptReasonAct, []string{"question", "date", "history", "answer_action"}},
+		{"read-page.txt", PromptReasonReadPage, []string{"question", "date", "history", "url", "part", "content"}},
+		{"read-search.txt", PromptReasonReadFound, []string{"question", "date", "history", "query", "content"}},
+		{"final-answer.txt", PromptReasonAnswer, []string{"question", "date", "history"}},
+	}
+	var ps []Prompt
+	for _, f := range files {
+		path := filepath.Join(dir, f.file)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		p, err := LoadPromptFile(path, f.name, true, f.slots)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("--prompt file:%s: no act.txt, read-page.txt, read-search.txt or final-answer.txt there", dir)
+	}
+	return withPrompts(base, ps...)
 }

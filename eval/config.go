@@ -60,6 +60,13 @@ type Config struct {
 	JudgeModel  string `yaml:"judge_model" json:"judge_model"`
 	JudgeTries  int    `yaml:"judge_max_attempts" json:"judge_max_attempts"`
 	JudgeTokens int    `yaml:"judge_max_tokens" json:"judge_max_tokens"`
+	// JudgeStyle is "" (our judge) or "asearcher" (ASearcher's MBE), and
+	// JudgePromptFile a judge prompt template (reward.JudgeConfig).
+	JudgeStyle      string `yaml:"judge_style" json:"judge_style"`
+	JudgePromptFile string `yaml:"judge_prompt_file" json:"judge_prompt_file"`
+	// JudgeTemperature samples the judge's first attempt (0: greedy;
+	// ASearcher's MBE used 0.6).
+	JudgeTemperature float64 `yaml:"judge_temperature" json:"judge_temperature"`
 
 	// Concurrency is the number of agents in flight; MaxLLMInFlight,
 	// MaxSearchInFlight and MaxAccessInFlight cap concurrent model and
@@ -200,6 +207,12 @@ type runIdentity struct {
 	Limits      agent.Limits      `json:"limits"`
 	Judge       string            `json:"judge"`
 	JudgeModel  string            `json:"judge_model"`
+	// Set only when used, so older run directories keep their hash. The
+	// template file is named, not hashed: its verdicts are keyed by its
+	// content in the judge cache.
+	JudgeStyle       string  `json:"judge_style,omitempty"`
+	JudgePromptFile  string  `json:"judge_prompt_file,omitempty"`
+	JudgeTemperature float64 `json:"judge_temperature,omitempty"`
 }
 
 type datasetIdentity struct {

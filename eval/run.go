@@ -249,6 +249,9 @@ func identityOf(cfg Config, sets []*dataset.Set) runIdentity {
 		Temperature: cfg.Temperature, TopP: cfg.TopP, TopK: cfg.TopK, Seed: cfg.Seed,
 		Limits: cfg.Limits, Judge: cfg.Judge, JudgeModel: cfg.JudgeModel,
 	}
+	if cfg.Judge != "" {
+		id.JudgeStyle, id.JudgePromptFile, id.JudgeTemperature = cfg.JudgeStyle, cfg.JudgePromptFile, cfg.JudgeTemperature
+	}
 	for _, s := range sets {
 		id.Datasets = append(id.Datasets, datasetIdentity{Name: s.Name, Source: s.Source, SHA256: s.SHA256})
 	}
@@ -369,7 +372,8 @@ func buildJudge(cfg Config) (*reward.Judge, func() error, error) {
 		pool.Close()
 		return nil, nil, fmt.Errorf("--judge: %w", err)
 	}
-	j, err := reward.NewJudge(pool, reward.JudgeConfig{Model: cfg.JudgeModel, MaxAttempts: cfg.JudgeTries, MaxTokens: cfg.JudgeTokens}, cache)
+	j, err := reward.NewJudge(pool, reward.JudgeConfig{Model: cfg.JudgeModel, MaxAttempts: cfg.JudgeTries, MaxTokens: cfg.JudgeTokens,
+		Style: cfg.JudgeStyle, PromptFile: cfg.JudgePromptFile, Temperature: cfg.JudgeTemperature}, cache)
 	if err != nil {
 		pool.Close()
 		cache.Close()

@@ -155,3 +155,17 @@ func FuzzCheckFormat(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseASearcherVerdict: upstream-style replies never panic, and a
+// verdict comes back exactly when there is no error.
+func FuzzParseASearcherVerdict(f *testing.F) {
+	for _, s := range []string{"```json\n{\"judgement\": \"Correct\",}\n```", "{'judgement': 'x'}", "\"judgement\": correct", "```json", "{'a': 'b", "True, None,]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		v, _, err := ParseASearcherVerdict(raw)
+		if (err == nil) != (v == Correct || v == Incorrect) {
+			t.Fatalf("ParseASearcherVerdict(%q) = %q, %v", raw, v, err)
+		}
+	})
+}

@@ -83,8 +83,18 @@ type JudgeConfig struct {
 	// think before answering).
 	MaxTokens int `yaml:"max_tokens" json:"max_tokens"`
 	// MaxPredictionChars cuts long predictions before judging (default
-	// 2000 characters).
+	// 2000 characters). The asearcher style cuts as upstream does instead.
 	MaxPredictionChars int `yaml:"max_prediction_chars" json:"max_prediction_chars"`
+	// Style is "" (ours: the prompt above, a "Verdict:" line) or
+	// "asearcher": ASearcher's MBE setup, with its prediction cut (at the
+	// first "</", then 500 characters), golds shown as upstream's prompt
+	// shows them, and replies read as its fenced-JSON "judgement" with its
+	// substring fallback (ParseASearcherVerdict).
+	Style string `yaml:"style" json:"style"`
+	// PromptFile replaces the prompt with a template file in upstream's
+	// slot syntax: {question}, {gt_answer}, {pred_answer}, with {{ and }}
+	// for literal braces, so upstream's judge prompt can be used as it is.
+	PromptFile string `yaml:"prompt_file" json:"prompt_file"`
 }
 
 func (c JudgeConfig) withDefaults() JudgeConfig {
@@ -144,6 +154,11 @@ type Judgement struct {
 type Judge struct {
 	sampler llm.Sampler
 	cfg     JudgeConfig
+	// tmpl is the template prompt (a file, or the asearcher style's
+	// built-in one); nil uses judgePrompt.
+	tmpl *judgeTemplate
+	// version names the prompt and style in cache keys and judgements.
+	version string
 	cache   *JudgeCache
 	flight  singleflight.Group
 	// sleep waits between retries; tests replace it.
@@ -162,19 +177,69 @@ func NewJudge(sampler llm.Sampler, cfg JudgeConfig, cache *JudgeCache) (*Judge, 
 	if cache == nil {
 		cache = NewMemoryJudgeCache()
 	}
-	return &Judge{sampler: sampler, cfg: cfg.withDefaults(), cache: cache, sleep: sleepCtx}, nil
+	j := &Judge{sampler: sampler, cfg: cfg.withDefaults(), cache: cache, sleep: sleepCtx, version: JudgePromptVersion}
+	switch cfg.Style {
+	case JudgeStyleDefault:
+	case JudgeStyleASearcher:
+		t, err := parseJudgeTemplate(ASearcherJudgePrompt)
+		if err != nil {
+			return nil, err
+		}
+		j.tmpl = &t
+	default:
+		return nil, fmt.Errorf("judge style %q: want %q (ours, the default) or %q", cfg.Style, "", JudgeStyleASearcher)
+	}
+	if cfg.PromptFile != "" {
+		t, err := loadJudgeTemplate(cfg.PromptFile)
+		if err != nil {
+			return nil, err
+		}
+		j.tmpl = &t
+	}
+	if j.tmpl != nil {
+		j.version = "style-" + cfg.Style + "/" + j.tmpl.version
+	}
+	return j, nil
+}
+
+// PromptVersion names the judge's prompt and style, as judgements record it.
+func (j *Judge) PromptVersion() string { return j.version }
+
+// prediction prepares a prediction for the prompt.
+func (j *Judge) prediction(raw string) string {
+	pred := strings.ToValidUTF8(strings.TrimSpace(raw), "\uFFFD")
+	if j.cfg.Style == JudgeStyleASearcher {
+		return asearcherPrediction(pred)
+	}
+	return truncateRunes(pred, j.cfg.MaxPredictionChars)
+}
+
+// prompt renders the judge prompt.
+func (j *Judge) prompt(in JudgeInput, pred string) string {
+	if j.tmpl == nil {
+		return RenderJudgePrompt(in.Question, in.Golds, pred)
+	}
+	return j.tmpl.render(in.Question, asearcherGolds(in.Golds[:min(len(in.Golds), maxJudgeGolds)]), pred)
+}
+
+// parse reads a reply in the style's format.
+func (j *Judge) parse(raw string) (Verdict, string, error) {
+	if j.cfg.Style == JudgeStyleASearcher {
+		return ParseASearcherVerdict(raw)
+	}
+	return ParseVerdict(raw)
 }
 
 // Judge grades one prediction. The error is non-nil only when ctx ends; a
 // judge that cannot reach a verdict returns Verdict Unjudged with Error set.
 func (j *Judge) Judge(ctx context.Context, in JudgeInput) (Judgement, error) {
-	pred := truncateRunes(strings.ToValidUTF8(strings.TrimSpace(in.Prediction), "\uFFFD"), j.cfg.MaxPredictionChars)
-	base := Judgement{Model: j.cfg.Model, PromptVersion: JudgePromptVersion}
+	pred := j.prediction(in.Prediction)
+	base := Judgement{Model: j.cfg.Model, PromptVersion: j.version}
 	if pred == "" {
 		base.Verdict, base.Rationale = Incorrect, "no prediction to judge"
 		return base, nil
 	}
-	key := JudgeKey(j.cfg.Model, in.Question, in.Golds, pred)
+	key := judgeKey(j.cfg.Model, j.version, in.Question, in.Golds, pred)
 	if got, ok := j.cache.Get(key); ok {
 		got.Cached, got.Attempts = true, 0
 		return got, nil
@@ -198,7 +263,7 @@ func (j *Judge) judgeOnce(ctx context.Context, base Judgement, key string, in Ju
 			got.Cached, got.Attempts = true, 0
 			return got, nil
 		}
-		got, err := j.judge(ctx, base, RenderJudgePrompt(in.Question, in.Golds, pred))
+		got, err := j.judge(ctx, base, j.prompt(in, pred))
 		if err != nil {
 			return nil, err
 		}
@@ -251,7 +316,7 @@ func (j *Judge) judge(ctx context.Context, base Judgement, prompt string) (Judge
 			continue
 		}
 		out.Raw = resp.Text
-		verdict, rationale, perr := ParseVerdict(resp.Text)
+		verdict, rationale, perr := j.parse(resp.Text)
 		if perr != nil {
 			out.Error = fmt.Sprintf("attempt %d: %v", attempt, perr)
 			temperature = j.cfg.RetryTemperature
@@ -312,6 +377,11 @@ func RenderJudgePrompt(question string, golds []string, prediction string) strin
 // question, the golds in order and the (cut) prediction. Fields are length
 // prefixed so no two inputs share a key by concatenation.
 func JudgeKey(model, question string, golds []string, prediction string) string {
+	return judgeKey(model, JudgePromptVersion, question, golds, prediction)
+}
+
+// judgeKey is JudgeKey for a judge with its own prompt version.
+func judgeKey(model, version, question string, golds []string, prediction string) string {
 	h := sha256.New()
 	var n [8]byte
 	write := func(s string) {
@@ -320,7 +390,7 @@ func JudgeKey(model, question string, golds []string, prediction string) string 
 		h.Write([]byte(s))
 	}
 	write(model)
-	write(JudgePromptVersion)
+	write(version)
 	write(question)
 	binary.LittleEndian.PutUint64(n[:], uint64(len(golds)))
 	h.Write(n[:])

@@ -91,7 +91,7 @@ Model backends (--model):
 	addBackendFlags(fs, backendFlagVars{model: &cfg.Model, modelName: &cfg.ModelName, tokenizer: &cfg.Tokenizer,
 		search: &cfg.Search, access: &cfg.Access, allowPrivateFetch: &cfg.AllowPrivateFetch, toolCache: &cfg.ToolCache, toolCacheMode: &cfg.ToolCacheMode})
 	fs.StringVar(&cfg.Agent, "agent", cfg.Agent, "agent: "+strings.Join(agents.Names(), ", "))
-	fs.StringVar(&cfg.Prompt, "prompt", "", "prompt name replacing the agent's own (docs/agent.md)")
+	fs.StringVar(&cfg.Prompt, "prompt", "", "prompt name replacing the agent's own, or file:PATH (file:DIR for asearcher-reasoning) in upstream's {question} syntax (docs/eval.md)")
 	fs.Float64Var(&cfg.Temperature, "temperature", cfg.Temperature, "sampling temperature (0 = greedy)")
 	fs.Float64Var(&cfg.TopP, "top-p", cfg.TopP, "nucleus sampling threshold")
 	fs.IntVar(&cfg.TopK, "top-k", cfg.TopK, "keep the k most likely tokens (-1 = off)")
@@ -104,6 +104,9 @@ Model backends (--model):
 	fs.StringVar(&cfg.JudgeModel, "judge-model", "", "judge model name (required with --judge; keys the judgement cache)")
 	fs.IntVar(&cfg.JudgeTries, "judge-max-attempts", 0, "judge calls per judgement, retries included (0: 3)")
 	fs.IntVar(&cfg.JudgeTokens, "judge-max-tokens", 0, "judge reply token cap (0: 1024)")
+	fs.StringVar(&cfg.JudgeStyle, "judge-style", cfg.JudgeStyle, `judge style: "" (ours) or asearcher (ASearcher's MBE: its prediction cut, gold list and JSON verdicts)`)
+	fs.StringVar(&cfg.JudgePromptFile, "judge-prompt-file", cfg.JudgePromptFile, "judge prompt template with the slots {question}, {gt_answer}, {pred_answer} ({{ }} for literal braces)")
+	fs.Float64Var(&cfg.JudgeTemperature, "judge-temperature", cfg.JudgeTemperature, "judge sampling temperature of the first attempt (0: greedy; ASearcher used 0.6)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "agents in flight")
 	fs.IntVar(&cfg.MaxLLMInFlight, "max-llm-inflight", 0, "model requests in flight over all agents (0: --concurrency)")
 	fs.IntVar(&cfg.MaxSearchInFlight, "max-search-inflight", 0, "search calls in flight (0: --concurrency)")
