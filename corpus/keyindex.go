@@ -317,16 +317,29 @@ func parseKeyIndex(data []byte) (*KeyIndex, error) {
 	}
 	nb := uint64(1) << dirBits
 	hashOff := uint64(align8(keyIndexHeader + int64(nb+1)*4))
+	if n > uint64(len(data))/12 || hashOff > uint64(len(data)) {
+		return nil, fmt.Errorf("key index is %d bytes, too short for %d entries (truncated?)", len(data), n)
+	}
 	valOff := hashOff + n*8
 	if valOff+n*4 != uint64(len(data)) {
 		return nil, fmt.Errorf("key index is %d bytes, want %d (truncated?)", len(data), valOff+n*4)
 	}
-	return &KeyIndex{
+	k := &KeyIndex{
 		dirBits: dirBits,
 		dir:     U32s(data[keyIndexHeader : keyIndexHeader+(nb+1)*4]),
 		hashes:  U64s(data[hashOff:valOff]),
 		values:  U32s(data[valOff:]),
-	}, nil
+	}
+	// Candidates trusts the directory's bucket bounds; check them once.
+	if k.dir[0] != 0 || uint64(k.dir[nb]) != n {
+		return nil, fmt.Errorf("key index directory spans %d..%d, want 0..%d (damaged?)", k.dir[0], k.dir[nb], n)
+	}
+	for i := uint64(1); i <= nb; i++ {
+		if k.dir[i] < k.dir[i-1] {
+			return nil, fmt.Errorf("key index directory decreases at bucket %d (damaged?)", i)
+		}
+	}
+	return k, nil
 }
 
 // Candidates appends to dst the values whose key hash equals h.

@@ -259,6 +259,16 @@ func OpenStore(dir string) (_ *Store, err error) {
 	if int64(len(s.offsets)) != s.meta.Count+1 || s.offsets[len(s.offsets)-1] != uint64(len(s.rows.Data)) {
 		return nil, fmt.Errorf("open store %s: offsets do not match rows (truncated copy?); rebuild the index", dir)
 	}
+	// Every row is at least its newline, so offsets strictly increase; one
+	// pass (8 bytes a passage) makes Row safe for every ordinal below Len.
+	if s.offsets[0] != 0 {
+		return nil, fmt.Errorf("open store %s: %s starts at %d, want 0 (damaged copy?); rebuild the index", dir, offsetsFile, s.offsets[0])
+	}
+	for i := 1; i < len(s.offsets); i++ {
+		if s.offsets[i] <= s.offsets[i-1] {
+			return nil, fmt.Errorf("open store %s: %s: row %d ends at %d, before it starts at %d (damaged copy?); rebuild the index", dir, offsetsFile, i-1, s.offsets[i], s.offsets[i-1])
+		}
+	}
 	if s.ids, err = OpenKeyIndex(filepath.Join(dir, idsFile)); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -317,6 +327,9 @@ func rowKeys(row []byte) (id, url string, err error) {
 func (s *Store) LookupID(id string) (uint32, bool) {
 	var buf [4]uint32
 	for _, ord := range s.ids.Candidates(HashKey(id), buf[:0]) {
+		if int64(ord) >= s.meta.Count {
+			continue // a damaged key index; never a valid passage
+		}
 		if rid, _, err := rowKeys(s.Row(ord)); err == nil && rid == id {
 			return ord, true
 		}
@@ -331,6 +344,9 @@ func (s *Store) LookupURL(u string, dst []uint32) []uint32 {
 	dst = s.urls.Candidates(HashKey(u), dst)
 	kept := dst[:start]
 	for _, ord := range dst[start:] {
+		if int64(ord) >= s.meta.Count {
+			continue // a damaged key index; never a valid passage
+		}
 		if _, ru, err := rowKeys(s.Row(ord)); err == nil && ru == u {
 			kept = append(kept, ord)
 		}

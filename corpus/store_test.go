@@ -3,11 +3,25 @@ package corpus
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
 func buildStore(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := OpenStore(buildStoreDir(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// buildStoreDir writes a store of the corpus at path and returns its
+// directory.
+func buildStoreDir(t *testing.T, path string) string {
 	t.Helper()
 	ps, _, err := readAll(t, path, ReaderOptions{Row: RowOptions{URLTemplate: DefaultURLTemplate}})
 	if err != nil {
@@ -27,12 +41,7 @@ func buildStore(t *testing.T, path string) *Store {
 	if err := w.Finish(StoreMeta{Source: path}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return dir
 }
 
 func TestStoreLookups(t *testing.T) {
@@ -219,4 +228,83 @@ func buildStoreB(b *testing.B, path string) *Store {
 	}
 	b.Cleanup(func() { s.Close() })
 	return s
+}
+
+// TestReliabilityDamagedStore: a store whose offsets or key index were
+// damaged inside the file (sizes intact, as an index built before
+// checksums, or opened with --verify off) is refused at open, and key
+// index entries pointing past the store are ignored, never a panic.
+func TestReliabilityDamagedStore(t *testing.T) {
+	src := buildStoreDir(t, "../dataset/data/flashrag-wiki18-sample/corpus_sample1000.jsonl")
+	damage := func(t *testing.T, name string, off int, b []byte) string {
+		dir := t.TempDir()
+		if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if off < 0 {
+			off += len(data)
+		}
+		copy(data[off:], b)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	big := []byte{0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0}
+	for _, tc := range []struct {
+		name, file string
+		off        int
+		b          []byte
+		want       string
+	}{
+		{"offset out of order", offsetsFile, 8 * 500, big, offsetsFile},
+		{"first offset", offsetsFile, 0, []byte{1}, offsetsFile},
+		{"key directory", idsFile, keyIndexHeader + 4, []byte{0xff, 0xff, 0xff, 0xff}, idsFile},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := OpenStore(damage(t, tc.file, tc.off, tc.b))
+			if err == nil {
+				s.Close()
+				t.Fatalf("opened a store with %s damaged", tc.file)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error does not name %s: %v", tc.want, err)
+			}
+		})
+	}
+	t.Run("key values past the store", func(t *testing.T) {
+		// Overwrite every value of urls.kix and ids.kix with a huge
+		// ordinal: lookups must find nothing, not index out of range.
+		dir := damage(t, idsFile, 0, nil)
+		for _, name := range []string{idsFile, urlsFile} {
+			path := filepath.Join(dir, name)
+			data, _ := os.ReadFile(path)
+			k, err := parseKeyIndex(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			valOff := len(data) - 4*k.Len()
+			for i := valOff; i < len(data); i++ {
+				data[i] = 0xee
+			}
+			os.WriteFile(path, data, 0o644)
+		}
+		s, err := OpenStore(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		first, _ := s.Passage(0)
+		if _, ok := s.LookupID(first.ID); ok {
+			t.Error("lookup through a damaged key index succeeded")
+		}
+		if got := s.LookupURL(first.URL, nil); len(got) != 0 {
+			t.Errorf("url lookup through a damaged key index: %v", got)
+		}
+	})
 }
