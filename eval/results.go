@@ -393,7 +393,9 @@ func repairTrajectories(path string, done map[key]bool, repair bool) (lost map[k
 		if err := os.Truncate(path, s.good); err != nil {
 			return nil, nil, fmt.Errorf("cut the torn last record of %s: %w", path, err)
 		}
-		return nil, nil, nil
+		// Trajectories are synced before their results, so a record torn
+		// by a kill has no result and its sample runs again.
+		return nil, []string{fmt.Sprintf("cut the torn last record of %s at byte offset %d", path, s.good)}, nil
 	}
 	kept, err := rewriteTrajectories(path, done, len(s.damaged) > 0)
 	if err != nil {

@@ -110,7 +110,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer unlock()
-	if err := checkManifest(cfg, sets, opts.Force); err != nil {
+	if err := checkManifest(cfg, sets, opts.Force, opts.Repair, log); err != nil {
 		return nil, err
 	}
 
@@ -260,7 +260,7 @@ func identityOf(cfg Config, sets []*dataset.Set) runIdentity {
 
 // checkManifest refuses to resume a run directory made with a different
 // configuration (unless forced) and writes run.json.
-func checkManifest(cfg Config, sets []*dataset.Set, force bool) error {
+func checkManifest(cfg Config, sets []*dataset.Set, force, repair bool, log *slog.Logger) error {
 	path := filepath.Join(cfg.Out, ManifestFile)
 	id := identityOf(cfg, sets)
 	m := runManifest{Hash: id.hash(), Identity: id, Config: cfg, Started: time.Now().UTC(), Version: manifestVersion}
@@ -269,7 +269,15 @@ func checkManifest(cfg Config, sets []*dataset.Set, force bool) error {
 	case err == nil:
 		var old runManifest
 		if err := json.Unmarshal(data, &old); err != nil {
-			return fmt.Errorf("%s is unreadable (%v); use a new --out or delete the file", path, err)
+			if !repair {
+				return fmt.Errorf("%s is damaged (%v); nothing was changed. Rerun with --repair to keep a backup and write it anew from this command's configuration, or use a new --out", path, err)
+			}
+			backup, err := replaceWithBackup(path, data)
+			if err != nil {
+				return err
+			}
+			log.Warn("repair: " + fmt.Sprintf("%s was damaged: kept as %s and written anew from this command's configuration", path, backup))
+			break
 		}
 		if old.Hash != m.Hash {
 			changed := id.diff(old.Identity)

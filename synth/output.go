@@ -256,6 +256,19 @@ func (o *Output) open(opts OutputOptions) error {
 		}
 		dropped = append(dropped, fmt.Sprintf("%s line %d (byte offset %d)%s", o.Path, l.line, l.offset, seedNote(seed)))
 	}
+	// A damaged line after the last finished record normally belongs to
+	// the seed that was being written (records are synced before the
+	// journal line). If its seed is in the journal, the file was damaged
+	// after the fact: that seed is redone rather than left short.
+	for i := lastDone + 1; i < len(qa); i++ {
+		if valid[i] {
+			continue
+		}
+		if seed := seedIDIn(qa[i].raw); seed != "" && o.done[seed] && !redo[seed] {
+			redo[seed] = true
+			dropped = append(dropped, fmt.Sprintf("%s line %d (byte offset %d), cut short, of the finished seed %q", o.Path, qa[i].line, qa[i].offset, seed))
+		}
+	}
 	for _, l := range bad {
 		seed := seedIDIn(l.text)
 		dropped = append(dropped, fmt.Sprintf("%s line %d (byte offset %d)%s", o.JournalPath, l.line, l.offset, seedNote(seed)))

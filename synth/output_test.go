@@ -251,3 +251,31 @@ func TestOutputLocked(t *testing.T) {
 	}
 	o.Close()
 }
+
+// TestOutputTornLastRecordOfFinishedSeed: a QA file whose last line was cut
+// after its seed was journaled (damage, not a kill: records are synced
+// before the journal) resumes by redoing that seed, so it is not left
+// with a record missing.
+func TestOutputTornLastRecordOfFinishedSeed(t *testing.T) {
+	path := writeThreeSeeds(t)
+	data, _ := os.ReadFile(path)
+	os.WriteFile(path, data[:len(data)-20], 0o644)
+	o, err := OpenOutput(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if !o.Done("a") || !o.Done("b") || o.Done("c") {
+		t.Fatalf("done a %v b %v c %v; want c redone", o.Done("a"), o.Done("b"), o.Done("c"))
+	}
+	var ids []string
+	for _, r := range readRecordsFile(t, path) {
+		ids = append(ids, r.ID)
+	}
+	if !slices.Equal(ids, []string{"a#v0", "a#v1", "b#v0", "b#v1"}) {
+		t.Errorf("records %q", ids)
+	}
+	if j, _ := os.ReadFile(JournalPath(path)); strings.Count(string(j), "\n") != 2 {
+		t.Errorf("journal:\n%s", j)
+	}
+}
