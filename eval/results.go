@@ -375,7 +375,10 @@ func scanTrajectories(path string, done map[key]bool) (*trajScan, error) {
 // record elsewhere is refused unless repair is set; then the file is
 // backed up, rewritten with every intact record, and the samples whose
 // trajectories were lost are returned so that they run again.
-func repairTrajectories(path string, done map[key]bool, repair bool) (lost map[key]bool, notes []string, err error) {
+//
+// stored says which samples store a trajectory at all (not those of
+// datasets whose text must not be written).
+func repairTrajectories(path string, done map[key]bool, stored func(key) bool, repair bool) (lost map[key]bool, notes []string, err error) {
 	s, err := scanTrajectories(path, done)
 	if err != nil || s.clean() {
 		return nil, nil, err
@@ -394,8 +397,22 @@ func repairTrajectories(path string, done map[key]bool, repair bool) (lost map[k
 			return nil, nil, fmt.Errorf("cut the torn last record of %s: %w", path, err)
 		}
 		// Trajectories are synced before their results, so a record torn
-		// by a kill has no result and its sample runs again.
-		return nil, []string{fmt.Sprintf("cut the torn last record of %s at byte offset %d", path, s.good)}, nil
+		// by a kill has no result and its sample runs again. A torn record
+		// whose result exists (the file was damaged later) loses its
+		// sample's trajectory: that sample runs again too.
+		notes = []string{fmt.Sprintf("cut the torn last record of %s at byte offset %d", path, s.good)}
+		for k := range done {
+			if !s.seen[k] && stored(k) {
+				if lost == nil {
+					lost = map[key]bool{}
+				}
+				lost[k] = true
+			}
+		}
+		if len(lost) > 0 {
+			notes = append(notes, fmt.Sprintf("%d samples whose trajectory was cut run again", len(lost)))
+		}
+		return lost, notes, nil
 	}
 	kept, err := rewriteTrajectories(path, done, len(s.damaged) > 0)
 	if err != nil {

@@ -128,7 +128,12 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 	var trajW *agent.Writer
 	if !cfg.NoTrajectories {
 		path := filepath.Join(cfg.Out, TrajectoriesFile)
-		lost, tnotes, err := repairTrajectories(path, doneKeys, opts.Repair)
+		redacted := map[string]bool{}
+		for _, set := range sets {
+			redacted[set.Name] = isEncryptedSet(set)
+		}
+		stored := func(k key) bool { return !redacted[k.Dataset] }
+		lost, tnotes, err := repairTrajectories(path, doneKeys, stored, opts.Repair)
 		if err != nil {
 			return nil, err
 		}

@@ -150,7 +150,7 @@ func LoadCheckpoint(runDir string) (*State, string, error) {
 	}
 	var st State
 	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, "", fmt.Errorf("checkpoint %s is corrupt: %w", dir, err)
+		return nil, "", fmt.Errorf("checkpoint %s is damaged: %w; resume from an earlier checkpoint by writing its name into %s", filepath.Join(dir, stateFile), err, filepath.Join(root, latestFile))
 	}
 	if st.Version < 0 || st.StreamNext < 0 {
 		return nil, "", fmt.Errorf("checkpoint %s: negative version or position", dir)

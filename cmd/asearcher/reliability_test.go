@@ -513,3 +513,204 @@ func TestReliabilityTrainKill(t *testing.T) {
 		})
 	}
 }
+
+// ---- corruption of every file each command keeps ----
+
+// copyTree copies the regular files under src to dst.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// damage kinds.
+const (
+	tornTail   = "torn last record"
+	middleLine = "damaged middle record"
+	garbage    = "garbage"
+	missing    = "missing"
+)
+
+// applyDamage damages path: tornTail cuts its last 7 bytes, middleLine
+// flips bytes in the middle record (the middle zstd frame of a .zst file,
+// the first byte of the middle line otherwise), garbage replaces it,
+// missing deletes it.
+func applyDamage(t *testing.T, path, kind string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch kind {
+	case tornTail:
+		data = data[:len(data)-7]
+	case middleLine:
+		if strings.HasSuffix(path, ".zst") {
+			var starts []int
+			for i := 0; i+4 <= len(data); i++ {
+				if bytes.Equal(data[i:i+4], []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+					starts = append(starts, i)
+				}
+			}
+			m := len(starts) / 2
+			mid := (starts[m] + starts[m+1]) / 2
+			data[mid] ^= 0xff
+			data[mid+1] ^= 0xff
+		} else {
+			lines := bytes.SplitAfter(data, []byte("\n"))
+			lines[len(lines)/2][0] = '#'
+			data = bytes.Join(lines, nil)
+		}
+	case garbage:
+		data = []byte("garbage\n")
+	case missing:
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// corruptCase is one damaged file and what must happen on resume.
+type corruptCase struct {
+	file, kind string
+	// refused: the resume must fail naming the file (and "byte offset"
+	// when offset is set) and leave the file as it was; repairable: then
+	// --repair must complete the run.
+	refused, offset, repairable bool
+}
+
+// runCorruptCases copies a finished run for every case, damages one file
+// and resumes it with args(dir) (extra flags appended).
+func runCorruptCases(t *testing.T, finished string, cases []corruptCase, args func(dir string, extra ...string) []string, check func(t *testing.T, dir string)) {
+	for _, c := range cases {
+		t.Run(c.file+"/"+c.kind, func(t *testing.T) {
+			base := t.TempDir()
+			dir := filepath.Join(base, "run")
+			copyTree(t, finished, dir)
+			target := filepath.Join(dir, c.file)
+			applyDamage(t, target, c.kind)
+			before, _ := os.ReadFile(target)
+			out, err := execCLI(t, base, args(dir)...)
+			if !c.refused {
+				if err != nil {
+					t.Fatalf("resume after a %s of %s: %v\n%s", c.kind, c.file, err, out)
+				}
+				check(t, dir)
+				return
+			}
+			if err == nil {
+				t.Fatalf("a %s of %s was accepted silently:\n%s", c.kind, c.file, out)
+			}
+			if !strings.Contains(out, filepath.Base(c.file)) || (c.offset && !strings.Contains(out, "byte offset")) {
+				t.Errorf("the error does not name the file (and offset):\n%s", out)
+			}
+			if after, _ := os.ReadFile(target); !bytes.Equal(after, before) {
+				t.Errorf("the refused resume changed %s", c.file)
+			}
+			if !c.repairable {
+				return
+			}
+			if !strings.Contains(out, "--repair") {
+				t.Errorf("the error does not offer --repair:\n%s", out)
+			}
+			if out, err := execCLI(t, base, args(dir, "--repair")...); err != nil {
+				t.Fatalf("--repair: %v\n%s", err, out)
+			}
+			check(t, dir)
+		})
+	}
+}
+
+// TestReliabilityCorruption damages every file eval, synth and train keep
+// in a finished run and resumes it.
+func TestReliabilityCorruption(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	t.Run("eval", func(t *testing.T) {
+		model := evalModel(t, 0)
+		finished := filepath.Join(t.TempDir(), "run")
+		if out, err := execCLI(t, ".", evalArgs(model.OpenAIURL(), finished)...); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		runCorruptCases(t, finished, []corruptCase{
+			{file: "results.jsonl", kind: tornTail},
+			{file: "results.jsonl", kind: middleLine, refused: true, offset: true, repairable: true},
+			{file: "trajectories.jsonl.zst", kind: tornTail},
+			{file: "trajectories.jsonl.zst", kind: middleLine, refused: true, offset: true, repairable: true},
+			{file: "run.json", kind: garbage, refused: true, repairable: true},
+		}, func(dir string, extra ...string) []string { return evalArgs(model.OpenAIURL(), dir, extra...) }, checkEvalRun)
+	})
+	t.Run("synth", func(t *testing.T) {
+		index := synthIndex(t)
+		model := synthServer(t, 0)
+		finishedDir := t.TempDir()
+		if out, err := execCLI(t, finishedDir, synthArgs(index, model.OpenAIURL(), filepath.Join(finishedDir, "qa.jsonl"))...); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		runCorruptCases(t, finishedDir, []corruptCase{
+			{file: "qa.jsonl", kind: tornTail},
+			{file: "qa.jsonl", kind: middleLine, refused: true, offset: true, repairable: true},
+			{file: "qa.jsonl.seeds.jsonl", kind: tornTail},
+			{file: "qa.jsonl.seeds.jsonl", kind: middleLine, refused: true, offset: true, repairable: true},
+		}, func(dir string, extra ...string) []string {
+			return synthArgs(index, model.OpenAIURL(), filepath.Join(dir, "qa.jsonl"), extra...)
+		}, func(t *testing.T, dir string) { checkSynthRun(t, filepath.Join(dir, "qa.jsonl")) })
+	})
+	t.Run("train", func(t *testing.T) {
+		base := t.TempDir()
+		if err := os.WriteFile(filepath.Join(base, "mini.yaml"), []byte(killTrainConfig), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		finished := filepath.Join(base, "run")
+		if out, err := execCLI(t, base, "train", "--config", "mini.yaml", "--out", finished, "--no-progress", "--log-level", "warn"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		last := fmt.Sprintf("checkpoints/step_%06d", killTrainSteps)
+		metricsRepaired := func(t *testing.T, dir string) {
+			// One step's record was dropped by --repair (its backup is
+			// kept); training itself was not affected.
+			raw, _ := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
+			if n := bytes.Count(raw, []byte("\n")); n != killTrainSteps && n != killTrainSteps-1 {
+				t.Errorf("metrics.jsonl has %d lines", n)
+			}
+			if b, _ := filepath.Glob(filepath.Join(dir, "metrics.jsonl.bak-*")); len(b) == 0 {
+				checkTrainRun(t, dir)
+			}
+		}
+		trainArgs := func(dir string, extra ...string) []string {
+			return append([]string{"train", "--resume", dir, "--no-progress", "--log-level", "warn"}, extra...)
+		}
+		runCorruptCases(t, finished, []corruptCase{
+			{file: "metrics.jsonl", kind: middleLine, refused: true, offset: true, repairable: true},
+			{file: "checkpoints/latest", kind: garbage, refused: true},
+			{file: last + "/controller.json", kind: garbage, refused: true},
+			{file: last + "/trainer/optimizer.safetensors", kind: missing, refused: true},
+			{file: last + "/trainer/model.safetensors", kind: garbage, refused: true},
+			{file: "config.yaml", kind: garbage, refused: true},
+		}, trainArgs, metricsRepaired)
+	})
+}
