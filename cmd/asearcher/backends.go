@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"slices"
+
 	"github.com/spf13/pflag"
 
 	"github.com/asearcher/asearcher/engine/embedded"
@@ -58,4 +61,25 @@ func addBackendFlags(fs *pflag.FlagSet, v backendFlagVars) {
 	if v.toolCacheMode != nil {
 		fs.StringVar(v.toolCacheMode, "tool-cache-mode", *v.toolCacheMode, "tool cache mode: live, record or replay (answer only from the cache)")
 	}
+}
+
+// applyConfigFile is the one order of settings for commands with
+// --config: the command's defaults, then the file (load decodes it over
+// the same variables the flags are bound to, rejecting unknown keys), then
+// every flag given on the command line except skip, which wins.
+func applyConfigFile(fs *pflag.FlagSet, load func() error, skip ...string) error {
+	changed := map[string]string{}
+	fs.Visit(func(f *pflag.Flag) { changed[f.Name] = f.Value.String() })
+	if err := load(); err != nil {
+		return err
+	}
+	for name, v := range changed {
+		if slices.Contains(skip, name) {
+			continue
+		}
+		if err := fs.Set(name, v); err != nil {
+			return fmt.Errorf("--%s: %w", name, err)
+		}
+	}
+	return nil
 }

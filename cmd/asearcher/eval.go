@@ -121,23 +121,10 @@ Model backends (--model):
 	return c
 }
 
-// applyEvalConfigFile loads the YAML over cfg and then re-applies the flags
-// given on the command line, so flags win.
+// applyEvalConfigFile loads the YAML over cfg; flags given on the command
+// line win (--data is merged by the caller).
 func applyEvalConfigFile(fs *pflag.FlagSet, path string, cfg *eval.Config) error {
-	changed := map[string]string{}
-	fs.Visit(func(f *pflag.Flag) { changed[f.Name] = f.Value.String() })
-	if err := eval.LoadConfigFile(path, cfg); err != nil {
-		return err
-	}
-	for name, v := range changed {
-		if name == "config" || name == "data" {
-			continue
-		}
-		if err := fs.Set(name, v); err != nil {
-			return fmt.Errorf("--%s: %w", name, err)
-		}
-	}
-	return nil
+	return applyConfigFile(fs, func() error { return eval.LoadConfigFile(path, cfg) }, "config", "data")
 }
 
 func splitDataList(s string) []string {

@@ -59,31 +59,26 @@ type synthOptions struct {
 	SolverMaxTokens   int     `yaml:"solver_max_tokens"`
 }
 
-// loadSynthConfig reads a --config file over o, then re-applies the flags
-// set on the command line so that they win.
+// loadSynthConfig reads a --config file (a synth: block, unknown keys
+// refused) over o; flags set on the command line win.
 func loadSynthConfig(fs *pflag.FlagSet, path string, o *synthOptions) error {
-	changed := map[string]string{}
-	fs.Visit(func(f *pflag.Flag) { changed[f.Name] = f.Value.String() })
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("--config: %w", err)
-	}
-	defer f.Close()
-	var file struct {
-		Synth *synthOptions `yaml:"synth"`
-	}
-	file.Synth = o
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(&file); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("--config %s: %w (keys are the flag names with _ under a synth: block)", path, err)
-	}
-	for name, v := range changed {
-		if err := fs.Set(name, v); err != nil {
-			return err
+	return applyConfigFile(fs, func() error {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("--config: %w", err)
 		}
-	}
-	return nil
+		defer f.Close()
+		var file struct {
+			Synth *synthOptions `yaml:"synth"`
+		}
+		file.Synth = o
+		dec := yaml.NewDecoder(f)
+		dec.KnownFields(true)
+		if err := dec.Decode(&file); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("--config %s: %w (keys are the flag names with _ under a synth: block)", path, err)
+		}
+		return nil
+	}, "config")
 }
 
 func newSynthCmd() *cobra.Command {
