@@ -2,7 +2,6 @@ package serve
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,8 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 	"unicode/utf8"
 
 	"github.com/asearcher/asearcher/llm"
@@ -125,7 +122,18 @@ type openAIRequest struct {
 	idTokens    bool // return_tokens_as_token_ids
 	rid         string
 	chatOptions tokenizer.ChatOptions
+	// topLogprobs is how many alternatives each logprobs entry lists
+	// (completions: logprobs N; chat: top_logprobs).
+	topLogprobs int
+	// echo (completions) puts the prompt, with its logprobs, before the
+	// completion; with max_tokens 0 nothing is generated (vLLM).
+	echo bool
+	// skipSpecial drops special tokens from the text [true, as vLLM].
+	skipSpecial bool
 }
+
+// maxLogprobs is vLLM's default --max-logprobs.
+const maxLogprobs = 20
 
 func (s *Server) parseOpenAICommon(f map[string]json.RawMessage, chat bool) (*openAIRequest, error) {
 	for k := range f {
@@ -179,8 +187,20 @@ func (s *Server) parseOpenAICommon(f map[string]json.RawMessage, chat bool) (*op
 	case !chat:
 		o.maxTokens = 16 // OpenAI's completions default
 	}
-	if (maxComp != nil || maxTok != nil) && o.maxTokens < 1 {
+	if err := field(f, "echo", &o.echo); err != nil {
+		return nil, err
+	}
+	if o.echo && chat {
+		return nil, errors.New("echo is not supported on chat completions by the embedded engine")
+	}
+	// vLLM: an explicit max_tokens must be ≥ 1, except 0 with echo on
+	// completions, which returns the prompt (and its logprobs) only.
+	if (maxComp != nil || maxTok != nil) && o.maxTokens < 1 && !(o.echo && o.maxTokens == 0) {
 		return nil, fmt.Errorf("max_tokens must be at least 1, got %d", o.maxTokens)
+	}
+	o.skipSpecial = true
+	if err := field(f, "skip_special_tokens", &o.skipSpecial); err != nil {
+		return nil, err
 	}
 	if o.maxTokens > 0 {
 		o.params.MaxNewTokens = o.maxTokens
@@ -225,10 +245,6 @@ func (s *Server) parseOpenAICommon(f map[string]json.RawMessage, chat bool) (*op
 			return nil, fmt.Errorf("%s is not supported by the embedded engine", key)
 		}
 	}
-	var echo bool
-	if err := field(f, "echo", &echo); err != nil || echo {
-		return nil, errors.New("echo is not supported by the embedded engine")
-	}
 	if chat {
 		var lp bool
 		var top int
@@ -238,10 +254,13 @@ func (s *Server) parseOpenAICommon(f map[string]json.RawMessage, chat bool) (*op
 		if err := field(f, "top_logprobs", &top); err != nil {
 			return nil, err
 		}
-		if top != 0 {
-			return nil, errors.New("top_logprobs is not supported by the embedded engine; use logprobs: true")
+		if top < 0 || top > maxLogprobs {
+			return nil, fmt.Errorf("top_logprobs must be in [0, %d], got %d", maxLogprobs, top)
 		}
-		o.logprobs = lp
+		if top > 0 && !lp {
+			return nil, errors.New("when using top_logprobs, logprobs must be set to true")
+		}
+		o.logprobs, o.topLogprobs = lp, top
 		var kw struct {
 			EnableThinking *bool `json:"enable_thinking"`
 		}
@@ -259,13 +278,16 @@ func (s *Server) parseOpenAICommon(f map[string]json.RawMessage, chat bool) (*op
 		if err := field(f, "logprobs", &lp); err != nil {
 			return nil, err
 		}
-		if lp != nil && (*lp < 0 || *lp > 1) {
-			return nil, fmt.Errorf("logprobs=%d: the embedded engine returns the sampled token's logprob only (0 or 1)", *lp)
+		if lp != nil && (*lp < 0 || *lp > maxLogprobs) {
+			return nil, fmt.Errorf("logprobs must be in [0, %d], got %d", maxLogprobs, *lp)
 		}
 		o.logprobs = lp != nil
+		if lp != nil {
+			o.topLogprobs = *lp
+		}
 	}
-	if o.stream && o.n > 1 {
-		return nil, errors.New("streaming takes n = 1")
+	if o.stream && o.echo {
+		return nil, errors.New("echo with stream is not supported by the embedded engine; send stream: false")
 	}
 	return o, nil
 }
@@ -383,12 +405,6 @@ func messageText(raw json.RawMessage) (string, error) {
 	return b.String(), nil
 }
 
-// openAIChoice is one finished generation in OpenAI terms.
-type openAIChoice struct {
-	resp *llm.Response
-	text string
-}
-
 // finishReason maps the engine's finish to OpenAI's; an aborted request
 // (pause, abort) reports "abort" as vLLM and SGLang do.
 func finishReason(f llm.Finish) string {
@@ -419,44 +435,6 @@ func (s *Server) tokenString(id int, asID bool) string {
 		return "token_id:" + strconv.Itoa(id)
 	}
 	return s.tokenText(id)
-}
-
-func (s *Server) runChoices(ctx context.Context, prompts [][]int, o *openAIRequest) ([]openAIChoice, error) {
-	var jobs [][]int
-	for _, p := range prompts {
-		if err := s.checkPrompt(p); err != nil {
-			return nil, err
-		}
-		for j := 0; j < o.n; j++ {
-			jobs = append(jobs, p)
-		}
-	}
-	out := make([]openAIChoice, len(jobs))
-	errs := make([]error, len(jobs))
-	var wg sync.WaitGroup
-	for i := range jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rid := o.rid
-			if rid != "" && len(jobs) > 1 {
-				rid += "-" + strconv.Itoa(i)
-			}
-			p := o.params
-			if p.Seed != nil && len(jobs) > 1 {
-				sd := *p.Seed + int64(i)
-				p.Seed = &sd
-			}
-			resp, err := s.generate(ctx, &genRequest{rid: rid, ids: jobs[i], params: p, ignoreEOS: o.ignoreEOS})
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			out[i] = openAIChoice{resp: resp, text: trimStop(resp.Text, resp.StopMatched, o.keepStop)}
-		}()
-	}
-	wg.Wait()
-	return out, errors.Join(errs...)
 }
 
 // stopReason is vLLM's stop_reason: the matched stop string or stop token,
@@ -495,258 +473,6 @@ func (s *Server) openAIRequest(w http.ResponseWriter, r *http.Request, chat bool
 		return nil, nil, false
 	}
 	return f, o, true
-}
-
-func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
-	f, o, ok := s.openAIRequest(w, r, false)
-	if !ok {
-		return
-	}
-	prompts, err := s.completionPrompts(f["prompt"])
-	if err != nil {
-		openAIBodyError(w, err)
-		return
-	}
-	if len(prompts) == 0 {
-		openAIError(w, http.StatusBadRequest, "prompt is empty")
-		return
-	}
-	if len(prompts)*o.n > s.opts.MaxPrompts {
-		openAIBodyError(w, s.tooMany(len(prompts)*o.n))
-		return
-	}
-	id := s.newID("cmpl")
-	if o.stream {
-		if len(prompts) != 1 {
-			openAIError(w, http.StatusBadRequest, "streaming takes one prompt")
-			return
-		}
-		s.streamOpenAI(w, r, id, prompts[0], o, false)
-		return
-	}
-	choices, err := s.runChoices(r.Context(), prompts, o)
-	if err != nil {
-		if r.Context().Err() == nil {
-			openAIError(w, http.StatusBadRequest, err.Error())
-		}
-		return
-	}
-	list := make([]any, len(choices))
-	promptTokens, completionTokens := 0, 0
-	for i, c := range choices {
-		ch := map[string]any{"index": i, "text": c.text, "finish_reason": finishReason(c.resp.Finish),
-			"stop_reason": stopReason(c.resp, o.params.StopTokenIDs), "logprobs": nil}
-		if o.logprobs {
-			toks := make([]string, len(c.resp.OutputIDs))
-			lps := make([]float64, len(c.resp.OutputIDs))
-			offs := make([]int, len(c.resp.OutputIDs))
-			off := 0
-			for j, tid := range c.resp.OutputIDs {
-				toks[j] = s.tokenString(tid, o.idTokens)
-				lps[j] = float64(c.resp.Logprobs[j])
-				offs[j] = off
-				off += len(s.tokenText(tid))
-			}
-			ch["logprobs"] = map[string]any{"tokens": toks, "token_logprobs": lps, "top_logprobs": nil, "text_offset": offs}
-		}
-		if o.tokenIDs {
-			ch["token_ids"] = c.resp.OutputIDs
-			ch["prompt_token_ids"] = prompts[i/o.n]
-		}
-		list[i] = ch
-		if i%o.n == 0 {
-			promptTokens += len(prompts[i/o.n])
-		}
-		completionTokens += len(c.resp.OutputIDs)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "text_completion", "created": time.Now().Unix(),
-		"model": s.opts.ModelName, "choices": list, "usage": usage(promptTokens, completionTokens)})
-}
-
-func (s *Server) chatLogprobs(resp *llm.Response, idTokens bool) map[string]any {
-	content := make([]any, len(resp.OutputIDs))
-	for j, tid := range resp.OutputIDs {
-		tok := s.tokenString(tid, idTokens)
-		content[j] = map[string]any{"token": tok, "logprob": float64(resp.Logprobs[j]), "bytes": []byte(s.tokenText(tid)), "top_logprobs": []any{}}
-	}
-	return map[string]any{"content": content}
-}
-
-func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	f, o, ok := s.openAIRequest(w, r, true)
-	if !ok {
-		return
-	}
-	ids, err := s.chatPrompt(f["messages"], o.chatOptions)
-	if err != nil {
-		openAIError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	id := s.newID("chatcmpl")
-	if o.stream {
-		s.streamOpenAI(w, r, id, ids, o, true)
-		return
-	}
-	choices, err := s.runChoices(r.Context(), [][]int{ids}, o)
-	if err != nil {
-		if r.Context().Err() == nil {
-			openAIError(w, http.StatusBadRequest, err.Error())
-		}
-		return
-	}
-	list := make([]any, len(choices))
-	completionTokens := 0
-	for i, c := range choices {
-		ch := map[string]any{"index": i, "message": map[string]any{"role": "assistant", "content": c.text},
-			"finish_reason": finishReason(c.resp.Finish), "stop_reason": stopReason(c.resp, o.params.StopTokenIDs), "logprobs": nil}
-		if o.logprobs {
-			ch["logprobs"] = s.chatLogprobs(c.resp, o.idTokens)
-		}
-		if o.tokenIDs {
-			ch["token_ids"] = c.resp.OutputIDs
-		}
-		list[i] = ch
-		completionTokens += len(c.resp.OutputIDs)
-	}
-	reply := map[string]any{"id": id, "object": "chat.completion", "created": time.Now().Unix(),
-		"model": s.opts.ModelName, "choices": list, "usage": usage(len(ids), completionTokens)}
-	if o.tokenIDs {
-		reply["prompt_token_ids"] = ids
-	}
-	writeJSON(w, http.StatusOK, reply)
-}
-
-// streamOpenAI answers stream:true with OpenAI's SSE chunks: text deltas
-// as tokens are sampled, a last chunk with finish_reason (and usage when
-// stream_options.include_usage), then data: [DONE]. Stop strings are
-// held back until it is clear they are not the start of a stop.
-func (s *Server) streamOpenAI(w http.ResponseWriter, r *http.Request, id string, prompt []int, o *openAIRequest, chat bool) {
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		openAIError(w, http.StatusInternalServerError, "streaming is not available on this connection")
-		return
-	}
-	if err := s.checkPrompt(prompt); err != nil {
-		openAIError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	created := time.Now().Unix()
-	object := "text_completion"
-	if chat {
-		object = "chat.completion.chunk"
-	}
-	chunk := func(delta string, ids []int, lps []float32, finish any) map[string]any {
-		ch := map[string]any{"index": 0, "finish_reason": finish, "logprobs": nil}
-		if chat {
-			d := map[string]any{"content": delta}
-			if ids == nil && finish == nil {
-				d["role"] = "assistant"
-			}
-			ch["delta"] = d
-		} else {
-			ch["text"] = delta
-		}
-		if o.logprobs && len(ids) > 0 {
-			resp := &llm.Response{OutputIDs: ids, Logprobs: lps}
-			if chat {
-				ch["logprobs"] = s.chatLogprobs(resp, o.idTokens)
-			} else {
-				toks := make([]string, len(ids))
-				vals := make([]float64, len(ids))
-				for j, t := range ids {
-					toks[j], vals[j] = s.tokenString(t, o.idTokens), float64(lps[j])
-				}
-				ch["logprobs"] = map[string]any{"tokens": toks, "token_logprobs": vals, "top_logprobs": nil}
-			}
-		}
-		if o.tokenIDs && ids != nil {
-			ch["token_ids"] = ids
-		}
-		return map[string]any{"id": id, "object": object, "created": created, "model": s.opts.ModelName, "choices": []any{ch}}
-	}
-	q := newTokenQueue()
-	done := make(chan struct{})
-	var resp *llm.Response
-	var genErr error
-	go func() {
-		defer close(done)
-		resp, genErr = s.generate(r.Context(), &genRequest{rid: o.rid, ids: prompt, params: o.params, ignoreEOS: o.ignoreEOS, onToken: q.push})
-	}()
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	if chat {
-		writeSSE(w, chunk("", nil, nil, nil))
-		fl.Flush()
-	}
-	// held is text not yet sent because it may be the start of a stop
-	// string (which is trimmed unless the request keeps it).
-	var held strings.Builder
-	var ids []int
-	var lps []float32
-	var stops []string
-	if !o.keepStop {
-		stops = o.params.Stop
-	}
-	flush := func(final bool) {
-		text := held.String()
-		n := len(text)
-		if !final {
-			n = safePrefix(text, stops)
-		}
-		if n == 0 && len(ids) == 0 {
-			return
-		}
-		writeSSE(w, chunk(text[:n], ids, lps, nil))
-		fl.Flush()
-		rest := text[n:]
-		held.Reset()
-		held.WriteString(rest)
-		ids, lps = nil, nil
-	}
-	for finished := false; !finished; {
-		select {
-		case <-q.ready:
-		case <-done:
-			finished = true
-		}
-		evs := q.take()
-		for _, ev := range evs {
-			held.WriteString(ev.Text)
-			ids = append(ids, ev.ID)
-			lps = append(lps, ev.Logprob)
-		}
-		if !finished && len(evs) > 0 {
-			flush(false)
-		}
-	}
-	if genErr != nil {
-		if r.Context().Err() == nil {
-			writeSSE(w, map[string]any{"error": map[string]any{"message": genErr.Error(), "type": "server_error", "code": 500}})
-			_, _ = w.Write([]byte("data: [DONE]\n\n"))
-			fl.Flush()
-		}
-		return
-	}
-	if resp.StopMatched != "" && !o.keepStop {
-		rest := held.String()
-		if i := strings.LastIndex(rest, resp.StopMatched); i >= 0 {
-			held.Reset()
-			held.WriteString(rest[:i])
-		}
-	}
-	flush(true)
-	last := chunk("", nil, nil, finishReason(resp.Finish))
-	if chat {
-		last["choices"].([]any)[0].(map[string]any)["delta"] = map[string]any{}
-	}
-	writeSSE(w, last)
-	if o.usageChunk {
-		writeSSE(w, map[string]any{"id": id, "object": object, "created": created, "model": s.opts.ModelName,
-			"choices": []any{}, "usage": usage(len(prompt), len(resp.OutputIDs))})
-	}
-	_, _ = w.Write([]byte("data: [DONE]\n\n"))
-	fl.Flush()
 }
 
 // safePrefix is how much of text can be sent now: everything before a

@@ -423,8 +423,8 @@ func (s *Server) newID(prefix string) string {
 	return prefix + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatInt(s.ridSeq.Add(1), 36)
 }
 
-// checkPrompt rejects token ids the model cannot take.
-func (s *Server) checkPrompt(ids []int) error {
+// checkIDs rejects an empty prompt and token ids the model cannot take.
+func (s *Server) checkIDs(ids []int) error {
 	if len(ids) == 0 {
 		return errors.New("the prompt is empty")
 	}
@@ -434,10 +434,34 @@ func (s *Server) checkPrompt(ids []int) error {
 			return fmt.Errorf("token id %d is outside the vocabulary [0, %d)", t, v)
 		}
 	}
+	return nil
+}
+
+// checkPrompt is checkIDs plus room in the context, in SGLang's words.
+func (s *Server) checkPrompt(ids []int) error {
+	if err := s.checkIDs(ids); err != nil {
+		return err
+	}
 	if len(ids) >= s.ctxLen {
-		return fmt.Errorf("the prompt has %d tokens; the context length is %d", len(ids), s.ctxLen)
+		return fmt.Errorf("The input (%d tokens) is longer than the model's context length (%d tokens).", len(ids), s.ctxLen)
 	}
 	return nil
+}
+
+// promptTooLong is a prompt refused for its length before it was decoded
+// or tokenised; its message is SGLang's, and the OpenAI endpoints reword
+// it as vLLM does (openAIWording).
+type promptTooLong struct {
+	n, ctxLen int
+	atLeast   bool // n is a lower bound
+}
+
+func (e *promptTooLong) Error() string {
+	least := ""
+	if e.atLeast {
+		least = "at least "
+	}
+	return fmt.Sprintf("The input (%s%d tokens) is longer than the model's context length (%d tokens).", least, e.n, e.ctxLen)
 }
 
 // guardTokenIDs bounds a JSON list of token ids (or list of such lists)
@@ -448,7 +472,7 @@ func (s *Server) guardTokenIDs(raw []byte) error {
 	n := bytes.Count(raw, []byte{','}) + 1 // ≥ the number of ids
 	flat := bytes.Count(raw, []byte{'['}) == 1
 	if flat && n >= s.ctxLen {
-		return fmt.Errorf("the prompt has %d tokens; the context length is %d", n, s.ctxLen)
+		return &promptTooLong{n: n, ctxLen: s.ctxLen}
 	}
 	if limit := s.opts.MaxPrompts * s.ctxLen; n > limit {
 		return &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the request has about %d token ids, more than --max-prompts (%d) × the context length (%d)", n, s.opts.MaxPrompts, s.ctxLen)}
@@ -501,7 +525,7 @@ func (s *Server) encode(text string) ([]int, error) {
 	// costs far more memory than the text (issue 12).
 	if s.maxTokenBytes > 0 {
 		if least := len(text) / s.maxTokenBytes; least >= s.ctxLen+16 {
-			return nil, fmt.Errorf("the prompt has at least %d tokens; the context length is %d", least, s.ctxLen)
+			return nil, &promptTooLong{n: least, ctxLen: s.ctxLen, atLeast: true}
 		}
 	}
 	return s.opts.Tokenizer.Encode(text), nil
@@ -511,7 +535,7 @@ func (s *Server) encode(text string) ([]int, error) {
 func longestToken(tok *tokenizer.Tokenizer) int {
 	longest := 0
 	for id := range tok.VocabSize() {
-		longest = max(longest, len(tok.Decode([]int{id})))
+		longest = max(longest, len(tok.TokenBytes(id)))
 	}
 	for _, a := range tok.AddedTokens() {
 		longest = max(longest, len(a.Content))

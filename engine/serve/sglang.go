@@ -322,6 +322,16 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if sp.maxNew != nil {
+		for _, in := range inputs {
+			// SGLang's tokenizer manager refuses (rather than clamps) an
+			// explicit max_new_tokens that does not fit, with these words.
+			if n := len(in.ids) + *sp.maxNew; *sp.maxNew > 0 && n >= s.ctxLen {
+				sglangError(w, http.StatusBadRequest, fmt.Sprintf("Requested token count exceeds the model's maximum context length of %d tokens. You requested a total of %d tokens: %d tokens from the input messages and %d tokens for the completion. Please reduce the number of tokens in the input messages or the completion to fit within the limit.", s.ctxLen, n, len(in.ids), *sp.maxNew))
+				return
+			}
+		}
+	}
 	if len(inputs)*sp.n > s.opts.MaxPrompts {
 		sglangBodyError(w, s.tooMany(len(inputs)*sp.n))
 		return
