@@ -29,8 +29,10 @@ func (s *Server) routeSGLang() {
 	s.mux.HandleFunc("/update_weights_from_disk", s.handleUpdateWeights)
 	s.mux.HandleFunc("/update_weight_version", s.handleUpdateVersion)
 	s.mux.HandleFunc("/get_model_info", s.handleModelInfo)
+	s.mux.HandleFunc("/model_info", s.handleModelInfo) // newer SGLang's name
 	s.mux.HandleFunc("/get_weight_version", s.handleWeightVersion)
 	s.mux.HandleFunc("/get_server_info", s.handleServerInfo)
+	s.mux.HandleFunc("/server_info", s.handleServerInfo) // newer SGLang's name
 	s.mux.HandleFunc("/flush_cache", s.handleFlushCache)
 	s.mux.HandleFunc("/health", s.handleHealth)
 	s.mux.HandleFunc("/health_generate", s.handleHealth)
@@ -88,7 +90,7 @@ var (
 		"bootstrap_host": true, "bootstrap_port": true, "bootstrap_room": true, "extra_key": true,
 	}
 	generateZeroOnly = []string{"return_hidden_states", "return_routed_experts", "image_data", "lora_path",
-		"modalities", "session_params", "custom_logit_processor", "token_ids_logprob", "input_embeds",
+		"modalities", "session_params", "custom_logit_processor", "input_embeds",
 		"bootstrap_host", "bootstrap_port", "bootstrap_room"}
 	samplingKeys = map[string]bool{
 		"max_new_tokens": true, "stop": true, "stop_token_ids": true, "temperature": true, "top_p": true,
@@ -198,6 +200,7 @@ func parseSGLangSampling(raw json.RawMessage) (*sglangParams, error) {
 type generateInput struct {
 	ids []int
 	rid string
+	sp  *sglangParams
 }
 
 func (s *Server) parseGenerateInputs(f map[string]json.RawMessage) ([]generateInput, bool, error) {
@@ -273,6 +276,43 @@ type generateOptions struct {
 	returnText     bool
 	stream         bool
 	topLogprobsNum int
+	tokenIDs       []int // token_ids_logprob
+}
+
+// maxTopLogprobsNum caps top_logprobs_num and token_ids_logprob (each
+// listed token costs a reply entry per position).
+const maxTopLogprobsNum = 1000
+
+// parseSGLangSamplingList reads sampling_params: one object for every
+// prompt, or a list of one object per prompt (SGLang's batch form).
+func parseSGLangSamplingList(raw json.RawMessage, prompts int) ([]*sglangParams, error) {
+	if t := strings.TrimSpace(string(raw)); strings.HasPrefix(t, "[") {
+		var list []json.RawMessage
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return nil, errors.New("sampling_params must be an object or a list of objects")
+		}
+		if len(list) != prompts {
+			return nil, fmt.Errorf("%d sampling_params for %d prompts", len(list), prompts)
+		}
+		out := make([]*sglangParams, len(list))
+		for i, r := range list {
+			sp, err := parseSGLangSampling(r)
+			if err != nil {
+				return nil, fmt.Errorf("sampling_params[%d]: %w", i, err)
+			}
+			out[i] = sp
+		}
+		return out, nil
+	}
+	sp, err := parseSGLangSampling(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*sglangParams, prompts)
+	for i := range out {
+		out[i] = sp
+	}
+	return out, nil
 }
 
 func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
@@ -297,22 +337,29 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		sglangBodyError(w, err)
 		return
 	}
-	sp, err := parseSGLangSampling(f["sampling_params"])
+	sps, err := parseSGLangSamplingList(f["sampling_params"], len(inputs))
 	if err != nil {
 		sglangError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	o := generateOptions{logprobStart: -1}
 	for key, dst := range map[string]any{"return_logprob": &o.returnLogprob, "logprob_start_len": &o.logprobStart,
-		"return_text_in_logprobs": &o.returnText, "stream": &o.stream, "top_logprobs_num": &o.topLogprobsNum} {
+		"return_text_in_logprobs": &o.returnText, "stream": &o.stream, "top_logprobs_num": &o.topLogprobsNum,
+		"token_ids_logprob": &o.tokenIDs} {
 		if err := field(f, key, dst); err != nil {
 			sglangError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 	}
-	if o.topLogprobsNum != 0 {
-		sglangError(w, http.StatusBadRequest, "top_logprobs_num is not supported by the embedded engine; use return_logprob")
+	if o.topLogprobsNum < 0 || o.topLogprobsNum > maxTopLogprobsNum || len(o.tokenIDs) > maxTopLogprobsNum {
+		sglangError(w, http.StatusBadRequest, fmt.Sprintf("top_logprobs_num and token_ids_logprob take at most %d tokens", maxTopLogprobsNum))
 		return
+	}
+	for _, id := range o.tokenIDs {
+		if id < 0 || id >= s.opts.Weights.Config.VocabSize {
+			sglangError(w, http.StatusBadRequest, fmt.Sprintf("token_ids_logprob: token id %d is outside the vocabulary [0, %d)", id, s.opts.Weights.Config.VocabSize))
+			return
+		}
 	}
 	if o.returnLogprob && o.logprobStart >= 0 {
 		for _, in := range inputs {
@@ -322,25 +369,27 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if sp.maxNew != nil {
-		for _, in := range inputs {
-			// SGLang's tokenizer manager refuses (rather than clamps) an
-			// explicit max_new_tokens that does not fit, with these words.
-			if n := len(in.ids) + *sp.maxNew; *sp.maxNew > 0 && n >= s.ctxLen {
-				sglangError(w, http.StatusBadRequest, fmt.Sprintf("Requested token count exceeds the model's maximum context length of %d tokens. You requested a total of %d tokens: %d tokens from the input messages and %d tokens for the completion. Please reduce the number of tokens in the input messages or the completion to fit within the limit.", s.ctxLen, n, len(in.ids), *sp.maxNew))
-				return
-			}
+	total := 0
+	for i, in := range inputs {
+		sp := sps[i]
+		inputs[i].sp = sp
+		total += sp.n
+		// SGLang's tokenizer manager refuses (rather than clamps) an
+		// explicit max_new_tokens that does not fit, with these words.
+		if sp.maxNew != nil && *sp.maxNew > 0 && len(in.ids)+*sp.maxNew >= s.ctxLen {
+			sglangError(w, http.StatusBadRequest, fmt.Sprintf("Requested token count exceeds the model's maximum context length of %d tokens. You requested a total of %d tokens: %d tokens from the input messages and %d tokens for the completion. Please reduce the number of tokens in the input messages or the completion to fit within the limit.", s.ctxLen, len(in.ids)+*sp.maxNew, len(in.ids), *sp.maxNew))
+			return
 		}
 	}
-	if len(inputs)*sp.n > s.opts.MaxPrompts {
-		sglangBodyError(w, s.tooMany(len(inputs)*sp.n))
+	if total > s.opts.MaxPrompts {
+		sglangBodyError(w, s.tooMany(total))
 		return
 	}
-	// n > 1 repeats every prompt, as SGLang does.
-	if sp.n > 1 {
+	// n > 1 repeats a prompt, as SGLang does.
+	if total > len(inputs) {
 		var rep []generateInput
 		for _, in := range inputs {
-			for j := 0; j < sp.n; j++ {
+			for j := 0; j < in.sp.n; j++ {
 				c := in
 				if c.rid != "" {
 					c.rid = c.rid + "-" + strconv.Itoa(j)
@@ -355,7 +404,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 			sglangError(w, http.StatusBadRequest, "streaming takes one prompt")
 			return
 		}
-		s.streamGenerate(w, r, inputs[0], sp, o)
+		s.streamGenerate(w, r, inputs[0], o)
 		return
 	}
 	results := make([]any, len(inputs))
@@ -365,7 +414,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = s.generateOne(r.Context(), inputs[i], sp, o, nil)
+			results[i], errs[i] = s.generateOne(r.Context(), inputs[i], o, nil)
 		}()
 	}
 	wg.Wait()
@@ -408,10 +457,19 @@ type sglangMeta struct {
 	OutputTokenWeightVersions []int `json:"output_token_weight_versions"`
 	InputTokenLogprobs        []any `json:"input_token_logprobs,omitempty"`
 	OutputTokenLogprobs       []any `json:"output_token_logprobs,omitempty"`
+	// With top_logprobs_num: per position, the most likely tokens as
+	// [logprob, id, text]; with token_ids_logprob, the asked-for ids'.
+	// With max_new_tokens 0 the output lists hold the one position after
+	// the prompt, as SGLang scores it.
+	InputTopLogprobs       []any `json:"input_top_logprobs,omitempty"`
+	OutputTopLogprobs      []any `json:"output_top_logprobs,omitempty"`
+	InputTokenIDsLogprobs  []any `json:"input_token_ids_logprobs,omitempty"`
+	OutputTokenIDsLogprobs []any `json:"output_token_ids_logprobs,omitempty"`
 }
 
 // generateOne runs one prompt and builds its SGLang reply.
-func (s *Server) generateOne(ctx context.Context, in generateInput, sp *sglangParams, o generateOptions, onToken func(engine.StreamEvent)) (*sglangReply, error) {
+func (s *Server) generateOne(ctx context.Context, in generateInput, o generateOptions, onToken func(engine.StreamEvent)) (*sglangReply, error) {
+	sp := in.sp
 	start := time.Now()
 	rid := in.rid
 	if rid == "" {
@@ -461,6 +519,11 @@ func (s *Server) generateOne(ctx context.Context, in generateInput, sp *sglangPa
 			meta.OutputTokenLogprobs[i] = s.logprobEntry(resp.Logprobs[i], id, o.returnText)
 		}
 	}
+	if o.returnLogprob && (o.topLogprobsNum > 0 || len(o.tokenIDs) > 0) {
+		if err := s.sglangTopLogprobs(ctx, &meta, in.ids, resp.OutputIDs, o); err != nil {
+			return nil, err
+		}
+	}
 	meta.E2ELatency = time.Since(start).Seconds()
 	text := resp.Text
 	if resp.StopMatched != "" && !sp.noStopTrim {
@@ -469,6 +532,62 @@ func (s *Server) generateOne(ctx context.Context, in generateInput, sp *sglangPa
 		}
 	}
 	return &sglangReply{Text: text, OutputIDs: resp.OutputIDs, MetaInfo: meta}, nil
+}
+
+// sglangTopLogprobs fills the top_logprobs_num and token_ids_logprob
+// lists from one scoring pass over prompt + output.
+func (s *Server) sglangTopLogprobs(ctx context.Context, meta *sglangMeta, prompt, output []int, o generateOptions) error {
+	full := append(append([]int(nil), prompt...), output...)
+	logits, err := s.current().scorer.Logits(ctx, full)
+	if err != nil {
+		return err
+	}
+	V := s.opts.Weights.Config.VocabSize
+	// at lists the alternatives for the token at position i (row i-1).
+	at := func(i int) (top, ids any) {
+		if i == 0 {
+			return nil, nil
+		}
+		row := logits[(i-1)*V : i*V]
+		lse := logSumExp(row)
+		if o.topLogprobsNum > 0 {
+			var list []any
+			for _, a := range topK(row, lse, o.topLogprobsNum) {
+				list = append(list, s.logprobEntry(float32(a.lp), a.id, o.returnText))
+			}
+			top = list
+		}
+		if len(o.tokenIDs) > 0 {
+			list := make([]any, len(o.tokenIDs))
+			for j, id := range o.tokenIDs {
+				list[j] = s.logprobEntry(row[id]-lse, id, o.returnText)
+			}
+			ids = list
+		}
+		return top, ids
+	}
+	add := func(tops, idss *[]any, i int) {
+		top, ids := at(i)
+		if o.topLogprobsNum > 0 {
+			*tops = append(*tops, top)
+		}
+		if len(o.tokenIDs) > 0 {
+			*idss = append(*idss, ids)
+		}
+	}
+	if o.logprobStart >= 0 {
+		for i := o.logprobStart; i < len(prompt); i++ {
+			add(&meta.InputTopLogprobs, &meta.InputTokenIDsLogprobs, i)
+		}
+	}
+	n := len(output)
+	if n == 0 {
+		n = 1 // scoring: the distribution after the prompt
+	}
+	for j := range n {
+		add(&meta.OutputTopLogprobs, &meta.OutputTokenIDsLogprobs, len(prompt)+j)
+	}
+	return nil
 }
 
 // logprobEntry is SGLang's [logprob, token_id, text_or_null]; a missing
@@ -510,11 +629,27 @@ func (s *Server) sglangFinish(resp *llm.Response, sp *sglangParams) any {
 
 // streamGenerate answers stream:true with SSE events carrying the text so
 // far (SGLang's cumulative form) and ends with data: [DONE].
-func (s *Server) streamGenerate(w http.ResponseWriter, r *http.Request, in generateInput, sp *sglangParams, o generateOptions) {
+func (s *Server) streamGenerate(w http.ResponseWriter, r *http.Request, in generateInput, o generateOptions) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		sglangError(w, http.StatusInternalServerError, "streaming is not available on this connection")
 		return
+	}
+	if in.rid == "" {
+		in.rid = s.newID("sgl") // every event carries the id, the first included
+	}
+	// Intermediate events carry what SGLang's do: cumulative text, ids and
+	// (with return_logprob) output logprobs, plus the prompt's logprobs.
+	var inputLPs []any
+	if o.returnLogprob && o.logprobStart >= 0 {
+		lps, _, err := s.promptLogprobs(r.Context(), in.ids)
+		if err != nil {
+			sglangError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		for i := o.logprobStart; i < len(in.ids); i++ {
+			inputLPs = append(inputLPs, s.logprobEntry(lps[i], in.ids[i], o.returnText))
+		}
 	}
 	q := newTokenQueue()
 	done := make(chan struct{})
@@ -522,13 +657,14 @@ func (s *Server) streamGenerate(w http.ResponseWriter, r *http.Request, in gener
 	var err error
 	go func() {
 		defer close(done)
-		reply, err = s.generateOne(r.Context(), in, sp, o, q.push)
+		reply, err = s.generateOne(r.Context(), in, o, q.push)
 	}()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	var text strings.Builder
-	var ids []int
+	ids := []int{}
+	var outLPs []any
 	for finished := false; !finished; {
 		select {
 		case <-q.ready:
@@ -542,9 +678,18 @@ func (s *Server) streamGenerate(w http.ResponseWriter, r *http.Request, in gener
 		for _, ev := range evs {
 			text.WriteString(ev.Text)
 			ids = append(ids, ev.ID)
+			if o.returnLogprob {
+				outLPs = append(outLPs, s.logprobEntry(ev.Logprob, ev.ID, o.returnText))
+			}
 		}
-		writeSSE(w, map[string]any{"text": text.String(), "output_ids": ids, "meta_info": map[string]any{
-			"id": in.rid, "finish_reason": nil, "prompt_tokens": len(in.ids), "completion_tokens": len(ids)}})
+		meta := map[string]any{"id": in.rid, "finish_reason": nil, "prompt_tokens": len(in.ids), "completion_tokens": len(ids)}
+		if o.returnLogprob {
+			meta["output_token_logprobs"] = outLPs
+			if inputLPs != nil {
+				meta["input_token_logprobs"] = inputLPs
+			}
+		}
+		writeSSE(w, map[string]any{"text": text.String(), "output_ids": ids, "meta_info": meta})
 		fl.Flush()
 	}
 	if err != nil {
