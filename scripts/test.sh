@@ -33,3 +33,6 @@ fi
 
 step "tinker SDK conformance"
 bash scripts/tinker_conformance.sh
+
+step "openai SDK conformance"
+bash scripts/openai_conformance.sh

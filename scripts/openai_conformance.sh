@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Conformance with the official openai Python SDK: installs the pinned SDK
+# from PyPI into a venv outside the clone, builds asearcher, makes a tiny
+# random model (`asearcher model init`), serves it (`asearcher serve model`
+# with --api-key-file) on loopback and runs scripts/openai_conformance.py:
+# models.list/retrieve, chat and completions with logprobs (bytes as
+# list[int], top_logprobs), n > 1, streaming with n > 1 and several prompts,
+# echo loglikelihood as lm-eval-harness asks for it, stop strings and errors.
+#
+# Skips (exit 0, with a message) when python3, venv or PyPI is unavailable.
+# OPENAI_VENV_DIR holds the venv [~/.cache/asearcher/openai-venv];
+# OPENAI_SDK_VERSION overrides the pinned version.
+set -u
+cd "$(dirname "$0")/.."
+version=${OPENAI_SDK_VERSION:-3.63.0}
+venv=${OPENAI_VENV_DIR:-$HOME/.cache/asearcher/openai-venv}
+
+skip() {
+	echo "openai conformance: SKIPPED: $*"
+	exit 0
+}
+
+command -v python3 >/dev/null 2>&1 || skip "python3 is not installed"
+if ! "$venv/bin/python" -c "import openai, sys; sys.exit(openai.__version__ != '$version')" >/dev/null 2>&1; then
+	python3 -m venv "$venv" >/dev/null 2>&1 || skip "python3 -m venv failed (install python3-venv)"
+	"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "openai==$version" ||
+		skip "pip could not install openai==$version from PyPI"
+fi
+
+work=$(mktemp -d)
+pid=""
+cleanup() {
+	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+go build -o "$work/asearcher" ./cmd/asearcher || exit 1
+"$work/asearcher" model init --config tiny --out "$work/model" >/dev/null || exit 1
+printf 'conformance-key\n' >"$work/key"
+chmod 600 "$work/key"
+port=$((32000 + RANDOM % 2000))
+"$work/asearcher" serve model --model "$work/model" --name tiny --addr "127.0.0.1:$port" \
+	--api-key-file "$work/key" 2>"$work/server.log" &
+pid=$!
+for _ in $(seq 150); do
+	curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+	kill -0 "$pid" 2>/dev/null || { cat "$work/server.log"; echo "openai conformance: the server did not start"; exit 1; }
+	sleep 0.2
+done
+echo "openai conformance: SDK $version against serve model on 127.0.0.1:$port"
+if ! "$venv/bin/python" scripts/openai_conformance.py "http://127.0.0.1:$port/v1" conformance-key tiny; then
+	echo "--- server log"; tail -20 "$work/server.log"
+	exit 1
+fi
