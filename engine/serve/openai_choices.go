@@ -24,8 +24,14 @@ import (
 // fit (clients such as LiteLLM recognise its wording); requested is the
 // max_tokens asked for, 0 when unset.
 func (s *Server) contextError(promptLen, requested int) error {
-	return fmt.Errorf("This model's maximum context length is %d tokens. However, you requested %d output tokens and your prompt contains at least %d input tokens, for a total of at least %d tokens. Please reduce the length of the input prompt or the number of requested output tokens.",
-		s.ctxLen, requested, promptLen, promptLen+requested)
+	return &contextLengthError{ctxLen: s.ctxLen, requested: requested, prompt: promptLen}
+}
+
+type contextLengthError struct{ ctxLen, requested, prompt int }
+
+func (e *contextLengthError) Error() string {
+	return fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d output tokens and your prompt contains at least %d input tokens, for a total of at least %d tokens. Please reduce the length of the input prompt or the number of requested output tokens.",
+		e.ctxLen, e.requested, e.prompt, e.prompt+e.requested)
 }
 
 // openAIWording rewords a prompt refused for its length as vLLM does.

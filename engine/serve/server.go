@@ -443,7 +443,7 @@ func (s *Server) checkPrompt(ids []int) error {
 		return err
 	}
 	if len(ids) >= s.ctxLen {
-		return fmt.Errorf("The input (%d tokens) is longer than the model's context length (%d tokens).", len(ids), s.ctxLen)
+		return &promptTooLong{n: len(ids), ctxLen: s.ctxLen}
 	}
 	return nil
 }
