@@ -197,6 +197,12 @@ func TestResultsTornLine(t *testing.T) {
 func TestTornTrajectory(t *testing.T) {
 	model := answerModel(t)
 	cfg := smallConfig(t, model.OpenAIURL())
+	// One sample at a time, so the last trajectory and the last result are
+	// the same sample's, as after a real kill (the result is written after
+	// its trajectory). Concurrent samples interleave the two files, and
+	// the test below would tear one sample's trajectory and drop another's
+	// result.
+	cfg.Concurrency = 1
 	if _, err := Run(context.Background(), cfg, Options{Progress: ProgressOff}); err != nil {
 		t.Fatal(err)
 	}
