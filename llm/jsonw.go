@@ -1,7 +1,6 @@
 package llm
 
 import (
-	"math"
 	"strconv"
 
 	"github.com/asearcher/asearcher/internal/jsonw"
@@ -14,16 +13,7 @@ import (
 // appendJSONString appends s as a JSON string.
 func appendJSONString(b []byte, s string) []byte { return jsonw.AppendString(b, s) }
 
-func appendInts(b []byte, xs []int) []byte {
-	b = append(b, '[')
-	for i, x := range xs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendInt(b, int64(x), 10)
-	}
-	return append(b, ']')
-}
+func appendInts(b []byte, xs []int) []byte { return jsonw.AppendInts(b, xs) }
 
 func appendStrings(b []byte, xs []string) []byte {
 	b = append(b, '[')
@@ -36,14 +26,7 @@ func appendStrings(b []byte, xs []string) []byte {
 	return append(b, ']')
 }
 
-// appendFloat writes f the way Python's json module would read it back
-// exactly; NaN and infinities have no JSON form and are sent as null.
-func appendFloat(b []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, "null"...)
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
-}
+func appendFloat(b []byte, f float64) []byte { return jsonw.AppendFloat(b, f) }
 
 // objWriter appends "key":value pairs with the commas in the right places.
 type objWriter struct {

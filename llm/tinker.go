@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/asearcher/asearcher/wire/tinker"
 )
 
 // TinkerConfig says how to reach a Tinker-API server: the hosted service,
@@ -89,7 +91,7 @@ type TinkerClient struct {
 	cfg       TinkerConfig
 	ep        endpoint
 	sessionID string
-	flags     TinkerClientConfig
+	flags     tinker.ClientConfig
 
 	modelSeq    atomic.Int64
 	samplingSeq atomic.Int64
@@ -110,7 +112,7 @@ func NewTinkerClient(ctx context.Context, cfg TinkerConfig) (*TinkerClient, erro
 		h.Set("X-API-Key", cfg.APIKey)
 	}
 	c := &TinkerClient{cfg: cfg, ep: newEndpoint(cfg.BaseURL, cfg.HTTPClient, h, cfg.APIKey), stop: make(chan struct{})}
-	c.flags = TinkerClientConfig{FwdBwdMaxChunkLen: 1024, FwdBwdMaxChunkBytes: 5_000_000, SampleMaxConcurrent: 2000}
+	c.flags = tinker.ClientConfig{FwdBwdMaxChunkLen: 1024, FwdBwdMaxChunkBytes: 5_000_000, SampleMaxConcurrent: 2000}
 	if err := c.Call(ctx, "/api/v1/client/config", map[string]any{"sdk_version": "asearcher-go"}, &c.flags); err != nil {
 		return nil, fmt.Errorf("tinker client config: %w", err)
 	}
@@ -149,7 +151,7 @@ func NewTinkerClient(ctx context.Context, cfg TinkerConfig) (*TinkerClient, erro
 func (c *TinkerClient) SessionID() string { return c.sessionID }
 
 // Flags are the server's client config.
-func (c *TinkerClient) Flags() TinkerClientConfig { return c.flags }
+func (c *TinkerClient) Flags() tinker.ClientConfig { return c.flags }
 
 // NextModelSeqID numbers create_model calls within the session.
 func (c *TinkerClient) NextModelSeqID() int64 { return c.modelSeq.Add(1) - 1 }
@@ -281,8 +283,8 @@ func (c *TinkerClient) send(ctx context.Context, path string, body []byte, key s
 }
 
 // Submit posts an asynchronous request and returns its future.
-func (c *TinkerClient) Submit(ctx context.Context, path string, body any) (TinkerFuture, error) {
-	var f TinkerFuture
+func (c *TinkerClient) Submit(ctx context.Context, path string, body any) (tinker.Future, error) {
+	var f tinker.Future
 	if err := c.Call(ctx, path, body, &f); err != nil {
 		return f, err
 	}
@@ -295,7 +297,7 @@ func (c *TinkerClient) Submit(ctx context.Context, path string, body any) (Tinke
 // Wait long-polls retrieve_future until the request finishes and decodes
 // its result into out: 408 means still running, 400 a failed request, 404
 // or 410 a future the server no longer holds.
-func (c *TinkerClient) Wait(ctx context.Context, f TinkerFuture, out any) error {
+func (c *TinkerClient) Wait(ctx context.Context, f tinker.Future, out any) error {
 	body := mustJSON(map[string]any{"request_id": f.RequestID, "allow_metadata_only": false})
 	delay := 200 * time.Millisecond
 	failures := 0
@@ -327,9 +329,9 @@ func (c *TinkerClient) Wait(ctx context.Context, f TinkerFuture, out any) error 
 			}
 			return nil
 		case status == http.StatusBadRequest:
-			var fail TinkerFailure
+			var fail tinker.Failure
 			if json.Unmarshal(data, &fail) != nil || fail.Error == "" {
-				fail = TinkerFailure{Error: snippet(data, 300), Category: "unknown"}
+				fail = tinker.Failure{Error: snippet(data, 300), Category: "unknown"}
 			}
 			return &TinkerRequestError{RequestID: f.RequestID, Message: c.ep.scrub(fail.Error), Category: fail.Category}
 		case status == http.StatusGone || status == http.StatusNotFound:
@@ -470,7 +472,7 @@ func (t *TinkerSampler) Sample(ctx context.Context, req *Request) (*Response, er
 	if err != nil {
 		return nil, fmt.Errorf("tinker asample: %w", err)
 	}
-	var out TinkerSampleResponse
+	var out tinker.SampleResponse
 	if err := c.Wait(ctx, f, &out); err != nil {
 		return nil, err
 	}
@@ -506,9 +508,9 @@ func (t *TinkerSampler) Sample(ctx context.Context, req *Request) (*Response, er
 	return resp, nil
 }
 
-func tinkerSampleBody(req *Request) (*TinkerSampleRequest, error) {
+func tinkerSampleBody(req *Request) (*tinker.SampleRequest, error) {
 	p := req.Params
-	sp := TinkerSamplingParams{Seed: p.Seed}
+	sp := tinker.SamplingParams{Seed: p.Seed}
 	if p.MaxNewTokens > 0 {
 		sp.MaxTokens = &p.MaxNewTokens
 	}
@@ -529,5 +531,5 @@ func tinkerSampleBody(req *Request) (*TinkerSampleRequest, error) {
 	if math.IsNaN(temp) {
 		return nil, errors.New("temperature is NaN")
 	}
-	return &TinkerSampleRequest{Type: "sample", NumSamples: 1, Prompt: TinkerInput(req.InputIDs), SamplingParams: sp}, nil
+	return &tinker.SampleRequest{Type: "sample", NumSamples: 1, Prompt: tinker.Input(req.InputIDs), SamplingParams: sp}, nil
 }

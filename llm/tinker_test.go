@@ -14,6 +14,7 @@ import (
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/engine/serve"
 	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/wire/tinker"
 )
 
 // tinkerServer is `asearcher serve model` over a tiny random model.
@@ -93,7 +94,7 @@ func TestTinkerClientFutures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Wait(ctx, llm.TinkerFuture{RequestID: "nope"}, &struct{}{}); !errors.Is(err, llm.ErrTinkerFutureGone) {
+	if err := c.Wait(ctx, tinker.Future{RequestID: "nope"}, &struct{}{}); !errors.Is(err, llm.ErrTinkerFutureGone) {
 		t.Fatalf("unknown future: %v", err)
 	}
 	f, err := c.Submit(ctx, "/api/v1/create_model", map[string]any{"session_id": c.SessionID(), "model_seq_id": c.NextModelSeqID(), "base_model": "tiny"})

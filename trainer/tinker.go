@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/wire/tinker"
 )
 
 // TinkerOptions configure a Tinker trainer client.
@@ -113,10 +114,10 @@ func (t *Tinker) Close() {
 
 // submitAll submits bodies with consecutive seq ids and returns their
 // futures in order.
-func (t *Tinker) submitAll(ctx context.Context, path string, bodies []map[string]any) ([]llm.TinkerFuture, error) {
+func (t *Tinker) submitAll(ctx context.Context, path string, bodies []map[string]any) ([]tinker.Future, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	futures := make([]llm.TinkerFuture, len(bodies))
+	futures := make([]tinker.Future, len(bodies))
 	for i, b := range bodies {
 		t.seq++
 		b["model_id"] = t.modelID
@@ -167,7 +168,7 @@ func CheckTinkerTemperature(t float64) error {
 // tokens when cfg.TokenMean asks for a mean: every Tinker loss is linear
 // in them (ppo's min(r·A, clip(r)·A) too, for a positive scale), so the
 // server's sum becomes the mean.
-func tinkerData(data []Datum, loss LossFn, cfg LossConfig) ([]llm.TinkerDatum, error) {
+func tinkerData(data []Datum, loss LossFn, cfg LossConfig) ([]tinker.Datum, error) {
 	scale := float32(1)
 	if cfg.TokenMean {
 		active := 0
@@ -185,13 +186,13 @@ func tinkerData(data []Datum, loss LossFn, cfg LossConfig) ([]llm.TinkerDatum, e
 			scale = 1 / float32(active)
 		}
 	}
-	out := make([]llm.TinkerDatum, len(data))
+	out := make([]tinker.Datum, len(data))
 	for i, d := range data {
 		n := len(d.Target)
 		if len(d.Input) != n {
 			return nil, fmt.Errorf("datum %d: %d input tokens but %d targets", i, len(d.Input), n)
 		}
-		in := map[string]llm.TinkerTensor{"target_tokens": llm.Int64Tensor(d.Target)}
+		in := map[string]tinker.Tensor{"target_tokens": tinker.Int64Tensor(d.Target)}
 		scaled := func(name string, v []float32) error {
 			if len(v) != n {
 				return fmt.Errorf("datum %d: %d %s for %d tokens", i, len(v), name, n)
@@ -200,7 +201,7 @@ func tinkerData(data []Datum, loss LossFn, cfg LossConfig) ([]llm.TinkerDatum, e
 			for j, x := range v {
 				s[j] = x * scale
 			}
-			in[name] = llm.Float32Tensor(s)
+			in[name] = tinker.Float32Tensor(s)
 			return nil
 		}
 		switch loss {
@@ -219,22 +220,22 @@ func tinkerData(data []Datum, loss LossFn, cfg LossConfig) ([]llm.TinkerDatum, e
 			if len(d.Logprobs) != n {
 				return nil, fmt.Errorf("datum %d: %d logprobs for %d tokens", i, len(d.Logprobs), n)
 			}
-			in["logprobs"] = llm.Float32Tensor(d.Logprobs)
+			in["logprobs"] = tinker.Float32Tensor(d.Logprobs)
 			if err := scaled("advantages", d.Advantages); err != nil {
 				return nil, err
 			}
 		default:
 			return nil, fmt.Errorf("unknown loss %q", loss)
 		}
-		out[i] = llm.TinkerDatum{ModelInput: llm.TinkerInput(d.Input), LossFnInputs: in}
+		out[i] = tinker.Datum{ModelInput: tinker.Input(d.Input), LossFnInputs: in}
 	}
 	return out, nil
 }
 
 // chunks splits data the way the server's client config asks: at most
 // maxLen datums and about maxBytes of JSON per request.
-func chunks(data []llm.TinkerDatum, maxLen, maxBytes int) [][]llm.TinkerDatum {
-	var out [][]llm.TinkerDatum
+func chunks(data []tinker.Datum, maxLen, maxBytes int) [][]tinker.Datum {
+	var out [][]tinker.Datum
 	start, size := 0, 0
 	for i, d := range data {
 		// ~12 bytes per token of input and per value of each tensor.
@@ -272,7 +273,7 @@ func (t *Tinker) fwdBwd(ctx context.Context, path, key string, data []Datum, los
 	parts := chunks(td, flags.FwdBwdMaxChunkLen, flags.FwdBwdMaxChunkBytes)
 	bodies := make([]map[string]any, len(parts))
 	for i, p := range parts {
-		in := llm.TinkerFwdBwdInput{Data: p, LossFn: string(loss)}
+		in := tinker.FwdBwdInput{Data: p, LossFn: string(loss)}
 		if len(lossCfg) > 0 {
 			in.LossFnConfig = lossCfg
 		}
@@ -288,7 +289,7 @@ func (t *Tinker) fwdBwd(ctx context.Context, path, key string, data []Datum, los
 	weights := map[string]float64{}
 	res := &Output{LossReported: true}
 	for i, f := range futures {
-		var o llm.TinkerFwdBwdOutput
+		var o tinker.FwdBwdOutput
 		if err := t.c.Wait(ctx, f, &o); err != nil {
 			return nil, fmt.Errorf("tinker %s (chunk %d of %d): %w", strings.TrimPrefix(path, "/api/v1/"), i+1, len(futures), err)
 		}
@@ -362,7 +363,7 @@ func (t *Tinker) OptimStep(ctx context.Context, p AdamParams) (map[string]float6
 	var out struct {
 		Metrics map[string]float64 `json:"metrics"`
 	}
-	if err := t.call(ctx, "/api/v1/optim_step", map[string]any{"type": "optim_step", "adam_params": llm.TinkerAdamParams(p)}, &out); err != nil {
+	if err := t.call(ctx, "/api/v1/optim_step", map[string]any{"type": "optim_step", "adam_params": tinker.AdamParams(p)}, &out); err != nil {
 		return nil, err
 	}
 	if out.Metrics == nil {

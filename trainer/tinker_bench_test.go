@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/asearcher/asearcher/engine/embedded"
-	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
+	"github.com/asearcher/asearcher/wire/tinker"
 )
 
 // batch32k is 32 sequences of 1,024 tokens with cross-entropy weights.
@@ -109,13 +109,13 @@ func TestTinkerRoundTripOverhead(t *testing.T) {
 	var size int
 	for range runs {
 		start := time.Now()
-		body, err := json.Marshal(map[string]any{"model_id": "m", "seq_id": 1, "forward_backward_input": llm.TinkerFwdBwdInput{Data: wireData(data), LossFn: "cross_entropy"}})
+		body, err := json.Marshal(map[string]any{"model_id": "m", "seq_id": 1, "forward_backward_input": tinker.FwdBwdInput{Data: wireData(data), LossFn: "cross_entropy"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		mid := time.Now()
 		var back struct {
-			In llm.TinkerFwdBwdInput `json:"forward_backward_input"`
+			In tinker.FwdBwdInput `json:"forward_backward_input"`
 		}
 		if err := json.Unmarshal(body, &back); err != nil {
 			t.Fatal(err)
@@ -126,11 +126,11 @@ func TestTinkerRoundTripOverhead(t *testing.T) {
 	fmt.Printf("request body %.2f MB: encode %.1f ms, decode %.1f ms (medians)\n", float64(size)/1e6, med(enc), med(dec))
 }
 
-func wireData(data []trainer.Datum) []llm.TinkerDatum {
-	out := make([]llm.TinkerDatum, len(data))
+func wireData(data []trainer.Datum) []tinker.Datum {
+	out := make([]tinker.Datum, len(data))
 	for i, d := range data {
-		out[i] = llm.TinkerDatum{ModelInput: llm.TinkerInput(d.Input), LossFnInputs: map[string]llm.TinkerTensor{
-			"target_tokens": llm.Int64Tensor(d.Target), "weights": llm.Float32Tensor(d.Weights)}}
+		out[i] = tinker.Datum{ModelInput: tinker.Input(d.Input), LossFnInputs: map[string]tinker.Tensor{
+			"target_tokens": tinker.Int64Tensor(d.Target), "weights": tinker.Float32Tensor(d.Weights)}}
 	}
 	return out
 }

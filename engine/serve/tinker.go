@@ -20,11 +20,11 @@ import (
 
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/engine/embedded"
-	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/wire/tinker"
 )
 
 // The Tinker-compatible training API under /api/v1, with the JSON bodies
-// of the official Python SDK (llm/tinker_wire.go holds the shared types).
+// of the official Python SDK (package wire/tinker holds the shared types).
 // Every training call returns a future at once; retrieve_future long-polls
 // it (408 while pending, 400 with a category when it failed, 404 for an
 // unknown id). Requests of one model run one at a time in seq_id order.
@@ -68,9 +68,9 @@ func (f *tinkerFuture) finish(v any, err error) {
 	} else {
 		f.result = data
 		switch r := v.(type) {
-		case *llm.TinkerFwdBwdOutput:
+		case *tinker.FwdBwdOutput:
 			f.proto = encodeFwdBwdProto(r)
-		case *llm.TinkerSampleResponse:
+		case *tinker.SampleResponse:
 			f.proto = encodeSampleProto(r)
 		}
 	}

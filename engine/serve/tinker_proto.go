@@ -7,7 +7,7 @@ import (
 	"math"
 	"slices"
 
-	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/wire/tinker"
 )
 
 // Tinker SDKs from 0.25 on send forward_backward as protobuf
@@ -92,7 +92,7 @@ func decodeFwdBwdProto(b []byte) (*fwdBwdRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &llm.TinkerFwdBwdInput{}
+	in := &tinker.FwdBwdInput{}
 	req := &fwdBwdRequest{}
 	forwardOnly := false
 	v2 := map[string]float64{}
@@ -193,8 +193,8 @@ func decodeConfigEntry(b []byte, v2 bool) (string, float64, error) {
 	return key, val, nil
 }
 
-func decodeDatumProto(b []byte) (llm.TinkerDatum, error) {
-	d := llm.TinkerDatum{LossFnInputs: map[string]llm.TinkerTensor{}}
+func decodeDatumProto(b []byte) (tinker.Datum, error) {
+	d := tinker.Datum{LossFnInputs: map[string]tinker.Tensor{}}
 	fields, err := protoFields(b)
 	if err != nil {
 		return d, err
@@ -219,7 +219,7 @@ func decodeDatumProto(b []byte) (llm.TinkerDatum, error) {
 				return d, err
 			}
 			var key string
-			var t llm.TinkerTensor
+			var t tinker.Tensor
 			for _, e := range entry {
 				switch {
 				case e.num == 1 && e.wire == 2:
@@ -236,12 +236,12 @@ func decodeDatumProto(b []byte) (llm.TinkerDatum, error) {
 	return d, nil
 }
 
-func decodeChunkProto(b []byte) (llm.TinkerChunk, error) {
+func decodeChunkProto(b []byte) (tinker.Chunk, error) {
 	fields, err := protoFields(b)
 	if err != nil {
-		return llm.TinkerChunk{}, err
+		return tinker.Chunk{}, err
 	}
-	c := llm.TinkerChunk{Type: "encoded_text", Tokens: []int{}}
+	c := tinker.Chunk{Type: "encoded_text", Tokens: []int{}}
 	for _, f := range fields {
 		switch f.num {
 		case 1:
@@ -269,8 +269,8 @@ func decodeChunkProto(b []byte) (llm.TinkerChunk, error) {
 	return c, nil
 }
 
-func decodeTensorProto(b []byte) (llm.TinkerTensor, error) {
-	var t llm.TinkerTensor
+func decodeTensorProto(b []byte) (tinker.Tensor, error) {
+	var t tinker.Tensor
 	fields, err := protoFields(b)
 	if err != nil {
 		return t, err
@@ -368,7 +368,7 @@ func float32Bytes(v []float32) []byte {
 
 // encodeFwdBwdProto writes a ForwardBackwardOutput whose per-datum fields
 // are float32 vectors, as one batched ArrayRecord.
-func encodeFwdBwdProto(o *llm.TinkerFwdBwdOutput) []byte {
+func encodeFwdBwdProto(o *tinker.FwdBwdOutput) []byte {
 	var b []byte
 	b = appendLenField(b, 1, []byte(o.LossFnOutputType))
 	if n := len(o.LossFnOutputs); n > 0 {
@@ -416,7 +416,7 @@ func encodeFwdBwdProto(o *llm.TinkerFwdBwdOutput) []byte {
 }
 
 // encodeSampleProto writes a SampleResponse.
-func encodeSampleProto(r *llm.TinkerSampleResponse) []byte {
+func encodeSampleProto(r *tinker.SampleResponse) []byte {
 	var b []byte
 	for _, s := range r.Sequences {
 		var seq []byte

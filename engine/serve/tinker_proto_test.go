@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/wire/tinker"
 )
 
 // The official SDK's protobuf writer (scripts/tinker_proto_fixture.py)
@@ -50,10 +50,10 @@ func TestProtoFixture(t *testing.T) {
 
 // Encoded replies parse back field by field.
 func TestProtoReplies(t *testing.T) {
-	out := &llm.TinkerFwdBwdOutput{LossFnOutputType: "ArrayRecord", Metrics: map[string]float64{"loss:sum": 1.5},
-		LossFnOutputs: []map[string]llm.TinkerTensor{
-			{"logprobs": llm.Float32Tensor([]float32{-1, -2})},
-			{"logprobs": llm.Float32Tensor([]float32{-3})},
+	out := &tinker.FwdBwdOutput{LossFnOutputType: "ArrayRecord", Metrics: map[string]float64{"loss:sum": 1.5},
+		LossFnOutputs: []map[string]tinker.Tensor{
+			{"logprobs": tinker.Float32Tensor([]float32{-1, -2})},
+			{"logprobs": tinker.Float32Tensor([]float32{-3})},
 		}}
 	fields, err := protoFields(encodeFwdBwdProto(out))
 	if err != nil || len(fields) != 3 || string(fields[0].b) != "ArrayRecord" {
@@ -69,7 +69,7 @@ func TestProtoReplies(t *testing.T) {
 		t.Fatalf("batched tensor: %+v", bt)
 	}
 	lp := float32(-0.5)
-	sr := &llm.TinkerSampleResponse{Sequences: []llm.TinkerSequence{{Tokens: []int{4, 5}, Logprobs: []float32{-1, -2}, StopReason: "length"}},
+	sr := &tinker.SampleResponse{Sequences: []tinker.Sequence{{Tokens: []int{4, 5}, Logprobs: []float32{-1, -2}, StopReason: "length"}},
 		PromptLogprobs: []*float32{nil, &lp}}
 	sf, err := protoFields(encodeSampleProto(sr))
 	if err != nil || len(sf) != 2 || len(sf[1].b) != 8 || !math.IsNaN(float64(math.Float32frombits(uint32(sf[1].b[0])|uint32(sf[1].b[1])<<8|uint32(sf[1].b[2])<<16|uint32(sf[1].b[3])<<24))) {

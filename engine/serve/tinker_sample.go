@@ -12,6 +12,7 @@ import (
 
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/wire/tinker"
 )
 
 // Sampling calls of the Tinker API: sampling sessions and asample.
@@ -101,7 +102,7 @@ func (t *tinkerAPI) samplerFor(path string) (*engine.Sampler, error) {
 }
 
 func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (any, error) {
-	var req llm.TinkerSampleRequest
+	var req tinker.SampleRequest
 	if err := decodeStrict(body, &req); err != nil {
 		return nil, err
 	}
@@ -148,7 +149,7 @@ func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (an
 		return nil, err
 	}
 	reply, err := t.submit(r, body, nil, nil, func(ctx context.Context) (any, error) {
-		seqs := make([]llm.TinkerSequence, req.NumSamples)
+		seqs := make([]tinker.Sequence, req.NumSamples)
 		errs := make([]error, req.NumSamples)
 		var wg sync.WaitGroup
 		for i := range seqs {
@@ -167,7 +168,7 @@ func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (an
 		if err := errors.Join(errs...); err != nil {
 			return nil, err
 		}
-		out := &llm.TinkerSampleResponse{Type: "sample", Sequences: seqs}
+		out := &tinker.SampleResponse{Type: "sample", Sequences: seqs}
 		if req.PromptLogprobs {
 			var lps []float32
 			var err error // not the handler's: this runs after it returned
@@ -203,8 +204,8 @@ func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (an
 // sampleOne generates one sequence; a request cut short by a pause is
 // continued with its prompt plus partial output once generation resumes,
 // since Tinker has no "abort" stop reason.
-func (t *tinkerAPI) sampleOne(ctx context.Context, sm *engine.Sampler, prompt []int, p llm.Params) (llm.TinkerSequence, error) {
-	seq := llm.TinkerSequence{Tokens: []int{}, Logprobs: []float32{}}
+func (t *tinkerAPI) sampleOne(ctx context.Context, sm *engine.Sampler, prompt []int, p llm.Params) (tinker.Sequence, error) {
+	seq := tinker.Sequence{Tokens: []int{}, Logprobs: []float32{}}
 	p.StopTokenIDs = append(slices.Clone(p.StopTokenIDs), t.s.eos...)
 	ids := prompt
 	for {
@@ -246,7 +247,7 @@ func scoreWith(ctx context.Context, m *engine.Model, ids []int) ([]float32, erro
 }
 
 // tinkerParams converts SamplingParams, adding the model's stop tokens.
-func tinkerParams(sp llm.TinkerSamplingParams) (llm.Params, error) {
+func tinkerParams(sp tinker.SamplingParams) (llm.Params, error) {
 	p := llm.Params{Temperature: 1, Seed: sp.Seed}
 	if sp.MaxTokens != nil {
 		if *sp.MaxTokens < 1 {

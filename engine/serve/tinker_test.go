@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/wire/tinker"
 )
 
 func tinkerPost(t testing.TB, url string, body any, header ...string) (int, []byte) {
@@ -73,24 +73,24 @@ func newTinkerModel(t testing.TB, base string) string {
 
 func fwdBwdBody(model string, seq int, loss string, tokens []int, extra map[string]any) map[string]any {
 	n := len(tokens) - 1
-	inputs := map[string]any{"target_tokens": llm.Int64Tensor(tokens[1:])}
+	inputs := map[string]any{"target_tokens": tinker.Int64Tensor(tokens[1:])}
 	ones := make([]float32, n)
 	for i := range ones {
 		ones[i] = 1
 	}
 	if loss == "cross_entropy" {
-		inputs["weights"] = llm.Float32Tensor(ones)
+		inputs["weights"] = tinker.Float32Tensor(ones)
 	} else {
 		lp := make([]float32, n)
 		for i := range lp {
 			lp[i] = -5.5
 		}
-		inputs["logprobs"], inputs["advantages"] = llm.Float32Tensor(lp), llm.Float32Tensor(ones)
+		inputs["logprobs"], inputs["advantages"] = tinker.Float32Tensor(lp), tinker.Float32Tensor(ones)
 	}
 	for k, v := range extra {
 		inputs[k] = v
 	}
-	in := map[string]any{"data": []any{map[string]any{"model_input": llm.TinkerInput(tokens[:n]), "loss_fn_inputs": inputs}}, "loss_fn": loss}
+	in := map[string]any{"data": []any{map[string]any{"model_input": tinker.Input(tokens[:n]), "loss_fn_inputs": inputs}}, "loss_fn": loss}
 	b := map[string]any{"model_id": model, "forward_backward_input": in}
 	if seq > 0 {
 		b["seq_id"] = seq
@@ -113,15 +113,15 @@ func TestTinkerBadRequests(t *testing.T) {
 	}{
 		{"unknown model", "forward_backward", fwdBwdBody("model-99", 0, "cross_entropy", toks, nil), 404, "unknown model_id"},
 		{"unknown loss", "forward_backward", fwdBwdBody(model, 0, "dro", toks, nil), 400, "unknown loss_fn"},
-		{"wrong dtype", "forward_backward", fwdBwdBody(model, 0, "cross_entropy", toks, map[string]any{"target_tokens": llm.Float32Tensor([]float32{1, 2, 3, 4})}), 400, `dtype "float32", want "int64"`},
-		{"wrong shape", "forward_backward", fwdBwdBody(model, 0, "cross_entropy", toks, map[string]any{"weights": llm.Float32Tensor([]float32{1})}), 400, "1 values for 4 input tokens"},
-		{"2-D tensor", "forward_backward", fwdBwdBody(model, 0, "cross_entropy", toks, map[string]any{"weights": llm.TinkerTensor{Data: []float64{1, 1, 1, 1}, DType: "float32", Shape: []int{2, 2}}}), 400, "want a 1-D tensor"},
+		{"wrong dtype", "forward_backward", fwdBwdBody(model, 0, "cross_entropy", toks, map[string]any{"target_tokens": tinker.Float32Tensor([]float32{1, 2, 3, 4})}), 400, `dtype "float32", want "int64"`},
+		{"wrong shape", "forward_backward", fwdBwdBody(model, 0, "cross_entropy", toks, map[string]any{"weights": tinker.Float32Tensor([]float32{1})}), 400, "1 values for 4 input tokens"},
+		{"2-D tensor", "forward_backward", fwdBwdBody(model, 0, "cross_entropy", toks, map[string]any{"weights": tinker.Tensor{Data: []float64{1, 1, 1, 1}, DType: "float32", Shape: []int{2, 2}}}), 400, "want a 1-D tensor"},
 		{"missing advantages", "forward_backward", func() any {
 			b := fwdBwdBody(model, 0, "ppo", toks, nil)
 			delete(b["forward_backward_input"].(map[string]any)["data"].([]any)[0].(map[string]any)["loss_fn_inputs"].(map[string]any), "advantages")
 			return b
 		}(), 400, "needs loss_fn_inputs[\"advantages\"]"},
-		{"input of another loss", "forward_backward", fwdBwdBody(model, 0, "cross_entropy", toks, map[string]any{"advantages": llm.Float32Tensor([]float32{1, 1, 1, 1})}), 400, "is not an input of cross_entropy"},
+		{"input of another loss", "forward_backward", fwdBwdBody(model, 0, "cross_entropy", toks, map[string]any{"advantages": tinker.Float32Tensor([]float32{1, 1, 1, 1})}), 400, "is not an input of cross_entropy"},
 		{"over context", "forward_backward", fwdBwdBody(model, 0, "cross_entropy", long, nil), 400, "exceed the context length"},
 		{"token outside vocab", "forward_backward", fwdBwdBody(model, 0, "cross_entropy", []int{1, 2, 99999}, nil), 400, "outside the vocabulary"},
 		{"bad loss config", "forward_backward", func() any {
@@ -139,9 +139,9 @@ func TestTinkerBadRequests(t *testing.T) {
 		{"unknown future", "retrieve_future", map[string]any{"request_id": "nope"}, 404, "unknown request_id"},
 		{"unknown base model", "create_model", map[string]any{"session_id": "s", "model_seq_id": 1, "base_model": "Qwen/Qwen3-8B"}, 400, "is not served here"},
 		{"no adam params", "optim_step", map[string]any{"model_id": model}, 400, "adam_params is required"},
-		{"unknown sampling session", "asample", map[string]any{"sampling_session_id": "x", "prompt": llm.TinkerInput([]int{1}), "sampling_params": map[string]any{}}, 404, "unknown sampling_session_id"},
+		{"unknown sampling session", "asample", map[string]any{"sampling_session_id": "x", "prompt": tinker.Input([]int{1}), "sampling_params": map[string]any{}}, 404, "unknown sampling_session_id"},
 		{"unknown sampler weights", "create_sampling_session", map[string]any{"session_id": "s", "sampling_session_seq_id": 0, "model_path": "tinker://model-1/sampler_weights/none"}, 404, "no sampler weights"},
-		{"empty prompt", "asample", map[string]any{"base_model": "tiny", "prompt": llm.TinkerInput(nil), "sampling_params": map[string]any{}}, 400, "empty"},
+		{"empty prompt", "asample", map[string]any{"base_model": "tiny", "prompt": tinker.Input(nil), "sampling_params": map[string]any{}}, 400, "empty"},
 		{"save_weights without a checkpoint dir", "save_weights", map[string]any{"model_id": model, "path": "x"}, 400, "checkpoint directory"},
 		{"unknown session heartbeat", "session_heartbeat", map[string]any{"session_id": "nope"}, 404, "unknown session"},
 	}
@@ -186,7 +186,7 @@ func TestTinkerSeqOrderAndRetries(t *testing.T) {
 	toks := []int{9, 8, 7, 6, 5, 4}
 	adam := map[string]any{"learning_rate": 0.05, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8}
 	loss := func(body []byte) float64 {
-		var o llm.TinkerFwdBwdOutput
+		var o tinker.FwdBwdOutput
 		if err := json.Unmarshal(body, &o); err != nil {
 			t.Fatalf("%v: %s", err, body)
 		}
@@ -316,7 +316,7 @@ func TestTinkerCheckpointsAndServing(t *testing.T) {
 	if err := json.Unmarshal(body, &gen); err != nil || st != 200 {
 		t.Fatalf("%d %s", st, body)
 	}
-	var fo llm.TinkerFwdBwdOutput
+	var fo tinker.FwdBwdOutput
 	_ = json.Unmarshal(run("forward", fwd), &fo)
 	for i, v := range fo.LossFnOutputs[0]["logprobs"].Data {
 		if d := gen.MetaInfo.InputTokenLogprobs[i+1][0].(float64) - v; d > 1e-4 || d < -1e-4 {
@@ -341,15 +341,15 @@ func TestTinkerSample(t *testing.T) {
 	if err := json.Unmarshal(body, &ss); err != nil || st != 200 {
 		t.Fatalf("%d %s", st, body)
 	}
-	req := map[string]any{"sampling_session_id": ss.ID, "seq_id": 0, "num_samples": 3, "prompt": llm.TinkerInput([]int{1, 2, 3}),
+	req := map[string]any{"sampling_session_id": ss.ID, "seq_id": 0, "num_samples": 3, "prompt": tinker.Input([]int{1, 2, 3}),
 		"prompt_logprobs": true, "sampling_params": map[string]any{"max_tokens": 5, "temperature": 1.0, "seed": 11}}
-	sample := func() llm.TinkerSampleResponse {
+	sample := func() tinker.SampleResponse {
 		st, fut := tinkerPost(t, ts.url+"/api/v1/asample", req)
 		if st != 200 {
 			t.Fatalf("%d %s", st, fut)
 		}
 		st, body := tinkerResult(t, ts.url, fut)
-		var out llm.TinkerSampleResponse
+		var out tinker.SampleResponse
 		if err := json.Unmarshal(body, &out); err != nil || st != 200 {
 			t.Fatalf("%d %s", st, body)
 		}
@@ -412,7 +412,7 @@ func TestGenerateDuringTraining(t *testing.T) {
 func TestTinkerSampleAcrossPause(t *testing.T) {
 	ts := newTestServer(t, testModel(t, 1, slowModel), nil)
 	const n = 60
-	st, fut := tinkerPost(t, ts.url+"/api/v1/asample", map[string]any{"base_model": "tiny", "prompt": llm.TinkerInput([]int{1, 2, 3}),
+	st, fut := tinkerPost(t, ts.url+"/api/v1/asample", map[string]any{"base_model": "tiny", "prompt": tinker.Input([]int{1, 2, 3}),
 		"sampling_params": map[string]any{"max_tokens": n, "temperature": 0}})
 	if st != 200 {
 		t.Fatalf("%d %s", st, fut)
@@ -425,7 +425,7 @@ func TestTinkerSampleAcrossPause(t *testing.T) {
 		t.Fatalf("continue: %d %s", st, b)
 	}
 	st, body := tinkerResult(t, ts.url, fut)
-	var out llm.TinkerSampleResponse
+	var out tinker.SampleResponse
 	if err := json.Unmarshal(body, &out); err != nil || st != 200 {
 		t.Fatalf("%d %s", st, body)
 	}

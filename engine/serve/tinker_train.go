@@ -13,8 +13,8 @@ import (
 	"strings"
 
 	"github.com/asearcher/asearcher/engine"
-	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
+	"github.com/asearcher/asearcher/wire/tinker"
 )
 
 // Training calls of the Tinker API: forward, forward_backward, optim_step
@@ -23,11 +23,11 @@ import (
 
 // fwdBwdRequest is forward_backward's and forward's body.
 type fwdBwdRequest struct {
-	ModelID      string                 `json:"model_id"`
-	SeqID        *int64                 `json:"seq_id"`
-	FwdBwdInput  *llm.TinkerFwdBwdInput `json:"forward_backward_input"`
-	ForwardInput *llm.TinkerFwdBwdInput `json:"forward_input"`
-	Type         string                 `json:"type"`
+	ModelID      string              `json:"model_id"`
+	SeqID        *int64              `json:"seq_id"`
+	FwdBwdInput  *tinker.FwdBwdInput `json:"forward_backward_input"`
+	ForwardInput *tinker.FwdBwdInput `json:"forward_input"`
+	Type         string              `json:"type"`
 }
 
 // lossInputs lists, per loss, the loss_fn_inputs it needs and their dtype;
@@ -39,7 +39,7 @@ var lossInputs = map[string][]string{
 }
 
 // toData checks a forward(_backward) input and converts it.
-func (t *tinkerAPI) toData(in *llm.TinkerFwdBwdInput) ([]trainer.Datum, trainer.LossFn, trainer.LossConfig, error) {
+func (t *tinkerAPI) toData(in *tinker.FwdBwdInput) ([]trainer.Datum, trainer.LossFn, trainer.LossConfig, error) {
 	var cfg trainer.LossConfig
 	if in == nil {
 		return nil, "", cfg, userError(http.StatusBadRequest, "the request has no input (forward_backward_input or forward_input)")
@@ -144,8 +144,8 @@ func (t *tinkerAPI) toData(in *llm.TinkerFwdBwdInput) ([]trainer.Datum, trainer.
 
 // fwdBwdOutput is ForwardBackwardOutput: per datum the target logprobs
 // and the per-token loss, and the summed loss as metrics["loss:sum"].
-func fwdBwdOutput(data []trainer.Datum, fn trainer.LossFn, cfg trainer.LossConfig, o *trainer.Output) *llm.TinkerFwdBwdOutput {
-	res := &llm.TinkerFwdBwdOutput{LossFnOutputType: "ArrayRecord", Metrics: map[string]float64{}}
+func fwdBwdOutput(data []trainer.Datum, fn trainer.LossFn, cfg trainer.LossConfig, o *trainer.Output) *tinker.FwdBwdOutput {
+	res := &tinker.FwdBwdOutput{LossFnOutputType: "ArrayRecord", Metrics: map[string]float64{}}
 	// The SDK folds chunked results by the reduction named after the
 	// colon, and fails on a key without one.
 	for k, v := range o.Metrics {
@@ -161,9 +161,9 @@ func fwdBwdOutput(data []trainer.Datum, fn trainer.LossFn, cfg trainer.LossConfi
 	res.Metrics["loss:sum"] = o.Loss
 	for i, d := range data {
 		lp := o.Logprobs[i]
-		res.LossFnOutputs = append(res.LossFnOutputs, map[string]llm.TinkerTensor{
-			"logprobs":         llm.Float32Tensor(lp),
-			"elementwise_loss": llm.Float32Tensor(elementwiseLoss(d, fn, cfg, lp)),
+		res.LossFnOutputs = append(res.LossFnOutputs, map[string]tinker.Tensor{
+			"logprobs":         tinker.Float32Tensor(lp),
+			"elementwise_loss": tinker.Float32Tensor(elementwiseLoss(d, fn, cfg, lp)),
 		})
 	}
 	return res
@@ -249,10 +249,10 @@ func (t *tinkerAPI) fwdBwd(_ context.Context, r *http.Request, body []byte, back
 
 func (t *tinkerAPI) optimStep(_ context.Context, r *http.Request, body []byte) (any, error) {
 	var req struct {
-		ModelID    string                `json:"model_id"`
-		SeqID      *int64                `json:"seq_id"`
-		AdamParams *llm.TinkerAdamParams `json:"adam_params"`
-		Type       string                `json:"type"`
+		ModelID    string             `json:"model_id"`
+		SeqID      *int64             `json:"seq_id"`
+		AdamParams *tinker.AdamParams `json:"adam_params"`
+		Type       string             `json:"type"`
 	}
 	if err := decodeStrict(body, &req); err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package llm
+package tinker
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/asearcher/asearcher/internal/jsonw"
 )
 
 // Tinker wire types: the JSON bodies of the Tinker API as the official
@@ -15,26 +17,26 @@ import (
 // Tinker-compatible server in engine/serve all use these, so the three
 // cannot drift apart.
 
-// TinkerChunk is one chunk of a model input; only "encoded_text" chunks
+// Chunk is one chunk of a model input; only "encoded_text" chunks
 // (token ids) are produced here.
-type TinkerChunk struct {
+type Chunk struct {
 	Type   string `json:"type"`
 	Tokens []int  `json:"tokens"`
 }
 
-// TinkerModelInput is Tinker's ModelInput.
-type TinkerModelInput struct {
-	Chunks []TinkerChunk `json:"chunks"`
+// ModelInput is Tinker's ModelInput.
+type ModelInput struct {
+	Chunks []Chunk `json:"chunks"`
 }
 
-// TinkerInput wraps token ids as a one-chunk model input.
-func TinkerInput(ids []int) TinkerModelInput {
-	return TinkerModelInput{Chunks: []TinkerChunk{{Type: "encoded_text", Tokens: ids}}}
+// Input wraps token ids as a one-chunk model input.
+func Input(ids []int) ModelInput {
+	return ModelInput{Chunks: []Chunk{{Type: "encoded_text", Tokens: ids}}}
 }
 
 // Tokens concatenates the chunks' token ids; any chunk that is not
 // encoded text is an error.
-func (m TinkerModelInput) Tokens() ([]int, error) {
+func (m ModelInput) Tokens() ([]int, error) {
 	n := 0
 	for _, c := range m.Chunks {
 		n += len(c.Tokens)
@@ -49,9 +51,9 @@ func (m TinkerModelInput) Tokens() ([]int, error) {
 	return out, nil
 }
 
-// TinkerTensor is Tinker's TensorData: flattened values, a dtype ("int64"
+// Tensor is Tinker's TensorData: flattened values, a dtype ("int64"
 // or "float32") and an optional shape.
-type TinkerTensor struct {
+type Tensor struct {
 	Data  []float64 `json:"data"`
 	DType string    `json:"dtype"`
 	Shape []int     `json:"shape,omitempty"`
@@ -62,26 +64,26 @@ type TinkerTensor struct {
 }
 
 // Float32Tensor builds a 1-D float32 tensor.
-func Float32Tensor(v []float32) TinkerTensor {
+func Float32Tensor(v []float32) Tensor {
 	d := make([]float64, len(v))
 	for i, x := range v {
 		d[i] = float64(x)
 	}
-	return TinkerTensor{Data: d, DType: "float32", Shape: []int{len(v)}}
+	return Tensor{Data: d, DType: "float32", Shape: []int{len(v)}}
 }
 
 // Int64Tensor builds a 1-D int64 tensor.
-func Int64Tensor(v []int) TinkerTensor {
+func Int64Tensor(v []int) Tensor {
 	d := make([]float64, len(v))
 	for i, x := range v {
 		d[i] = float64(x)
 	}
-	return TinkerTensor{Data: d, DType: "int64", Shape: []int{len(v)}}
+	return Tensor{Data: d, DType: "int64", Shape: []int{len(v)}}
 }
 
 // MarshalJSON writes int64 tensors as integers and float32 tensors with
 // float32 precision, the way the SDK's numpy .tolist() round-trips them.
-func (t TinkerTensor) MarshalJSON() ([]byte, error) {
+func (t Tensor) MarshalJSON() ([]byte, error) {
 	b := make([]byte, 0, 16+len(t.Data)*10)
 	b = append(b, `{"data":[`...)
 	for i, x := range t.Data {
@@ -96,21 +98,21 @@ func (t TinkerTensor) MarshalJSON() ([]byte, error) {
 		case t.DType == "float32":
 			b = appendFloat32(b, float32(x))
 		default:
-			b = appendFloat(b, x)
+			b = jsonw.AppendFloat(b, x)
 		}
 	}
 	b = append(b, `],"dtype":`...)
-	b = appendJSONString(b, t.DType)
+	b = jsonw.AppendString(b, t.DType)
 	if t.Shape != nil {
 		b = append(b, `,"shape":`...)
-		b = appendInts(b, t.Shape)
+		b = jsonw.AppendInts(b, t.Shape)
 	}
 	return append(b, '}'), nil
 }
 
 // Vector returns the values of a 1-D tensor of the wanted dtype with n
 // entries, or an error that names the problem (for a 4xx reply).
-func (t TinkerTensor) Vector(name, dtype string, n int) ([]float64, error) {
+func (t Tensor) Vector(name, dtype string, n int) ([]float64, error) {
 	if t.SparseCrowIndices != nil || t.SparseColIndices != nil {
 		return nil, fmt.Errorf("%s: sparse tensors are not supported; send a dense 1-D tensor", name)
 	}
@@ -139,38 +141,38 @@ func (t TinkerTensor) Vector(name, dtype string, n int) ([]float64, error) {
 	return t.Data, nil
 }
 
-// TinkerDatum is one training example.
-type TinkerDatum struct {
-	ModelInput   TinkerModelInput        `json:"model_input"`
-	LossFnInputs map[string]TinkerTensor `json:"loss_fn_inputs"`
+// Datum is one training example.
+type Datum struct {
+	ModelInput   ModelInput        `json:"model_input"`
+	LossFnInputs map[string]Tensor `json:"loss_fn_inputs"`
 }
 
-// TinkerFwdBwdInput is forward_backward_input (and forward_input).
-type TinkerFwdBwdInput struct {
-	Data         []TinkerDatum      `json:"data"`
+// FwdBwdInput is forward_backward_input (and forward_input).
+type FwdBwdInput struct {
+	Data         []Datum            `json:"data"`
 	LossFn       string             `json:"loss_fn"`
 	LossFnConfig map[string]float64 `json:"loss_fn_config,omitempty"`
 }
 
-// TinkerFwdBwdRequest is the body of /api/v1/forward_backward; /forward
+// FwdBwdRequest is the body of /api/v1/forward_backward; /forward
 // carries the same input under forward_input.
-type TinkerFwdBwdRequest struct {
-	ModelID      string             `json:"model_id"`
-	SeqID        *int64             `json:"seq_id,omitempty"`
-	FwdBwdInput  *TinkerFwdBwdInput `json:"forward_backward_input,omitempty"`
-	ForwardInput *TinkerFwdBwdInput `json:"forward_input,omitempty"`
-	Type         string             `json:"type,omitempty"`
+type FwdBwdRequest struct {
+	ModelID      string       `json:"model_id"`
+	SeqID        *int64       `json:"seq_id,omitempty"`
+	FwdBwdInput  *FwdBwdInput `json:"forward_backward_input,omitempty"`
+	ForwardInput *FwdBwdInput `json:"forward_input,omitempty"`
+	Type         string       `json:"type,omitempty"`
 }
 
-// TinkerFwdBwdOutput is ForwardBackwardOutput.
-type TinkerFwdBwdOutput struct {
-	LossFnOutputType string                    `json:"loss_fn_output_type"`
-	LossFnOutputs    []map[string]TinkerTensor `json:"loss_fn_outputs"`
-	Metrics          map[string]float64        `json:"metrics"`
+// FwdBwdOutput is ForwardBackwardOutput.
+type FwdBwdOutput struct {
+	LossFnOutputType string              `json:"loss_fn_output_type"`
+	LossFnOutputs    []map[string]Tensor `json:"loss_fn_outputs"`
+	Metrics          map[string]float64  `json:"metrics"`
 }
 
-// TinkerAdamParams is optim_step's adam_params.
-type TinkerAdamParams struct {
+// AdamParams is optim_step's adam_params.
+type AdamParams struct {
 	LearningRate float64 `json:"learning_rate"`
 	Beta1        float64 `json:"beta1"`
 	Beta2        float64 `json:"beta2"`
@@ -179,8 +181,8 @@ type TinkerAdamParams struct {
 	GradClipNorm float64 `json:"grad_clip_norm"`
 }
 
-// TinkerSamplingParams is SamplingParams. Stop holds strings or token ids.
-type TinkerSamplingParams struct {
+// SamplingParams is SamplingParams. Stop holds strings or token ids.
+type SamplingParams struct {
 	MaxTokens   *int            `json:"max_tokens,omitempty"`
 	Seed        *int64          `json:"seed,omitempty"`
 	Stop        json.RawMessage `json:"stop,omitempty"`
@@ -190,7 +192,7 @@ type TinkerSamplingParams struct {
 }
 
 // StopLists splits Stop into strings and token ids.
-func (p TinkerSamplingParams) StopLists() (strs []string, ids []int, err error) {
+func (p SamplingParams) StopLists() (strs []string, ids []int, err error) {
 	raw := bytes.TrimSpace(p.Stop)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil, nil
@@ -228,50 +230,50 @@ func (p TinkerSamplingParams) StopLists() (strs []string, ids []int, err error) 
 	return strs, ids, nil
 }
 
-// TinkerSampleRequest is the body of /api/v1/asample.
-type TinkerSampleRequest struct {
-	NumSamples         int                  `json:"num_samples"`
-	Prompt             TinkerModelInput     `json:"prompt"`
-	SamplingParams     TinkerSamplingParams `json:"sampling_params"`
-	BaseModel          string               `json:"base_model,omitempty"`
-	ModelPath          string               `json:"model_path,omitempty"`
-	SamplingSessionID  string               `json:"sampling_session_id,omitempty"`
-	SeqID              *int64               `json:"seq_id,omitempty"`
-	PromptLogprobs     bool                 `json:"prompt_logprobs,omitempty"`
-	TopKPromptLogprobs int                  `json:"topk_prompt_logprobs,omitempty"`
-	Type               string               `json:"type,omitempty"`
+// SampleRequest is the body of /api/v1/asample.
+type SampleRequest struct {
+	NumSamples         int            `json:"num_samples"`
+	Prompt             ModelInput     `json:"prompt"`
+	SamplingParams     SamplingParams `json:"sampling_params"`
+	BaseModel          string         `json:"base_model,omitempty"`
+	ModelPath          string         `json:"model_path,omitempty"`
+	SamplingSessionID  string         `json:"sampling_session_id,omitempty"`
+	SeqID              *int64         `json:"seq_id,omitempty"`
+	PromptLogprobs     bool           `json:"prompt_logprobs,omitempty"`
+	TopKPromptLogprobs int            `json:"topk_prompt_logprobs,omitempty"`
+	Type               string         `json:"type,omitempty"`
 }
 
-// TinkerSequence is one sampled sequence.
-type TinkerSequence struct {
+// Sequence is one sampled sequence.
+type Sequence struct {
 	Tokens     []int     `json:"tokens"`
 	Logprobs   []float32 `json:"logprobs"`
 	StopReason string    `json:"stop_reason"` // "stop" or "length"
 }
 
-// TinkerSampleResponse is SampleResponse. PromptLogprobs entries are null
+// SampleResponse is SampleResponse. PromptLogprobs entries are null
 // where no logprob exists (the first prompt token).
-type TinkerSampleResponse struct {
-	Type           string           `json:"type"`
-	Sequences      []TinkerSequence `json:"sequences"`
-	PromptLogprobs []*float32       `json:"prompt_logprobs,omitempty"`
+type SampleResponse struct {
+	Type           string     `json:"type"`
+	Sequences      []Sequence `json:"sequences"`
+	PromptLogprobs []*float32 `json:"prompt_logprobs,omitempty"`
 }
 
-// TinkerFuture is UntypedAPIFuture, what every asynchronous call returns.
-type TinkerFuture struct {
+// Future is UntypedAPIFuture, what every asynchronous call returns.
+type Future struct {
 	RequestID string `json:"request_id"`
 	ModelID   string `json:"model_id,omitempty"`
 }
 
-// TinkerFailure is RequestFailedResponse (HTTP 400 from retrieve_future).
-type TinkerFailure struct {
+// Failure is RequestFailedResponse (HTTP 400 from retrieve_future).
+type Failure struct {
 	Error    string `json:"error"`
 	Category string `json:"category"` // "user", "server" or "unknown"
 }
 
-// TinkerClientConfig is the subset of /api/v1/client/config's flags that
+// ClientConfig is the subset of /api/v1/client/config's flags that
 // clients here honour.
-type TinkerClientConfig struct {
+type ClientConfig struct {
 	ProtoWriteFwdBwd     bool `json:"proto_write_fwdbwd"`
 	FwdBwdMaxChunkLen    int  `json:"fwdbwd_max_chunk_len"`
 	FwdBwdMaxChunkBytes  int  `json:"fwdbwd_max_chunk_bytes_count"`
