@@ -39,6 +39,9 @@ func FuzzGenerateBody(f *testing.F) {
 		`{"input_ids":[[1,2],[3]],"return_logprob":true,"logprob_start_len":0,"sampling_params":{"max_new_tokens":0}}`,
 		`{"input_ids":[1],"stream":true,"sampling_params":{"max_new_tokens":2,"stop_token_ids":[3],"ignore_eos":true}}`,
 		`{"input_ids":[1,2],"rid":["a"]}`, `{"text":null}`, `[]`, `{"sampling_params":[]}`,
+		`{"input_ids":[[1,2],[3]],"sampling_params":[{"max_new_tokens":1},{"n":2,"max_new_tokens":2}]}`,
+		`{"input_ids":[1,2,3],"return_logprob":true,"logprob_start_len":0,"top_logprobs_num":2,"token_ids_logprob":[1,5],"sampling_params":{"max_new_tokens":0}}`,
+		`{"input_ids":[1,2],"stream":true,"return_logprob":true,"logprob_start_len":1,"sampling_params":{"max_new_tokens":2}}`,
 	} {
 		f.Add(seed)
 	}
@@ -53,6 +56,10 @@ func FuzzOpenAIBody(f *testing.F) {
 		`{"prompt":[1,2,3],"max_tokens":3,"logprobs":1,"return_token_ids":true,"n":2}`,
 		`{"prompt":["ab","c"],"max_tokens":2,"stream":false,"return_tokens_as_token_ids":true}`,
 		`{"prompt":"x","max_tokens":2,"stream":true,"stop":"y"}`,
+		`{"prompt":[[1,2],[3]],"max_tokens":0,"echo":true,"logprobs":3}`,
+		`{"prompt":[[1,2],[3]],"max_tokens":2,"n":2,"stream":true,"stream_options":{"include_usage":true}}`,
+		`{"messages":[{"role":"user","content":"hi"}],"max_tokens":2,"logprobs":true,"top_logprobs":3,"n":2,"stream":true}`,
+		`{"prompt":[1,2,3],"max_tokens":70,"skip_special_tokens":false}`,
 	} {
 		f.Add(seed)
 	}
