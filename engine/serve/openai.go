@@ -289,6 +289,11 @@ func (s *Server) parseOpenAICommon(f map[string]json.RawMessage, chat bool) (*op
 	if o.stream && o.echo {
 		return nil, errors.New("echo with stream is not supported by the embedded engine; send stream: false")
 	}
+	if o.stream && o.topLogprobs > 0 {
+		// The alternatives come from a scoring pass over the finished
+		// sequence (choiceLogprobs), which a stream has not got yet.
+		return nil, errors.New("top logprobs (top_logprobs, or completions logprobs > 0) with stream are not supported by the embedded engine; send stream: false, or logprobs without alternatives")
+	}
 	return o, nil
 }
 

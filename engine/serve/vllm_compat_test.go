@@ -219,7 +219,7 @@ func TestChatTopLogprobsAndBytes(t *testing.T) {
 			t.Fatalf("entry %d: bytes %v are not the token %q", i, e.Bytes, e.Token)
 		}
 	}
-	for _, bad := range []map[string]any{{"top_logprobs": 21, "logprobs": true}, {"top_logprobs": 2}} {
+	for _, bad := range []map[string]any{{"top_logprobs": 21, "logprobs": true}, {"top_logprobs": 2}, {"top_logprobs": 2, "logprobs": true, "stream": true}} {
 		req := map[string]any{"messages": []any{map[string]any{"role": "user", "content": "hi"}}, "max_tokens": 2}
 		for k, v := range bad {
 			req[k] = v
