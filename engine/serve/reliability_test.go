@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/wire/sglang"
 )
 
 // The attacks of issue 12 on the model server, bounded and on loopback.
@@ -177,7 +178,7 @@ func TestReliabilityBodyTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out sglangReply
+	var out sglang.Reply
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/wire/sglang"
 )
 
 // The SGLang-compatible API: request and reply bodies follow SGLang's
@@ -434,48 +435,15 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, results[0])
 }
 
-// sglangReply is one /generate result.
-type sglangReply struct {
-	Text      string     `json:"text"`
-	OutputIDs []int      `json:"output_ids"`
-	MetaInfo  sglangMeta `json:"meta_info"`
-}
-
-type sglangMeta struct {
-	ID               string  `json:"id"`
-	FinishReason     any     `json:"finish_reason"`
-	PromptTokens     int     `json:"prompt_tokens"`
-	CompletionTokens int     `json:"completion_tokens"`
-	CachedTokens     int     `json:"cached_tokens"`
-	WeightVersion    string  `json:"weight_version"`
-	TotalRetractions int     `json:"total_retractions"`
-	E2ELatency       float64 `json:"e2e_latency"`
-	// OutputTokenWeightVersions[i] is the weight version that produced
-	// output token i (an asearcher extension: versions change inside one
-	// request when weights are swapped mid-generation). weight_version is
-	// the version of the last token.
-	OutputTokenWeightVersions []int `json:"output_token_weight_versions"`
-	InputTokenLogprobs        []any `json:"input_token_logprobs,omitempty"`
-	OutputTokenLogprobs       []any `json:"output_token_logprobs,omitempty"`
-	// With top_logprobs_num: per position, the most likely tokens as
-	// [logprob, id, text]; with token_ids_logprob, the asked-for ids'.
-	// With max_new_tokens 0 the output lists hold the one position after
-	// the prompt, as SGLang scores it.
-	InputTopLogprobs       []any `json:"input_top_logprobs,omitempty"`
-	OutputTopLogprobs      []any `json:"output_top_logprobs,omitempty"`
-	InputTokenIDsLogprobs  []any `json:"input_token_ids_logprobs,omitempty"`
-	OutputTokenIDsLogprobs []any `json:"output_token_ids_logprobs,omitempty"`
-}
-
 // generateOne runs one prompt and builds its SGLang reply.
-func (s *Server) generateOne(ctx context.Context, in generateInput, o generateOptions, onToken func(engine.StreamEvent)) (*sglangReply, error) {
+func (s *Server) generateOne(ctx context.Context, in generateInput, o generateOptions, onToken func(engine.StreamEvent)) (*sglang.Reply, error) {
 	sp := in.sp
 	start := time.Now()
 	rid := in.rid
 	if rid == "" {
 		rid = s.newID("sgl")
 	}
-	meta := sglangMeta{ID: rid, PromptTokens: len(in.ids), OutputTokenWeightVersions: []int{}}
+	meta := sglang.Meta{ID: rid, PromptTokens: len(in.ids), OutputTokenWeightVersions: []int{}}
 	if o.returnLogprob && o.logprobStart >= 0 {
 		lps, _, err := s.promptLogprobs(ctx, in.ids)
 		if err != nil {
@@ -512,7 +480,8 @@ func (s *Server) generateOne(ctx context.Context, in generateInput, o generateOp
 	if n := len(resp.Versions); n > 0 {
 		v = resp.Versions[n-1]
 	}
-	meta.WeightVersion = strconv.Itoa(v)
+	version := strconv.Itoa(v)
+	meta.WeightVersion = &version
 	if o.returnLogprob {
 		meta.OutputTokenLogprobs = make([]any, len(resp.OutputIDs))
 		for i, id := range resp.OutputIDs {
@@ -531,12 +500,12 @@ func (s *Server) generateOne(ctx context.Context, in generateInput, o generateOp
 			text = text[:i]
 		}
 	}
-	return &sglangReply{Text: text, OutputIDs: resp.OutputIDs, MetaInfo: meta}, nil
+	return &sglang.Reply{Text: text, OutputIDs: resp.OutputIDs, MetaInfo: meta}, nil
 }
 
 // sglangTopLogprobs fills the top_logprobs_num and token_ids_logprob
 // lists from one scoring pass over prompt + output.
-func (s *Server) sglangTopLogprobs(ctx context.Context, meta *sglangMeta, prompt, output []int, o generateOptions) error {
+func (s *Server) sglangTopLogprobs(ctx context.Context, meta *sglang.Meta, prompt, output []int, o generateOptions) error {
 	full := append(append([]int(nil), prompt...), output...)
 	logits, err := s.current().scorer.Logits(ctx, full)
 	if err != nil {
@@ -653,7 +622,7 @@ func (s *Server) streamGenerate(w http.ResponseWriter, r *http.Request, in gener
 	}
 	q := newTokenQueue()
 	done := make(chan struct{})
-	var reply *sglangReply
+	var reply *sglang.Reply
 	var err error
 	go func() {
 		defer close(done)

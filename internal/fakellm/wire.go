@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/asearcher/asearcher/wire/sglang"
 )
 
 // sglangSamplingKeys are the sampling_params SGLang's SamplingParams
@@ -202,7 +204,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		fail(w, failure)
 		return
 	}
-	meta := sglangMeta{
+	meta := sglang.Meta{
 		ID:               c.RID,
 		FinishReason:     sglangFinish(out),
 		PromptTokens:     out.promptToks,
@@ -216,12 +218,12 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		meta.WeightVersion = &v
 	}
 	if returnLogprob {
-		meta.OutputTokenLogprobs = make([][3]any, len(out.ids))
+		meta.OutputTokenLogprobs = make([]any, len(out.ids))
 		for i, id := range out.ids {
 			meta.OutputTokenLogprobs[i] = [3]any{float64(out.lps[i]), id, nil}
 		}
 	}
-	writeJSON(w, http.StatusOK, sglangReply{Text: out.text, OutputIDs: nonNil(out.ids), MetaInfo: meta})
+	writeJSON(w, http.StatusOK, sglang.Reply{Text: out.text, OutputIDs: nonNil(out.ids), MetaInfo: meta})
 }
 
 func nonNil(ids []int) []int {
@@ -229,24 +231,6 @@ func nonNil(ids []int) []int {
 		return []int{}
 	}
 	return ids
-}
-
-type sglangReply struct {
-	Text      string     `json:"text"`
-	OutputIDs []int      `json:"output_ids"`
-	MetaInfo  sglangMeta `json:"meta_info"`
-}
-
-type sglangMeta struct {
-	ID                  string   `json:"id"`
-	FinishReason        any      `json:"finish_reason"`
-	PromptTokens        int      `json:"prompt_tokens"`
-	WeightVersion       *string  `json:"weight_version,omitempty"`
-	TotalRetractions    int      `json:"total_retractions"`
-	OutputTokenLogprobs [][3]any `json:"output_token_logprobs,omitempty"`
-	CompletionTokens    int      `json:"completion_tokens"`
-	CachedTokens        int      `json:"cached_tokens"`
-	E2ELatency          float64  `json:"e2e_latency"`
 }
 
 // sglangFinish is finish_reason in SGLang's shapes.
