@@ -120,7 +120,7 @@ func (r *Resumer) Sample(ctx context.Context, req *Request) (*Response, error) {
 			}
 		}
 		if seg.Finish != FinishAbort {
-			acc.finish, acc.stop = seg.Finish, seg.StopMatched
+			acc.finish, acc.stop, acc.restored = seg.Finish, seg.StopMatched, seg.StopRestored
 			return acc.response(), nil
 		}
 		acc.finish = FinishAbort
@@ -240,6 +240,7 @@ type merged struct {
 	text        string
 	finish      Finish
 	stop        string
+	restored    bool // the last segment's stop string was restored by the client
 	prompt      int
 	lpMissing   bool // a segment with tokens came without logprobs
 	anyVersions bool
@@ -277,7 +278,7 @@ func (m *merged) truncate(n int) {
 }
 
 func (m *merged) response() *Response {
-	resp := &Response{OutputIDs: m.ids, Text: m.text, Finish: m.finish, StopMatched: m.stop, PromptTokens: m.prompt}
+	resp := &Response{OutputIDs: m.ids, Text: m.text, Finish: m.finish, StopMatched: m.stop, StopRestored: m.restored, PromptTokens: m.prompt}
 	if !m.lpMissing && len(m.lps) == len(m.ids) && len(m.ids) > 0 {
 		resp.Logprobs = m.lps
 	}

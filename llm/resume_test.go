@@ -275,3 +275,22 @@ func TestResumerScriptedInterruption(t *testing.T) {
 		t.Errorf("calls %+v", c)
 	}
 }
+
+// A stop string the backend restored (the server trimmed it and said
+// nothing) stays flagged through the Resumer, interrupted or not, so the
+// agent knows the tag's tokens may be missing from OutputIDs.
+func TestResumerKeepsStopRestored(t *testing.T) {
+	last := seg([]int{'q'}, llm.FinishStop, 1)
+	last.Text, last.StopMatched, last.StopRestored = "q</search>", "</search>", true
+	for _, segs := range [][]*llm.Response{{last}, {seg([]int{'<'}, llm.FinishAbort, 1), last}} {
+		s := &scripted{segs: segs}
+		r := &llm.Resumer{Sampler: s}
+		resp, err := r.Sample(context.Background(), &llm.Request{ID: "r", InputIDs: []int{1}, Params: llm.Params{MaxNewTokens: 10, Stop: []string{"</search>"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !resp.StopRestored || resp.StopMatched != "</search>" {
+			t.Fatalf("%d segments: %+v", len(segs), resp)
+		}
+	}
+}
