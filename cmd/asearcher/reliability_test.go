@@ -349,15 +349,32 @@ func TestReliabilitySynthConcurrent(t *testing.T) {
 		t.Skip("spawns processes")
 	}
 	index := synthIndex(t)
-	model := synthServer(t, 25*time.Millisecond)
+	// The model holds every reply until the second run has been tried, so
+	// the first is certainly running (and holding its lock) meanwhile.
+	hold := make(chan struct{})
+	waiting := make(chan struct{}, 1)
+	model := fakellm.New(fakellm.Options{Handler: func(c fakellm.Call) fakellm.Reply {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+		select {
+		case <-hold:
+		case <-time.After(time.Minute):
+		}
+		return synthModel(c)
+	}})
+	t.Cleanup(model.Close)
 	base := t.TempDir()
 	out := filepath.Join(base, "qa.jsonl")
 	a := startCLI(t, base, synthArgs(index, model.OpenAIURL(), out)...)
-	deadline := time.Now().Add(10 * time.Second)
-	for model.InFlight() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-waiting: // the first run is calling the model
+	case err := <-a.done:
+		t.Fatalf("first synth ended before calling the model: %v\n%s", err, a.out.String())
 	}
 	o, err := execCLI(t, base, synthArgs(index, model.OpenAIURL(), out)...)
+	close(hold)
 	if err == nil || !strings.Contains(o, "another synth is running") {
 		t.Fatalf("second synth on the same --out: %v\n%s", err, o)
 	}
