@@ -147,7 +147,11 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 		}
 	} else {
 		warmStats = &WarmupStats{}
-		_ = readJSON(filepath.Join(o.Out, demoWarmupDir, "warmup.json"), warmStats)
+		if err := readJSON(filepath.Join(o.Out, demoWarmupDir, "warmup.json"), warmStats); err != nil {
+			// Only the warm-up's statistics for the report; the weights
+			// above are what the run continues from.
+			log.Warn("warm-up statistics unreadable; the report leaves them out", "err", err)
+		}
 		log.Info("warm-up already done", "model", warmDir)
 	}
 	wWarm, err := engine.LoadWeights(warmDir)
@@ -162,6 +166,11 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	var before EvalResult
 	beforePath := filepath.Join(o.Out, demoBeforeFile)
 	if err := readJSON(beforePath, &before); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			// A derived file: evaluating again recreates it from the
+			// warm-up weights, so no work is lost.
+			log.Warn("damaged; evaluating again", "file", beforePath, "err", err)
+		}
 		log.Info("held-out evaluation before RL", "questions", len(evalQs), "samples", cfg.Eval.Samples)
 		r, err := evaluate(ctx, da, sampler, evalQs, &cfg, "eval before RL", o.Progress, log)
 		if err != nil {

@@ -123,6 +123,10 @@ func newMetricsSink(dir string, keepBefore int, repair bool) (m *metricsSink, no
 		}
 		notes = append(notes, fmt.Sprintf("kept the damaged %s as %s", path, backup))
 	}
+	if raw, err := os.ReadFile(path); err == nil && len(raw) > 0 && raw[len(raw)-1] != '\n' {
+		cut := bytes.LastIndexByte(raw, '\n') + 1
+		notes = append(notes, fmt.Sprintf("cut the torn last line of %s at byte offset %d (a write cut short)", path, cut))
+	}
 	var buf bytes.Buffer
 	for _, r := range old {
 		if r.Step < keepBefore {

@@ -728,6 +728,9 @@ func TestReliabilityCorruption(t *testing.T) {
 			{file: last + "/trainer/optimizer.safetensors", kind: missing, refused: true},
 			{file: last + "/trainer/model.safetensors", kind: garbage, refused: true},
 			{file: "config.yaml", kind: garbage, refused: true},
+			// Derived files: recomputed (with a warning), nothing lost.
+			{file: "eval_before.json", kind: garbage},
+			{file: "warmup/warmup.json", kind: garbage},
 		}, trainArgs, metricsRepaired)
 	})
 }
