@@ -292,3 +292,17 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (release func(), 
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	return func() { s.admission.release(cost) }, true
 }
+
+// maxLogprobEntries bounds the logprob entries one reply may hold
+// (positions × (1 + alternatives) over all its sequences): each is a small
+// JSON object, so 1M of them is already ~100 MB of reply being built.
+const maxLogprobEntries = 1 << 20
+
+// logprobBudget refuses a request whose logprob listing would pass
+// maxLogprobEntries, before any of it is computed.
+func logprobBudget(entries int64) error {
+	if entries > maxLogprobEntries {
+		return &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the reply would hold about %d logprob entries (positions × alternatives over all sequences), more than %d; ask for fewer sequences, tokens or alternatives", entries, maxLogprobEntries)}
+	}
+	return nil
+}

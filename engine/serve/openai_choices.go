@@ -62,6 +62,25 @@ func (s *Server) checkOpenAIPrompt(ids []int, o *openAIRequest) error {
 	return nil
 }
 
+// openAILogprobBudget bounds the logprob entries the reply may list.
+func (s *Server) openAILogprobBudget(prompts [][]int, o *openAIRequest) error {
+	if !o.logprobs {
+		return nil
+	}
+	var entries int64
+	for _, p := range prompts {
+		positions := o.maxTokens
+		if positions < 0 {
+			positions = s.opts.DefaultMaxNewTokens
+		}
+		if o.echo {
+			positions += len(p)
+		}
+		entries += int64(o.n) * int64(positions) * int64(1+o.topLogprobs)
+	}
+	return logprobBudget(entries)
+}
+
 // openAIChoice is one finished generation in OpenAI terms.
 type openAIChoice struct {
 	prompt []int
@@ -311,6 +330,10 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		openAIBodyError(w, s.tooMany(len(prompts)*o.n))
 		return
 	}
+	if err := s.openAILogprobBudget(prompts, o); err != nil {
+		openAIBodyError(w, err)
+		return
+	}
 	id := s.newID("cmpl")
 	if o.stream {
 		s.streamOpenAI(w, r, id, prompts, o, false)
@@ -392,6 +415,10 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	if o.n > s.opts.MaxPrompts {
 		openAIBodyError(w, s.tooMany(o.n))
+		return
+	}
+	if err := s.openAILogprobBudget([][]int{ids}, o); err != nil {
+		openAIBodyError(w, err)
 		return
 	}
 	id := s.newID("chatcmpl")

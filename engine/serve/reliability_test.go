@@ -377,3 +377,23 @@ func TestMaxTokensMustBePositive(t *testing.T) {
 		wantJSONError(t, fmt.Sprintf("completions max_tokens %d", mt), st, body, 400, "max_tokens")
 	}
 }
+
+// A request whose logprob listing would be huge (sequences × positions ×
+// alternatives) is refused before anything is computed.
+func TestReliabilityLogprobBudget(t *testing.T) {
+	ts := newTestServer(t, testModel(t, 1, nil), nil)
+	batch := make([][]int, 200)
+	for i := range batch {
+		batch[i] = []int{1, 2, 3}
+	}
+	st, body := post(t, ts.url+"/generate", map[string]any{"input_ids": batch, "return_logprob": true, "top_logprobs_num": 1000,
+		"sampling_params": map[string]any{"max_new_tokens": 100}})
+	wantJSONError(t, "/generate 200 × 100 × 1000 top logprobs", st, body, 413, "logprob entries")
+	st, body = post(t, ts.url+"/v1/completions", map[string]any{"prompt": batch, "max_tokens": 1000, "logprobs": 20})
+	wantJSONError(t, "completions 200 × 1000 × 20 top logprobs", st, body, 413, "logprob entries")
+	st, _ = post(t, ts.url+"/generate", map[string]any{"input_ids": batch[:2], "return_logprob": true, "top_logprobs_num": 5,
+		"sampling_params": map[string]any{"max_new_tokens": 2}})
+	if st != 200 {
+		t.Fatalf("a small top-logprobs request: %d", st)
+	}
+}

@@ -370,6 +370,23 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if o.returnLogprob {
+		var entries int64
+		for i, in := range inputs {
+			positions := s.opts.DefaultMaxNewTokens
+			if sps[i].maxNew != nil {
+				positions = max(*sps[i].maxNew, 1)
+			}
+			if o.logprobStart >= 0 {
+				positions += len(in.ids) - o.logprobStart
+			}
+			entries += int64(sps[i].n) * int64(positions) * int64(1+o.topLogprobsNum+len(o.tokenIDs))
+		}
+		if err := logprobBudget(entries); err != nil {
+			sglangBodyError(w, err)
+			return
+		}
+	}
 	total := 0
 	for i, in := range inputs {
 		sp := sps[i]
