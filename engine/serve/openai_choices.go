@@ -196,10 +196,12 @@ func (s *Server) choiceLogprobs(ctx context.Context, c openAIChoice, o *openAIRe
 	V := s.opts.Weights.Config.VocabSize
 	full := append(append([]int(nil), c.prompt...), c.resp.OutputIDs...)
 	if needScore {
+		var release func()
 		var err error
-		if logits, err = s.current().scorer.Logits(ctx, full); err != nil {
+		if logits, release, err = s.scoreLogits(ctx, s.current(), full); err != nil {
 			return nil, err
 		}
+		defer release()
 	}
 	// at is the entry for full[i] given full[:i].
 	at := func(i int) tokenLogprob {

@@ -174,6 +174,7 @@ type Server struct {
 	tinker    *tinkerAPI
 	mux       *http.ServeMux
 	admission *admission
+	scoring   chan struct{}               // one scoring pass at a time (scoreLogits)
 	conns     atomic.Pointer[connLimiter] // set by Serve
 	closed    atomic.Bool
 }
@@ -185,7 +186,7 @@ func New(opts Options) (*Server, error) {
 	}
 	cfg := opts.Weights.Config
 	s := &Server{opts: opts, log: opts.Logger, ctxLen: cfg.MaxPositionEmbeddings, inflight: map[string]int{},
-		admission: newAdmission(opts.MaxInflightBytes)}
+		admission: newAdmission(opts.MaxInflightBytes), scoring: make(chan struct{}, 1)}
 	s.eos = stopIDs(opts.ModelDir, cfg, opts.Tokenizer)
 	if opts.Tokenizer != nil {
 		s.maxTokenBytes = longestToken(opts.Tokenizer)
@@ -480,14 +481,35 @@ func (s *Server) guardTokenIDs(raw []byte) error {
 	return nil
 }
 
+// scoreLogits runs one scoring pass: all of ids' logits, a [len(ids) ×
+// vocabulary] matrix. One pass and its matrix are held at a time (until
+// release), so however many requests ask for prompt or alternative
+// logprobs, only one such matrix (up to context × vocabulary floats) is
+// in memory.
+func (s *Server) scoreLogits(ctx context.Context, cur *served, ids []int) (logits []float32, release func(), err error) {
+	select {
+	case s.scoring <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	release = func() { <-s.scoring }
+	logits, err = cur.scorer.Logits(ctx, ids)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return logits, release, nil
+}
+
 // promptLogprobs scores ids under the current weights: out[i] is
 // log p(ids[i] | ids[:i]) for i ≥ 1 and NaN for i = 0.
 func (s *Server) promptLogprobs(ctx context.Context, ids []int) ([]float32, int, error) {
 	cur := s.current()
-	logits, err := cur.scorer.Logits(ctx, ids)
+	logits, release, err := s.scoreLogits(ctx, cur, ids)
 	if err != nil {
 		return nil, 0, err
 	}
+	defer release()
 	return logprobsFromLogits(logits, ids, s.opts.Weights.Config.VocabSize), cur.version, nil
 }
 

@@ -524,10 +524,11 @@ func (s *Server) generateOne(ctx context.Context, in generateInput, o generateOp
 // lists from one scoring pass over prompt + output.
 func (s *Server) sglangTopLogprobs(ctx context.Context, meta *sglang.Meta, prompt, output []int, o generateOptions) error {
 	full := append(append([]int(nil), prompt...), output...)
-	logits, err := s.current().scorer.Logits(ctx, full)
+	logits, release, err := s.scoreLogits(ctx, s.current(), full)
 	if err != nil {
 		return err
 	}
+	defer release()
 	V := s.opts.Weights.Config.VocabSize
 	// at lists the alternatives for the token at position i (row i-1).
 	at := func(i int) (top, ids any) {
