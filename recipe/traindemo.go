@@ -75,31 +75,9 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 		log = slog.Default()
 	}
 	start := time.Now()
-	cfg := o.Config
-	cfgPath := filepath.Join(o.Out, demoConfigFile)
-	if o.Resume {
-		c, err := LoadDemoConfig(cfgPath)
-		if err != nil {
-			return nil, fmt.Errorf("resume %s: %w", o.Out, err)
-		}
-		cfg = c
-	} else {
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
-		if _, err := os.Stat(filepath.Join(o.Out, demoConfigFile)); err == nil {
-			return nil, fmt.Errorf("%s already holds a run: pass --resume %s to continue it, or choose another --out", o.Out, o.Out)
-		}
-		if err := os.MkdirAll(o.Out, 0o755); err != nil {
-			return nil, fmt.Errorf("create run directory: %w", err)
-		}
-		b, err := rl.MarshalYAML(cfg)
-		if err != nil {
-			return nil, err
-		}
-		if err := atomicfile.WriteFile(cfgPath, b); err != nil {
-			return nil, err
-		}
+	cfg, err := demoRunConfig(o)
+	if err != nil {
+		return nil, err
 	}
 
 	// One process per run directory: a second train (or --resume) on it
@@ -138,48 +116,18 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	}
 
 	// Warm-up: supervised demonstrations through cross_entropy.
-	warmDir := filepath.Join(o.Out, demoWarmupModel)
-	var warmStats *WarmupStats
-	if _, err := os.Stat(filepath.Join(warmDir, "model.safetensors")); err != nil {
-		warmStats, err = runWarmup(ctx, &cfg, da, trainW, w0, modelDir, filepath.Join(o.Out, demoWarmupDir), o.Progress, log)
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		warmStats = &WarmupStats{}
-		if err := readJSON(filepath.Join(o.Out, demoWarmupDir, "warmup.json"), warmStats); err != nil {
-			// Only the warm-up's statistics for the report; the weights
-			// above are what the run continues from.
-			log.Warn("warm-up statistics unreadable; the report leaves them out", "err", err)
-		}
-		log.Info("warm-up already done", "model", warmDir)
-	}
-	wWarm, err := engine.LoadWeights(warmDir)
+	warmStats, wWarm, err := warmupOnce(ctx, o, &cfg, da, trainW, w0, modelDir, log)
 	if err != nil {
-		return nil, fmt.Errorf("load warm-up weights: %w", err)
+		return nil, err
 	}
 
 	evalQs := worldQuestions(evalW)
 	sampler := engine.NewSampler(wWarm, 0, engine.SamplerOptions{Tokenizer: tok, StopTokenIDs: stops, MaxBatch: 64, PrefixCache: -1})
 	defer sampler.Close()
 
-	var before EvalResult
-	beforePath := filepath.Join(o.Out, demoBeforeFile)
-	if err := readJSON(beforePath, &before); err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			// A derived file: evaluating again recreates it from the
-			// warm-up weights, so no work is lost.
-			log.Warn("damaged; evaluating again", "file", beforePath, "err", err)
-		}
-		log.Info("held-out evaluation before RL", "questions", len(evalQs), "samples", cfg.Eval.Samples)
-		r, err := evaluate(ctx, da, sampler, evalQs, &cfg, "eval before RL", o.Progress, log)
-		if err != nil {
-			return nil, err
-		}
-		before = *r
-		if err := writeJSON(beforePath, before); err != nil {
-			return nil, err
-		}
+	before, err := evaluateBeforeOnce(ctx, o, &cfg, da, sampler, evalQs, log)
+	if err != nil {
+		return nil, err
 	}
 	log.Info("before RL", "accuracy", round3(before.Accuracy), "search_rate", round3(before.SearchRate))
 
@@ -236,6 +184,84 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 }
 
 // initDemoModel trains the tokenizer on the training worlds' text and
+
+// demoRunConfig is the run's configuration: on resume the run directory's
+// own, else o.Config validated and written into a new run directory.
+func demoRunConfig(o DemoOptions) (DemoConfig, error) {
+	cfg := o.Config
+	cfgPath := filepath.Join(o.Out, demoConfigFile)
+	if o.Resume {
+		c, err := LoadDemoConfig(cfgPath)
+		if err != nil {
+			return cfg, fmt.Errorf("resume %s: %w", o.Out, err)
+		}
+		return c, nil
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	if _, err := os.Stat(cfgPath); err == nil {
+		return cfg, fmt.Errorf("%s already holds a run: pass --resume %s to continue it, or choose another --out", o.Out, o.Out)
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return cfg, fmt.Errorf("create run directory: %w", err)
+	}
+	b, err := rl.MarshalYAML(cfg)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, atomicfile.WriteFile(cfgPath, b)
+}
+
+// warmupOnce runs the warm-up unless the run directory already holds its
+// model, and returns its statistics and the warmed-up weights.
+func warmupOnce(ctx context.Context, o DemoOptions, cfg *DemoConfig, da *demoAgent, trainW []*demoWorld, w0 *engine.Weights,
+	modelDir string, log *slog.Logger) (*WarmupStats, *engine.Weights, error) {
+	warmDir := filepath.Join(o.Out, demoWarmupModel)
+	var warmStats *WarmupStats
+	if _, err := os.Stat(filepath.Join(warmDir, "model.safetensors")); err != nil {
+		warmStats, err = runWarmup(ctx, cfg, da, trainW, w0, modelDir, filepath.Join(o.Out, demoWarmupDir), o.Progress, log)
+		if err != nil {
+			return nil, nil, err
+		}
+	} else {
+		warmStats = &WarmupStats{}
+		if err := readJSON(filepath.Join(o.Out, demoWarmupDir, "warmup.json"), warmStats); err != nil {
+			// Only the warm-up's statistics for the report; the weights
+			// below are what the run continues from.
+			log.Warn("warm-up statistics unreadable; the report leaves them out", "err", err)
+		}
+		log.Info("warm-up already done", "model", warmDir)
+	}
+	wWarm, err := engine.LoadWeights(warmDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load warm-up weights: %w", err)
+	}
+	return warmStats, wWarm, nil
+}
+
+// evaluateBeforeOnce is the held-out evaluation before RL, read back from
+// the run directory when a resumed run already has it.
+func evaluateBeforeOnce(ctx context.Context, o DemoOptions, cfg *DemoConfig, da *demoAgent, sampler llm.Sampler, evalQs []demoQuestion, log *slog.Logger) (EvalResult, error) {
+	var before EvalResult
+	beforePath := filepath.Join(o.Out, demoBeforeFile)
+	err := readJSON(beforePath, &before)
+	if err == nil {
+		return before, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		// A derived file: evaluating again recreates it from the warm-up
+		// weights, so no work is lost.
+		log.Warn("damaged; evaluating again", "file", beforePath, "err", err)
+	}
+	log.Info("held-out evaluation before RL", "questions", len(evalQs), "samples", cfg.Eval.Samples)
+	r, err := evaluate(ctx, da, sampler, evalQs, cfg, "eval before RL", o.Progress, log)
+	if err != nil {
+		return before, err
+	}
+	return *r, writeJSON(beforePath, *r)
+}
+
 // writes a randomly initialised model, unless one is already there.
 func initDemoModel(ctx context.Context, dir string, cfg *DemoConfig, ws []*demoWorld, log *slog.Logger) error {
 	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
