@@ -17,6 +17,7 @@ import (
 	"github.com/asearcher/asearcher/dataset"
 	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/internal/runlock"
+	"github.com/asearcher/asearcher/launch"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/reward"
 	"github.com/asearcher/asearcher/tokenizer"
@@ -30,7 +31,10 @@ import (
 // the controller's rl.Config. Unknown fields are errors (docs/cluster.md).
 type ClusterFile struct {
 	Cluster *ClusterConfig `yaml:"cluster"`
-	RL      rl.Config      `yaml:"rl"`
+	// Launch, when present, starts the servers it lists on this machine
+	// and fills the cluster: block's URLs for them (RunLaunched).
+	Launch *launch.Config `yaml:"launch,omitempty"`
+	RL     rl.Config      `yaml:"rl"`
 }
 
 // ClusterConfig names the backends of a cluster run.
@@ -121,16 +125,32 @@ func (f *ClusterFile) Validate() error {
 	if c == nil {
 		return errors.New("no cluster: block; see docs/cluster.md")
 	}
+	var l launch.Config
+	if f.Launch != nil {
+		if err := f.Launch.Validate(); err != nil {
+			return err
+		}
+		l = *f.Launch
+		for _, both := range []struct {
+			launched bool
+			set      string
+			field    string
+		}{{l.Search != nil, c.Search, "search"}, {l.Samplers != nil, c.Sampler, "sampler"}, {l.Trainer != nil, c.Trainer.BaseURL, "trainer.base_url"}} {
+			if both.launched && strings.TrimSpace(both.set) != "" {
+				return fmt.Errorf("cluster.%s is %q but launch: starts that server and fills it in: leave cluster.%s out", both.field, both.set, both.field)
+			}
+		}
+	}
 	switch {
 	case strings.TrimSpace(c.Data) == "":
 		return errors.New("cluster.data is empty: name a built-in dataset or a JSONL file of questions with answers")
-	case strings.TrimSpace(c.Search) == "":
+	case strings.TrimSpace(c.Search) == "" && l.Search == nil:
 		return errors.New("cluster.search is empty: give the retrieval server (http://host:port), addrdir:DIR or serper")
 	case strings.TrimSpace(c.Tokenizer) == "":
 		return errors.New("cluster.tokenizer is empty: give the policy's tokenizer.json or model directory (training needs token mode)")
-	case strings.TrimSpace(c.Sampler) == "":
+	case strings.TrimSpace(c.Sampler) == "" && l.Samplers == nil:
 		return errors.New("cluster.sampler is empty: give sglang:http://host:port[,http://host2:port] or tinker")
-	case c.Trainer.BaseURL == "":
+	case c.Trainer.BaseURL == "" && l.Trainer == nil:
 		return errors.New("cluster.trainer.base_url is empty: give the Tinker server's root URL")
 	case c.Trainer.BaseModel == "":
 		return errors.New("cluster.trainer.base_model is empty: give the model name the Tinker server trains")
@@ -220,6 +240,10 @@ func DecodeClusterFile(raw []byte) (ClusterFile, error) {
 	if _, ok := probe["cluster"]; ok {
 		f.Cluster = defaultClusterConfig()
 	}
+	if _, ok := probe["launch"]; ok {
+		l := launch.DefaultConfig()
+		f.Launch = &l
+	}
 	if err := rl.DecodeYAML(bytes.NewReader(raw), &f); err != nil {
 		return f, err
 	}
@@ -254,6 +278,11 @@ type ClusterOptions struct {
 	Progress ProgressMode
 	Logger   *slog.Logger
 	OnStep   func(*rl.StepRecord)
+	// Endpoints are the URLs of the servers that the file's launch: block
+	// started (RunLaunched sets them); they fill the cluster: block for
+	// this run only, so config.yaml keeps the launch: block and a resume
+	// launches anew on fresh ports.
+	Endpoints *launch.Endpoints
 }
 
 // Paths inside a cluster run directory.
@@ -278,7 +307,10 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 	} else if err := file.Validate(); err != nil {
 		return nil, err
 	}
-	c := file.Cluster
+	c, err := withEndpoints(file, o.Endpoints)
+	if err != nil {
+		return nil, err
+	}
 	pubKind, _ := c.publisher()
 
 	data, err := dataset.Load(c.Data, dataset.Options{})
@@ -389,6 +421,28 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 		return sum, fmt.Errorf("RL: %w (continue with --resume %s)", err, o.Out)
 	}
 	return sum, nil
+}
+
+// withEndpoints is the file's cluster: block with the URLs of the servers
+// its launch: block started.
+func withEndpoints(file ClusterFile, eps *launch.Endpoints) (*ClusterConfig, error) {
+	if file.Launch == nil {
+		return file.Cluster, nil
+	}
+	if eps == nil {
+		return nil, errors.New("this config has a launch: block: run it with asearcher train --config, which starts its servers")
+	}
+	c := *file.Cluster
+	if file.Launch.Search != nil {
+		c.Search = eps.Search
+	}
+	if file.Launch.Samplers != nil {
+		c.Sampler = "sglang:" + strings.Join(eps.Samplers, ",")
+	}
+	if file.Launch.Trainer != nil {
+		c.Trainer.BaseURL = eps.Trainer
+	}
+	return &c, nil
 }
 
 // startRunDir creates the run directory with its config and the data's

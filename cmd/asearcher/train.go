@@ -93,7 +93,8 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 }
 
 // runClusterTrain wires `train --config` with a cluster: block (or
-// --resume of such a run) to recipe.RunCluster.
+// --resume of such a run) to recipe.RunLaunched, which starts the servers
+// of a launch: block first.
 func runClusterTrain(cmd *cobra.Command, configPath, out string, resume, repair bool, progress recipe.ProgressMode) error {
 	opts := recipe.ClusterOptions{Out: out, Resume: resume, Repair: repair, Progress: progress, Logger: slog.Default()}
 	if !resume {
@@ -103,7 +104,7 @@ func runClusterTrain(cmd *cobra.Command, configPath, out string, resume, repair 
 		}
 		opts.File = f
 	}
-	sum, err := recipe.RunCluster(cmd.Context(), opts)
+	sum, err := recipe.RunLaunched(cmd.Context(), opts)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,112 @@
+package launch
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestPlan: placeholders are filled, default commands are asearcher's
+// servers, ports are taken free or counted up from a given one, and the
+// endpoints are what the cluster: block gets.
+func TestPlan(t *testing.T) {
+	run := t.TempDir()
+	c := DefaultConfig()
+	c.Binary, c.Model = "/bin/asearcher", "/m/agent"
+	c.Search = &Server{Index: "/ix", Args: []string{"--max-topk", "50"}}
+	c.Samplers = &Server{Count: 2, Port: 31000, Command: []string{"python", "-m", "sglang.launch_server", "--model-path", "{model}",
+		"--host", "{host}", "--port", "{port}", "--served-model-name", "{base_model}-{rank}", "--json-model-override-args", `{"x": 1}`}}
+	c.Trainer = &Server{Env: map[string]string{"JAX_PLATFORMS": "cpu"}}
+	p, err := c.Plan(Vars{RunDir: run, BaseModel: "agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Specs) != 4 {
+		t.Fatalf("%d specs", len(p.Specs))
+	}
+	byName := map[string]Spec{}
+	for _, s := range p.Specs {
+		byName[s.Name] = s
+		if s.Log != filepath.Join(run, "logs", s.Name+".log") {
+			t.Errorf("%s log %s", s.Name, s.Log)
+		}
+	}
+	search := strings.Join(byName["search"].Argv, " ")
+	if !strings.HasPrefix(search, "/bin/asearcher serve search --index /ix --addr 127.0.0.1:") || !strings.HasSuffix(search, " --max-topk 50") {
+		t.Errorf("search argv %q", search)
+	}
+	s1 := strings.Join(byName["sampler-1"].Argv, " ")
+	if want := `python -m sglang.launch_server --model-path /m/agent --host 127.0.0.1 --port 31001 --served-model-name agent-1 --json-model-override-args {"x": 1}`; s1 != want {
+		t.Errorf("sampler-1 argv\n%s\nwant\n%s", s1, want)
+	}
+	tr := byName["trainer"]
+	if got := strings.Join(tr.Argv, " "); !strings.Contains(got, "serve model --model /m/agent --name agent --addr 127.0.0.1:") ||
+		!strings.HasSuffix(got, "--checkpoint-dir "+filepath.Join(run, "server_checkpoints")) {
+		t.Errorf("trainer argv %q", got)
+	}
+	if tr.Health != "/api/v1/healthz" || byName["sampler-0"].Health != "/health" || len(tr.Env) != 1 || tr.Env[0] != "JAX_PLATFORMS=cpu" {
+		t.Errorf("trainer health %q env %v", tr.Health, tr.Env)
+	}
+	e := p.Endpoints
+	if e.Search != byName["search"].URL || e.Trainer != tr.URL || strings.Join(e.Samplers, ",") != "http://127.0.0.1:31000,http://127.0.0.1:31001" {
+		t.Errorf("endpoints %+v", e)
+	}
+	if e.Search == e.Trainer {
+		t.Errorf("two servers on one port: %s", e.Search)
+	}
+	if p.Options.HealthTimeout.Seconds() != 120 || p.Options.StopGrace.Seconds() != 10 {
+		t.Errorf("options %+v", p.Options)
+	}
+}
+
+// TestValidate: each wrong field gets an error that names it.
+func TestValidate(t *testing.T) {
+	base := func() Config {
+		c := DefaultConfig()
+		c.Model = "/m"
+		c.Search = &Server{Index: "/ix"}
+		c.Samplers = &Server{Count: 2}
+		c.Trainer = &Server{}
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"nothing", func(c *Config) { c.Search, c.Samplers, c.Trainer = nil, nil, nil }, "starts nothing"},
+		{"no host", func(c *Config) { c.Host = " " }, "launch.host"},
+		{"no grace", func(c *Config) { c.StopGraceS = 0 }, "stop_grace_s"},
+		{"bad port", func(c *Config) { c.Samplers.Port = 65535 }, "launch.samplers.port"},
+		{"count on trainer", func(c *Config) { c.Trainer.Count = 2 }, "launch.trainer.count"},
+		{"negative count", func(c *Config) { c.Samplers.Count = -1 }, "launch.samplers.count"},
+		{"index on samplers", func(c *Config) { c.Samplers.Index = "/x" }, "launch.samplers.index"},
+		{"no index", func(c *Config) { c.Search.Index = "" }, "launch.search.index is empty"},
+		{"no model", func(c *Config) { c.Model = "" }, "launch.model is empty"},
+		{"no model needed with a command", func(c *Config) {
+			c.Model = ""
+			c.Samplers.Command = []string{"sglang", "{port}"}
+			c.Trainer.Command = []string{"skyrl", "{port}"}
+		}, ""},
+		{"args with command", func(c *Config) { c.Trainer.Command, c.Trainer.Args = []string{"x"}, []string{"y"} }, "args extend the default command"},
+		{"unknown placeholder", func(c *Config) { c.Trainer.Command = []string{"x", "--p={prot}"} }, "unknown placeholder {prot}"},
+		{"json is no placeholder", func(c *Config) { c.Trainer.Command = []string{"x", `{"tp": 8}`} }, ""},
+		{"bad health", func(c *Config) { c.Trainer.Health = "healthz" }, "launch.trainer.health"},
+		{"bad env", func(c *Config) { c.Trainer.Env = map[string]string{"A=B": "c"} }, "launch.trainer.env"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			tc.edit(&c)
+			err := c.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
