@@ -2,8 +2,11 @@ package recipe
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/asearcher/asearcher/launch"
 )
 
 // TestClusterLaunchBlock: a launch: block decodes strictly over its
@@ -43,5 +46,43 @@ launch:
 		if _, err := DecodeClusterFile([]byte(y)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", y, err, tc.want)
 		}
+	}
+}
+
+// TestLaunchDocYAML: every cluster.yaml in docs/cluster.md with a launch:
+// block decodes strictly, validates and plans (commands, ports, URLs).
+func TestLaunchDocYAML(t *testing.T) {
+	raw, err := os.ReadFile("../docs/cluster.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(raw), "```yaml\ncluster:\n")[1:]
+	n := 0
+	for _, b := range blocks {
+		b, _, _ = strings.Cut(b, "```")
+		if !strings.Contains(b, "\nlaunch:\n") {
+			continue
+		}
+		n++
+		f, err := DecodeClusterFile([]byte("cluster:\n" + b))
+		if err != nil {
+			t.Fatalf("docs/cluster.md launch example %d: %v", n, err)
+		}
+		run := t.TempDir()
+		p, err := f.Launch.Plan(launch.Vars{RunDir: run, BaseModel: f.Cluster.Trainer.BaseModel})
+		if err != nil {
+			t.Fatalf("example %d: %v", n, err)
+		}
+		if len(p.Specs) < 2 || p.Endpoints.Search == "" || p.Endpoints.Trainer == "" {
+			t.Errorf("example %d plans %+v", n, p)
+		}
+		for _, s := range p.Specs {
+			if strings.Contains(strings.Join(s.Argv, " "), "{") && !strings.Contains(strings.Join(s.Argv, " "), `{"`) {
+				t.Errorf("example %d: %s has an unfilled placeholder: %q", n, s.Name, s.Argv)
+			}
+		}
+	}
+	if n != 2 {
+		t.Fatalf("found %d cluster.yaml examples with a launch: block in docs/cluster.md, want 2", n)
 	}
 }
