@@ -24,45 +24,17 @@ import (
 	"github.com/asearcher/asearcher/retrieval"
 )
 
-// TestMain removes the binary the launch tests built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
-	os.Exit(code)
-}
-
-// The launch tests run the real asearcher binary as the launcher, and it
-// starts the real asearcher servers as its children; it is built once.
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
+// asearcherBinary is this test binary, which runs main() when
+// ASEARCHER_RUN_MAIN=1 (TestMain): the launcher and, through its default
+// launch.binary (the running executable) and the inherited environment,
+// every server it starts are the real asearcher commands.
 func asearcherBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			binErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "asearcher-launch-test-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "asearcher")
-		if out, err := exec.Command(goTool, "build", "-o", binPath, ".").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Skipf("cannot build asearcher: %v", binErr)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skipf("no path to the test binary: %v", err)
 	}
-	return binPath
+	return exe
 }
 
 // launchFixture is a tiny model, index and dataset, and a cluster.yaml
@@ -116,7 +88,6 @@ func newLaunchFixture(t *testing.T, steps int, edit ...string) *launchFixture {
     max_context_tokens: 2048
   health_timeout_s: 10
 launch:
-  binary: %s
   model: %s
   health_timeout_s: 60
   stop_grace_s: 5
@@ -138,7 +109,7 @@ rl:
   checkpoint_every: 1
   drain_grace_ms: 5
   drain_timeout_ms: 2000
-`, data, model, bin, model, index, steps)
+`, data, model, model, index, steps)
 	for i := 0; i+1 < len(edit); i += 2 {
 		if !strings.Contains(y, edit[i]) {
 			t.Fatalf("edit %q matches nothing", edit[i])
@@ -187,6 +158,7 @@ func (f *launchFixture) start(t *testing.T, args ...string) *launcher {
 		args = []string{"--config", f.config, "--out", f.run}
 	}
 	cmd := exec.Command(f.bin, append([]string{"train", "--no-progress"}, args...)...)
+	cmd.Env = append(os.Environ(), "ASEARCHER_RUN_MAIN=1")
 	l := &launcher{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = l.stderr, l.stderr
 	if err := cmd.Start(); err != nil {
