@@ -15,6 +15,7 @@ import (
 	"github.com/asearcher/asearcher/recipe"
 	"github.com/asearcher/asearcher/reward"
 	"github.com/asearcher/asearcher/rl"
+	"github.com/asearcher/asearcher/synth"
 )
 
 // TestDocsYAMLBlocks: every ```yaml block of README.md and docs/*.md
@@ -97,7 +98,7 @@ func decodeDocBlock(t *testing.T, text string) error {
 		cfg := eval.DefaultConfig()
 		return eval.LoadConfigFile(path, &cfg)
 	case "synth":
-		var o synthOptions
+		var o synth.Options
 		return loadSynthConfig(pflag.NewFlagSet("synth", pflag.ContinueOnError), path, &o)
 	case "cluster":
 		_, err := recipe.LoadClusterFile(path)

@@ -13,6 +13,7 @@ import (
 	"github.com/asearcher/asearcher/internal/fakellm"
 	"github.com/asearcher/asearcher/retrieval"
 	"github.com/asearcher/asearcher/retrieval/server"
+	"github.com/asearcher/asearcher/synth"
 )
 
 // synthModel answers every synthesis step so that each seed yields its
@@ -157,14 +158,14 @@ func TestSynthConfigDocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := newSynthCmd()
-	var fromFile synthOptions
+	var fromFile synth.Options
 	if err := loadSynthConfig(cmd.Flags(), path, &fromFile); err != nil {
 		t.Fatal(err)
 	}
 	def := func(name string) string { return cmd.Flags().Lookup(name).DefValue }
 	atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
 	atof := func(s string) float64 { f, _ := strconv.ParseFloat(s, 64); return f }
-	want := synthOptions{
+	want := synth.Options{
 		Index: fromFile.Index, Out: fromFile.Out, Model: fromFile.Model,
 		Access: def("access"), N: atoi(def("n")), Seed: uint64(atoi(def("seed"))), Concurrency: atoi(def("concurrency")),
 		MaxTurns: atoi(def("max-turns")), Attempts: atoi(def("attempts")), MaxSolveRate: atof(def("max-solve-rate")),
