@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -21,7 +22,7 @@ func Acquire(path, what string) (release func(), err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: another %s is running on %s (lock %s); wait for it or choose another --out", ErrLocked, what, filepathDir(path), path)
+			return nil, fmt.Errorf("%w: another %s is running on %s (lock %s); wait for it or choose another --out", ErrLocked, what, filepath.Dir(path), path)
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

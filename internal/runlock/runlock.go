@@ -2,13 +2,8 @@
 // once (eval's run directory, synth's output file, train's run directory).
 package runlock
 
-import (
-	"errors"
-	"path/filepath"
-)
+import "errors"
 
 // ErrLocked is wrapped by Acquire's error when another process holds the
 // lock.
 var ErrLocked = errors.New("output in use")
-
-func filepathDir(path string) string { return filepath.Dir(path) }
