@@ -27,15 +27,19 @@ func newServeModelCmd() *cobra.Command {
 		Short: "Serve the embedded model over the OpenAI, SGLang-compatible and Tinker-compatible APIs",
 		Long: `One process serves a model directory (or a fresh --init preset) over:
 
-  OpenAI   /v1/chat/completions (SSE streaming), /v1/completions, /v1/models
+  OpenAI   /v1/chat/completions (SSE streaming), /v1/completions, /v1/models[/{id}]
   SGLang   /generate, /abort_request, /pause_generation, /continue_generation,
-           /update_weights_from_disk, /get_model_info, /health
+           /update_weights_from_disk, /[get_]model_info, /[get_]server_info, /health
   Tinker   /api/v1/... (create_model, forward_backward, optim_step,
            save_weights_for_sampler, asample, retrieve_future, ...)
 
 Generation keeps running while Tinker training steps run; weight swaps are
 atomic and every generated token carries the version that produced it.
-docs/api.md describes each endpoint.`,
+docs/api.md describes each endpoint. Bodies, prompt lists, connections and
+body time are bounded (--max-body-bytes, --max-inflight-bytes, --max-prompts,
+--max-connections, --body-timeout); past a bound the answer is a JSON 413,
+429 or 503. Prefer --api-key-file or $ASEARCHER_SERVE_API_KEY to --api-key,
+which other users can read in ps.`,
 		Example: `  asearcher serve model --model runs/model --addr 127.0.0.1:30000
   asearcher serve model --init tiny --checkpoint-dir /tmp/ckpt`,
 		Args: cobra.NoArgs,
