@@ -30,6 +30,7 @@ const (
 	PromptSearchOnly      = "asearcher-search-only" // base model, search only
 	PromptSearchR1        = "search-r1"             // Search-R1 style ChatML string
 	PromptTiny            = "tiny"                  // minimal, for a tiny embedded model
+	PromptClosedBook      = "closed-book"           // base model, no tools: answer from memory
 	PromptReasonAct       = "asearcher-reasoning/act"
 	PromptReasonReadPage  = "asearcher-reasoning/read-page"
 	PromptReasonReadFound = "asearcher-reasoning/read-search"
@@ -147,6 +148,15 @@ func builtinPrompts() []Prompt {
 				"If some knowledge is missing, call the search engine with <search> query </search>; the top results come back between <information> and </information>. " +
 				"Search as many times as you need. When you need nothing more, write only the final answer inside <answer> and </answer>, " +
 				"with no explanation, for example <answer> Marie Curie </answer>.\nQuestion: {question}<|im_end|>\n<|im_start|>assistant\n",
+		},
+		{
+			Name:        PromptClosedBook,
+			Description: "base model (no chat template), no tools: think, then answer from memory",
+			Text: "This is a conversation between a User and an Assistant. The User asks a question, and the Assistant answers it from its own knowledge, without tools.\n" +
+				"The Assistant first thinks step by step inside <think> and </think>, then gives the final answer inside <answer> and </answer>. " +
+				"The final answer is short (a name, a number, a date or a few words); several answers are separated by commas; " +
+				"the answer is written in the language of the question. {validity}\n" +
+				"User: {question}\nAssistant:\n<think>\n",
 		},
 		{
 			Name:        PromptTiny,

@@ -92,7 +92,7 @@ func TestPromptRegistry(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	reg := NewRegistry()
-	for _, n := range []string{AgentASearcher, AgentSearchOnly, AgentSearchR1, AgentTiny, AgentReasoning} {
+	for _, n := range []string{AgentASearcher, AgentSearchOnly, AgentSearchR1, AgentTiny, AgentReasoning, AgentClosedBook} {
 		w, err := reg.New(n, Options{})
 		if err != nil || w.Name() != n {
 			t.Fatalf("%s: %v", n, err)

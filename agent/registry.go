@@ -40,6 +40,7 @@ const (
 	AgentSearchR1   = "search-r1"
 	AgentTiny       = "tiny"
 	AgentReasoning  = "asearcher-reasoning"
+	AgentClosedBook = "closed-book"
 )
 
 // NewRegistry returns a registry with the built-in agents.
@@ -68,6 +69,7 @@ func NewRegistry() *Registry {
 	r.Register(AgentSearchOnly, search(SearchOnlyConfig))
 	r.Register(AgentSearchR1, search(SearchR1Config))
 	r.Register(AgentTiny, search(TinyConfig))
+	r.Register(AgentClosedBook, search(ClosedBookConfig))
 	r.Register(AgentReasoning, func(o Options) (Workflow, error) {
 		cfg := ReasoningAgentConfig()
 		cfg.Prompts = o.Prompts

@@ -57,6 +57,11 @@ type SearchConfig struct {
 	// MaxIdleTurns ends the run after that many act turns in a row
 	// without an action (default 8).
 	MaxIdleTurns int `json:"max_idle_turns" yaml:"max_idle_turns"`
+	// ClosedBook offers no tools: only <answer> is parsed, so a search the
+	// model writes anyway is no action. The closed-book baseline runs
+	// through the same loop, limits, trajectory and scoring as the search
+	// agents, so the two are compared on equal terms.
+	ClosedBook bool `json:"closed_book,omitempty" yaml:"closed_book"`
 }
 
 // ASearcherConfig is the ASearcher base-model agent: search and access,
@@ -87,6 +92,14 @@ func SearchR1Config() SearchConfig {
 		InvalidHint:     "\nThat was not a valid action. To search, put the query between <search> and </search>; to answer, put the answer between <answer> and </answer>.\n",
 		AutoCloseSearch: true,
 	}
+}
+
+// ClosedBookConfig is the closed-book baseline: the base-model prompt
+// family of ASearcherConfig without tools, answering from the model's own
+// knowledge. Two idle turns: a reply cut by the token budget gets one
+// continuation.
+func ClosedBookConfig() SearchConfig {
+	return SearchConfig{Name: "closed-book", Prompt: PromptClosedBook, Style: StyleASearcher, ClosedBook: true, MaxIdleTurns: 2}
 }
 
 // TinyConfig is for a tiny model with a short context: the minimal prompt,
@@ -162,12 +175,18 @@ func NewSearchAgent(cfg SearchConfig) (*SearchAgent, error) {
 	default:
 		return nil, fmt.Errorf("unknown observation style %q (want %s, %s or %s)", cfg.Style, StyleASearcher, StyleSearchR1, StyleCompact)
 	}
-	tags := []Tag{{KindSearch, "<search>", "</search>"}}
-	if cfg.Style == StyleSearchR1 {
-		tags = append(tags, Tag{KindSearch, "<|begin_of_query|>", "<|end_of_query|>"})
+	if cfg.ClosedBook && cfg.Access {
+		return nil, errors.New("a closed-book agent offers no tools: it cannot also offer access")
 	}
-	if cfg.Access {
-		tags = append(tags, Tag{KindAccess, "<access>", "</access>"})
+	var tags []Tag
+	if !cfg.ClosedBook {
+		tags = append(tags, Tag{KindSearch, "<search>", "</search>"})
+		if cfg.Style == StyleSearchR1 {
+			tags = append(tags, Tag{KindSearch, "<|begin_of_query|>", "<|end_of_query|>"})
+		}
+		if cfg.Access {
+			tags = append(tags, Tag{KindAccess, "<access>", "</access>"})
+		}
 	}
 	tags = append(tags, Tag{KindAnswer, "<answer>", "</answer>"})
 	parser := NewParser(tags...)

@@ -226,6 +226,15 @@ func TestSearchAgentGarbage(t *testing.T) {
 			{text: "<answer> Paris </answer>"},
 		}, end: EndAnswer, answer: "Paris", tools: []string{"search:capital"}},
 		{name: "empty answer", turns: []turn{{text: "<answer> </answer>"}}, end: EndAnswer, answer: ""},
+		{name: "closed-book: search tag is no action", cfg: ClosedBookConfig, turns: []turn{
+			{text: "<search> capital </search>", eos: true},
+		}, end: EndStopped},
+		{name: "closed-book: cut reply continued once, then no progress", cfg: ClosedBookConfig, turns: []turn{
+			{text: "hmm", finish: llm.FinishLength}, {text: "hmm", finish: llm.FinishLength},
+		}, end: EndNoProgress},
+		{name: "closed-book: answer after a search tag", cfg: ClosedBookConfig, turns: []turn{
+			{text: "<search> capital </search> I know it.</think>\n<answer> Paris </answer>"},
+		}, end: EndAnswer, answer: "Paris"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -610,5 +619,49 @@ func TestRequestsNeverChange(t *testing.T) {
 		if !slices.Equal(kept[i], copies[i]) {
 			t.Fatalf("request %d's input ids changed after the call", i)
 		}
+	}
+}
+
+// TestClosedBook checks the closed-book baseline offers no tools: its
+// prompt mentions none, it stops only at </answer>, and it never calls the
+// search engine even when one is configured.
+func TestClosedBook(t *testing.T) {
+	fs := &fakeSampler{turns: []turn{{text: "Herbert wrote Dune.</think>\n<answer> Frank Herbert </answer>", honour: true}}}
+	env := newEnv(fs)
+	search := &fakeSearch{docs: testDocs}
+	env.Search = search
+	w, err := NewRegistry().New(AgentClosedBook, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	traj, err := w.Run(context.Background(), env, Task{ID: "q1", Question: "Who wrote Dune?"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if traj.End != EndAnswer || traj.Answer != "Frank Herbert" || len(traj.Tools) != 0 || len(traj.Calls) != 1 {
+		t.Fatalf("end %s answer %q tools %d calls %d", traj.End, traj.Answer, len(traj.Tools), len(traj.Calls))
+	}
+	if len(fs.reqs) != 1 {
+		t.Fatalf("%d requests", len(fs.reqs))
+	}
+	if stops := fs.reqs[0].Params.Stop; !slices.Equal(stops, []string{"</answer>"}) {
+		t.Fatalf("stops %q, want only </answer>", stops)
+	}
+	prompt := byteTok{}.Decode(fs.reqs[0].InputIDs)
+	for _, tool := range []string{"<search>", "<access>", "<information>"} {
+		if strings.Contains(prompt, tool) {
+			t.Fatalf("closed-book prompt mentions %s:\n%s", tool, prompt)
+		}
+	}
+	if len(search.queries) != 0 {
+		t.Fatalf("searched %q", search.queries)
+	}
+	if !strings.Contains(prompt, "Who wrote Dune?") || !strings.Contains(prompt, "<answer>") {
+		t.Fatalf("prompt:\n%s", prompt)
+	}
+	bad := ClosedBookConfig()
+	bad.Access = true
+	if _, err := NewSearchAgent(bad); err == nil {
+		t.Fatal("closed-book agent with access accepted")
 	}
 }
