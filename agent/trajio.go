@@ -354,6 +354,9 @@ type frameReader struct {
 	lines      []byte // decoded lines not yet returned
 	partial    []byte // a decoded line continued in the next frame
 	frameStart int64  // start of the frame the pending lines came from
+	win        []byte // cached file bytes from winOff (see readAt)
+	winBuf     []byte
+	winOff     int64
 	// partialStart is where the frame holding the start of partial begins.
 	partialStart int64
 }
@@ -404,7 +407,7 @@ func (fr *frameReader) next() (int64, error) {
 			fr.frame = make([]byte, n)
 		}
 		fr.frame = fr.frame[:n]
-		if _, err = fr.src.ReadAt(fr.frame, start); err == nil {
+		if _, err = fr.readAt(fr.frame, start); err == nil {
 			fr.payload, err = fr.dec.DecodeAll(fr.frame, fr.payload[:0])
 		}
 		if err == nil {
@@ -437,7 +440,7 @@ func (fr *frameReader) next() (int64, error) {
 // file.
 func (fr *frameReader) frameLen(off int64) (int64, error) {
 	var hdr [18]byte
-	n, err := fr.src.ReadAt(hdr[:], off)
+	n, err := fr.readAt(hdr[:], off)
 	if n == 0 && errors.Is(err, io.EOF) {
 		return 0, io.EOF
 	}
@@ -486,7 +489,7 @@ func (fr *frameReader) frameLen(off int64) (int64, error) {
 	var bh [3]byte
 	blocks := uint64(0)
 	for {
-		if k, _ := fr.src.ReadAt(bh[:], off+size); k < 3 {
+		if k, _ := fr.readAt(bh[:], off+size); k < 3 {
 			return -1, errFrameTruncated
 		}
 		b := uint32(bh[0]) | uint32(bh[1])<<8 | uint32(bh[2])<<16
@@ -522,10 +525,32 @@ func (fr *frameReader) frameLen(off int64) (int64, error) {
 	return fr.checkEnd(off, size)
 }
 
+// readAt is ReadAt through a window of the file, so walking small frames
+// costs one system call per window rather than several per record.
+func (fr *frameReader) readAt(p []byte, off int64) (int, error) {
+	end := fr.winOff + int64(len(fr.win))
+	if off < fr.winOff || off+int64(len(p)) > end {
+		size := max(len(p), 1<<20)
+		if cap(fr.winBuf) < size {
+			fr.winBuf = make([]byte, size)
+		}
+		n, err := fr.src.ReadAt(fr.winBuf[:size], off)
+		fr.win, fr.winOff = fr.winBuf[:n], off
+		if n < len(p) {
+			copy(p, fr.win)
+			if err == nil {
+				err = io.EOF
+			}
+			return n, err
+		}
+	}
+	return copy(p, fr.win[off-fr.winOff:]), nil
+}
+
 // checkEnd confirms the file holds size bytes from off.
 func (fr *frameReader) checkEnd(off, size int64) (int64, error) {
 	var b [1]byte
-	if k, _ := fr.src.ReadAt(b[:], off+size-1); k != 1 {
+	if k, _ := fr.readAt(b[:], off+size-1); k != 1 {
 		return -1, errFrameTruncated
 	}
 	return size, nil
@@ -536,7 +561,7 @@ func (fr *frameReader) checkEnd(off, size int64) (int64, error) {
 func (fr *frameReader) findMagic(from int64) (int64, bool) {
 	buf := make([]byte, 64<<10)
 	for {
-		n, err := fr.src.ReadAt(buf, from)
+		n, err := fr.readAt(buf, from)
 		if i := bytes.Index(buf[:n], zstdMagic); i >= 0 {
 			return from + int64(i), true
 		}
