@@ -9,7 +9,6 @@ package launch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -292,6 +291,3 @@ func tail(path string) string {
 	}
 	return fmt.Sprintf("; last lines of %s: %s", path, strings.Join(kept, " | "))
 }
-
-// errUnsupported is returned where process groups do not exist.
-var errUnsupported = errors.New("launch needs a Unix system (process groups)")

@@ -2,10 +2,14 @@
 
 package launch
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+)
 
 func signalGroup(pid int, kill bool) {}
 
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
-func supported() error { return errUnsupported }
+// supported: process groups and signals are what Stop relies on.
+func supported() error { return errors.New("launch needs a Unix system (process groups)") }

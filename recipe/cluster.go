@@ -283,6 +283,9 @@ type ClusterOptions struct {
 	// this run only, so config.yaml keeps the launch: block and a resume
 	// launches anew on fresh ports.
 	Endpoints *launch.Endpoints
+	// lockHeld says the caller (RunLaunched, which locks the run
+	// directory before it starts any server) holds RUN/train.lock.
+	lockHeld bool
 }
 
 // Paths inside a cluster run directory.
@@ -393,11 +396,13 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 	if err := startRunDir(o.Out, o.Resume, file, data); err != nil {
 		return nil, err
 	}
-	unlock, err := runlock.Acquire(filepath.Join(o.Out, trainLockFile), "train")
-	if err != nil {
-		return nil, err
+	if !o.lockHeld {
+		unlock, err := runlock.Acquire(filepath.Join(o.Out, trainLockFile), "train")
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 	}
-	defer unlock()
 	bar := newDemoProgress(o.Progress, log, "RL", file.RL.Steps)
 	ctl, err := rl.New(rl.Options{
 		Config: file.RL, Dataset: clusterQuestions(data.Items), Rollout: clusterRollout(wf, &env, c, data.Items),

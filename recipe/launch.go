@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/asearcher/asearcher/internal/atomicfile"
+	"github.com/asearcher/asearcher/internal/runlock"
 	"github.com/asearcher/asearcher/launch"
 	"github.com/asearcher/asearcher/rl"
 )
@@ -56,6 +57,16 @@ func RunLaunched(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 	if file.Launch == nil {
 		return RunCluster(ctx, o)
 	}
+	// A second launcher on this run directory is refused before it starts
+	// any server (RunCluster alone would refuse it only after the launch).
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	unlock, err := runlock.Acquire(filepath.Join(o.Out, trainLockFile), "train")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	plan, err := file.Launch.Plan(launch.Vars{RunDir: o.Out, BaseModel: file.Cluster.Trainer.BaseModel})
 	if err != nil {
 		return nil, err
@@ -94,7 +105,7 @@ func RunLaunched(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 		case <-runCtx.Done():
 		}
 	}()
-	o.File, o.Endpoints = file, &plan.Endpoints
+	o.File, o.Endpoints, o.lockHeld = file, &plan.Endpoints, true
 	sum, err := RunCluster(runCtx, o)
 	if died := g.Err(); died != nil && err != nil {
 		if _, serr := os.Stat(filepath.Join(o.Out, demoConfigFile)); serr == nil {

@@ -292,14 +292,23 @@ func TestTrainLaunch(t *testing.T) {
 	}
 }
 
-// TestTrainLaunchSignals: SIGTERM to the launcher stops the run and every
-// server; the run resumes, on newly launched servers, from its checkpoint;
+// TestTrainLaunchSignals: a second launcher on a running run starts
+// nothing; SIGTERM to the launcher stops the run and every server; the run resumes, on newly launched servers, from its checkpoint;
 // a sampler killed mid-run stops the run with an error that names it; and
 // SIGKILL to the launcher still takes its servers down.
 func TestTrainLaunchSignals(t *testing.T) {
 	f := newLaunchFixture(t, 1000)
 	l := f.start(t)
 	waitFor(t, l, 60*time.Second, "first step", func() bool { return metricsLines(f.run) >= 1 })
+	// A second launcher on the running run is refused before it starts a
+	// server.
+	second := f.start(t, "--resume", f.run)
+	if err := second.wait(t, 30*time.Second); err == nil || !strings.Contains(second.stderr.String(), "another train is running") {
+		t.Errorf("second launcher: %v\n%s", err, second.stderr.String())
+	}
+	if pids := second.childPids(); len(pids) != 0 {
+		t.Errorf("the refused launcher started %v", pids)
+	}
 	if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
