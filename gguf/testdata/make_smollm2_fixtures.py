@@ -7,7 +7,7 @@ from Hugging Face transformers loading the same GGUF file (float32, CPU).
 
 It also checks the import itself: every tensor of $DIR/model.safetensors must
 equal what transformers' GGUF loader dequantizes (and un-permutes) from the
-file, and the tokenizer.json written by the import must give the ids of the
+file, $DIR must load in transformers and give the GGUF's logits, and the tokenizer.json written by the import must give the ids of the
 tokenizer transformers builds from the GGUF metadata (differences are
 listed in the fixture, not hidden).
 
@@ -75,6 +75,16 @@ def main(gguf_path, model_dir):
     print(f"import vs transformers' GGUF loader: {len(ours)} tensors, max |Δ| = {worst:.3g}")
     if worst != 0.0:
         sys.exit("the imported weights differ from transformers' dequantization")
+    # The imported directory loads in transformers on its own and gives the
+    # GGUF's logits.
+    imported = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    probe = torch.tensor([tok(TEXTS[1], add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        d = (imported(input_ids=probe).logits - model(input_ids=probe).logits).abs().max().item()
+    print(f"imported directory in transformers vs the GGUF: max |Δlogit| = {d:.3g}")
+    if d > 1e-5:
+        sys.exit("the imported directory's logits differ from the GGUF's in transformers")
+    del imported
 
     # 2. Tokenizer ids, ours (the imported tokenizer.json) and transformers' GGUF one.
     token_cases = []
