@@ -251,6 +251,11 @@ func (c *Config) Plan(v Vars) (Plan, error) {
 			port := 0
 			if s.Port != 0 {
 				port = s.Port + i
+				// A server already there would answer the health check
+				// in place of ours, which then fails to listen.
+				if err := portFree(c.Host, port); err != nil {
+					return Plan{}, fmt.Errorf("launch.%s.port: %s cannot use it: %w", r.role, name, err)
+				}
 			} else {
 				p, err := freePort(c.Host)
 				if err != nil {
@@ -288,6 +293,15 @@ func (c *Config) Plan(v Vars) (Plan, error) {
 	}
 	secs := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 	return Plan{Specs: specs, Endpoints: eps, Options: Options{HealthTimeout: secs(c.HealthTimeoutS), StopGrace: secs(c.StopGraceS)}}, nil
+}
+
+// portFree checks that nothing listens on host:port now.
+func portFree(host string, port int) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }
 
 // freePort asks the kernel for a port on host that is free now. Another

