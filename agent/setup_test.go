@@ -77,3 +77,50 @@ func TestEnvConfigBackends(t *testing.T) {
 		t.Fatalf("close: %v, closed %v", err, closed)
 	}
 }
+
+// contextSampler is a scripted sampler that knows its context length.
+type contextSampler struct {
+	ScriptedSampler
+	n int
+}
+
+func (c *contextSampler) ContextLength() int { return c.n }
+
+// TestEnvConfigCapsContextToModel: a model with a context shorter than the
+// agent's budget (SmolLM2: 8,192 positions against the default 32,768)
+// caps the budget, so an outgrown run ends as context_full rather than as
+// a model error that stops an eval.
+func TestEnvConfigCapsContextToModel(t *testing.T) {
+	tests := []struct {
+		name          string
+		model, budget int
+		want          int
+	}{
+		{"default budget above the model", 8192, 0, 8192},
+		{"budget above the model", 8192, 20000, 8192},
+		{"budget below the model", 8192, 4096, 4096},
+		{"model without a known length", 0, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			backends := llm.NewBackends()
+			err := backends.Register("ctx", llm.Backend{
+				Usage: "ctx:",
+				Open: func(context.Context, string, llm.OpenOptions) (llm.Sampler, func() error, error) {
+					return &contextSampler{n: tc.model}, nil, nil
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, closeEnv, err := EnvConfig{Model: "ctx:x", Backends: backends, Limits: Limits{MaxContextTokens: tc.budget}}.Build(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeEnv()
+			if got := env.Limits.MaxContextTokens; got != tc.want {
+				t.Fatalf("max context tokens %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -152,6 +152,10 @@ func (s *Sampler) Config() *Config { return s.next.Load().Config }
 // Tokenizer returns the tokenizer the sampler was given (nil if none).
 func (s *Sampler) Tokenizer() Tokenizer { return s.opts.Tokenizer }
 
+// ContextLength implements llm.ContextLengther: the model's position
+// limit, past which newSeq refuses a prompt.
+func (s *Sampler) ContextLength() int { return s.Config().MaxPositionEmbeddings }
+
 func (s *Sampler) poke() {
 	select {
 	case s.wake <- struct{}{}:

@@ -28,6 +28,9 @@ func Backend() llm.Backend {
 	}
 }
 
+// The agent caps its context budget to the model's through this interface.
+var _ llm.ContextLengther = (*engine.Sampler)(nil)
+
 // Register adds the embedded backend to b.
 func Register(b *llm.Backends) error { return b.Register(Prefix, Backend()) }
 
