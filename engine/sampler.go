@@ -307,7 +307,7 @@ func (s *Sampler) newSeq(req *llm.Request) (*seqState, error) {
 	}
 	ctxLen := m.Config.MaxPositionEmbeddings
 	if len(ids) >= ctxLen {
-		return nil, fmt.Errorf("prompt of %d tokens leaves no room in the %d-token context", len(ids), ctxLen)
+		return nil, fmt.Errorf("prompt of %d tokens leaves no room in the %d-token context: %w", len(ids), ctxLen, llm.ErrContextLength)
 	}
 	maxNew := p.MaxNewTokens
 	if maxNew == 0 {
@@ -332,6 +332,12 @@ func (s *Sampler) newSeq(req *llm.Request) (*seqState, error) {
 		seq.dec = newTextStream(s.opts.Tokenizer)
 	}
 	return seq, nil
+}
+
+// ContextLength implements llm.ContextLengther: the model's context window
+// (max_position_embeddings), prompt plus generated tokens.
+func (s *Sampler) ContextLength(context.Context) int {
+	return s.next.Load().Config.MaxPositionEmbeddings
 }
 
 // SamplerStats is a snapshot of the scheduler's counters.

@@ -35,6 +35,9 @@ func (l *limitedSampler) Sample(ctx context.Context, req *llm.Request) (*llm.Res
 	return l.inner.Sample(ctx, req)
 }
 
+// Unwrap lets llm.ContextLength see the model server's context window.
+func (l *limitedSampler) Unwrap() llm.Sampler { return l.inner }
+
 // Abort passes through, so agents can still stop a request they own.
 func (l *limitedSampler) Abort(ctx context.Context, id string) error {
 	if a, ok := l.inner.(llm.Aborter); ok {

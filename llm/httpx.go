@@ -25,6 +25,16 @@ type HTTPError struct {
 	Path   string
 	Status int
 	Body   string // at most a few hundred bytes of the reply
+	// ContextLength says the server refused the request because it does
+	// not fit the model's context window (see ErrContextLength); read from
+	// the whole body, not just Body's snippet.
+	ContextLength bool
+}
+
+// Is makes errors.Is(err, ErrContextLength) true for context-length
+// refusals.
+func (e *HTTPError) Is(target error) bool {
+	return target == ErrContextLength && e.ContextLength
 }
 
 func (e *HTTPError) Error() string {
@@ -167,7 +177,8 @@ func (e endpoint) do(ctx context.Context, method, path string, body []byte) ([]b
 		return nil, fmt.Errorf("reply of %s exceeds %d bytes", redactURL(e.base+path), maxResponseBytes)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, &HTTPError{Server: redactURL(e.base), Path: path, Status: resp.StatusCode, Body: e.scrub(snippet(data, 300))}
+		return nil, &HTTPError{Server: redactURL(e.base), Path: path, Status: resp.StatusCode, Body: e.scrub(snippet(data, 300)),
+			ContextLength: isContextLengthReply(resp.StatusCode, data)}
 	}
 	return data, nil
 }

@@ -72,6 +72,8 @@ type OpenAI struct {
 
 	modelMu sync.Mutex
 	model   string
+
+	ctxLen ctxLenProbe
 }
 
 // NewOpenAI returns a backend for one OpenAI-compatible server.
@@ -85,7 +87,51 @@ func NewOpenAI(cfg OpenAIConfig) (*OpenAI, error) {
 	}
 	c := &OpenAI{ep: newEndpoint(cfg.BaseURL, cfg.HTTPClient, h, cfg.APIKey), dialect: cfg.Dialect, model: cfg.Model}
 	c.extended.Store(cfg.Dialect != DialectStandard)
+	c.ctxLen.probing = c.probeContextLength
 	return c, nil
+}
+
+// ContextLength implements ContextLengther: vLLM's (and SGLang's)
+// max_model_len of the model in GET /models, asked once. OpenAI's API
+// lists no such field: then 0, unknown.
+func (c *OpenAI) ContextLength(ctx context.Context) int { return c.ctxLen.get(ctx) }
+
+func (c *OpenAI) probeContextLength(ctx context.Context) (int, bool) {
+	data, err := c.ep.do(ctx, http.MethodGet, "/models", nil)
+	if err != nil {
+		var he *HTTPError
+		return 0, errors.As(err, &he)
+	}
+	return modelsMaxLen(data, c.configuredModel()), true
+}
+
+func (c *OpenAI) configuredModel() string {
+	c.modelMu.Lock()
+	defer c.modelMu.Unlock()
+	return c.model
+}
+
+// modelsMaxLen reads max_model_len of model (or of the first model when
+// model is "") from a /models reply; 0 when absent or not positive.
+func modelsMaxLen(data []byte, model string) int {
+	var list struct {
+		Data []struct {
+			ID          string `json:"id"`
+			MaxModelLen *int   `json:"max_model_len"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(data, &list) != nil {
+		return 0
+	}
+	for i, m := range list.Data {
+		if (model == "" && i == 0) || m.ID == model {
+			if m.MaxModelLen != nil && *m.MaxModelLen > 0 {
+				return *m.MaxModelLen
+			}
+			return 0
+		}
+	}
+	return 0
 }
 
 // String names the server for logs and metrics.
@@ -169,7 +215,7 @@ func (c *OpenAI) Sample(ctx context.Context, req *Request) (*Response, error) {
 
 func rejectsExtension(err error) bool {
 	var he *HTTPError
-	if !errors.As(err, &he) || (he.Status != http.StatusBadRequest && he.Status != http.StatusUnprocessableEntity) {
+	if !errors.As(err, &he) || (he.Status != http.StatusBadRequest && he.Status != http.StatusUnprocessableEntity) || he.ContextLength {
 		return false
 	}
 	for _, f := range extensionFields {

@@ -460,3 +460,16 @@ func (p *Pool) Health(ctx context.Context) error {
 	}
 	return fmt.Errorf("no server of %s answers", p)
 }
+
+// ContextLength implements ContextLengther: the smallest context window
+// among the servers that report one (a request must fit whichever server
+// it lands on); 0 when none does.
+func (p *Pool) ContextLength(ctx context.Context) int {
+	least := 0
+	for _, m := range p.members {
+		if n := ContextLength(ctx, m.s); n > 0 && (least == 0 || n < least) {
+			least = n
+		}
+	}
+	return least
+}

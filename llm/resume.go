@@ -297,3 +297,6 @@ func withVersion(seg *Response, v int) *Response {
 	}
 	return &cp
 }
+
+// Unwrap is the resubmitted sampler (see ContextLength).
+func (r *Resumer) Unwrap() Sampler { return r.Sampler }

@@ -20,8 +20,9 @@ import (
 // One call is one HTTP attempt; retries, failover and concurrency limits
 // belong to Pool.
 type SGLang struct {
-	ep   endpoint
-	chat *OpenAI
+	ep     endpoint
+	chat   *OpenAI
+	ctxLen ctxLenProbe
 }
 
 // SGLangConfig configures an SGLang backend.
@@ -57,7 +58,38 @@ func NewSGLang(cfg SGLangConfig) (*SGLang, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SGLang{ep: ep, chat: chat}, nil
+	s := &SGLang{ep: ep, chat: chat}
+	s.ctxLen.probing = s.probeContextLength
+	return s, nil
+}
+
+// ContextLength implements ContextLengther: context_length from GET
+// /get_model_info (or /model_info, its newer name) when the server reports
+// it there, else max_model_len from its OpenAI-compatible /v1/models.
+func (s *SGLang) ContextLength(ctx context.Context) int { return s.ctxLen.get(ctx) }
+
+func (s *SGLang) probeContextLength(ctx context.Context) (int, bool) {
+	answered := false
+	for _, path := range []string{"/get_model_info", "/model_info"} {
+		data, err := s.ep.do(ctx, http.MethodGet, path, nil)
+		if err != nil {
+			var he *HTTPError
+			if !errors.As(err, &he) {
+				return 0, false
+			}
+			continue
+		}
+		answered = true
+		var info struct {
+			ContextLength *int `json:"context_length"`
+		}
+		if json.Unmarshal(data, &info) == nil && info.ContextLength != nil && *info.ContextLength > 0 {
+			return *info.ContextLength, true
+		}
+		break
+	}
+	n, ok := s.chat.probeContextLength(ctx)
+	return n, ok || answered
 }
 
 // String names the server for logs and metrics.

@@ -623,6 +623,9 @@ func validInstruction(index int64, ratio float64) bool {
 // backend does, so dropping the ids costs at most a few wasted tokens.
 type stopStringsOnly struct{ llm.Sampler }
 
+// Unwrap lets llm.ContextLength see the Tinker server's context window.
+func (s stopStringsOnly) Unwrap() llm.Sampler { return s.Sampler }
+
 func (s stopStringsOnly) Sample(ctx context.Context, req *llm.Request) (*llm.Response, error) {
 	if len(req.Params.Stop) > 0 && len(req.Params.StopTokenIDs) > 0 {
 		r := *req

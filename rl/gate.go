@@ -48,6 +48,9 @@ func (g *Gate) broadcast() {
 	g.changed = make(chan struct{})
 }
 
+// Unwrap lets llm.ContextLength see the model server's context window.
+func (g *Gate) Unwrap() llm.Sampler { return g.inner }
+
 // Sample implements llm.Sampler.
 func (g *Gate) Sample(ctx context.Context, req *llm.Request) (*llm.Response, error) {
 	g.mu.Lock()

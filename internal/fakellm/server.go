@@ -152,6 +152,16 @@ type Options struct {
 	// StopStyle imitates how a server family handles a matched stop
 	// string on the OpenAI endpoints; the zero value is vLLM's.
 	StopStyle StopStyle
+	// ContextLength, when set, is the model's context window: /v1/models
+	// reports it as max_model_len (except when Strict), /get_model_info as
+	// context_length, and a request whose prompt plus max tokens exceed it
+	// gets HTTP 400 worded as vLLM, SGLang or (Strict) OpenAI word it.
+	// Unset, /v1/models reports 32768 and nothing is refused.
+	ContextLength int
+	// HideContextLength reports no context window anywhere while still
+	// refusing requests that exceed ContextLength, like a server whose
+	// model listing lacks the field.
+	HideContextLength bool
 }
 
 // StopStyle is how a server treats a matched stop string: whether the text
@@ -671,10 +681,31 @@ func (s *Server) handleModelInfo(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	v := s.version
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{
+	info := map[string]any{
 		"model_path": s.opts.Model, "tokenizer_path": s.opts.Model, "is_generation": true,
 		"preferred_sampling_params": nil, "weight_version": s.versionLabel(v),
-	})
+	}
+	if s.opts.ContextLength > 0 && !s.opts.HideContextLength {
+		info["context_length"] = s.opts.ContextLength
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+// contextRefusal is the 400 message for a call that does not fit
+// Options.ContextLength, in the wording of the endpoint's server family;
+// "" when it fits. maxNew is the tokens the call asks for.
+func (s *Server) contextRefusal(c *Call, maxNew int) string {
+	limit, n := s.opts.ContextLength, len(c.InputIDs)
+	if limit <= 0 || n+maxNew <= limit && n < limit {
+		return ""
+	}
+	if c.Path == "/generate" {
+		if n >= limit {
+			return fmt.Sprintf("The input (%d tokens) is longer than the model's context length (%d tokens).", n, limit)
+		}
+		return fmt.Sprintf("Requested token count exceeds the model's maximum context length of %d tokens. You requested a total of %d tokens: %d tokens from the input messages and %d tokens for the completion. Please reduce the number of tokens in the input messages or the completion to fit within the limit.", limit, n+maxNew, n, maxNew)
+	}
+	return fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d output tokens and your prompt contains at least %d input tokens, for a total of at least %d tokens. Please reduce the length of the input prompt or the number of requested output tokens.", limit, maxNew, n, n+maxNew)
 }
 
 func (s *Server) handleWeightVersion(w http.ResponseWriter, r *http.Request) {

@@ -193,6 +193,14 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		c.RID = fmt.Sprintf("%032x", s.nextID)
 		s.mu.Unlock()
 	}
+	maxNew := c.Params.MaxNewTokens
+	if maxNew == 0 {
+		maxNew = 128
+	}
+	if msg := s.contextRefusal(&c, maxNew); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
 	out, failure, err := s.generate(r.Context(), &c, 128)
 	if err != nil {
 		if r.Context().Err() == nil {
@@ -267,9 +275,15 @@ func nilIfEmpty(s string) any {
 }
 
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{map[string]any{
-		"id": s.opts.Model, "object": "model", "created": 1700000000, "owned_by": "fakellm", "root": s.opts.Model, "parent": nil, "max_model_len": 32768,
-	}}})
+	m := map[string]any{"id": s.opts.Model, "object": "model", "created": 1700000000, "owned_by": "fakellm", "root": s.opts.Model, "parent": nil}
+	switch {
+	case s.opts.Strict || s.opts.HideContextLength:
+	case s.opts.ContextLength > 0:
+		m["max_model_len"] = s.opts.ContextLength
+	default:
+		m["max_model_len"] = 32768
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{m}})
 }
 
 // openAIPrelude checks what the two OpenAI endpoints share.
@@ -405,6 +419,14 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 // generateOpenAI runs the call and, when it yields no generation (an error,
 // a scripted failure, a client that left), has answered already.
 func (s *Server) generateOpenAI(w http.ResponseWriter, r *http.Request, c *Call, defaultMax int) (*outcome, bool) {
+	maxNew := c.Params.MaxNewTokens
+	if maxNew == 0 {
+		maxNew = defaultMax
+	}
+	if msg := s.contextRefusal(c, maxNew); msg != "" {
+		s.openAIError(w, http.StatusBadRequest, msg, "context_length_exceeded")
+		return nil, false
+	}
 	out, failure, err := s.generate(r.Context(), c, defaultMax)
 	if err != nil {
 		if r.Context().Err() == nil {
