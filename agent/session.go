@@ -47,6 +47,9 @@ type Session struct {
 	turn  int
 	act   int // index of the last act call, for tool records
 	seed  *int64
+	// fitted says the context budget was checked against the server's
+	// context window (once, at the first call).
+	fitted bool
 }
 
 // NewSession starts a run of task under the workflow and prompt names
@@ -252,6 +255,7 @@ type Reply struct {
 // strings, stop token ids and the token budget are enforced here even when
 // the backend ignores them: output past them is cut off (Call.Clipped).
 func (s *Session) Generate(ctx context.Context, g Gen) (Reply, error) {
+	s.fitServer(ctx)
 	rep := Reply{First: -1, Last: -1}
 	var sb strings.Builder
 	sb.WriteString(g.Carry)
@@ -310,6 +314,21 @@ func (s *Session) Generate(ctx context.Context, g Gen) (Reply, error) {
 	return rep, nil
 }
 
+// fitServer caps MaxContextTokens at the context window the model server
+// reports, so a run against a smaller model ends as EndContext instead of
+// with requests the server refuses. It asks once per session; the backend
+// itself asks its server once.
+func (s *Session) fitServer(ctx context.Context) {
+	if s.fitted || s.env.Sampler == nil {
+		return
+	}
+	s.fitted = true
+	if n := llm.ContextLength(ctx, s.env.Sampler); n > 0 && n < s.lim.MaxContextTokens {
+		s.log.Debug("context budget capped at the model's context length", "max_context_tokens", s.lim.MaxContextTokens, "context_length", n)
+		s.lim.MaxContextTokens = n
+	}
+}
+
 // call makes one sampler request and records it. carry is the text
 // already generated for this reply (stop strings may straddle it).
 func (s *Session) call(ctx context.Context, g Gen, budget int, carry string) (int, error) {
@@ -333,6 +352,13 @@ func (s *Session) call(ctx context.Context, g Gen, budget int, carry string) (in
 	resp, err := s.env.Sampler.Sample(ctx, req)
 	lat := time.Since(t0)
 	if err != nil {
+		if errors.Is(err, llm.ErrContextLength) && ctx.Err() == nil {
+			// The server's window is smaller than our budget thought (it
+			// reports none, or text-mode token estimates ran short): the
+			// context is full, which ends the run cleanly.
+			s.log.Debug("model server refused the call: context length", "err", err)
+			return -1, fmt.Errorf("%s call %d: %w: %w", purposeOr(g.Purpose), len(s.traj.Calls), ErrContextFull, err)
+		}
 		return -1, fmt.Errorf("%s call %d: %w", purposeOr(g.Purpose), len(s.traj.Calls), err)
 	}
 	c := Call{
