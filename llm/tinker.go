@@ -80,6 +80,12 @@ func (e *TinkerRequestError) Error() string {
 	return fmt.Sprintf("tinker request %s failed (%s error): %s", e.RequestID, e.Category, e.Message)
 }
 
+// Is makes a failed request whose message is a context-length refusal
+// match ErrContextLength.
+func (e *TinkerRequestError) Is(target error) bool {
+	return target == ErrContextLength && isContextLengthReply(http.StatusBadRequest, []byte(e.Message))
+}
+
 // ErrTinkerFutureGone is returned when the server no longer holds a
 // future's result (HTTP 410 or 404 after submission); resubmit the request.
 var ErrTinkerFutureGone = errors.New("tinker: the server no longer knows this request; resubmit it")
@@ -240,7 +246,8 @@ func (c *TinkerClient) post(ctx context.Context, path string, body []byte, key s
 		return err
 	}
 	if status < 200 || status > 299 {
-		return &HTTPError{Server: redactURL(c.ep.base), Path: path, Status: status, Body: c.ep.scrub(snippet(data, 300))}
+		return &HTTPError{Server: redactURL(c.ep.base), Path: path, Status: status, Body: c.ep.scrub(snippet(data, 300)),
+			ContextLength: isContextLengthReply(status, data)}
 	}
 	if out == nil {
 		return nil
@@ -383,6 +390,7 @@ type TinkerSampler struct {
 	client *TinkerClient
 	sessID string // sampling session
 	seq    atomic.Int64
+	ctxLen ctxLenProbe
 }
 
 // NewTinkerSampler returns a backend; the session is opened on first use.
@@ -393,7 +401,42 @@ func NewTinkerSampler(cfg TinkerSamplerConfig) (*TinkerSampler, error) {
 	if cfg.BaseModel == "" && cfg.ModelPath == "" {
 		return nil, errors.New("tinker sampler: set a base model or a tinker:// model path")
 	}
-	return &TinkerSampler{cfg: cfg}, nil
+	t := &TinkerSampler{cfg: cfg}
+	t.ctxLen.probing = t.probeContextLength
+	return t, nil
+}
+
+// ContextLength implements ContextLengther: max_context_length of the base
+// model in get_server_capabilities, where the server lists one (our
+// server does; Tinker's reference API names only the models: unknown).
+func (t *TinkerSampler) ContextLength(ctx context.Context) int { return t.ctxLen.get(ctx) }
+
+func (t *TinkerSampler) probeContextLength(ctx context.Context) (int, bool) {
+	h := http.Header{}
+	if t.cfg.APIKey != "" {
+		h.Set("X-API-Key", t.cfg.APIKey)
+	}
+	ep := newEndpoint(t.cfg.BaseURL, t.cfg.HTTPClient, h, t.cfg.APIKey)
+	data, err := ep.do(ctx, http.MethodGet, "/api/v1/get_server_capabilities", nil)
+	if err != nil {
+		var he *HTTPError
+		return 0, errors.As(err, &he)
+	}
+	var caps struct {
+		Models []struct {
+			Name             string `json:"model_name"`
+			MaxContextLength *int   `json:"max_context_length"`
+		} `json:"supported_models"`
+	}
+	if json.Unmarshal(data, &caps) != nil {
+		return 0, true
+	}
+	for _, m := range caps.Models {
+		if (m.Name == t.cfg.BaseModel || len(caps.Models) == 1) && m.MaxContextLength != nil && *m.MaxContextLength > 0 {
+			return *m.MaxContextLength, true
+		}
+	}
+	return 0, true
 }
 
 // String names the server for logs and metrics.

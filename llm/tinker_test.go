@@ -79,6 +79,16 @@ func TestTinkerSampler(t *testing.T) {
 	if _, err := sm.Sample(ctx, &llm.Request{Prompt: "text", Params: llm.Params{MaxNewTokens: 2}}); err == nil || !strings.Contains(err.Error(), "token ids") {
 		t.Fatalf("text prompt: %v", err)
 	}
+	if n := sm.ContextLength(ctx); n != 2048 {
+		t.Errorf("context length %d, want the tiny model's 2048", n)
+	}
+	long := make([]int, 2100)
+	for i := range long {
+		long[i] = 1 + i%200
+	}
+	if _, err := sm.Sample(ctx, &llm.Request{InputIDs: long, Params: llm.Params{MaxNewTokens: 2}}); !errors.Is(err, llm.ErrContextLength) {
+		t.Errorf("a prompt over the window: %v, want ErrContextLength", err)
+	}
 	if err := sm.SetModelPath(ctx, "tinker://model-9/sampler_weights/none"); err == nil || !strings.Contains(err.Error(), "no sampler weights") {
 		t.Fatalf("unknown model path: %v", err)
 	}
