@@ -204,3 +204,40 @@ func (r *refusalCounter) Sample(ctx context.Context, req *llm.Request) (*llm.Res
 }
 
 func (r *refusalCounter) Unwrap() llm.Sampler { return r.inner }
+
+// TestRefusedPagePartIsSkipped: when the server refuses a page part's read
+// call as too long, the part is taken back out of the context and the run
+// goes on (like a part the budget cannot fit), instead of ending.
+func TestRefusedPagePartIsSkipped(t *testing.T) {
+	acts := []string{"\n<access> http://wiki/dune </access>", "\n<answer> Frank Herbert </answer>"}
+	var reads, act int
+	var afterRead []int // the context of the act call after the refusal
+	fs := samplerFunc(func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+		if len(req.Params.Stop) == 1 && req.Params.Stop[0] == "</think>" {
+			reads++
+			return nil, &llm.HTTPError{Status: 400, Body: "The input (5000 tokens) is longer than the model's context length (4096 tokens).", ContextLength: true}
+		}
+		if act >= len(acts) {
+			return nil, errors.New("unexpected call")
+		}
+		text := acts[act]
+		if act == 1 {
+			afterRead = append([]int(nil), req.InputIDs...)
+		}
+		act++
+		return &llm.Response{Text: text, OutputIDs: byteTok{}.Encode(text), Finish: llm.FinishStop}, nil
+	})
+	env := newEnv(fs)
+	env.Browse = &fakeBrowser{pages: map[string]string{"http://wiki/dune": page3}}
+	a, _ := NewSearchAgent(smallPartsConfig())
+	traj, err := a.Run(context.Background(), env, Task{Question: "Who wrote Dune?"})
+	if err != nil || traj.End != EndAnswer || traj.Answer != "Frank Herbert" {
+		t.Fatalf("err %v end %s answer %q", err, traj.End, traj.Answer)
+	}
+	if reads != 1 || traj.Tools[0].Page.PartsRead != 0 {
+		t.Errorf("%d read calls, %d parts read; want 1 refused and none read", reads, traj.Tools[0].Page.PartsRead)
+	}
+	if strings.Contains(byteTok{}.Decode(afterRead), page3[:40]) {
+		t.Error("the refused part is still in the context")
+	}
+}

@@ -363,6 +363,13 @@ func (a *SearchAgent) access(ctx context.Context, s *Session, url string) error 
 		}
 		s.AppendPiece(piece)
 		rep, err := s.Generate(ctx, Gen{Purpose: PurposeRead, Stop: []string{noteClose}, MaxTokens: a.cfg.NoteTokens, Tool: idx, Part: k + 1})
+		if errors.Is(err, ErrContextFull) {
+			// The server refused the part (its window is smaller than the
+			// budget knew); later parts are no smaller. Take it back out.
+			s.Rewind(mark)
+			s.log.Debug("page parts skipped: the server's context window", "url", url, "read", k, "parts", len(parts))
+			break
+		}
 		if err != nil {
 			return err
 		}
