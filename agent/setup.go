@@ -101,13 +101,12 @@ func (c EnvConfig) Build(ctx context.Context) (*Env, func() error, error) {
 		return nil, nil, err
 	}
 	env.Sampler = s
-	if cl, ok := s.(llm.ContextLengther); ok {
-		// A budget above the model's context would let the agent send a
-		// prompt the model refuses: a model error that stops an eval.
-		if n, budget := cl.ContextLength(), env.Limits.WithDefaults().MaxContextTokens; n > 0 && n < budget {
-			log.Info("context budget capped at the model's context length", "max_context_tokens", budget, "model_context", n)
-			env.Limits.MaxContextTokens = n
-		}
+	// A budget above the model's context would let the agent send a prompt
+	// the model refuses. Servers are asked here, once (each session checks
+	// again, from the backend's cache, for Envs built elsewhere).
+	if n, budget := llm.ContextLength(ctx, s), env.Limits.WithDefaults().MaxContextTokens; n > 0 && n < budget {
+		log.Info("context budget capped at the model's context length", "max_context_tokens", budget, "model_context", n)
+		env.Limits.MaxContextTokens = n
 	}
 	return env, closeModel, nil
 }

@@ -84,7 +84,7 @@ type contextSampler struct {
 	n int
 }
 
-func (c *contextSampler) ContextLength() int { return c.n }
+func (c *contextSampler) ContextLength(context.Context) int { return c.n }
 
 // TestEnvConfigCapsContextToModel: a model with a context shorter than the
 // agent's budget (SmolLM2: 8,192 positions against the default 32,768)

@@ -152,10 +152,6 @@ func (s *Sampler) Config() *Config { return s.next.Load().Config }
 // Tokenizer returns the tokenizer the sampler was given (nil if none).
 func (s *Sampler) Tokenizer() Tokenizer { return s.opts.Tokenizer }
 
-// ContextLength implements llm.ContextLengther: the model's position
-// limit, past which newSeq refuses a prompt.
-func (s *Sampler) ContextLength() int { return s.Config().MaxPositionEmbeddings }
-
 func (s *Sampler) poke() {
 	select {
 	case s.wake <- struct{}{}:
@@ -334,8 +330,8 @@ func (s *Sampler) newSeq(req *llm.Request) (*seqState, error) {
 	return seq, nil
 }
 
-// ContextLength implements llm.ContextLengther: the model's context window
-// (max_position_embeddings), prompt plus generated tokens.
+// ContextLength implements llm.ContextLengther: the model's position
+// limit (max_position_embeddings), past which newSeq refuses a prompt.
 func (s *Sampler) ContextLength(context.Context) int {
 	return s.next.Load().Config.MaxPositionEmbeddings
 }

@@ -14,8 +14,11 @@ import (
 // errors.Is; the agent ends the trajectory as context_full on it.
 var ErrContextLength = errors.New("prompt and max tokens exceed the model's context length")
 
-// ContextLengther is implemented by samplers that know the context window
-// of the model they serve (prompt plus generated tokens).
+// ContextLengther is implemented by samplers that know their model's
+// context length: the most prompt + generated tokens one call can hold (a
+// longer request is refused). Agents cap their context budget to it, so a
+// run that outgrows the model ends as context_full instead of a model
+// error.
 type ContextLengther interface {
 	// ContextLength is the model's context window in tokens, learned once
 	// from the server (or the engine's config); 0 when unknown.

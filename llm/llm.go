@@ -82,14 +82,6 @@ type Sampler interface {
 	Sample(ctx context.Context, req *Request) (*Response, error)
 }
 
-// ContextLengther is implemented by samplers that know their model's
-// context length: the most prompt + generated tokens one call can hold (a
-// longer prompt fails). Agents cap their context budget to it, so a run
-// that outgrows the model ends as context_full instead of a model error.
-type ContextLengther interface {
-	ContextLength() int
-}
-
 // Aborter is implemented by samplers that can stop an in-flight request; the
 // aborted Sample call returns its partial output with FinishAbort.
 type Aborter interface {
