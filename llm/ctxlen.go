@@ -103,8 +103,13 @@ func (p *ctxLenProbe) get(ctx context.Context) int {
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	n, answered := p.probing(pctx)
-	if answered {
+	switch {
+	case answered:
 		p.done, p.n = true, max(n, 0)
+	case ctx.Err() != nil:
+		// The caller gave up, the server did not fail: the next caller
+		// asks at once.
+		p.tried = time.Time{}
 	}
 	return p.n
 }

@@ -138,6 +138,19 @@ func TestContextLengthAskedOnce(t *testing.T) {
 	if n := asked.Load(); n != 1 {
 		t.Errorf("asked the server %d times, want 1", n)
 	}
+	// A caller that gave up does not leave the window unknown for others.
+	late, err := llm.NewOpenAI(llm.OpenAIConfig{BaseURL: hs.URL + "/v1", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if got := late.ContextLength(cancelled); got != 0 {
+		t.Errorf("cancelled caller: context length %d, want 0", got)
+	}
+	if got := late.ContextLength(context.Background()); got != 4096 {
+		t.Errorf("after a cancelled caller: context length %d, want 4096", got)
+	}
 	hs.Close()
 	dead, err := llm.NewOpenAI(llm.OpenAIConfig{BaseURL: hs.URL + "/v1", Model: "m"})
 	if err != nil {
