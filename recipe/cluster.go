@@ -198,35 +198,6 @@ func (c *ClusterConfig) publisher() (string, error) {
 	return "", fmt.Errorf("cluster.publisher %q: want sglang or tinker", c.Publisher)
 }
 
-// HasClusterBlock says whether the YAML file at path has a cluster: block,
-// which makes `asearcher train` run RunCluster instead of the demo.
-func HasClusterBlock(path string) (bool, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return false, fmt.Errorf("read config: %w", err)
-	}
-	top, err := topKeys(raw)
-	if err != nil {
-		return false, fmt.Errorf("config %s: %w", path, err)
-	}
-	_, ok := top["cluster"]
-	return ok, nil
-}
-
-// LoadClusterFile reads a cluster file over the defaults, strictly, and
-// validates it.
-func LoadClusterFile(path string) (ClusterFile, error) {
-	f := DefaultClusterFile()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return f, fmt.Errorf("read config: %w", err)
-	}
-	if f, err = DecodeClusterFile(raw); err != nil {
-		return f, fmt.Errorf("config %s: %s", path, oneLine(err))
-	}
-	return f, nil
-}
-
 // DecodeClusterFile decodes a cluster file over the defaults and validates
 // it.
 func DecodeClusterFile(raw []byte) (ClusterFile, error) {

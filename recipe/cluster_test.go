@@ -135,8 +135,8 @@ func writeClusterYAML(t *testing.T, y string) string {
 func TestRunClusterEndToEnd(t *testing.T) {
 	cb := startClusterBackends(t)
 	path := writeClusterYAML(t, cb.yaml())
-	if ok, err := HasClusterBlock(path); err != nil || !ok {
-		t.Fatalf("HasClusterBlock = %v, %v", ok, err)
+	if tc, err := LoadTrainConfig(path); err != nil || tc.Mode != ModeCluster {
+		t.Fatalf("LoadTrainConfig mode = %q, %v; want cluster", tc.Mode, err)
 	}
 	file, err := LoadClusterFile(path)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/asearcher/asearcher/rl"
-	"os"
 )
 
 // DemoConfig configures `asearcher train`: the end-to-end demo that builds
@@ -137,22 +136,4 @@ func (c *DemoConfig) Validate() error {
 		return errors.New("eval.samples and eval.concurrency must be ≥ 1 and eval.bootstrap ≥ 100")
 	}
 	return c.RL.Validate()
-}
-
-// LoadDemoConfig reads a YAML file over the defaults; unknown fields are
-// errors.
-func LoadDemoConfig(path string) (DemoConfig, error) {
-	c := DefaultDemoConfig()
-	f, err := os.Open(path)
-	if err != nil {
-		return c, fmt.Errorf("read config: %w", err)
-	}
-	defer f.Close()
-	if err := rl.DecodeYAML(f, &c); err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
-	}
-	if err := c.Validate(); err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
-	}
-	return c, nil
 }

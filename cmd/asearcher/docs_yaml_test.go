@@ -100,8 +100,8 @@ func decodeDocBlock(t *testing.T, text string) error {
 	case "synth":
 		var o synth.Options
 		return loadSynthConfig(pflag.NewFlagSet("synth", pflag.ContinueOnError), path, &o)
-	case "cluster":
-		_, err := recipe.LoadClusterFile(path)
+	case "cluster", "launch", "seed", "world", "model", "agent", "warmup":
+		_, err := recipe.LoadTrainConfig(path)
 		return err
 	case "rl":
 		var f struct {
@@ -109,9 +109,6 @@ func decodeDocBlock(t *testing.T, text string) error {
 		}
 		f.RL = rl.DefaultConfig()
 		return rl.DecodeYAML(strings.NewReader(text), &f)
-	case "seed", "world", "model", "agent", "warmup":
-		_, err := recipe.LoadDemoConfig(path)
-		return err
 	case "reward":
 		var f struct {
 			Reward reward.Config `yaml:"reward"`
@@ -134,6 +131,7 @@ func TestDecodeDocBlockRejects(t *testing.T) {
 		"synth:\n  n: 3\n  no_such_key: 1\n",
 		"rl:\n  steps: 3\n  no_such_key: 1\n",
 		"seed: 1\nno_such_key: 1\n",
+		"cluster:\n  data: q.jsonl\nseed: 1\n",
 		"reward:\n  aug_weight: 0.3\n  no_such_key: 1\n",
 		"judge:\n  model: x\n  no_such_key: 1\n",
 		"max_attempts: 3\n",

@@ -34,9 +34,12 @@ it uses the built-in defaults (under a minute on 2 idle CPU cores, about two
 on a loaded machine; docs/benchmarks.md) and writes to
 runs/train-<UTC time>. Every config field is in docs/configuration.md.
 
-With a config that has a cluster: block, train drives real backends instead:
-a Tinker trainer, an SGLang fleet (or Tinker sampling), a retrieval server and
-a dataset, as docs/cluster.md describes.
+The config's blocks pick the mode. With a cluster: block (and optionally
+launch:) train drives real backends instead: a Tinker trainer, an SGLang
+fleet (or Tinker sampling), a retrieval server and a dataset, as
+docs/cluster.md describes. Such a file is read as cluster:, launch: and rl:
+only; demo settings (seed:, world:, model:, agent:, warmup:, eval:) beside
+a cluster: block are an error.
 
 A killed run continues with --resume DIR (relative or absolute), from its last
 checkpoint; a second train on the same directory is refused while the first
@@ -57,22 +60,23 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 			if out == "" {
 				out = cmp.Or(resume, "runs/train-"+time.Now().UTC().Format("20060102-150405"))
 			}
-			if resume != "" || configPath != "" {
-				ok, err := recipe.HasClusterBlock(cmp.Or(configPath, filepath.Join(resume, "config.yaml")))
-				if err != nil {
-					return err
-				}
-				if ok {
-					return runClusterTrain(cmd, configPath, out, resume != "", repair, progress)
-				}
-			}
 			opts := recipe.DemoOptions{Config: recipe.DefaultDemoConfig(), Out: out, Resume: resume != "", Repair: repair, Progress: progress, Logger: slog.Default()}
-			if configPath != "" {
-				cfg, err := recipe.LoadDemoConfig(configPath)
-				if err != nil {
+			if resume != "" || configPath != "" {
+				// One loader picks the mode: a resumed run's own config.yaml
+				// or the --config file (defaults, the file strictly, then
+				// flags; no train flag sets a config field today).
+				var tc recipe.TrainConfig
+				load := func() (err error) {
+					tc, err = recipe.LoadTrainConfig(cmp.Or(configPath, filepath.Join(resume, "config.yaml")))
 					return err
 				}
-				opts.Config = cfg
+				if err := applyConfigFile(cmd.Flags(), load, "config"); err != nil {
+					return err
+				}
+				if tc.Mode == recipe.ModeCluster {
+					return runClusterTrain(cmd, tc.Cluster, out, resume != "", repair, progress)
+				}
+				opts.Config = tc.Demo
 			}
 			rep, err := recipe.RunDemo(cmd.Context(), opts)
 			if err != nil {
@@ -95,15 +99,9 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 // runClusterTrain wires `train --config` with a cluster: block (or
 // --resume of such a run) to recipe.RunLaunched, which starts the servers
 // of a launch: block first.
-func runClusterTrain(cmd *cobra.Command, configPath, out string, resume, repair bool, progress recipe.ProgressMode) error {
-	opts := recipe.ClusterOptions{Out: out, Resume: resume, Repair: repair, Progress: progress, Logger: slog.Default()}
-	if !resume {
-		f, err := recipe.LoadClusterFile(configPath)
-		if err != nil {
-			return err
-		}
-		opts.File = f
-	}
+func runClusterTrain(cmd *cobra.Command, file recipe.ClusterFile, out string, resume, repair bool, progress recipe.ProgressMode) error {
+	// On resume RunLaunched rereads the run directory's config.yaml itself.
+	opts := recipe.ClusterOptions{File: file, Out: out, Resume: resume, Repair: repair, Progress: progress, Logger: slog.Default()}
 	sum, err := recipe.RunLaunched(cmd.Context(), opts)
 	if err != nil {
 		return err
