@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/asearcher/asearcher/rl"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,15 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asearcher/asearcher/internal/testfleet"
 	"github.com/asearcher/asearcher/retrieval"
 	"github.com/asearcher/asearcher/retrieval/server"
+	"github.com/asearcher/asearcher/rl"
 )
 
 // clusterBackends are the servers a cluster.yaml points at: the Tinker
 // trainer and a two-server SGLang fleet (engine/serve, sharing a
 // checkpoint directory) and a retrieval server over a tiny corpus.
 type clusterBackends struct {
-	fleet     *protoFleet
+	fleet     *testfleet.Fleet
 	retrieval string
 	data      string
 }
@@ -72,7 +73,7 @@ func startClusterBackends(t *testing.T) *clusterBackends {
 	if err := os.WriteFile(data, []byte(rows), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &clusterBackends{fleet: startProtoFleet(t, 2, 0), retrieval: hs.URL, data: data}
+	return &clusterBackends{fleet: testfleet.Start(t, 2, 0), retrieval: hs.URL, data: data}
 }
 
 // yaml renders a cluster.yaml for these backends; edit replaces lines.
@@ -111,7 +112,7 @@ rl:
   dump_samples: 1
   drain_grace_ms: 5
   drain_timeout_ms: 2000
-`, cb.data, cb.retrieval, cb.fleet.modelDir, strings.Join(cb.fleet.fleetURLs, ","), cb.fleet.trainerURL)
+`, cb.data, cb.retrieval, cb.fleet.ModelDir, strings.Join(cb.fleet.URLs, ","), cb.fleet.TrainerURL)
 	for i := 0; i+1 < len(edit); i += 2 {
 		y = strings.Replace(y, edit[i], edit[i+1], 1)
 	}
@@ -170,7 +171,7 @@ func TestRunClusterEndToEnd(t *testing.T) {
 	if sum.ResumedAt != 1 || sum.Version != 2 {
 		t.Fatalf("resumed at %d, ended at v%d; want 1 and 2", sum.ResumedAt, sum.Version)
 	}
-	for i, s := range cb.fleet.fleet {
+	for i, s := range cb.fleet.Servers {
 		if s.Version() != 2 {
 			t.Errorf("fleet server %d serves v%d after 2 steps", i, s.Version())
 		}
@@ -179,7 +180,7 @@ func TestRunClusterEndToEnd(t *testing.T) {
 	// cut one leaves its own, see RunCluster): 3 of the trainer's 4 slots
 	// are free.
 	for range 3 {
-		cb.fleet.newTrainer(t)
+		cb.fleet.NewTrainer(t)
 	}
 	f, err := os.Open(filepath.Join(out, "metrics.jsonl"))
 	if err != nil {
@@ -208,7 +209,7 @@ func TestRunClusterEndToEnd(t *testing.T) {
 // file, with sampler: tinker and the tinker publisher, runs its steps.
 func TestRunClusterTinkerSampling(t *testing.T) {
 	cb := startClusterBackends(t)
-	y := cb.yaml("  sampler: sglang:"+strings.Join(cb.fleet.fleetURLs, ","), "  sampler: tinker", "  publisher: sglang\n", "")
+	y := cb.yaml("  sampler: sglang:"+strings.Join(cb.fleet.URLs, ","), "  sampler: tinker", "  publisher: sglang\n", "")
 	file, err := LoadClusterFile(writeClusterYAML(t, y))
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +224,7 @@ func TestRunClusterTinkerSampling(t *testing.T) {
 		t.Fatalf("v%d with %d records after 2 steps", sum.Version, len(sum.Records))
 	}
 	// The SGLang fleet was not part of this run.
-	for i, s := range cb.fleet.fleet {
+	for i, s := range cb.fleet.Servers {
 		if s.Version() != 0 {
 			t.Errorf("fleet server %d moved to v%d", i, s.Version())
 		}
@@ -264,9 +265,9 @@ func TestRunClusterErrors(t *testing.T) {
 		{"unknown rl field", []string{"  steps: 2\n", "  steps: 2\n  stpes: 3\n"}, "field stpes not found"},
 		{"no data", []string{"  data: " + cb.data + "\n", ""}, "cluster.data is empty"},
 		{"no search", []string{"  search: " + cb.retrieval + "\n", ""}, "cluster.search is empty"},
-		{"no tokenizer", []string{"  tokenizer: " + cb.fleet.modelDir + "\n", ""}, "cluster.tokenizer is empty"},
+		{"no tokenizer", []string{"  tokenizer: " + cb.fleet.ModelDir + "\n", ""}, "cluster.tokenizer is empty"},
 		{"no sampler", []string{"  sampler: sglang:", "  sampler_was: "}, "field sampler_was not found"},
-		{"no trainer", []string{"    base_url: " + cb.fleet.trainerURL + "\n", ""}, "cluster.trainer.base_url is empty"},
+		{"no trainer", []string{"    base_url: " + cb.fleet.TrainerURL + "\n", ""}, "cluster.trainer.base_url is empty"},
 		{"no base model", []string{"    base_model: tiny\n", ""}, "cluster.trainer.base_model is empty"},
 		{"publisher mismatch", []string{"  publisher: sglang\n", "  publisher: tinker\n"}, "cluster.publisher tinker needs cluster.sampler: tinker"},
 		{"bad publisher", []string{"  publisher: sglang\n", "  publisher: nccl\n"}, `cluster.publisher "nccl"`},
@@ -278,10 +279,10 @@ func TestRunClusterErrors(t *testing.T) {
 		{"bad rl", []string{"  group_size: 2\n", "  group_size: 0\n"}, "group_size"},
 		{"missing data file", []string{cb.data, cb.data + ".missing"}, "cluster.data"},
 		{"unknown agent", []string{"  agent: tiny\n", "  agent: nobody\n"}, `unknown agent "nobody"`},
-		{"bad tokenizer", []string{"  tokenizer: " + cb.fleet.modelDir, "  tokenizer: " + cb.data}, "cluster.tokenizer"},
-		{"not sglang", []string{"  sampler: sglang:" + strings.Join(cb.fleet.fleetURLs, ","), "  sampler: http://127.0.0.1:1/v1"}, "must be SGLang servers"},
+		{"bad tokenizer", []string{"  tokenizer: " + cb.fleet.ModelDir, "  tokenizer: " + cb.data}, "cluster.tokenizer"},
+		{"not sglang", []string{"  sampler: sglang:" + strings.Join(cb.fleet.URLs, ","), "  sampler: http://127.0.0.1:1/v1"}, "must be SGLang servers"},
 		{"dead retrieval", []string{"  search: " + cb.retrieval, "  search: " + deadURL}, "retrieval server " + deadURL + " does not answer"},
-		{"dead trainer", []string{"    base_url: " + cb.fleet.trainerURL, "    base_url: " + deadURL}, "trainer " + deadURL + " does not answer"},
+		{"dead trainer", []string{"    base_url: " + cb.fleet.TrainerURL, "    base_url: " + deadURL}, "trainer " + deadURL + " does not answer"},
 		{"dead fleet server", []string{"  sampler: sglang:", "  sampler: sglang:" + deadURL + ","}, "SGLang server " + deadURL + " is not healthy"},
 		{"wrong base model", []string{"    base_model: tiny\n", "    base_model: huge\n"}, "is not usable"},
 	}
@@ -371,4 +372,8 @@ func TestClusterLoRADefaults(t *testing.T) {
 	if err != nil || f.RL.Optim.LR != 1e-6 {
 		t.Fatalf("explicit lr: %v, %g", err, f.RL.Optim.LR)
 	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

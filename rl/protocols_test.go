@@ -6,14 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,8 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asearcher/asearcher/engine"
-	"github.com/asearcher/asearcher/engine/serve"
+	"github.com/asearcher/asearcher/internal/testfleet"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
 )
@@ -33,91 +28,8 @@ import (
 // SGLang-compatible servers, and each new version travels as Tinker
 // save_weights_for_sampler → SGLang pause_generation /
 // update_weights_from_disk / continue_generation on every server. The
-// servers are `asearcher serve model` processes in miniature (engine/serve
-// on loopback) that share a checkpoint directory, as a fleet shares a
-// filesystem, so the fleet loads the trainer's tinker:// sampler paths
-// from disk.
-
-// protoFleet is one Tinker trainer server and the SGLang fleet.
-type protoFleet struct {
-	modelDir, ckptDir string
-	trainerURL        string
-	fleet             []*serve.Server
-	fleetURLs         []string
-	eos               int
-	vocab             int
-}
-
-// startProtoFleet starts the trainer server and n fleet servers that
-// decode at most maxBatch sequences together (0: the default), so that a
-// small maxBatch keeps requests queued and running when weights change.
-func startProtoFleet(t *testing.T, n, maxBatch int) *protoFleet {
-	t.Helper()
-	cfg, err := engine.Preset("tiny", 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &protoFleet{modelDir: filepath.Join(t.TempDir(), "tiny"), ckptDir: t.TempDir()}
-	mcfg, err := engine.InitModelDir(context.Background(), f.modelDir, engine.InitOptions{Config: cfg, Seed: 7, DType: engine.F32})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.vocab, f.eos = mcfg.VocabSize, mcfg.EOSTokenID[0]
-	start := func(maxBatch int) (*serve.Server, string) {
-		w, tok, err := engine.OpenModelDir(f.modelDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := serve.New(serve.Options{ModelName: "tiny", ModelDir: f.modelDir, Weights: w, Tokenizer: tok,
-			CheckpointDir: f.ckptDir, MaxBatch: maxBatch, LongPoll: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := httptest.NewServer(s.Handler())
-		t.Cleanup(func() {
-			hs.Close()
-			s.Close()
-		})
-		return s, hs.URL
-	}
-	_, f.trainerURL = start(0)
-	for range n {
-		s, u := start(maxBatch)
-		f.fleet = append(f.fleet, s)
-		f.fleetURLs = append(f.fleetURLs, u)
-	}
-	return f
-}
-
-func (f *protoFleet) newTrainer(t *testing.T) *trainer.Tinker {
-	t.Helper()
-	tr, err := trainer.NewTinker(context.Background(), trainer.TinkerOptions{BaseModel: "tiny",
-		TinkerConfig: llm.TinkerConfig{BaseURL: f.trainerURL, Heartbeat: -1, Logger: testLogger(t)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tr.Close)
-	return tr
-}
-
-func (f *protoFleet) newPool(t *testing.T) *llm.Pool {
-	t.Helper()
-	var samplers []llm.Sampler
-	for _, u := range f.fleetURLs {
-		s, err := llm.NewSGLang(llm.SGLangConfig{BaseURL: u})
-		if err != nil {
-			t.Fatal(err)
-		}
-		samplers = append(samplers, s)
-	}
-	pool, err := llm.NewPool(samplers, llm.PoolConfig{Logger: testLogger(t), MaxAttempts: 4, BaseBackoff: time.Millisecond,
-		MaxBackoff: 10 * time.Millisecond, Cooldown: 20 * time.Millisecond, HealthInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close() })
-	return pool
-}
+// servers are internal/testfleet: `asearcher serve model` processes in
+// miniature (engine/serve on loopback) that share a checkpoint directory.
 
 // servedVersion asks a fleet server for its weight version over HTTP.
 func servedVersion(ctx context.Context, url string) (int, error) {
@@ -295,7 +207,7 @@ func (p *recordingPublisher) Publish(ctx context.Context, path string, version i
 // serves; and a resume from the checkpoint (a new Tinker model loading the
 // saved state) continues the version sequence.
 func TestControllerOverRealProtocols(t *testing.T) {
-	fleet := startProtoFleet(t, 2, 0)
+	fleet := testfleet.Start(t, 2, 0)
 	cfg := DefaultConfig()
 	cfg.Steps = 3
 	cfg.BatchGroups = 2
@@ -313,7 +225,7 @@ func TestControllerOverRealProtocols(t *testing.T) {
 	cfg.DrainTimeoutMS = 2000
 	runDir := t.TempDir()
 	var mixed atomic.Int64
-	rollout := protoRollout{eos: fleet.eos, wantBelow: 'a', vocab: fleet.vocab, maxNew: 12, toolDelay: 400 * time.Millisecond, mixed: &mixed}
+	rollout := protoRollout{eos: fleet.EOS, wantBelow: 'a', vocab: fleet.Vocab, maxNew: 12, toolDelay: 400 * time.Millisecond, mixed: &mixed}
 
 	type batchSeen struct {
 		step      int
@@ -324,11 +236,11 @@ func TestControllerOverRealProtocols(t *testing.T) {
 	}
 	run := func(resume bool, steps int) (*Summary, *trainer.Tinker, *recordingPublisher, []batchSeen) {
 		t.Helper()
-		tr := fleet.newTrainer(t)
-		pub := &recordingPublisher{inner: &SGLangPublisher{Servers: fleet.fleetURLs, Retries: 1, Timeout: 30 * time.Second}}
+		tr := fleet.NewTrainer(t)
+		pub := &recordingPublisher{inner: &SGLangPublisher{Servers: fleet.URLs, Retries: 1, Timeout: 30 * time.Second}}
 		c := cfg
 		c.Steps = steps
-		ctl, err := New(Options{Config: c, Dataset: banditDataset(30), Rollout: rollout, Sampler: fleet.newPool(t),
+		ctl, err := New(Options{Config: c, Dataset: banditDataset(30), Rollout: rollout, Sampler: fleet.NewPool(t),
 			WrapSampler: func(s llm.Sampler) llm.Sampler { return &llm.Resumer{Sampler: s, Logger: testLogger(t)} },
 			Trainer:     tr, Publisher: pub, RunDir: runDir, Resume: resume, Logger: testLogger(t)})
 		if err != nil {
@@ -337,7 +249,7 @@ func TestControllerOverRealProtocols(t *testing.T) {
 		var seen []batchSeen
 		ctl.hooks.onBatch = func(step int, batch []*Group) {
 			b := batchSeen{step: step, versions: map[int]int{}}
-			for _, u := range fleet.fleetURLs {
+			for _, u := range fleet.URLs {
 				v, err := servedVersion(context.Background(), u)
 				if err != nil {
 					v = -1
@@ -369,7 +281,7 @@ func TestControllerOverRealProtocols(t *testing.T) {
 	}
 
 	// Before training: what the base weights say about the probe.
-	base := fleet.newTrainer(t)
+	base := fleet.NewTrainer(t)
 	before := probeLogprobs(t, base)
 
 	sum, tr, pub, seen := run(false, cfg.Steps)
@@ -407,7 +319,7 @@ func TestControllerOverRealProtocols(t *testing.T) {
 			t.Errorf("publish %d went out with path %q, want %q", i, p, want)
 		}
 	}
-	for i, s := range fleet.fleet {
+	for i, s := range fleet.Servers {
 		if s.Version() != cfg.Steps {
 			t.Errorf("fleet server %d at v%d after %d steps", i, s.Version(), cfg.Steps)
 		}
@@ -430,7 +342,7 @@ func TestControllerOverRealProtocols(t *testing.T) {
 	if moved < 1e-3 {
 		t.Errorf("probe logprobs moved by at most %.2g: training changed nothing", moved)
 	}
-	for i, u := range fleet.fleetURLs {
+	for i, u := range fleet.URLs {
 		served, err := servedLogprobs(context.Background(), u, append(probeDatum().Input, probeDatum().Target[len(probeDatum().Target)-1]))
 		if err != nil {
 			t.Fatal(err)
@@ -462,7 +374,7 @@ func TestControllerOverRealProtocols(t *testing.T) {
 		!strings.HasPrefix(pub2.paths[0], "tinker://"+tr2.ModelID()+"/") {
 		t.Errorf("resume published %v first", pub2.paths)
 	}
-	for i, s := range fleet.fleet {
+	for i, s := range fleet.Servers {
 		if s.Version() != cfg.Steps+2 {
 			t.Errorf("fleet server %d at v%d after the resumed run", i, s.Version())
 		}
@@ -477,7 +389,7 @@ func TestControllerOverRealProtocols(t *testing.T) {
 // complete, every sample respects η, and after the run the sampler draws
 // from exactly the trained weights.
 func TestControllerOverTinkerSampling(t *testing.T) {
-	fleet := startProtoFleet(t, 0, 0)
+	fleet := testfleet.Start(t, 0, 0)
 	cfg := DefaultConfig()
 	cfg.Steps = 3
 	cfg.BatchGroups = 2
@@ -487,10 +399,10 @@ func TestControllerOverTinkerSampling(t *testing.T) {
 	cfg.Advantage.RewardBias, cfg.Advantage.RewardScale = 0, 1
 	cfg.Optim.LR = 2e-2
 	cfg.DumpSamples = 0
-	tr := fleet.newTrainer(t)
+	tr := fleet.NewTrainer(t)
 	before := probeLogprobs(t, tr)
 	sm, err := llm.NewTinkerSampler(llm.TinkerSamplerConfig{BaseModel: "tiny",
-		TinkerConfig: llm.TinkerConfig{BaseURL: fleet.trainerURL, Heartbeat: -1, Logger: testLogger(t)}})
+		TinkerConfig: llm.TinkerConfig{BaseURL: fleet.TrainerURL, Heartbeat: -1, Logger: testLogger(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +412,7 @@ func TestControllerOverTinkerSampling(t *testing.T) {
 		paths = append(paths, path)
 		return sm.SetModelPath(ctx, path)
 	}}
-	c, err := New(Options{Config: cfg, Dataset: banditDataset(30), Rollout: protoRollout{eos: fleet.eos, wantBelow: 'a', vocab: fleet.vocab},
+	c, err := New(Options{Config: cfg, Dataset: banditDataset(30), Rollout: protoRollout{eos: fleet.EOS, wantBelow: 'a', vocab: fleet.Vocab},
 		Sampler: sm, Trainer: tr, Publisher: pub, RunDir: t.TempDir(), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
