@@ -38,15 +38,40 @@ go build -o "$work/asearcher" ./cmd/asearcher || exit 1
 "$work/asearcher" model init --config tiny --out "$work/model" >/dev/null || exit 1
 printf 'conformance-key\n' >"$work/key"
 chmod 600 "$work/key"
-port=$((32000 + RANDOM % 2000))
-"$work/asearcher" serve model --model "$work/model" --name tiny --addr "127.0.0.1:$port" \
-	--api-key-file "$work/key" 2>"$work/server.log" &
-pid=$!
-for _ in $(seq 150); do
-	curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-	kill -0 "$pid" 2>/dev/null || { cat "$work/server.log"; echo "openai conformance: the server did not start"; exit 1; }
-	sleep 0.2
+# A port below Linux's ephemeral range (32768-60999), so outgoing
+# connections of other programs cannot hold it; a port that is taken anyway
+# is retried with another.
+start_server() {
+	port=$((20000 + RANDOM % 10000))
+	"$work/asearcher" serve model --model "$work/model" --name tiny --addr "127.0.0.1:$port" \
+		--api-key-file "$work/key" 2>"$work/server.log" &
+	pid=$!
+	for _ in $(seq 150); do
+		curl -sf --max-time 2 "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return 0
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid" 2>/dev/null
+			pid=""
+			grep -q 'address already in use' "$work/server.log" && return 2
+			return 1
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+started=""
+for _ in 1 2 3 4 5; do
+	start_server
+	case $? in
+	0) started=1; break ;;
+	2) continue ;;
+	*) break ;;
+	esac
 done
+if [ -z "$started" ]; then
+	cat "$work/server.log"
+	echo "openai conformance: the server did not start"
+	exit 1
+fi
 echo "openai conformance: SDK $version against serve model on 127.0.0.1:$port"
 if ! "$venv/bin/python" scripts/openai_conformance.py "http://127.0.0.1:$port/v1" conformance-key tiny; then
 	echo "--- server log"; tail -20 "$work/server.log"
