@@ -30,8 +30,8 @@ and exact-match rewards, and evaluates on held-out worlds before and after RL.
 The run directory gets report.md and report.json (held-out accuracy before and
 after RL with the paired bootstrap 95% CI of the lift), metrics.jsonl,
 metrics.prom, plots.html, sample trajectories and checkpoints. With no flags
-it uses the built-in defaults (under a minute on 2 idle CPU cores, about two
-on a loaded machine; docs/benchmarks.md) and writes to
+it uses the built-in defaults (about a minute and a half on 2 idle CPU cores,
+several on a loaded machine; docs/benchmarks.md) and writes to
 runs/train-<UTC time>. Every config field is in docs/configuration.md.
 
 The config's blocks pick the mode. With a cluster: block (and optionally
