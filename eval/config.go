@@ -137,9 +137,15 @@ var errNoModel = errors.New("no model: pass --model URL (an OpenAI-compatible /v
 
 // Validate checks the configuration and says what to fix. A model is
 // checked by Run, since Options.Env can supply one.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return c.validate(false) }
+
+// validate is Validate; with inMemory the datasets come from Options.Sets,
+// and Data must be empty.
+func (c *Config) validate(inMemory bool) error {
 	switch {
-	case len(c.Data) == 0:
+	case inMemory && len(c.Data) > 0:
+		return errors.New("datasets given twice: Options.Sets and --data; pass one")
+	case len(c.Data) == 0 && !inMemory:
 		return errors.New("no datasets: pass --data NAME|FILE[,...] (asearcher eval --help lists the built-in names)")
 	case c.Out == "":
 		return errors.New("no run directory: pass --out DIR")

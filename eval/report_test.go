@@ -125,13 +125,13 @@ func TestTextOnlyFilter(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.Data = []string{path}
-	sets, err := loadSets(cfg)
+	sets, err := loadSets(cfg, nil)
 	if err != nil || len(sets[0].Items) != 3 {
 		t.Fatalf("all: %v %d", err, len(sets[0].Items))
 	}
 	plain := identityOf(cfg, sets).hash()
 	cfg.TextOnly, cfg.Limit = true, 1
-	sets, err = loadSets(cfg)
+	sets, err = loadSets(cfg, nil)
 	if err != nil || len(sets[0].Items) != 1 || sets[0].Items[0].ID != "b" {
 		t.Fatalf("text only, limit 1: %v %+v", err, sets[0].Items)
 	}

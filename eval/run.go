@@ -47,6 +47,26 @@ type Options struct {
 	// and tool specs (the embedded engine, a custom sampler). Its Sampling
 	// and Limits are still taken from Config.
 	Env *agent.Env
+	// EnvFor, when set, gives each question its own environment (a
+	// per-question corpus or tool set), as rl.WorkflowRollout.Env does
+	// for training; it is called once per sample and excludes Env. As
+	// with Env, Config's sampling and limits are applied to what it
+	// returns, and the run-wide in-flight caps are shared by all of them.
+	// An error stops the run (finished samples are kept).
+	EnvFor func(set *dataset.Set, item *dataset.Item) (*agent.Env, error)
+	// Sets, when given, are evaluated instead of loading Config.Data
+	// (which must then be empty): data made in memory by the calling
+	// program. Each needs a distinct Name and unique item IDs; Source and
+	// SHA256 go into the run's identity, so set SHA256 to a digest of the
+	// items for resume to notice changed data. Limit and TextOnly apply
+	// as to loaded sets; the caller's sets are not modified.
+	Sets []*dataset.Set
+	// Seed, when set, gives the seed of sample `sample` of the item at
+	// Index `index` of the named set, in place of the default derived
+	// from Config.Seed, the set name, the item ID and the sample (a
+	// program that reproduces seeds of its own). It must be a pure
+	// function: a resumed run relies on getting the same seeds.
+	Seed func(set string, index, sample int) int64
 	// Backends opens Config.Model (nil: llm.NewBackends, the HTTP and
 	// Tinker backends; the program registers in-process ones such as
 	// embedded:DIR).
@@ -78,10 +98,13 @@ type job struct {
 // Cancelling ctx stops the agents; what finished is kept and a rerun
 // continues from there.
 func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.validate(len(opts.Sets) > 0); err != nil {
 		return nil, err
 	}
-	if opts.Env == nil && strings.TrimSpace(cfg.Model) == "" {
+	if opts.Env != nil && opts.EnvFor != nil {
+		return nil, errors.New("eval options: set Env or EnvFor, not both")
+	}
+	if opts.Env == nil && opts.EnvFor == nil && strings.TrimSpace(cfg.Model) == "" {
 		return nil, errNoModel
 	}
 	cfg = cfg.withDefaults()
@@ -98,7 +121,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 		return nil, err
 	}
 
-	sets, err := loadSets(cfg)
+	sets, err := loadSets(cfg, opts.Sets)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +208,11 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 			return nil, err
 		}
 		defer closeJudge()
-		r := &runner{cfg: cfg, wf: wf, env: env, judge: judge, results: results, traj: trajW, log: log}
+		r := &runner{cfg: cfg, wf: wf, env: env, envFor: opts.EnvFor, seed: opts.Seed, limits: newLimiter(cfg), judge: judge, results: results, traj: trajW, log: log}
+		if env != nil {
+			env = r.limits.apply(env, cfg, log)
+			r.env = env
+		}
 		stderr := opts.Stderr
 		if stderr == nil {
 			stderr = os.Stderr
@@ -203,41 +230,58 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 	return WriteReports(cfg.Out)
 }
 
-func loadSets(cfg Config) ([]*dataset.Set, error) {
+// loadSets loads cfg.Data, or takes the sets given in memory, and applies
+// TextOnly and Limit to each.
+func loadSets(cfg Config, given []*dataset.Set) ([]*dataset.Set, error) {
 	var sets []*dataset.Set
 	names := map[string]string{}
-	for _, d := range cfg.Data {
-		set, err := dataset.Load(d, dataset.Options{})
-		if err != nil {
-			return nil, fmt.Errorf("--data %s: %w", d, err)
-		}
+	add := func(set *dataset.Set, what string) error {
 		if prev, ok := names[set.Name]; ok {
-			return nil, fmt.Errorf("--data %s and %s are both named %q; rename one file", prev, d, set.Name)
+			return fmt.Errorf("%s and %s are both named %q; rename one", prev, what, set.Name)
 		}
-		names[set.Name] = d
+		names[set.Name] = what
 		if cfg.TextOnly {
 			var skipped int
 			set.Items, skipped = dataset.TextOnly(set.Items)
 			if skipped > 0 {
-				slog.Info("text_only: skipping questions with attachments", "data", d, "skipped", skipped, "kept", len(set.Items))
+				slog.Info("text_only: skipping questions with attachments", "data", what, "skipped", skipped, "kept", len(set.Items))
 			}
 		} else if _, n := dataset.TextOnly(set.Items); n > 0 {
-			slog.Warn("questions come with attachments the agent cannot read; --text-only skips them", "data", d, "with_attachment", n)
+			slog.Warn("questions come with attachments the agent cannot read; --text-only skips them", "data", what, "with_attachment", n)
 		}
 		if cfg.Limit > 0 {
 			set.Items = dataset.First(set.Items, cfg.Limit)
 		}
 		if len(set.Items) == 0 {
-			return nil, fmt.Errorf("--data %s: no questions", d)
+			return fmt.Errorf("%s: no questions", what)
 		}
 		ids := map[string]bool{}
 		for _, it := range set.Items {
 			if ids[it.ID] {
-				return nil, fmt.Errorf("--data %s: question id %q appears twice; results are keyed by id", d, it.ID)
+				return fmt.Errorf("%s: question id %q appears twice; results are keyed by id", what, it.ID)
 			}
 			ids[it.ID] = true
 		}
 		sets = append(sets, set)
+		return nil
+	}
+	for i, g := range given {
+		if g == nil {
+			return nil, fmt.Errorf("eval options: set %d is nil", i)
+		}
+		set := *g // TextOnly and Limit must not change the caller's set
+		if err := add(&set, fmt.Sprintf("set %q", g.Name)); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range cfg.Data {
+		set, err := dataset.Load(d, dataset.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("--data %s: %w", d, err)
+		}
+		if err := add(set, "--data "+d); err != nil {
+			return nil, err
+		}
 	}
 	return sets, nil
 }
@@ -307,10 +351,14 @@ func checkManifest(cfg Config, sets []*dataset.Set, force, repair bool, log *slo
 // buildEnv makes the Env from the config (or takes the one given), puts
 // the run-wide limits around its sampler and tools, and checks that the
 // servers answer, so a dead server is one clear error up front.
+// With Options.EnvFor there is no run-wide Env: it returns nil.
 func buildEnv(ctx context.Context, cfg Config, opts Options, log *slog.Logger) (*agent.Env, func() error, error) {
+	if opts.EnvFor != nil {
+		return nil, func() error { return nil }, nil
+	}
 	if opts.Env != nil {
 		e := *opts.Env
-		return limitEnv(&e, cfg, log), func() error { return nil }, nil
+		return &e, func() error { return nil }, nil
 	}
 	// Our own transport, so the connections it keeps are closed with the
 	// run (a program that runs many evals does not pile them up).
@@ -340,21 +388,32 @@ func buildEnv(ctx context.Context, cfg Config, opts Options, log *slog.Logger) (
 		closeEnv()
 		return nil, nil, err
 	}
-	return limitEnv(env, cfg, log), closeEnv, nil
+	return env, closeEnv, nil
 }
 
-// limitEnv applies the run's sampling and limits and puts the run-wide
-// in-flight caps around the sampler and tools.
-func limitEnv(env *agent.Env, cfg Config, log *slog.Logger) *agent.Env {
+// limiter holds the run-wide in-flight caps, shared by every environment
+// of the run (one, or one per question with Options.EnvFor).
+type limiter struct {
+	llm, search, access semaphore
+}
+
+func newLimiter(cfg Config) *limiter {
+	return &limiter{llm: make(semaphore, cfg.MaxLLMInFlight), search: make(semaphore, cfg.MaxSearchInFlight),
+		access: make(semaphore, cfg.MaxAccessInFlight)}
+}
+
+// apply sets the run's sampling and limits on env and puts the run-wide
+// in-flight caps around its sampler and tools.
+func (l *limiter) apply(env *agent.Env, cfg Config, log *slog.Logger) *agent.Env {
 	env.Sampling = llm.Params{Temperature: cfg.Temperature, TopP: cfg.TopP, TopK: cfg.TopK}
 	env.Limits = cfg.Limits
 	env.Log = log
-	env.Sampler = &limitedSampler{inner: env.Sampler, sem: make(semaphore, cfg.MaxLLMInFlight)}
+	env.Sampler = &limitedSampler{inner: env.Sampler, sem: l.llm}
 	if env.Search != nil {
-		env.Search = &limitedSearcher{inner: env.Search, sem: make(semaphore, cfg.MaxSearchInFlight)}
+		env.Search = &limitedSearcher{inner: env.Search, sem: l.search}
 	}
 	if env.Browse != nil {
-		env.Browse = &limitedBrowser{inner: env.Browse, sem: make(semaphore, cfg.MaxAccessInFlight)}
+		env.Browse = &limitedBrowser{inner: env.Browse, sem: l.access}
 	}
 	return env
 }
@@ -398,7 +457,10 @@ func buildJudge(cfg Config) (*reward.Judge, func() error, error) {
 type runner struct {
 	cfg      Config
 	wf       agent.Workflow
-	env      *agent.Env
+	env      *agent.Env // nil with envFor
+	envFor   func(*dataset.Set, *dataset.Item) (*agent.Env, error)
+	seed     func(set string, index, sample int) int64
+	limits   *limiter
 	judge    *reward.Judge
 	results  *resultsFile
 	traj     *agent.Writer
@@ -456,6 +518,21 @@ func (r *runner) runJob(ctx context.Context, j *job) error {
 		return nil
 	}
 	seed := sampleSeed(r.cfg.Seed, j.set.Name, j.item.ID, j.sample)
+	if r.seed != nil {
+		seed = r.seed(j.set.Name, j.item.Index, j.sample)
+	}
+	env := r.env
+	if r.envFor != nil {
+		e, err := r.envFor(j.set, j.item)
+		if err != nil {
+			return fmt.Errorf("environment for %s question %s: %w", j.set.Name, j.item.ID, err)
+		}
+		if e == nil {
+			return fmt.Errorf("environment for %s question %s: EnvFor returned none", j.set.Name, j.item.ID)
+		}
+		c := *e // the caller's Env keeps its own sampling and limits
+		env = r.limits.apply(&c, r.cfg, r.log)
+	}
 	task := agent.Task{ID: j.item.ID, Sample: j.sample, Question: j.item.Question, Answers: j.item.Answers, Seed: &seed}
 	start := time.Now()
 	var (
@@ -464,7 +541,7 @@ func (r *runner) runJob(ctx context.Context, j *job) error {
 		attempts int
 	)
 	for attempts = 1; attempts <= r.cfg.MaxAttempts; attempts++ {
-		traj, runErr = r.wf.Run(ctx, r.env, task)
+		traj, runErr = r.wf.Run(ctx, env, task)
 		if ctx.Err() != nil {
 			return nil // interrupted: not recorded, runs again on resume
 		}

@@ -50,9 +50,13 @@ const (
 	demoRLDir       = "trainer"
 	demoBeforeFile  = "eval_before.json"
 	demoAfterFile   = "eval_after.json"
-	demoReportJSON  = "report.json"
-	demoReportMD    = "report.md"
-	trainLockFile   = "train.lock"
+	// The eval run directories behind them (results, trajectories and
+	// eval's own reports).
+	demoEvalBeforeDir = "eval-before"
+	demoEvalAfterDir  = "eval-after"
+	demoReportJSON    = "report.json"
+	demoReportMD      = "report.md"
+	trainLockFile     = "train.lock"
 )
 
 // RunDemo runs the whole demo and returns its report. Each finished phase
@@ -167,7 +171,7 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 		return nil, fmt.Errorf("RL: %w (continue with --resume %s)", err, o.Out)
 	}
 
-	after, err := evaluate(ctx, da, sampler, evalQs, &cfg, "eval after RL", o.Progress, log)
+	after, err := evaluate(ctx, da, sampler, evalQs, &cfg, filepath.Join(o.Out, demoEvalAfterDir), o.Progress, log)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +259,7 @@ func evaluateBeforeOnce(ctx context.Context, o DemoOptions, cfg *DemoConfig, da 
 		log.Warn("damaged; evaluating again", "file", beforePath, "err", err)
 	}
 	log.Info("held-out evaluation before RL", "questions", len(evalQs), "samples", cfg.Eval.Samples)
-	r, err := evaluate(ctx, da, sampler, evalQs, cfg, "eval before RL", o.Progress, log)
+	r, err := evaluate(ctx, da, sampler, evalQs, cfg, filepath.Join(o.Out, demoEvalBeforeDir), o.Progress, log)
 	if err != nil {
 		return before, err
 	}

@@ -2,15 +2,20 @@ package recipe
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
-	"github.com/asearcher/asearcher/eval"
-	"github.com/asearcher/asearcher/rl"
 	"log/slog"
 	"math"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/dataset"
+	"github.com/asearcher/asearcher/eval"
+	"github.com/asearcher/asearcher/reward"
+	"github.com/asearcher/asearcher/rl"
 
 	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/internal/progress"
@@ -41,90 +46,164 @@ type EvalExample struct {
 	Score    float64  `json:"score"`
 }
 
-// evaluate runs every held-out question cfg.Eval.Samples times with fixed
-// per-(question, sample) seeds.
+// demoEvalAgent is the name the demo's agent is registered under for eval.
+const demoEvalAgent = "traindemo"
+
+// evaluate runs every held-out question cfg.Eval.Samples times through
+// eval.Run into dir (which resumes what dir already holds), each question
+// on its own world's tools, with the per-(question, sample) seeds the demo
+// has always used, and scores by exact match of an answer (rl.ExactMatch).
 func evaluate(ctx context.Context, da *demoAgent, s llm.Sampler, qs []demoQuestion, cfg *DemoConfig,
-	desc string, mode ProgressMode, log *slog.Logger) (*EvalResult, error) {
+	dir string, mode ProgressMode, log *slog.Logger) (*EvalResult, error) {
 	if len(qs) == 0 {
 		return nil, errNoQuestions
 	}
 	t0 := time.Now()
-	k := cfg.Eval.Samples
-	scores := make([]float64, len(qs)*k)
-	searched := make([]bool, len(qs)*k)
-	answered := make([]bool, len(qs)*k)
-	tools := make([]int, len(qs)*k)
-	bar := newDemoProgress(mode, log, desc, len(scores))
-	var mu sync.Mutex
-	var done int
-	var firstErr error
-	var examples []EvalExample
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range cfg.Eval.Concurrency {
-		wg.Go(func() {
-			for j := range jobs {
-				seed := rl.TrajectorySeed(cfg.Seed^0x0e7a1, int64(j/k), j%k, 0)
-				traj, score, err := da.run(ctx, s, qs[j/k], j%k, seed, cfg.Eval.Temperature)
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("evaluate %s: %w", qs[j/k].q.ID, err)
-				}
-				if traj != nil && j%k == 0 && len(examples) < 24 {
-					ex := EvalExample{Question: qs[j/k].q.Question, Gold: qs[j/k].q.Answer, Score: score}
-					for _, c := range traj.Calls {
-						ex.Outputs = append(ex.Outputs, c.Text)
-					}
-					examples = append(examples, ex)
-				}
-				if traj != nil {
-					scores[j], searched[j], answered[j], tools[j] = score, len(traj.Tools) > 0, traj.Answered, len(traj.Tools)
-				}
-				done++
-				bar.Set(int64(done), "")
-				mu.Unlock()
+	set := heldOutSet(qs)
+	reg := agent.NewRegistry()
+	reg.Register(demoEvalAgent, func(agent.Options) (agent.Workflow, error) { return da.wf, nil })
+	ec := eval.DefaultConfig()
+	ec.Out, ec.K, ec.Agent, ec.Seed = dir, cfg.Eval.Samples, demoEvalAgent, cfg.Seed
+	ec.Access, ec.ToolCacheMode = "", ""
+	// The demo's own sampling: temperature only (top-p and top-k off).
+	ec.Temperature, ec.TopP, ec.TopK = cfg.Eval.Temperature, da.env.Sampling.TopP, da.env.Sampling.TopK
+	ec.Limits = da.env.Limits
+	ec.Concurrency, ec.MaxAttempts = cfg.Eval.Concurrency, 1
+	_, err := eval.Run(ctx, ec, eval.Options{
+		Registry: reg, Sets: []*dataset.Set{set}, Progress: mode, Log: log,
+		EnvFor: func(_ *dataset.Set, it *dataset.Item) (*agent.Env, error) {
+			if it.Index < 0 || it.Index >= len(qs) {
+				return nil, fmt.Errorf("question index %d of %d", it.Index, len(qs))
 			}
-		})
-	}
-	for j := range scores {
-		if ctx.Err() != nil {
-			break
-		}
-		jobs <- j
-	}
-	close(jobs)
-	wg.Wait()
-	bar.Finish()
-	if err := ctx.Err(); err != nil {
+			return da.envFor(s, qs[it.Index].world, cfg.Eval.Temperature), nil
+		},
+		Seed: func(_ string, index, sample int) int64 {
+			return rl.TrajectorySeed(cfg.Seed^0x0e7a1, int64(index), sample, 0)
+		},
+	})
+	if err != nil {
 		return nil, err
 	}
-	if firstErr != nil {
-		return nil, firstErr
+	recs, err := eval.ReadResults(filepath.Join(dir, eval.ResultsFile))
+	if err != nil {
+		return nil, err
 	}
-	r := &EvalResult{Seconds: time.Since(t0).Seconds(), Examples: examples}
+	r, err := evalResult(qs, cfg.Eval.Samples, recs)
+	if err != nil {
+		return nil, err
+	}
+	r.Seconds = time.Since(t0).Seconds()
+	if r.Examples, err = evalExamples(filepath.Join(dir, eval.TrajectoriesFile), qs, recs); err != nil {
+		// Only the report's examples; the numbers above stand.
+		log.Warn("evaluation trajectories unreadable; the report leaves out examples", "err", err)
+	}
+	return r, nil
+}
+
+// heldOutSet is the held-out questions as an eval data set: Index is the
+// position in qs, and SHA256 a digest of the questions and answers, so a
+// resumed evaluation notices when they differ.
+func heldOutSet(qs []demoQuestion) *dataset.Set {
+	set := &dataset.Set{Name: "held-out", Source: "train:held-out-worlds"}
+	h := sha256.New()
 	for i, q := range qs {
-		var m float64
-		for j := range k {
-			m += scores[i*k+j]
-		}
-		r.Questions = append(r.Questions, q.q.ID)
-		r.Scores = append(r.Scores, m/float64(k))
-		r.Accuracy += m / float64(k)
+		set.Items = append(set.Items, dataset.Item{ID: q.q.ID, Question: q.q.Question, Answers: []string{q.q.Answer}, Index: i})
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", q.q.ID, q.q.Question, q.q.Answer)
 	}
-	r.Accuracy /= float64(len(qs))
-	for j := range scores {
-		if searched[j] {
+	set.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return set
+}
+
+// emOf is rl.ExactMatch of a record: 0 for a trajectory that gave no
+// answer, whatever its text.
+func emOf(rec *eval.Record) float64 {
+	if !rec.Answered {
+		return 0
+	}
+	return rec.Scores[string(reward.MetricEM)]
+}
+
+// evalResult summarises eval records of qs × k samples in question order.
+func evalResult(qs []demoQuestion, k int, recs []eval.Record) (*EvalResult, error) {
+	pos := make(map[string]int, len(qs))
+	for i, q := range qs {
+		pos[q.q.ID] = i
+	}
+	seen := make([]bool, len(qs)*k)
+	scores := make([]float64, len(qs))
+	r := &EvalResult{}
+	for i := range recs {
+		rec := &recs[i]
+		qi, ok := pos[rec.ID]
+		if !ok || rec.Sample < 0 || rec.Sample >= k || seen[qi*k+rec.Sample] {
+			return nil, fmt.Errorf("evaluation results: unexpected record %s sample %d", rec.ID, rec.Sample)
+		}
+		seen[qi*k+rec.Sample] = true
+		scores[qi] += emOf(rec)
+		tools := rec.Stats.Searches + rec.Stats.Accesses + rec.Stats.OtherTools
+		if tools > 0 {
 			r.SearchRate++
 		}
-		if answered[j] {
+		if rec.Answered {
 			r.AnsweredRate++
 		}
-		r.ToolCalls += float64(tools[j])
+		r.ToolCalls += float64(tools)
 	}
-	n := float64(len(scores))
+	for j, ok := range seen {
+		if !ok {
+			return nil, fmt.Errorf("evaluation results: question %s sample %d missing", qs[j/k].q.ID, j%k)
+		}
+	}
+	for i, q := range qs {
+		r.Questions = append(r.Questions, q.q.ID)
+		r.Scores = append(r.Scores, scores[i]/float64(k))
+		r.Accuracy += scores[i] / float64(k)
+	}
+	r.Accuracy /= float64(len(qs))
+	n := float64(len(qs) * k)
 	r.SearchRate, r.AnsweredRate, r.ToolCalls = r.SearchRate/n, r.AnsweredRate/n, r.ToolCalls/n
 	return r, nil
 }
+
+// evalExamples are the first sample of the first demoExamples questions,
+// in question order, for reading.
+func evalExamples(path string, qs []demoQuestion, recs []eval.Record) ([]EvalExample, error) {
+	trajs, err := agent.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	first := map[string]*agent.Trajectory{}
+	for _, t := range trajs {
+		if t.Sample == 0 {
+			first[t.TaskID] = t
+		}
+	}
+	em := map[string]float64{}
+	for i := range recs {
+		if recs[i].Sample == 0 {
+			em[recs[i].ID] = emOf(&recs[i])
+		}
+	}
+	var out []EvalExample
+	for _, q := range qs {
+		if len(out) == demoExamples {
+			break
+		}
+		t, ok := first[q.q.ID]
+		if !ok {
+			continue
+		}
+		ex := EvalExample{Question: q.q.Question, Gold: q.q.Answer, Score: em[q.q.ID]}
+		for _, c := range t.Calls {
+			ex.Outputs = append(ex.Outputs, c.Text)
+		}
+		out = append(out, ex)
+	}
+	return out, nil
+}
+
+// demoExamples is how many trajectories the evaluation keeps for reading.
+const demoExamples = 24
 
 // PairedBootstrapCI is the percentile bootstrap 95% interval of the mean of
 // after[i] − before[i], resampling questions with replacement

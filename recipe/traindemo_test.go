@@ -3,14 +3,20 @@ package recipe
 import (
 	"context"
 	"encoding/json"
-	"github.com/asearcher/asearcher/rl"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/dataset"
+	"github.com/asearcher/asearcher/eval"
+	"github.com/asearcher/asearcher/reward"
+	"github.com/asearcher/asearcher/rl"
 )
 
 // miniDemoConfig is the train demo shrunk to seconds: a handful of people,
@@ -71,7 +77,7 @@ func TestTrainDemoEndToEnd(t *testing.T) {
 		t.Fatalf("report.md: %v\n%s", err, md)
 	}
 	for _, f := range []string{"config.yaml", "metrics.jsonl", "plots.html", "eval_before.json", "eval_after.json",
-		"checkpoints/latest", "warmup/model/model.safetensors", "model_init/tokenizer.json"} {
+		"eval-before/results.jsonl", "eval-after/results.jsonl", "eval-after/report.json", "checkpoints/latest", "warmup/model/model.safetensors", "model_init/tokenizer.json"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("run directory lacks %s", f)
 		}
@@ -279,5 +285,38 @@ func TestTrainDemoNoVarianceStops(t *testing.T) {
 		Logger: slog.New(slog.DiscardHandler)})
 	if err == nil || !strings.Contains(err.Error(), "warmup.steps") || ctx.Err() != nil {
 		t.Fatalf("run with no reward variance: %v (ctx %v)", err, ctx.Err())
+	}
+}
+
+// TestEvalResultFromRecords: the demo's summary of eval records scores an
+// unanswered trajectory 0 whatever its text (rl.ExactMatch), averages per
+// question in question order, and refuses missing or stray records.
+func TestEvalResultFromRecords(t *testing.T) {
+	qs := []demoQuestion{{q: dataset.WorldQuestion{ID: "a"}}, {q: dataset.WorldQuestion{ID: "b"}}}
+	rec := func(id string, sample int, answered bool, em float64, searches int) eval.Record {
+		return eval.Record{ID: id, Sample: sample, Answered: answered, Scores: reward.Scores{"em": em}, Stats: agent.Stats{Searches: searches}}
+	}
+	recs := []eval.Record{ // out of order, as concurrent workers write them
+		rec("b", 1, true, 1, 2), rec("a", 0, true, 1, 0), rec("b", 0, false, 1, 1), rec("a", 1, true, 0, 0),
+	}
+	r, err := evalResult(qs, 2, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.Questions, []string{"a", "b"}) || !slices.Equal(r.Scores, []float64{0.5, 0.5}) || r.Accuracy != 0.5 {
+		t.Fatalf("scores %v %v accuracy %v; want [a b] [0.5 0.5] 0.5 (b's unanswered sample scores 0)", r.Questions, r.Scores, r.Accuracy)
+	}
+	if r.SearchRate != 0.5 || r.AnsweredRate != 0.75 || r.ToolCalls != 0.75 {
+		t.Fatalf("rates %+v", r)
+	}
+	for name, bad := range map[string][]eval.Record{
+		"missing":   recs[:3],
+		"duplicate": append(slices.Clone(recs), recs[0]),
+		"stray":     append(slices.Clone(recs[:3]), rec("c", 0, true, 1, 0)),
+		"sample":    append(slices.Clone(recs[:3]), rec("a", 2, true, 1, 0)),
+	} {
+		if _, err := evalResult(qs, 2, bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

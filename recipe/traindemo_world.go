@@ -151,16 +151,6 @@ func (a *demoAgent) envFor(s llm.Sampler, w *demoWorld, temperature float64) *ag
 	return &env
 }
 
-// run plays one trajectory and scores it by exact match.
-func (a *demoAgent) run(ctx context.Context, s llm.Sampler, dq demoQuestion, sample int, seed int64, temperature float64) (*agent.Trajectory, float64, error) {
-	task := agent.Task{ID: dq.q.ID, Sample: sample, Question: dq.q.Question, Answers: []string{dq.q.Answer}, Seed: &seed}
-	traj, err := a.wf.Run(ctx, a.envFor(s, dq.world, temperature), task)
-	if err != nil {
-		return traj, 0, err
-	}
-	return traj, rl.ExactMatch(task, traj), nil
-}
-
 // rollout is the controller's Rollout: the real agent, tools and reward,
 // through the same adapter a custom workflow uses.
 func (a *demoAgent) rollout(temperature float64) rl.Rollout {
