@@ -2,43 +2,15 @@ package agent
 
 import (
 	"context"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/asearcher/asearcher/internal/fakellm"
 	"github.com/asearcher/asearcher/internal/fakeweb"
+	"github.com/asearcher/asearcher/internal/testindex"
 	"github.com/asearcher/asearcher/llm"
-	"github.com/asearcher/asearcher/retrieval"
-	"github.com/asearcher/asearcher/retrieval/server"
 )
-
-// retrievalServer serves a BM25 index of the shipped HotpotQA corpus over
-// /retrieve and /access on loopback.
-func retrievalServer(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "index")
-	if _, err := retrieval.Build(context.Background(), retrieval.BuildOptions{
-		Corpus: "../dataset/data/hotpotqa-hipporag-100/corpus.json", Out: dir,
-		Progress: retrieval.ProgressOff, NoSync: true,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	ix, err := retrieval.Open(dir, retrieval.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ix.Close() })
-	srv, err := server.New(ix, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv)
-	t.Cleanup(ts.Close)
-	return ts.URL
-}
 
 // TestEndToEnd: a scripted model on the SGLang protocol (real Qwen3
 // tokenizer, token mode), our retrieval server over the shipped corpus and
@@ -51,7 +23,7 @@ func TestEndToEnd(t *testing.T) {
 	llmSrv := fakellm.New(fakellm.Options{Tokenizer: tok, EOS: eos})
 	defer llmSrv.Close()
 	llmSrv.SetVersion(7)
-	searchURL := retrievalServer(t)
+	searchURL := testindex.Serve(t)
 
 	// A 60,000-character page: three parts of 25,000, 25,000 and 10,000.
 	var page strings.Builder

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/internal/testindex"
 	"github.com/asearcher/asearcher/reward"
 )
 
@@ -29,7 +30,7 @@ import (
 //
 //	go test ./eval -run '^$' -bench BenchmarkEval -benchtime 1x
 func BenchmarkEval(b *testing.B) {
-	search := retrievalServer(b)
+	search := testindex.Serve(b)
 	model := zeroLatencyModel(b)
 	for _, conc := range []int{32, 256} {
 		b.Run(fmt.Sprintf("nq1000xk4/concurrency=%d", conc), func(b *testing.B) {

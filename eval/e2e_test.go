@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/asearcher/asearcher/internal/testindex"
 )
 
 // TestEndToEndOfficialMetrics: the scripted model answers every question
@@ -17,7 +19,7 @@ import (
 // gave for that prediction, and Avg@k / Pass@k equal the mean and max of
 // those values, for k = 1 and k = 4.
 func TestEndToEndOfficialMetrics(t *testing.T) {
-	search := retrievalServer(t)
+	search := testindex.Serve(t)
 	qs := loadRefQuestions(t)
 	for _, k := range []int{1, 4} {
 		t.Run(map[int]string{1: "k1", 4: "k4"}[k], func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,8 +16,6 @@ import (
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/internal/fakellm"
-	"github.com/asearcher/asearcher/retrieval"
-	"github.com/asearcher/asearcher/retrieval/server"
 	"github.com/asearcher/asearcher/reward"
 )
 
@@ -47,43 +44,6 @@ func runChild(path string) int {
 		return 1
 	}
 	return 0
-}
-
-var (
-	indexOnce sync.Once
-	indexDir  string
-	indexErr  error
-)
-
-// retrievalServer serves a BM25 index of the shipped HotpotQA-HippoRAG
-// corpus on loopback. The index is built once per test binary.
-func retrievalServer(t testing.TB) string {
-	t.Helper()
-	indexOnce.Do(func() {
-		indexDir, indexErr = os.MkdirTemp("", "eval-index-")
-		if indexErr != nil {
-			return
-		}
-		_, indexErr = retrieval.Build(context.Background(), retrieval.BuildOptions{
-			Corpus: "../dataset/data/hotpotqa-hipporag-100/corpus.json", Out: filepath.Join(indexDir, "ix"),
-			Progress: retrieval.ProgressOff, NoSync: true,
-		})
-	})
-	if indexErr != nil {
-		t.Fatal(indexErr)
-	}
-	ix, err := retrieval.Open(filepath.Join(indexDir, "ix"), retrieval.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ix.Close() })
-	srv, err := server.New(ix, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv)
-	t.Cleanup(ts.Close)
-	return ts.URL
 }
 
 // refVector is the part of an official-script reference vector the e2e

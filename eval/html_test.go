@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/asearcher/asearcher/internal/fakellm"
+	"github.com/asearcher/asearcher/internal/testindex"
 )
 
 // htmlRun makes a finished run directory with trajectories.
@@ -29,7 +30,7 @@ func htmlRun(t *testing.T) string {
 	}})
 	t.Cleanup(model.Close)
 	cfg := smallConfig(t, model.OpenAIURL())
-	cfg.Search = retrievalServer(t)
+	cfg.Search = testindex.Serve(t)
 	if _, err := Run(context.Background(), cfg, Options{Progress: ProgressOff}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asearcher/asearcher/internal/testindex"
 )
 
 // TestKillAndResume: a k = 4 run is killed with SIGKILL at random points
@@ -21,7 +23,7 @@ func TestKillAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	search := retrievalServer(t)
+	search := testindex.Serve(t)
 	qs := loadRefQuestions(t)
 	const k = 4
 	dir := t.TempDir()

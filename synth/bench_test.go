@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/asearcher/asearcher/internal/fakellm"
+	"github.com/asearcher/asearcher/internal/testindex"
 	"github.com/asearcher/asearcher/llm"
 )
 
@@ -27,7 +28,7 @@ func BenchmarkParseReply(b *testing.B) {
 // BenchmarkRelated is the derived-links lookup: one BM25 query with the
 // page text and a mention check of the hits.
 func BenchmarkRelated(b *testing.B) {
-	ix := hotpotIndex(b)
+	ix := testindex.Open(b)
 	src, _ := NewCorpusSource(ix, nil, 48)
 	seeds, _ := src.Seeds(context.Background(), 16)
 	b.ReportAllocs()

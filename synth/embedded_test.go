@@ -9,6 +9,7 @@ import (
 
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/engine/serve"
+	"github.com/asearcher/asearcher/internal/testindex"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tokenizer"
 )
@@ -60,7 +61,7 @@ func TestEmbeddedEngine(t *testing.T) {
 }
 
 func runNoise(t *testing.T, gen llm.Sampler) {
-	ix := hotpotIndex(t)
+	ix := testindex.Open(t)
 	src, err := NewCorpusSource(ix, nil, 48)
 	if err != nil {
 		t.Fatal(err)

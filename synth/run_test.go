@@ -17,6 +17,7 @@ import (
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/internal/fakellm"
+	"github.com/asearcher/asearcher/internal/testindex"
 )
 
 // stateless is a fake model for many seeds at once: every base question is
@@ -61,7 +62,7 @@ func stateless(c fakellm.Call) fakellm.Reply {
 }
 
 func statelessConfig(t testing.TB, modelURL string, seeds int) Config {
-	ix := hotpotIndex(t)
+	ix := testindex.Open(t)
 	src, err := NewCorpusSource(ix, nil, 7)
 	if err != nil {
 		t.Fatal(err)
@@ -315,7 +316,7 @@ func TestToolSolver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix := hotpotIndex(t)
+	ix := testindex.Open(t)
 	cfg.ToolSolver, cfg.ToolAttempts = wf, 2
 	cfg.ToolEnv = &agent.Env{Sampler: cfg.Generator, Search: IndexTools{Index: ix}, Browse: IndexTools{Index: ix}, Limits: agent.Limits{MaxTurns: 4}.WithDefaults()}
 	out := filepath.Join(t.TempDir(), "qa.jsonl")

@@ -2,15 +2,14 @@ package synth
 
 import (
 	"context"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/asearcher/asearcher/internal/testindex"
 	"github.com/asearcher/asearcher/retrieval"
-	"github.com/asearcher/asearcher/retrieval/server"
 	"github.com/asearcher/asearcher/tools"
 )
 
@@ -23,7 +22,7 @@ func titles(ps []Page) []string {
 }
 
 func TestCorpusSourceDerivedLinks(t *testing.T) {
-	ix := hotpotIndex(t)
+	ix := testindex.Open(t)
 	src, err := NewCorpusSource(ix, nil, 48)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +53,7 @@ func TestCorpusSourceDerivedLinks(t *testing.T) {
 }
 
 func TestCorpusSourceLinksFile(t *testing.T) {
-	ix := hotpotIndex(t)
+	ix := testindex.Open(t)
 	links, err := ParseLinks([]byte(`{"James Hetfield": {"links": ["Metallica", "No Such Page"], "in_links": ["Nigella Lawson"]}}`))
 	if err != nil {
 		t.Fatal(err)
@@ -148,18 +147,13 @@ func TestMentions(t *testing.T) {
 // on loopback: seeds from queries, page text through /access, links from a
 // title search.
 func TestSearchSource(t *testing.T) {
-	ix := hotpotIndex(t)
-	srv, err := server.New(ix, server.Options{})
+	ix := testindex.Open(t)
+	url := testindex.ServeIndex(t, ix)
+	search, err := tools.SearcherFromSpec(url, tools.SpecOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
-	defer ts.Close()
-	search, err := tools.SearcherFromSpec(ts.URL, tools.SpecOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	browse, err := tools.BrowserFromSpec(ts.URL, tools.SpecOptions{})
+	browse, err := tools.BrowserFromSpec(url, tools.SpecOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/asearcher/asearcher/dataset"
 	"github.com/asearcher/asearcher/internal/fakellm"
+	"github.com/asearcher/asearcher/internal/testindex"
 	"github.com/asearcher/asearcher/llm"
 )
 
@@ -128,7 +129,7 @@ const (
 // scripted model on the OpenAI protocol. The base question is valid but
 // too easy and is not written.
 func TestEndToEnd(t *testing.T) {
-	ix := hotpotIndex(t)
+	ix := testindex.Open(t)
 	src, err := NewCorpusSource(ix, nil, 48) // seed 48 draws "James Hetfield" first
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/internal/fakellm"
-	"github.com/asearcher/asearcher/retrieval"
+	"github.com/asearcher/asearcher/internal/testindex"
 )
 
 // The reliability suite runs the asearcher command as a child process (the
@@ -230,17 +229,6 @@ func TestReliabilityEvalKill(t *testing.T) {
 
 // ---- synth ----
 
-func synthIndex(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "index")
-	if _, err := retrieval.Build(context.Background(), retrieval.BuildOptions{
-		Corpus: "../../dataset/data/hotpotqa-hipporag-100/corpus.json", Out: dir, Progress: retrieval.ProgressOff, NoSync: true,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 func synthServer(t *testing.T, delay time.Duration) *fakellm.Server {
 	srv := fakellm.New(fakellm.Options{Handler: func(c fakellm.Call) fakellm.Reply {
 		r := synthModel(c)
@@ -320,7 +308,7 @@ func TestReliabilitySynthKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	index := synthIndex(t)
+	index := testindex.Dir(t)
 	model := synthServer(t, 25*time.Millisecond)
 	rng := reliabilityRNG(t)
 	pathCases(t, "qa.jsonl", func(t *testing.T, base, out string) {
@@ -348,7 +336,7 @@ func TestReliabilitySynthConcurrent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	index := synthIndex(t)
+	index := testindex.Dir(t)
 	// The model holds every reply until the second run has been tried, so
 	// the first is certainly running (and holding its lock) meanwhile.
 	hold := make(chan struct{})
@@ -682,7 +670,7 @@ func TestReliabilityCorruption(t *testing.T) {
 		}, func(dir string, extra ...string) []string { return evalArgs(model.OpenAIURL(), dir, extra...) }, checkEvalRun)
 	})
 	t.Run("synth", func(t *testing.T) {
-		index := synthIndex(t)
+		index := testindex.Dir(t)
 		model := synthServer(t, 0)
 		finishedDir := t.TempDir()
 		if out, err := execCLI(t, finishedDir, synthArgs(index, model.OpenAIURL(), filepath.Join(finishedDir, "qa.jsonl"))...); err != nil {

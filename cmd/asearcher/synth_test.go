@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,8 +10,7 @@ import (
 	"testing"
 
 	"github.com/asearcher/asearcher/internal/fakellm"
-	"github.com/asearcher/asearcher/retrieval"
-	"github.com/asearcher/asearcher/retrieval/server"
+	"github.com/asearcher/asearcher/internal/testindex"
 	"github.com/asearcher/asearcher/synth"
 )
 
@@ -51,12 +49,7 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 
 func TestSynthCommand(t *testing.T) {
 	dir := t.TempDir()
-	index := filepath.Join(dir, "index")
-	if _, err := retrieval.Build(context.Background(), retrieval.BuildOptions{
-		Corpus: "../../dataset/data/hotpotqa-hipporag-100/corpus.json", Out: index, Progress: retrieval.ProgressOff, NoSync: true,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	index := testindex.Dir(t)
 	srv := fakellm.New(fakellm.Options{Handler: synthModel})
 	defer srv.Close()
 	out := filepath.Join(dir, "qa.jsonl")
@@ -104,21 +97,11 @@ func TestSynthCommand(t *testing.T) {
 
 	// --search: seeds are the best results of the queries in --seeds, pages
 	// come from the server's /access.
-	ix, err := retrieval.Open(index, retrieval.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ix.Close()
-	rs, err := server.New(ix, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(rs)
-	defer ts.Close()
+	searchURL := testindex.Serve(t)
 	seeds := filepath.Join(dir, "seeds.txt")
 	os.WriteFile(seeds, []byte("# one query a line\nJames Hetfield Metallica\nNigella Lawson\n"), 0o644)
 	out3 := filepath.Join(dir, "web.jsonl")
-	stdout, err = runCLI(t, "synth", "--search", ts.URL, "--seeds", seeds, "--model", srv.OpenAIURL(), "--out", out3,
+	stdout, err = runCLI(t, "synth", "--search", searchURL, "--seeds", seeds, "--model", srv.OpenAIURL(), "--out", out3,
 		"--attempts", "2", "--max-turns", "2", "--no-progress", "--log-level", "warn")
 	if err != nil || !strings.Contains(stdout, "accepted 2") {
 		t.Fatalf("--search run: %v\n%s", err, stdout)
