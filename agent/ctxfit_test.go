@@ -6,13 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/engine/serve"
 	"github.com/asearcher/asearcher/internal/fakellm"
+	"github.com/asearcher/asearcher/internal/testmodel"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tools"
 )
@@ -95,25 +94,14 @@ func TestContextFitsServer(t *testing.T) {
 // bytes/4, but this tokenizer makes about one token per byte) the
 // server's 400 ends the run as EndContext.
 func TestContextFitsEmbeddedServer(t *testing.T) {
-	cfg, err := engine.Preset("tiny", 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "tiny")
-	if _, err := engine.InitModelDir(context.Background(), dir, engine.InitOptions{Config: cfg, Seed: 7, DType: engine.F32}); err != nil {
-		t.Fatal(err)
-	}
-	w, tok, err := engine.OpenModelDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, w, tok := testmodel.Tiny(t, 7)
 	srv, err := serve.New(serve.Options{ModelName: "tiny", ModelDir: dir, Weights: w, Tokenizer: tok, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
 	defer func() { hs.Close(); srv.Close() }()
-	window := cfg.MaxPositionEmbeddings
+	window := w.Config.MaxPositionEmbeddings
 
 	// fill appends tool-like text and asks for a few tokens until the
 	// budget or the server says the context is full.

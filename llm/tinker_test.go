@@ -6,13 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/engine/serve"
+	"github.com/asearcher/asearcher/internal/testmodel"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/wire/tinker"
 )
@@ -20,18 +20,7 @@ import (
 // tinkerServer is `asearcher serve model` over a tiny random model.
 func tinkerServer(t *testing.T) (string, *engine.Weights) {
 	t.Helper()
-	cfg, err := engine.Preset("tiny", 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "tiny")
-	if _, err := engine.InitModelDir(context.Background(), dir, engine.InitOptions{Config: cfg, Seed: 1, DType: engine.F32}); err != nil {
-		t.Fatal(err)
-	}
-	w, tok, err := engine.OpenModelDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, w, tok := testmodel.Tiny(t, 1)
 	s, err := serve.New(serve.Options{ModelName: "tiny", ModelDir: dir, Weights: w, Tokenizer: tok, LongPoll: 100 * time.Millisecond,
 		CheckpointDir: t.TempDir(),
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil))})

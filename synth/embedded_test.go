@@ -1,7 +1,6 @@
 package synth
 
 import (
-	"context"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
@@ -10,21 +9,14 @@ import (
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/engine/serve"
 	"github.com/asearcher/asearcher/internal/testindex"
+	"github.com/asearcher/asearcher/internal/testmodel"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tokenizer"
 )
 
 func tinyModel(t *testing.T) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "model")
-	cfg, err := engine.Preset("tiny", 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := engine.InitModelDir(context.Background(), dir, engine.InitOptions{Config: cfg, Seed: 3, DType: engine.F32}); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return testmodel.TinyDir(t, 3)
 }
 
 // TestEmbeddedEngine runs the pipeline against the embedded engine (a

@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/engine/embedded"
 	"github.com/asearcher/asearcher/engine/serve"
+	"github.com/asearcher/asearcher/internal/testmodel"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/trainer"
 )
@@ -144,18 +144,7 @@ type tinkerEnv struct {
 
 func startTinkerServer(t testing.TB) *tinkerEnv {
 	t.Helper()
-	cfg, err := engine.Preset("tiny", 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "tiny")
-	if _, err := engine.InitModelDir(context.Background(), dir, engine.InitOptions{Config: cfg, Seed: 1, DType: engine.F32}); err != nil {
-		t.Fatal(err)
-	}
-	w, tok, err := engine.OpenModelDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, w, tok := testmodel.Tiny(t, 1)
 	s, err := serve.New(serve.Options{ModelName: "tiny", ModelDir: dir, Weights: w, Tokenizer: tok,
 		CheckpointDir: t.TempDir(), LongPoll: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
