@@ -12,7 +12,8 @@ import (
 // headLoss computes logits for the final hidden states in row chunks (so a
 // T×vocab matrix never exists), the per-token logprobs and losses, and —
 // when grads is non-nil — the gradient with respect to hF and the output
-// head. dhF must be zeroed, T×d.
+// head. dhF must be zeroed, T×d. With dhF but no grads (a frozen base)
+// only dhF is computed.
 func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, ex []Example, loss Loss, dhF []float32) (*StepResult, error) {
 	c := m.Config
 	d, V := c.HiddenSize, c.VocabSize
@@ -41,7 +42,7 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 	// once per chunk: as op(B) = Wᵀ for the logits and as W for dhF.
 	headT := packWeight(p.lmHead, V, d)
 	var headN *packedB
-	if grads != nil {
+	if dhF != nil {
 		headN = packMatrix(p.lmHead, d, false, d, V)
 	}
 	invT := loss.invTemperature()
@@ -87,7 +88,7 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 				}
 			}
 		}
-		if grads == nil {
+		if dhF == nil {
 			continue
 		}
 		// dz_j = coef·(onehot_j − softmax_j)
@@ -104,7 +105,9 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 			}
 		})
 		matMulPacked(dhF[r0*d:(r0+rows)*d], z, rows, headN, false)
-		matMulTN(grads.lmHead, z, a.hF[r0*d:(r0+rows)*d], V, rows, d, true)
+		if grads != nil {
+			matMulTN(grads.lmHead, z, a.hF[r0*d:(r0+rows)*d], V, rows, d, true)
+		}
 	}
 	res.Loss = lossSum
 	res.Metrics = map[string]float64{"tokens": float64(a.T), "active_tokens": float64(nActive)}
@@ -115,8 +118,11 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 	return res, nil
 }
 
-// backward propagates dhF through the decoder into grads.
-func (m *Model) backward(ctx context.Context, p, grads *Params, a *activations, dhF []float32) error {
+// backward propagates dhF through the decoder into grads. With an
+// adapter ad (the one the forward pass used for every row) its factor
+// gradients go to ag; grads may then be nil, which freezes the base: no
+// base gradient is computed at all.
+func (m *Model) backward(ctx context.Context, p, grads *Params, a *activations, dhF []float32, ad, ag *Adapter) error {
 	c := m.Config
 	T := a.T
 	d, hd := c.HiddenSize, c.headDim()
@@ -127,8 +133,16 @@ func (m *Model) backward(ctx context.Context, p, grads *Params, a *activations, 
 		maxPos = max(maxPos, s.pos0+s.n)
 	}
 	cos, sin := m.rope.upTo(maxPos)
+	base := grads != nil
+	// gradOf picks a base gradient buffer, or nil when the base is frozen.
+	gradOf := func(f func(*Params) []float32) []float32 {
+		if !base {
+			return nil
+		}
+		return f(grads)
+	}
 	dx := m.arena.get(T * d)
-	rmsNormBackward(dx, grads.norm, dhF, a.xLast, a.rmsF, p.norm, T, d)
+	rmsNormBackward(dx, gradOf(func(g *Params) []float32 { return g.norm }), dhF, a.xLast, a.rmsF, p.norm, T, d)
 
 	dh := m.arena.get(T * d)
 	dact := m.arena.get(T * ff)
@@ -142,15 +156,30 @@ func (m *Model) backward(ctx context.Context, p, grads *Params, a *activations, 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		la, lp, lg := &a.layers[l], &p.layers[l], &grads.layers[l]
+		la, lp := &a.layers[l], &p.layers[l]
+		lg := &layerParams{} // nil buffers: frozen base
+		if base {
+			lg = &grads.layers[l]
+		}
 		// MLP: x_out = x2 + act·Wdownᵀ
-		matMulTN(lg.wDown, dx, la.act, d, T, ff, true)
+		if base {
+			matMulTN(lg.wDown, dx, la.act, d, T, ff, true)
+		}
 		matMulNN(dact, dx, lp.wDown, T, d, ff, false)
+		if ad != nil {
+			ad.loraBackward(ag, dact, dx, la.act, la.lu[loraDown], l, loraDown, T)
+		}
 		swigluBackward(dgate, dup, dact, la.gate, la.up)
-		matMulTN(lg.wGate, dgate, la.h2, ff, T, d, true)
-		matMulTN(lg.wUp, dup, la.h2, ff, T, d, true)
+		if base {
+			matMulTN(lg.wGate, dgate, la.h2, ff, T, d, true)
+			matMulTN(lg.wUp, dup, la.h2, ff, T, d, true)
+		}
 		matMulNN(dh, dgate, lp.wGate, T, ff, d, false)
 		matMulNN(dh, dup, lp.wUp, T, ff, d, true)
+		if ad != nil {
+			ad.loraBackward(ag, dh, dgate, la.h2, la.lu[loraGate], l, loraGate, T)
+			ad.loraBackward(ag, dh, dup, la.h2, la.lu[loraUp], l, loraUp, T)
+		}
 		// dx now means d(x2): the residual path plus the post-norm path.
 		rmsNormBackward(dx, lg.postNorm, dh, la.x2, la.rms2, lp.postNorm, T, d)
 
@@ -158,8 +187,13 @@ func (m *Model) backward(ctx context.Context, p, grads *Params, a *activations, 
 		if lg.bo != nil {
 			biasGrad(lg.bo, dx, T, d)
 		}
-		matMulTN(lg.wo, dx, la.att, d, T, qd, true)
+		if base {
+			matMulTN(lg.wo, dx, la.att, d, T, qd, true)
+		}
 		matMulNN(datt, dx, lp.wo, T, d, qd, false)
+		if ad != nil {
+			ad.loraBackward(ag, datt, dx, la.att, la.lu[loraO], l, loraO, T)
+		}
 		clear(dk)
 		clear(dv)
 		m.attentionBackward(la, datt, dq, dk, dv, a.spans)
@@ -179,13 +213,23 @@ func (m *Model) backward(ctx context.Context, p, grads *Params, a *activations, 
 			biasGrad(lg.bk, dk, T, kvd)
 			biasGrad(lg.bv, dv, T, kvd)
 		}
-		matMulTN(lg.wq, dq, la.h1, qd, T, d, true)
-		matMulTN(lg.wk, dk, la.h1, kvd, T, d, true)
-		matMulTN(lg.wv, dv, la.h1, kvd, T, d, true)
+		if base {
+			matMulTN(lg.wq, dq, la.h1, qd, T, d, true)
+			matMulTN(lg.wk, dk, la.h1, kvd, T, d, true)
+			matMulTN(lg.wv, dv, la.h1, kvd, T, d, true)
+		}
 		matMulNN(dh, dq, lp.wq, T, qd, d, false)
 		matMulNN(dh, dk, lp.wk, T, kvd, d, true)
 		matMulNN(dh, dv, lp.wv, T, kvd, d, true)
+		if ad != nil {
+			ad.loraBackward(ag, dh, dq, la.h1, la.lu[loraQ], l, loraQ, T)
+			ad.loraBackward(ag, dh, dk, la.h1, la.lu[loraK], l, loraK, T)
+			ad.loraBackward(ag, dh, dv, la.h1, la.lu[loraV], l, loraV, T)
+		}
 		rmsNormBackward(dx, lg.inNorm, dh, la.x, la.rms1, lp.inNorm, T, d)
+	}
+	if !base {
+		return nil
 	}
 	// Embedding: scatter-add rows (tied heads share this buffer).
 	for t, tok := range a.tokens {

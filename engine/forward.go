@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync"
 )
@@ -55,12 +56,17 @@ func (m *Model) packAll() {
 type span struct {
 	row, n, pos0 int
 	cache        *kvCache
+	// lora, when set, adds this adapter's low-rank terms to the span's
+	// rows; sampling batches may mix adapters, training uses one for all.
+	lora *Adapter
 }
 
 // layerActs are the activations one layer's backward pass needs.
 type layerActs struct {
 	x, h1, q, k, v, qPre, kPre, att, x2, h2, gate, up, act []float32
 	rms1, qRms, kRms, lse, rms2                            []float32
+	// lu[m] is s·x·Aᵀ of LoRA projection m (training with an adapter).
+	lu [loraNumModules][]float32
 }
 
 // activations of a training forward pass over T packed rows.
@@ -93,6 +99,15 @@ func (m *Model) forward(ctx context.Context, p *Params, tokens []int, spans []sp
 		maxPos = max(maxPos, s.pos0+s.n)
 	}
 	cos, sin := m.rope.upTo(maxPos)
+	hasLoRA := false
+	for _, s := range spans {
+		if s.lora != nil {
+			hasLoRA = true
+			if save && s.lora != spans[0].lora {
+				return nil, errors.New("training batch mixes LoRA adapters")
+			}
+		}
+	}
 	if usePacked {
 		m.packAll()
 	}
@@ -143,6 +158,11 @@ func (m *Model) forward(ctx context.Context, p *Params, tokens []int, spans []sp
 		linear(la.q, la.h1, lp.wq, pk.wq, qd, d)
 		linear(la.k, la.h1, lp.wk, pk.wk, kvd, d)
 		linear(la.v, la.h1, lp.wv, pk.wv, kvd, d)
+		if hasLoRA {
+			m.applyLoRA(la.q, la.h1, spans, &la, save, l, loraQ)
+			m.applyLoRA(la.k, la.h1, spans, &la, save, l, loraK)
+			m.applyLoRA(la.v, la.h1, spans, &la, save, l, loraV)
+		}
 		if lp.bq != nil {
 			addBias(la.q, lp.bq, T, qd)
 			addBias(la.k, lp.bk, T, kvd)
@@ -164,6 +184,9 @@ func (m *Model) forward(ctx context.Context, p *Params, tokens []int, spans []sp
 		m.attentionForward(la, spans, l)
 		x2 := la.x2
 		linear(x2, la.att, lp.wo, pk.wo, d, qd)
+		if hasLoRA {
+			m.applyLoRA(x2, la.att, spans, &la, save, l, loraO)
+		}
 		if lp.bo != nil {
 			addBias(x2, lp.bo, T, d)
 		}
@@ -171,12 +194,19 @@ func (m *Model) forward(ctx context.Context, p *Params, tokens []int, spans []sp
 		rmsNormForward(la.h2, la.rms2, x2, lp.postNorm, T, d, c.RMSNormEps)
 		linear(la.gate, la.h2, lp.wGate, pk.wGate, ff, d)
 		linear(la.up, la.h2, lp.wUp, pk.wUp, ff, d)
+		if hasLoRA {
+			m.applyLoRA(la.gate, la.h2, spans, &la, save, l, loraGate)
+			m.applyLoRA(la.up, la.h2, spans, &la, save, l, loraUp)
+		}
 		swigluForward(la.act, la.gate, la.up)
 		next := m.arena.get(T * d)
 		if !save {
 			next = x // the previous residual is dead once x2 holds it
 		}
 		linear(next, la.act, lp.wDown, pk.wDown, d, ff)
+		if hasLoRA {
+			m.applyLoRA(next, la.act, spans, &la, save, l, loraDown)
+		}
 		addInto(next, x2)
 		x = next
 		if save {
@@ -188,6 +218,29 @@ func (m *Model) forward(ctx context.Context, p *Params, tokens []int, spans []sp
 	a.hF = m.arena.get(T * d)
 	rmsNormForward(a.hF, a.rmsF, x, p.norm, T, d, c.RMSNormEps)
 	return a, nil
+}
+
+// applyLoRA adds projection mod's adapter term for every run of
+// consecutive spans that share an adapter. With save (one adapter for the
+// whole batch) it keeps s·x·Aᵀ in la.lu for the backward pass.
+func (m *Model) applyLoRA(dst, x []float32, spans []span, la *layerActs, save bool, layer, mod int) {
+	for i := 0; i < len(spans); {
+		ad := spans[i].lora
+		j := i + 1
+		for j < len(spans) && spans[j].lora == ad && spans[j].row == spans[j-1].row+spans[j-1].n {
+			j++
+		}
+		if ad != nil {
+			r0, n := spans[i].row, spans[j-1].row+spans[j-1].n-spans[i].row
+			var u []float32
+			if save {
+				u = m.arena.get(n * ad.Rank)
+				la.lu[mod] = u
+			}
+			ad.loraForward(dst, x, u, layer, mod, r0, n)
+		}
+		i = j
+	}
 }
 
 // attentionForward runs every (span, head) pair, spread over the cores. A

@@ -41,6 +41,12 @@ type Learner struct {
 	scratch *Params
 	// scratchDirty is false while scratch is known to be all zeros.
 	scratchDirty bool
+
+	// LoRA mode (adapter != nil): the base weights are frozen and shared,
+	// never copied or mutated; only the adapter's factors are trained, with
+	// their own gradients, scratch and AdamW moments.
+	adapter                    *Adapter
+	agrads, ascratch, am1, am2 *Adapter
 }
 
 // NewLearner starts training from w (which it copies).
@@ -49,6 +55,46 @@ func NewLearner(w *Weights) *Learner {
 	l := &Learner{model: NewModel(own, 0), grads: newParams(w.Config, nil)}
 	l.model.arena = newFloatArena()
 	return l
+}
+
+// NewLoRALearner trains a LoRA adapter of shape lc on top of w, which
+// stays frozen (and is shared, not copied: Weights are immutable). The
+// adapter starts as PEFT initialises it (B = 0), seeded by seed.
+func NewLoRALearner(w *Weights, lc LoRAConfig, seed uint64) (*Learner, error) {
+	ad, err := NewAdapter(w.Config, lc)
+	if err != nil {
+		return nil, err
+	}
+	ad.InitPEFT(seed)
+	l := &Learner{model: NewModel(w, 0), adapter: ad, agrads: ad.zeroLike(), ascratch: ad.zeroLike()}
+	l.model.arena = newFloatArena()
+	return l, nil
+}
+
+// LoRA reports whether the learner trains an adapter (and its rank).
+func (l *Learner) LoRA() (rank int, ok bool) {
+	if l.adapter == nil {
+		return 0, false
+	}
+	return l.adapter.Rank, true
+}
+
+// Adapter copies the current adapter; nil for a full-weight learner.
+func (l *Learner) Adapter() *Adapter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.adapter == nil {
+		return nil
+	}
+	return l.adapter.Clone()
+}
+
+// Base is the frozen base model of a LoRA learner (nil otherwise).
+func (l *Learner) Base() *Weights {
+	if l.adapter == nil {
+		return nil
+	}
+	return l.model.W
 }
 
 // Config is the model configuration.
@@ -98,12 +144,18 @@ func (l *Learner) run(ctx context.Context, ex []Example, loss Loss, train bool) 
 	tokens, spans := packBatch(ex)
 	defer l.model.arena.reset()
 	p := l.model.W.Params
+	for i := range spans {
+		spans[i].lora = l.adapter
+	}
 	a, err := l.model.forward(ctx, p, tokens, spans, train, false)
 	if err != nil {
 		return nil, err
 	}
 	if !train {
 		return l.model.headLoss(ctx, p, nil, a, ex, loss, nil)
+	}
+	if l.adapter != nil {
+		return l.runLoRA(ctx, a, ex, loss)
 	}
 	// Gradients go to a scratch buffer first so that a cancelled call
 	// leaves the accumulated gradients untouched.
@@ -119,7 +171,7 @@ func (l *Learner) run(ctx context.Context, ex []Example, loss Loss, train bool) 
 	if err != nil {
 		return nil, err
 	}
-	if err := l.model.backward(ctx, p, g, a, dhF); err != nil {
+	if err := l.model.backward(ctx, p, g, a, dhF, nil, nil); err != nil {
 		return nil, err
 	}
 	if l.pending == 0 {
@@ -134,11 +186,38 @@ func (l *Learner) run(ctx context.Context, ex []Example, loss Loss, train bool) 
 	return res, nil
 }
 
+// runLoRA is run's backward half in LoRA mode: the base gets no
+// gradients, the adapter's go to a scratch adapter first so that a
+// cancelled call leaves the accumulated ones untouched.
+func (l *Learner) runLoRA(ctx context.Context, a *activations, ex []Example, loss Loss) (*StepResult, error) {
+	p := l.model.W.Params
+	clear(l.ascratch.Flat)
+	dhF := l.model.arena.get(a.T * l.model.Config.HiddenSize)
+	res, err := l.model.headLoss(ctx, p, nil, a, ex, loss, dhF)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.model.backward(ctx, p, nil, a, dhF, l.adapter, l.ascratch); err != nil {
+		return nil, err
+	}
+	addInto(l.agrads.Flat, l.ascratch.Flat)
+	l.pending += len(ex)
+	return res, nil
+}
+
+// gradFlat is the accumulated gradient: the adapter's in LoRA mode.
+func (l *Learner) gradFlat() []float32 {
+	if l.adapter != nil {
+		return l.agrads.Flat
+	}
+	return l.grads.Flat
+}
+
 // GradNorm is the global L2 norm of the accumulated gradients.
 func (l *Learner) GradNorm() float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l2norm(l.grads.Flat)
+	return l2norm(l.gradFlat())
 }
 
 // l2norm sums squares in float64 over fixed chunks on all cores and adds
@@ -180,10 +259,19 @@ func (l *Learner) OptimStep(ctx context.Context, opt AdamW) (map[string]float64,
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.m1 == nil {
-		l.m1, l.m2 = newParams(l.model.Config, nil), newParams(l.model.Config, nil)
+	var w, m1, m2 []float32
+	if l.adapter != nil {
+		if l.am1 == nil {
+			l.am1, l.am2 = l.adapter.zeroLike(), l.adapter.zeroLike()
+		}
+		w, m1, m2 = l.adapter.Flat, l.am1.Flat, l.am2.Flat
+	} else {
+		if l.m1 == nil {
+			l.m1, l.m2 = newParams(l.model.Config, nil), newParams(l.model.Config, nil)
+		}
+		w, m1, m2 = l.model.W.Flat, l.m1.Flat, l.m2.Flat
 	}
-	g := l.grads.Flat
+	g := l.gradFlat()
 	norm := l2norm(g)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
 		clear(g)
@@ -198,7 +286,6 @@ func (l *Learner) OptimStep(ctx context.Context, opt AdamW) (map[string]float64,
 	b1, b2 := opt.Beta1, opt.Beta2
 	bc1 := 1 - math.Pow(b1, float64(l.step))
 	bc2 := 1 - math.Pow(b2, float64(l.step))
-	w, m1, m2 := l.model.W.Flat, l.m1.Flat, l.m2.Flat
 	lr, eps, wd := opt.LR, opt.Eps, opt.WeightDecay
 	// In float32 like the stored moments: one division and one square root
 	// per weight (√(v/bc2) = √v·(1/√bc2), 1/bc1 joins lr), and the gradient
@@ -244,10 +331,14 @@ func boolFloat(b bool) float64 {
 }
 
 // Snapshot copies the current parameters into an immutable Weights, for a
-// sampler or a checkpoint.
+// sampler or a checkpoint. In LoRA mode it is the base with the adapter
+// merged in.
 func (l *Learner) Snapshot() *Weights {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.adapter != nil {
+		return l.adapter.merge(l.model.W) // made for this very model
+	}
 	return &Weights{Config: l.model.Config, Params: l.model.W.Params.Clone()}
 }
 

@@ -55,7 +55,7 @@ func rmsNormForward(out, inv, x, w []float32, rows, dim int, eps float64) {
 //
 //	dx = s·(w∘dy) − s³/dim · x · Σ(w∘dy∘x),   dw = Σ_rows dy∘x·s.
 //
-// dw is accumulated per row range and merged under a lock.
+// dw is accumulated per row range and merged under a lock; nil skips it.
 func rmsNormBackward(dx, dw, dy, x, inv, w []float32, rows, dim int) {
 	var mu sync.Mutex
 	parallelRows(rows, dim, func(lo, hi int) {
@@ -72,6 +72,9 @@ func rmsNormBackward(dx, dw, dy, x, inv, w []float32, rows, dim int) {
 			for i := range xr {
 				dxr[i] += s*w[i]*dyr[i] - c*xr[i]
 			}
+		}
+		if dw == nil { // frozen weight
+			return
 		}
 		mu.Lock()
 		for i, v := range local {
