@@ -6,7 +6,10 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/asearcher/asearcher/llm"
 )
 
 // randomizeAdapter fills every factor (B too, so that dA is not zero) with
@@ -215,5 +218,69 @@ func TestNewAdapterRejects(t *testing.T) {
 		if _, err := NewAdapter(c, lc); err == nil {
 			t.Errorf("%+v: no error", lc)
 		}
+	}
+}
+
+// TestSamplerMixedAdapters runs requests through two adapters and the
+// base model at once (one batch mixes them) and checks each against a
+// sampler over the corresponding merged weights: same greedy tokens, and
+// logprobs within float rounding. The prefix cache must not hand one
+// adapter's keys and values to another.
+func TestSamplerMixedAdapters(t *testing.T) {
+	s, w := testSampler(t, SamplerOptions{MaxBatch: 8})
+	rng := rand.New(rand.NewPCG(21, 22))
+	ads := make([]*Adapter, 2)
+	for i := range ads {
+		ad, err := NewAdapter(w.Config, LoRAConfig{Rank: 2 + 2*i, Alpha: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		randomizeAdapter(ad, rng, 0.5)
+		ads[i] = ad
+	}
+	prompt := []int{5, 9, 2, 14, 3, 7}
+	ctx := context.Background()
+	run := func(ad *Adapter) *llm.Response {
+		r, err := s.SampleLoRA(ctx, &llm.Request{ID: "same-id", InputIDs: prompt, Params: llm.Params{MaxNewTokens: 12, Temperature: 0}}, ad, nil)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		return r
+	}
+	got := make([]*llm.Response, 3)
+	for round := 0; round < 2; round++ { // the second round meets the prefix cache
+		var wg sync.WaitGroup
+		for i, ad := range []*Adapter{nil, ads[0], ads[1]} {
+			wg.Add(1)
+			go func() { defer wg.Done(); got[i] = run(ad) }()
+		}
+		wg.Wait()
+		for i, ad := range []*Adapter{nil, ads[0], ads[1]} {
+			ref := w
+			if ad != nil {
+				ref = ad.merge(w)
+			}
+			rs := NewSampler(ref, 0, SamplerOptions{})
+			want, err := rs.Sample(ctx, &llm.Request{InputIDs: prompt, Params: llm.Params{MaxNewTokens: 12, Temperature: 0}})
+			rs.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got[i] == nil {
+				t.Fatal("no response")
+			}
+			if !slices.Equal(got[i].OutputIDs, want.OutputIDs) {
+				t.Fatalf("round %d adapter %d: tokens %v, merged model %v", round, i, got[i].OutputIDs, want.OutputIDs)
+			}
+			for j := range want.Logprobs {
+				if d := math.Abs(float64(got[i].Logprobs[j] - want.Logprobs[j])); d > 1e-3*(1+math.Abs(float64(want.Logprobs[j]))) {
+					t.Fatalf("round %d adapter %d token %d: logprob %v, merged %v", round, i, j, got[i].Logprobs[j], want.Logprobs[j])
+				}
+			}
+		}
+	}
+	if slices.Equal(got[0].OutputIDs, got[1].OutputIDs) && slices.Equal(got[1].OutputIDs, got[2].OutputIDs) {
+		t.Error("the adapters did not change the output; the test proves nothing")
 	}
 }

@@ -85,6 +85,9 @@ type seqState struct {
 	rng       *rand.Rand
 	cache     *kvCache
 	version   int // weights the cache was computed with
+	// lora is the adapter the request named, held for its whole life:
+	// unloading or replacing the adapter by name does not change it.
+	lora *Adapter
 
 	out      []int
 	logprobs []float32
@@ -167,9 +170,22 @@ func (s *Sampler) Sample(ctx context.Context, req *llm.Request) (*llm.Response, 
 // SampleStream is Sample with a callback per generated token, called from
 // the scheduler goroutine (keep it short).
 func (s *Sampler) SampleStream(ctx context.Context, req *llm.Request, onToken func(StreamEvent)) (*llm.Response, error) {
+	return s.SampleLoRA(ctx, req, nil, onToken)
+}
+
+// SampleLoRA is SampleStream through a LoRA adapter (nil: the base model).
+// Sequences with different adapters share batches: each adds its own
+// adapter's low-rank terms to its rows.
+func (s *Sampler) SampleLoRA(ctx context.Context, req *llm.Request, ad *Adapter, onToken func(StreamEvent)) (*llm.Response, error) {
 	seq, err := s.newSeq(req)
 	if err != nil {
 		return nil, err
+	}
+	if ad != nil {
+		if err := ad.compatible(s.Config()); err != nil {
+			return nil, err
+		}
+		seq.lora = ad
 	}
 	seq.onToken = onToken
 	s.mu.Lock()

@@ -65,7 +65,7 @@ func (s *Sampler) loop() {
 			seq := queue[0]
 			queue = queue[1:]
 			seq.version = model.Version
-			if c, n := prefix.take(seq.id, seq.tokens, model.Version); c != nil {
+			if c, n := prefix.take(seq.id, seq.tokens, model.Version, seq.lora); c != nil {
 				seq.cache = c
 				s.stats.reusedPrefix.Add(int64(n))
 			} else {
@@ -125,7 +125,7 @@ func (s *Sampler) step(model *Model, active []*seqState, prefix *prefixCache) (f
 			budget -= n
 			s.stats.prefilled.Add(int64(n))
 		}
-		spans = append(spans, span{row: len(tokens), n: n, pos0: pos0, cache: seq.cache})
+		spans = append(spans, span{row: len(tokens), n: n, pos0: pos0, cache: seq.cache, lora: seq.lora})
 		tokens = append(tokens, seq.tokens[pos0:pos0+n]...)
 		if pos0+n == len(seq.tokens) {
 			ready = append(ready, seq)
@@ -213,7 +213,7 @@ func (s *Sampler) finish(seq *seqState, why llm.Finish, stop string, prefix *pre
 		resp.OutputIDs, resp.Logprobs, resp.Versions = []int{}, []float32{}, []int{}
 	}
 	if prefix != nil && seq.cache != nil && seq.id != "" {
-		prefix.put(seq.id, seq.tokens, seq.cache, seq.version)
+		prefix.put(seq.id, seq.tokens, seq.cache, seq.version, seq.lora)
 	}
 	seq.cache = nil
 	s.forget(seq)
@@ -234,16 +234,17 @@ type prefixEntry struct {
 	tokens  []int
 	cache   *kvCache
 	version int
+	lora    *Adapter // the keys and values depend on the adapter too
 }
 
 func (p *prefixCache) clear() { p.entries = nil }
 
-func (p *prefixCache) put(id string, tokens []int, c *kvCache, version int) {
+func (p *prefixCache) put(id string, tokens []int, c *kvCache, version int, lora *Adapter) {
 	if p.limit < 0 {
 		return
 	}
 	p.entries = slices.DeleteFunc(p.entries, func(e prefixEntry) bool { return e.id == id })
-	p.entries = append(p.entries, prefixEntry{id: id, tokens: tokens[:c.len()], cache: c, version: version})
+	p.entries = append(p.entries, prefixEntry{id: id, tokens: tokens[:c.len()], cache: c, version: version, lora: lora})
 	total := 0
 	for _, e := range p.entries {
 		total += e.cache.bytes()
@@ -256,12 +257,12 @@ func (p *prefixCache) put(id string, tokens []int, c *kvCache, version int) {
 
 // take returns a cache whose first n positions match prompt, leaving at
 // least one prompt token to run so that the step yields logits.
-func (p *prefixCache) take(id string, prompt []int, version int) (*kvCache, int) {
+func (p *prefixCache) take(id string, prompt []int, version int, lora *Adapter) (*kvCache, int) {
 	if id == "" {
 		return nil, 0
 	}
 	for i, e := range p.entries {
-		if e.id != id || e.version != version {
+		if e.id != id || e.version != version || e.lora != lora {
 			continue
 		}
 		n := 0
