@@ -47,6 +47,7 @@ type Learner struct {
 	// their own gradients, scratch and AdamW moments.
 	adapter                    *Adapter
 	agrads, ascratch, am1, am2 *Adapter
+	baseModel                  string // base_model_name_or_path of saved adapters
 }
 
 // NewLearner starts training from w (which it copies).
@@ -66,7 +67,7 @@ func NewLoRALearner(w *Weights, lc LoRAConfig, seed uint64) (*Learner, error) {
 		return nil, err
 	}
 	ad.InitPEFT(seed)
-	l := &Learner{model: NewModel(w, 0), adapter: ad, agrads: ad.zeroLike(), ascratch: ad.zeroLike()}
+	l := &Learner{model: NewModel(w, 0), adapter: ad, agrads: ad.zeroLike(), ascratch: ad.zeroLike(), baseModel: lc.BaseModel}
 	l.model.arena = newFloatArena()
 	return l, nil
 }

@@ -57,6 +57,9 @@ type LoRAConfig struct {
 	Alpha float64 // 0 means Rank (scaling 1)
 	// Targets are LoRAModules names; empty means all seven.
 	Targets []string
+	// BaseModel is written as base_model_name_or_path in saved adapters
+	// (the base model's directory or hub id); optional.
+	BaseModel string
 }
 
 // loraPair holds one projection's factors; both nil when not targeted.

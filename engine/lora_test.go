@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -282,5 +284,111 @@ func TestSamplerMixedAdapters(t *testing.T) {
 	}
 	if slices.Equal(got[0].OutputIDs, got[1].OutputIDs) && slices.Equal(got[1].OutputIDs, got[2].OutputIDs) {
 		t.Error("the adapters did not change the output; the test proves nothing")
+	}
+}
+
+// TestAdapterPEFTRoundTrip: an adapter saved as a PEFT directory loads back
+// equal, names all seven modules in target_modules, and package peft's
+// merge gives the engine's merged weights.
+func TestAdapterPEFTRoundTrip(t *testing.T) {
+	w := scaledTinyWeights(t, "qwen2", false)
+	ad, err := NewAdapter(w.Config, LoRAConfig{Rank: 3, Alpha: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomizeAdapter(ad, rand.New(rand.NewPCG(1, 1)), 0.1)
+	dir := t.TempDir()
+	if err := ad.SaveAdapter(dir, "base-dir"); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadAdapter(dir, w.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Rank != 3 || back.Alpha != 32 || !slices.Equal(back.Targets, LoRAModules[:]) || !slices.Equal(back.Flat, ad.Flat) {
+		t.Fatalf("round trip changed the adapter: rank %d alpha %v targets %v", back.Rank, back.Alpha, back.Targets)
+	}
+	cfg, err := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range LoRAModules {
+		if !strings.Contains(string(cfg), `"`+m+`"`) {
+			t.Errorf("adapter_config.json does not list %s: %s", m, cfg)
+		}
+	}
+	merged := ad.merge(w)
+	viaPEFT := &Weights{Config: w.Config, Params: w.Params.Clone()}
+	if err := ad.PEFT("").Merge(viaPEFT.Params, w.Config.PEFTDims()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range merged.Flat {
+		if d := math.Abs(float64(merged.Flat[i] - viaPEFT.Flat[i])); d > 1e-5*(1+math.Abs(float64(merged.Flat[i]))) {
+			t.Fatalf("value %d: engine merge %v, peft merge %v", i, merged.Flat[i], viaPEFT.Flat[i])
+		}
+	}
+	// A different model shape is refused with a clear error.
+	other := tinyConfig("qwen2", false)
+	other.IntermediateSize = 64
+	if _, err := LoadAdapter(dir, other); err == nil || !strings.Contains(err.Error(), "mlp") {
+		t.Errorf("loading into another shape: %v", err)
+	}
+}
+
+// TestLoRAStateResume: a LoRA learner saved after two steps and loaded
+// into a fresh one continues exactly as the original does; a full-weight
+// learner refuses the adapter state and vice versa.
+func TestLoRAStateResume(t *testing.T) {
+	w := scaledTinyWeights(t, "qwen3", true)
+	for i := range w.Flat {
+		w.Flat[i] /= 10
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	ex := randomExamples(rng, w.Config, []int{6, 5})
+	ctx := context.Background()
+	opt := AdamW{LR: 1e-2, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+	lc := LoRAConfig{Rank: 4, Alpha: 8, BaseModel: "base"}
+	step := func(l *Learner) float64 {
+		r, err := l.ForwardBackward(ctx, ex, Loss{Fn: CrossEntropy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.OptimStep(ctx, opt); err != nil {
+			t.Fatal(err)
+		}
+		return r.Loss
+	}
+	a, _ := NewLoRALearner(w, lc, 1)
+	step(a)
+	step(a)
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := a.SaveState(dir, 7); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewLoRALearner(w, lc, 99)
+	v, err := b.LoadState(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != 7 || b.Step() != 2 {
+		t.Fatalf("version %d step %d, want 7 and 2", v, b.Step())
+	}
+	for i := 0; i < 2; i++ {
+		if la, lb := step(a), step(b); la != lb {
+			t.Fatalf("resumed step %d: loss %v, original %v", i, lb, la)
+		}
+	}
+	if !slices.Equal(a.adapter.Flat, b.adapter.Flat) {
+		t.Fatal("resumed adapter differs from the original")
+	}
+	if _, err := NewLearner(w).LoadState(dir, true); err == nil || !strings.Contains(err.Error(), "LoRA") {
+		t.Errorf("full-weight learner loading a LoRA state: %v", err)
+	}
+	other, _ := NewLoRALearner(w, LoRAConfig{Rank: 2}, 1)
+	if _, err := other.LoadState(dir, true); err == nil || !strings.Contains(err.Error(), "rank") {
+		t.Errorf("rank-2 learner loading a rank-4 state: %v", err)
+	}
+	if _, err := a.LoadState(t.TempDir(), true); err == nil || !strings.Contains(err.Error(), "adapter") {
+		t.Errorf("loading an empty directory: %v", err)
 	}
 }
