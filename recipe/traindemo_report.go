@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +36,13 @@ type EvalResult struct {
 	AnsweredRate float64 `json:"answered_rate"`
 	ToolCalls    float64 `json:"tool_calls_mean"`
 	Seconds      float64 `json:"seconds"`
+	// Hops, Searches and Turns are per question, in question order like
+	// Scores: the question's hop count and its trajectories' mean search
+	// calls and turns (as the eval records count them). A result written
+	// before they existed has none; the report then leaves out hops.
+	Hops     []int     `json:"hops,omitempty"`
+	Searches []float64 `json:"searches,omitempty"`
+	Turns    []float64 `json:"turns,omitempty"`
 	// Examples are a few trajectories' calls and tool results, for reading.
 	Examples []EvalExample `json:"examples"`
 }
@@ -107,7 +116,10 @@ func heldOutSet(qs []demoQuestion) *dataset.Set {
 	set := &dataset.Set{Name: "held-out", Source: "train:held-out-worlds"}
 	h := sha256.New()
 	for i, q := range qs {
-		set.Items = append(set.Items, dataset.Item{ID: q.q.ID, Question: q.q.Question, Answers: []string{q.q.Answer}, Index: i})
+		// The hop count and relation go into the eval records (meta), so
+		// that eval-before/ and eval-after/ report and compare by hops.
+		set.Items = append(set.Items, dataset.Item{ID: q.q.ID, Question: q.q.Question, Answers: []string{q.q.Answer}, Index: i,
+			Meta: map[string]any{"hops": q.q.Hops, "relation": q.q.Relation}})
 		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", q.q.ID, q.q.Question, q.q.Answer)
 	}
 	set.SHA256 = hex.EncodeToString(h.Sum(nil))
@@ -131,7 +143,7 @@ func evalResult(qs []demoQuestion, k int, recs []eval.Record) (*EvalResult, erro
 	}
 	seen := make([]bool, len(qs)*k)
 	scores := make([]float64, len(qs))
-	r := &EvalResult{}
+	r := &EvalResult{Searches: make([]float64, len(qs)), Turns: make([]float64, len(qs))}
 	for i := range recs {
 		rec := &recs[i]
 		qi, ok := pos[rec.ID]
@@ -140,6 +152,8 @@ func evalResult(qs []demoQuestion, k int, recs []eval.Record) (*EvalResult, erro
 		}
 		seen[qi*k+rec.Sample] = true
 		scores[qi] += emOf(rec)
+		r.Searches[qi] += float64(rec.Stats.Searches)
+		r.Turns[qi] += float64(rec.Stats.Turns)
 		tools := rec.Stats.Searches + rec.Stats.Accesses + rec.Stats.OtherTools
 		if tools > 0 {
 			r.SearchRate++
@@ -158,6 +172,9 @@ func evalResult(qs []demoQuestion, k int, recs []eval.Record) (*EvalResult, erro
 		r.Questions = append(r.Questions, q.q.ID)
 		r.Scores = append(r.Scores, scores[i]/float64(k))
 		r.Accuracy += scores[i] / float64(k)
+		r.Hops = append(r.Hops, q.q.Hops)
+		r.Searches[i] /= float64(k)
+		r.Turns[i] /= float64(k)
 	}
 	r.Accuracy /= float64(len(qs))
 	n := float64(len(qs) * k)
@@ -240,6 +257,131 @@ type DemoReport struct {
 	WallSeconds       float64      `json:"wall_seconds"`
 	EvalBeforeSeconds float64      `json:"eval_before_seconds"`
 	EvalAfterSeconds  float64      `json:"eval_after_seconds"`
+	// ByHops is the held-out comparison per hop count, ascending; absent
+	// when the before-RL result predates per-question hops.
+	ByHops []HopReport `json:"by_hops,omitempty"`
+	// MultiHopGoal checks issue 16's goal on ByHops; nil without 1- and
+	// 2-hop questions.
+	MultiHopGoal *MultiHopGoal `json:"multi_hop_goal,omitempty"`
+}
+
+// HopReport compares the held-out questions of one hop count before and
+// after RL. Every change comes with its paired bootstrap 95% interval
+// (the same questions resampled for both runs).
+type HopReport struct {
+	Hops      int `json:"hops"`
+	Questions int `json:"questions"`
+	// Accuracy is exact match, as the demo's headline numbers.
+	Accuracy Paired `json:"accuracy"`
+	// Searches and Turns are per trajectory (means over each question's
+	// samples, then over questions).
+	Searches Paired `json:"searches"`
+	Turns    Paired `json:"turns"`
+}
+
+// Paired is one measure before and after RL on the same questions.
+type Paired struct {
+	Before float64    `json:"before"`
+	After  float64    `json:"after"`
+	Change float64    `json:"change"`
+	CI     [2]float64 `json:"change_ci95"`
+}
+
+// Issue 16's goal for the default run, on the held-out questions.
+const (
+	goalTwoHopLift     = 0.25 // 2-hop accuracy lift, with its CI above 0
+	goalTwoHopSearches = 0.8  // rise of mean searches per 2-hop trajectory
+)
+
+// MultiHopGoal says which parts of issue 16's goal a run met: 2-hop
+// accuracy up by at least 0.25 with its CI above zero, mean searches on
+// 2-hop questions up by at least 0.8, and 1-hop accuracy not worse
+// (read as: its change's CI is not entirely below zero).
+type MultiHopGoal struct {
+	TwoHopLift     bool `json:"two_hop_lift"`
+	TwoHopSearches bool `json:"two_hop_searches"`
+	OneHopNotWorse bool `json:"one_hop_not_worse"`
+	Met            bool `json:"met"`
+}
+
+// byHops pairs before and after per hop count; nil when either result
+// lacks per-question hops or the questions differ.
+func byHops(before, after *EvalResult, resamples int, seed uint64) []HopReport {
+	n := len(after.Questions)
+	if len(before.Questions) != n || len(before.Hops) != n || len(after.Hops) != n ||
+		len(before.Searches) != n || len(after.Searches) != n || len(before.Turns) != n || len(after.Turns) != n {
+		return nil
+	}
+	idx := map[int][]int{}
+	for i := range n {
+		if before.Questions[i] != after.Questions[i] || before.Hops[i] != after.Hops[i] {
+			return nil
+		}
+		idx[after.Hops[i]] = append(idx[after.Hops[i]], i)
+	}
+	hops := make([]int, 0, len(idx))
+	for h := range idx {
+		hops = append(hops, h)
+	}
+	slices.Sort(hops)
+	var out []HopReport
+	for _, h := range hops {
+		pick := func(xs []float64) []float64 {
+			out := make([]float64, len(idx[h]))
+			for j, i := range idx[h] {
+				out[j] = xs[i]
+			}
+			return out
+		}
+		paired := func(b, a []float64, which uint64) Paired {
+			p := Paired{Before: mean(pick(b)), After: mean(pick(a))}
+			p.Change = p.After - p.Before
+			// A seed per hop count and measure, so that the intervals do
+			// not share their resamples.
+			p.CI = eval.PairedBootstrap([][]float64{pick(b)}, [][]float64{pick(a)}, resamples, seed+uint64(h)*31+which)
+			return p
+		}
+		out = append(out, HopReport{Hops: h, Questions: len(idx[h]),
+			Accuracy: paired(before.Scores, after.Scores, 1),
+			Searches: paired(before.Searches, after.Searches, 2),
+			Turns:    paired(before.Turns, after.Turns, 3)})
+	}
+	return out
+}
+
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// multiHopGoal checks issue 16's goal; nil without both 1- and 2-hop
+// questions.
+func multiHopGoal(hs []HopReport) *MultiHopGoal {
+	var one, two *HopReport
+	for i := range hs {
+		switch hs[i].Hops {
+		case 1:
+			one = &hs[i]
+		case 2:
+			two = &hs[i]
+		}
+	}
+	if one == nil || two == nil {
+		return nil
+	}
+	g := &MultiHopGoal{
+		TwoHopLift:     two.Accuracy.Change >= goalTwoHopLift && two.Accuracy.CI[0] > 0,
+		TwoHopSearches: two.Searches.Change >= goalTwoHopSearches,
+		OneHopNotWorse: one.Accuracy.CI[1] >= 0,
+	}
+	g.Met = g.TwoHopLift && g.TwoHopSearches && g.OneHopNotWorse
+	return g
 }
 
 func newDemoReport(cfg *DemoConfig, warm *WarmupStats, before, after *EvalResult, sum *rl.Summary, wall time.Duration) *DemoReport {
@@ -254,6 +396,8 @@ func newDemoReport(cfg *DemoConfig, warm *WarmupStats, before, after *EvalResult
 	if n := len(sum.Records); n > 0 {
 		r.TrainAccFirst, r.TrainAccLast = sum.Records[0].Accuracy, sum.Records[n-1].Accuracy
 	}
+	r.ByHops = byHops(before, after, cfg.Eval.Bootstrap, uint64(cfg.Seed))
+	r.MultiHopGoal = multiHopGoal(r.ByHops)
 	return r
 }
 
@@ -273,6 +417,14 @@ func (r *DemoReport) write(dir string) error {
 	} else {
 		b.WriteString("does NOT meet the goal (lift ≥ 0.10 with a CI above zero).\n\n")
 	}
+	if len(r.ByHops) > 0 {
+		writeHopTable(&b, r.ByHops)
+		if g := r.MultiHopGoal; g != nil {
+			fmt.Fprintf(&b, "Multi-hop goal (issue 16): 2-hop accuracy +%.2f with CI above 0: %s; 2-hop searches +%.1f: %s; 1-hop accuracy not worse (CI not below 0): %s — %s.\n\n",
+				goalTwoHopLift, yesNo(g.TwoHopLift), goalTwoHopSearches, yesNo(g.TwoHopSearches), yesNo(g.OneHopNotWorse),
+				map[bool]string{true: "**met**", false: "**not met**"}[g.Met])
+		}
+	}
 	fmt.Fprintf(&b, "RL: %d steps in %.0f s, training-batch accuracy %.3f → %.3f, %d zero-variance groups filtered.\n",
 		r.RLSteps, r.RLSeconds, r.TrainAccFirst, r.TrainAccLast, r.GroupsFiltered)
 	if w := r.Warmup; w != nil && w.Steps > 0 {
@@ -282,6 +434,33 @@ func (r *DemoReport) write(dir string) error {
 	fmt.Fprintf(&b, "Wall time: %.0f s.\n\nCurves: plots.html; per-step metrics: metrics.jsonl; sample trajectories: samples/.\n", r.WallSeconds)
 	return atomicfile.WriteFile(filepath.Join(dir, demoReportMD), []byte(b.String()))
 }
+
+// writeHopTable writes the per-hop comparison as a markdown table.
+func writeHopTable(b *strings.Builder, hs []HopReport) {
+	b.WriteString("By hop count (held-out; change with its paired bootstrap 95% CI):\n\n")
+	b.WriteString("| hops | questions | accuracy before | after | change [95% CI] | searches before | after | change [95% CI] | turns before | after | change [95% CI] |\n")
+	b.WriteString("|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---|\n")
+	cell := func(p Paired) string {
+		return fmt.Sprintf("%.3f | %.3f | %+.3f [%+.3f, %+.3f]", p.Before, p.After, p.Change, p.CI[0], p.CI[1])
+	}
+	for _, h := range hs {
+		fmt.Fprintf(b, "| %d | %d | %s | %s | %s |\n", h.Hops, h.Questions, cell(h.Accuracy), cell(h.Searches), cell(h.Turns))
+	}
+	b.WriteString("\nPer-step curves by hop count (training rollouts): plots.html, metrics.jsonl `by_group`.\n\n")
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
+}
+
+// questionSet is a grouped dataset for the controller: each step's
+// metrics and plots.html then show accuracy, turns and searches per hop
+// count (rl.GroupedDataset).
+func (s questionSet) GroupBy() string    { return "hops" }
+func (s questionSet) Group(i int) string { return strconv.Itoa(s[i].q.Hops) }
 
 // ProgressMode chooses how the demo reports progress.
 type ProgressMode = progress.Mode

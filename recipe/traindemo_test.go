@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,7 @@ func TestTrainDemoEndToEnd(t *testing.T) {
 	if err != nil || len(recs) != 2 {
 		t.Fatalf("%d metric records: %v", len(recs), err)
 	}
+	checkHopMetrics(t, out, &got, recs)
 
 	// A second run into the same directory is refused; a resume finishes
 	// without redoing the warm-up.
@@ -292,9 +294,10 @@ func TestTrainDemoNoVarianceStops(t *testing.T) {
 // unanswered trajectory 0 whatever its text (rl.ExactMatch), averages per
 // question in question order, and refuses missing or stray records.
 func TestEvalResultFromRecords(t *testing.T) {
-	qs := []demoQuestion{{q: dataset.WorldQuestion{ID: "a"}}, {q: dataset.WorldQuestion{ID: "b"}}}
+	qs := []demoQuestion{{q: dataset.WorldQuestion{ID: "a", Hops: 1}}, {q: dataset.WorldQuestion{ID: "b", Hops: 2}}}
 	rec := func(id string, sample int, answered bool, em float64, searches int) eval.Record {
-		return eval.Record{ID: id, Sample: sample, Answered: answered, Scores: reward.Scores{"em": em}, Stats: agent.Stats{Searches: searches}}
+		return eval.Record{ID: id, Sample: sample, Answered: answered, Scores: reward.Scores{"em": em},
+			Stats: agent.Stats{Searches: searches, Turns: searches + 1}}
 	}
 	recs := []eval.Record{ // out of order, as concurrent workers write them
 		rec("b", 1, true, 1, 2), rec("a", 0, true, 1, 0), rec("b", 0, false, 1, 1), rec("a", 1, true, 0, 0),
@@ -309,6 +312,10 @@ func TestEvalResultFromRecords(t *testing.T) {
 	if r.SearchRate != 0.5 || r.AnsweredRate != 0.75 || r.ToolCalls != 0.75 {
 		t.Fatalf("rates %+v", r)
 	}
+	// Per question, in question order: a searched 0 and 0 times, b 2 and 1.
+	if !slices.Equal(r.Hops, []int{1, 2}) || !slices.Equal(r.Searches, []float64{0, 1.5}) || !slices.Equal(r.Turns, []float64{1, 2.5}) {
+		t.Fatalf("per question: hops %v searches %v turns %v; want [1 2] [0 1.5] [1 2.5]", r.Hops, r.Searches, r.Turns)
+	}
 	for name, bad := range map[string][]eval.Record{
 		"missing":   recs[:3],
 		"duplicate": append(slices.Clone(recs), recs[0]),
@@ -318,5 +325,125 @@ func TestEvalResultFromRecords(t *testing.T) {
 		if _, err := evalResult(qs, 2, bad); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// checkHopMetrics checks the per-hop measurements of a finished demo run:
+// report.json's by_hops covers every held-out question once and agrees
+// with the per-question results in eval_before.json and eval_after.json;
+// every metrics.jsonl row is grouped by hops and together they count every
+// rollout; plots.html draws the per-hop series; the eval records carry the
+// hop count so that eval-after/ reports by hops.
+func checkHopMetrics(t *testing.T, out string, rep *DemoReport, recs []*rl.StepRecord) {
+	t.Helper()
+	var before, after EvalResult
+	if err := readJSON(filepath.Join(out, demoBeforeFile), &before); err != nil {
+		t.Fatal(err)
+	}
+	if err := readJSON(filepath.Join(out, demoAfterFile), &after); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.ByHops) == 0 {
+		t.Fatal("report.json has no by_hops")
+	}
+	n := 0
+	for _, h := range rep.ByHops {
+		var acc, searches []float64
+		for i, hq := range after.Hops {
+			if hq == h.Hops {
+				acc = append(acc, after.Scores[i])
+				searches = append(searches, after.Searches[i])
+			}
+		}
+		if h.Questions != len(acc) || h.Accuracy.After != mean(acc) || h.Searches.After != mean(searches) {
+			t.Errorf("hops %d: %+v; want %d questions, accuracy after %v, searches after %v", h.Hops, h, len(acc), mean(acc), mean(searches))
+		}
+		if c := h.Accuracy; c.CI[0] > c.Change || c.CI[1] < c.Change || c.Change != c.After-c.Before {
+			t.Errorf("hops %d: accuracy change %v outside its CI %v", h.Hops, c.Change, c.CI)
+		}
+		n += h.Questions
+	}
+	if n != rep.HeldOutQuestions {
+		t.Errorf("by_hops covers %d questions of %d", n, rep.HeldOutQuestions)
+	}
+	finished, grouped := 0, 0
+	for _, r := range recs {
+		if r.GroupBy != "hops" {
+			t.Errorf("step %d: group_by %q, want hops", r.Step, r.GroupBy)
+		}
+		finished += r.Finished
+		for g, st := range r.ByGroup {
+			if h, err := strconv.Atoi(g); err != nil || h < 1 || h > 3 {
+				t.Errorf("step %d: group %q is no hop count", r.Step, g)
+			}
+			grouped += st.Trajectories
+		}
+	}
+	if finished == 0 || grouped != finished {
+		t.Errorf("by_group counts %d trajectories, the windows %d", grouped, finished)
+	}
+	html, err := os.ReadFile(filepath.Join(out, "plots.html"))
+	if err != nil || !strings.Contains(string(html), "Searches per trajectory by hops") || !strings.Contains(string(html), "hops 1") {
+		t.Errorf("plots.html lacks the per-hop curves (err %v)", err)
+	}
+	er, err := eval.ReadResults(filepath.Join(out, "eval-after", eval.ResultsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range er {
+		if _, ok := er[i].Meta["hops"]; !ok {
+			t.Fatalf("eval record %s has no meta.hops", er[i].ID)
+		}
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	if !strings.Contains(string(md), "By hop count") {
+		t.Errorf("report.md lacks the hop table:\n%s", md)
+	}
+}
+
+// TestByHops checks the per-hop comparison on hand-made results: the
+// means per hop count, the paired interval (a constant change has a
+// zero-width interval at that change) and issue 16's goal.
+func TestByHops(t *testing.T) {
+	before := &EvalResult{Questions: []string{"a", "b", "c", "d"}, Hops: []int{2, 1, 2, 1},
+		Scores: []float64{0, 1, 0.5, 1}, Searches: []float64{1, 1, 1, 1}, Turns: []float64{2, 2, 2, 2}}
+	after := &EvalResult{Questions: before.Questions, Hops: before.Hops,
+		Scores: []float64{1, 1, 1, 0.5}, Searches: []float64{2, 1, 2, 1}, Turns: []float64{3, 2, 3.5, 2}}
+	hs := byHops(before, after, 500, 7)
+	if len(hs) != 2 || hs[0].Hops != 1 || hs[1].Hops != 2 || hs[0].Questions != 2 || hs[1].Questions != 2 {
+		t.Fatalf("groups %+v", hs)
+	}
+	one, two := hs[0], hs[1]
+	if one.Accuracy.Before != 1 || one.Accuracy.After != 0.75 || one.Accuracy.Change != -0.25 {
+		t.Errorf("1-hop accuracy %+v", one.Accuracy)
+	}
+	if two.Accuracy.Before != 0.25 || two.Accuracy.After != 1 || two.Accuracy.Change != 0.75 {
+		t.Errorf("2-hop accuracy %+v", two.Accuracy)
+	}
+	if two.Searches.Change != 1 || two.Searches.CI != [2]float64{1, 1} {
+		t.Errorf("2-hop searches %+v; every question +1, so the CI is [1, 1]", two.Searches)
+	}
+	if two.Turns.Before != 2 || two.Turns.After != 3.25 {
+		t.Errorf("2-hop turns %+v", two.Turns)
+	}
+	// 2-hop changes are 1 and 0.5: every resample lies in [0.5, 1].
+	if ci := two.Accuracy.CI; ci[0] < 0.5 || ci[1] > 1 {
+		t.Errorf("2-hop accuracy CI %v outside [0.5, 1]", ci)
+	}
+	g := multiHopGoal(hs)
+	// 1-hop changes are 0 and −0.5: the CI reaches 0, so not shown worse.
+	if g == nil || !g.TwoHopLift || !g.TwoHopSearches || !g.OneHopNotWorse || !g.Met {
+		t.Errorf("goal %+v, want all met", g)
+	}
+	after.Scores[1] = 0 // 1-hop changes −1 and −0.5: worse for sure
+	if g := multiHopGoal(byHops(before, after, 500, 7)); g.OneHopNotWorse || g.Met {
+		t.Errorf("goal %+v with 1-hop accuracy down on every question", g)
+	}
+	// Results without per-question hops (written before they existed).
+	if hs := byHops(&EvalResult{Questions: before.Questions, Scores: before.Scores}, after, 500, 7); hs != nil {
+		t.Errorf("by_hops from a result without hops: %+v", hs)
+	}
+	if g := multiHopGoal(hs[1:]); g != nil {
+		t.Errorf("goal without 1-hop questions: %+v", g)
 	}
 }

@@ -81,6 +81,9 @@ type window struct {
 	// timedOut counts trajectories cut at the time limit; missingLogprobs
 	// trajectories rejected for missing behaviour logprobs.
 	timedOut, missingLogprobs int
+	// groups sums the behaviour of the finished trajectories by question
+	// group (GroupedDataset); nil until one finishes.
+	groups groupSums
 }
 
 // New validates options and prepares a controller.
@@ -270,7 +273,7 @@ func (c *Controller) step(ctx context.Context, step int, runStart time.Time) (*S
 		LR: adam.LearningRate, Train: stats, SampleStaleness: map[int]int{}}
 	var rewards []float64
 	var score float64
-	var turns, tools float64
+	var turns, tools, searches float64
 	for _, g := range batch {
 		rec.Questions = append(rec.Questions, g.Question.Index)
 		for _, s := range g.Samples {
@@ -278,6 +281,7 @@ func (c *Controller) step(ctx context.Context, step int, runStart time.Time) (*S
 			score += s.Score
 			turns += float64(s.Turns)
 			tools += float64(s.ToolCalls)
+			searches += float64(s.Searches)
 			rec.TurnsMax = max(rec.TurnsMax, s.Turns)
 			if mv := s.MinVersion(); mv >= 0 {
 				rec.SampleStaleness[step-mv]++
@@ -286,7 +290,7 @@ func (c *Controller) step(ctx context.Context, step int, runStart time.Time) (*S
 	}
 	n := float64(len(rewards))
 	rec.RewardMean, rec.RewardStd = meanStd(rewards)
-	rec.Accuracy, rec.TurnsMean, rec.ToolsMean = score/n, turns/n, tools/n
+	rec.Accuracy, rec.TurnsMean, rec.ToolsMean, rec.SearchesMean = score/n, turns/n, tools/n, searches/n
 	c.dumpSamples(step, batch)
 
 	c.mu.Lock()
@@ -298,6 +302,9 @@ func (c *Controller) step(ctx context.Context, step int, runStart time.Time) (*S
 	rec.Admitted, rec.Accepted, rec.Filtered, rec.Failed = w.admitted, w.accepted, w.filtered, w.failed
 	rec.Finished, rec.GenTokens = w.trajectories, w.genTokens
 	rec.TimedOut, rec.MissingLogprobs = w.timedOut, w.missingLogprobs
+	if gd, ok := c.opts.Dataset.(GroupedDataset); ok {
+		rec.GroupBy, rec.ByGroup = gd.GroupBy(), w.groups.means()
+	}
 	if done := w.accepted + w.filtered + w.failed; done > 0 {
 		rec.FilteredFrac = float64(w.filtered) / float64(done)
 	}
@@ -524,6 +531,12 @@ func (c *Controller) runGroup(ctx context.Context, g *Group) {
 		rewards[i] = s.Reward
 		c.win.trajectories++
 		c.win.genTokens += s.GeneratedTokens()
+		if _, ok := c.opts.Dataset.(GroupedDataset); ok {
+			if c.win.groups == nil {
+				c.win.groups = groupSums{}
+			}
+			c.win.groups.add(g.Question.Group, s)
+		}
 	}
 	if c.cfg.FilterZeroVariance && ZeroVariance(rewards) {
 		c.sched.Reject(g)

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/asearcher/asearcher/internal/atomicfile"
+	"github.com/asearcher/asearcher/internal/grouporder"
 )
 
 // StepRecord is one line of metrics.jsonl: everything about one training
@@ -31,6 +32,8 @@ type StepRecord struct {
 	TurnsMean  float64 `json:"turns_mean"`
 	TurnsMax   int     `json:"turns_max"`
 	ToolsMean  float64 `json:"tool_calls_mean"`
+	// SearchesMean counts the search calls per trajectory.
+	SearchesMean float64 `json:"searches_mean"`
 	// SampleStaleness counts samples by (step − oldest token version).
 	SampleStaleness map[int]int `json:"sample_staleness"`
 	Questions       []int64     `json:"questions"` // stream indices consumed
@@ -63,6 +66,52 @@ type StepRecord struct {
 
 	LR    float64     `json:"lr"`
 	Train *TrainStats `json:"train"`
+
+	// GroupBy names the attribute of a GroupedDataset ("hops"), and
+	// ByGroup holds, per group value, the behaviour of every trajectory
+	// finished in the rollout window: zero-variance groups that dynamic
+	// filtering drops are included (the trained batch keeps only mixed
+	// groups, whose accuracy sits near the middle whatever the policy
+	// does), failed groups are not.
+	GroupBy string                 `json:"group_by,omitempty"`
+	ByGroup map[string]*GroupStats `json:"by_group,omitempty"`
+}
+
+// GroupStats is the behaviour of one group's trajectories in a window.
+type GroupStats struct {
+	Trajectories int     `json:"trajectories"`
+	Accuracy     float64 `json:"accuracy"` // mean Score
+	RewardMean   float64 `json:"reward_mean"`
+	TurnsMean    float64 `json:"turns_mean"`
+	SearchesMean float64 `json:"searches_mean"`
+	ToolsMean    float64 `json:"tool_calls_mean"`
+}
+
+// groupSums accumulates GroupStats; mean turns the sums into means.
+type groupSums map[string]*GroupStats
+
+func (g groupSums) add(group string, s *Sample) {
+	st := g[group]
+	if st == nil {
+		st = &GroupStats{}
+		g[group] = st
+	}
+	st.Trajectories++
+	st.Accuracy += s.Score
+	st.RewardMean += s.Reward
+	st.TurnsMean += float64(s.Turns)
+	st.SearchesMean += float64(s.Searches)
+	st.ToolsMean += float64(s.ToolCalls)
+}
+
+func (g groupSums) means() map[string]*GroupStats {
+	out := make(map[string]*GroupStats, len(g))
+	for k, st := range g {
+		n := float64(st.Trajectories)
+		out[k] = &GroupStats{Trajectories: st.Trajectories, Accuracy: st.Accuracy / n, RewardMean: st.RewardMean / n,
+			TurnsMean: st.TurnsMean / n, SearchesMean: st.SearchesMean / n, ToolsMean: st.ToolsMean / n}
+	}
+	return out
 }
 
 // metricsSink writes step records to the run directory: metrics.jsonl
@@ -285,7 +334,7 @@ func trainingSeries(rs []*StepRecord) []Chart {
 		sort.Ints(keys)
 		return float64(keys[len(keys)-1])
 	}
-	return []Chart{
+	charts := []Chart{
 		{Title: "Reward and accuracy of the trained batch", Series: []Series{
 			{Name: "reward", Points: pick(func(r *StepRecord) float64 { return r.RewardMean })},
 			{Name: "accuracy", Points: pick(func(r *StepRecord) float64 { return r.Accuracy })},
@@ -297,6 +346,7 @@ func trainingSeries(rs []*StepRecord) []Chart {
 		{Title: "Turns and tool calls per trajectory", Series: []Series{
 			{Name: "turns", Points: pick(func(r *StepRecord) float64 { return r.TurnsMean })},
 			{Name: "tool calls", Points: pick(func(r *StepRecord) float64 { return r.ToolsMean })},
+			{Name: "searches", Points: pick(func(r *StepRecord) float64 { return r.SearchesMean })},
 		}},
 		{Title: "Seconds per step", Series: []Series{
 			{Name: "waiting for rollouts", Points: pick(func(r *StepRecord) float64 { return r.WaitSec })},
@@ -325,6 +375,45 @@ func trainingSeries(rs []*StepRecord) []Chart {
 			{Name: "mean", Points: pick(train(func(t *TrainStats) float64 { return t.ImpWeightMean }))},
 			{Name: "max", Points: pick(train(func(t *TrainStats) float64 { return t.ImpWeightMax }))},
 		}},
+	}
+	return append(groupCharts(rs, pick), charts...)
+}
+
+// groupCharts draws the per-group curves of a GroupedDataset run (one
+// series per group value, in grouporder): accuracy, turns and searches per
+// trajectory over the rollout window, first on the page since they show
+// what the run learns. None without groups.
+func groupCharts(rs []*StepRecord, pick func(func(*StepRecord) float64) []Point) []Chart {
+	by, values := "", map[string]bool{}
+	for _, r := range rs {
+		if r.GroupBy != "" {
+			by = r.GroupBy
+		}
+		for v := range r.ByGroup {
+			values[v] = true
+		}
+	}
+	if len(values) == 0 {
+		return nil
+	}
+	order := grouporder.Keys(values)
+	chart := func(title string, f func(*GroupStats) float64) Chart {
+		c := Chart{Title: fmt.Sprintf("%s by %s (rollouts of the step)", title, by)}
+		for _, v := range order {
+			c.Series = append(c.Series, Series{Name: by + " " + v, Points: pick(func(r *StepRecord) float64 {
+				st := r.ByGroup[v]
+				if st == nil || st.Trajectories == 0 {
+					return math.NaN() // no rollout of this group in the window: no point
+				}
+				return f(st)
+			})})
+		}
+		return c
+	}
+	return []Chart{
+		chart("Accuracy", func(s *GroupStats) float64 { return s.Accuracy }),
+		chart("Searches per trajectory", func(s *GroupStats) float64 { return s.SearchesMean }),
+		chart("Turns per trajectory", func(s *GroupStats) float64 { return s.TurnsMean }),
 	}
 }
 

@@ -209,8 +209,13 @@ func (st *Stream) At(idx int64) Question {
 		st.perm = r.Perm(int(n))
 		st.epoch = epoch
 	}
-	id, payload := st.ds.Question(st.perm[idx%n])
-	return Question{Index: idx, ID: id, Payload: payload}
+	i := st.perm[idx%n]
+	id, payload := st.ds.Question(i)
+	q := Question{Index: idx, ID: id, Payload: payload}
+	if g, ok := st.ds.(GroupedDataset); ok {
+		q.Group = g.Group(i)
+	}
+	return q
 }
 
 // Position is the next fresh stream index (requeued items excluded).

@@ -115,6 +115,10 @@ type Sample struct {
 	// Turns and ToolCalls describe the episode for metrics.
 	Turns     int `json:"turns"`
 	ToolCalls int `json:"tool_calls"`
+	// Searches and Accesses count the search and page tool calls among
+	// ToolCalls, for the per-group behaviour curves.
+	Searches int `json:"searches,omitempty"`
+	Accesses int `json:"accesses,omitempty"`
 	// Record is the full trajectory as JSON, saved in per-step sample dumps.
 	Record json.RawMessage `json:"record,omitempty"`
 	// Temperature is the sampling temperature the behaviour logprobs are
@@ -165,6 +169,9 @@ type Question struct {
 	Index   int64 `json:"index"`
 	ID      string
 	Payload any
+	// Group is the question's group when the dataset is a GroupedDataset
+	// (a hop count, a HotpotQA type); empty otherwise.
+	Group string `json:"group,omitempty"`
 }
 
 // Rollout runs one trajectory for a question against a sampler. It is the
@@ -189,4 +196,17 @@ type Dataset interface {
 	Len() int
 	// Question returns item i (0 ≤ i < Len()).
 	Question(i int) (id string, payload any)
+}
+
+// GroupedDataset is a Dataset whose questions belong to groups named by
+// one attribute (GroupBy, e.g. "hops", with Group values "1", "2", ...).
+// The controller then reports accuracy, turns, searches and tool calls per
+// group for every step (StepRecord.ByGroup) and draws them in plots.html,
+// so that a behaviour RL grows on one kind of question shows apart from
+// the others.
+type GroupedDataset interface {
+	Dataset
+	GroupBy() string
+	// Group returns item i's group (0 ≤ i < Len()).
+	Group(i int) string
 }

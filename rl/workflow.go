@@ -65,8 +65,9 @@ func (w WorkflowRollout) Run(ctx context.Context, q Question, s llm.Sampler, sam
 	if err != nil {
 		return nil, fmt.Errorf("trajectory %s: %w", traj.ID, err)
 	}
+	st := traj.Stats()
 	out := &Sample{Reward: score, Score: accuracy(task, traj, score), Turns: len(traj.Calls), ToolCalls: len(traj.Tools),
-		Temperature: env.Sampling.Temperature, TimedOut: timedOut}
+		Searches: st.Searches, Accesses: st.Accesses, Temperature: env.Sampling.Temperature, TimedOut: timedOut}
 	for _, sq := range seqs {
 		out.Sequences = append(out.Sequences, fromAgentSequence(sq))
 	}

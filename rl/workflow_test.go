@@ -64,8 +64,8 @@ func TestWorkflowRolloutTrainsACustomWorkflow(t *testing.T) {
 			if out.Reward != tc.want || out.Score != 1 {
 				t.Fatalf("reward %v score %v, want %v and 1", out.Reward, out.Score, tc.want)
 			}
-			if out.ToolCalls != 1 || out.Turns != 2 {
-				t.Fatalf("turns %d tool calls %d, want 2 and 1", out.Turns, out.ToolCalls)
+			if out.ToolCalls != 1 || out.Turns != 2 || out.Searches != 1 || out.Accesses != 0 {
+				t.Fatalf("turns %d tool calls %d searches %d accesses %d, want 2, 1, 1 and 0", out.Turns, out.ToolCalls, out.Searches, out.Accesses)
 			}
 			if len(out.Sequences) != 1 {
 				t.Fatalf("%d sequences, want 1 (the calls share a prefix)", len(out.Sequences))

@@ -1,0 +1,171 @@
+package rl
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/asearcher/asearcher/llm"
+)
+
+// hopDataset is a GroupedDataset: question i has i%3+1 hops.
+type hopDataset struct{ sliceDataset }
+
+func (hopDataset) GroupBy() string    { return "hops" }
+func (hopDataset) Group(i int) string { return strconv.Itoa(i%3 + 1) }
+func hopsOf(q Question) int           { return q.Payload.(int)%3 + 1 }
+func (d hopDataset) check(q Question) error {
+	if want := d.Group(q.Payload.(int)); q.Group != want {
+		return fmt.Errorf("question %s: group %q, want %q", q.ID, q.Group, want)
+	}
+	return nil
+}
+
+// TestStepRecordsByGroup runs the controller on a grouped dataset whose
+// rollouts behave by group: an h-hop question makes h searches in h+1
+// turns and scores 1 only with 2 hops; 3-hop questions all get reward 0,
+// so dynamic filtering drops every one of their groups. Each step's
+// by_group must hold exactly those numbers, count the filtered 3-hop
+// rollouts too, add up to the window's trajectories, reach metrics.jsonl,
+// and plots.html must draw one series per hop count.
+func TestStepRecordsByGroup(t *testing.T) {
+	cfg := testConfig()
+	cfg.Steps, cfg.BatchGroups, cfg.GroupSize, cfg.MaxStaleness = 4, 2, 4, 1
+	cfg.FilterZeroVariance = true
+	ds := hopDataset{banditDataset(30)}
+	bandit := banditRollout(4, 3)
+	rollout := RolloutFunc(func(ctx context.Context, q Question, s llm.Sampler, sample int, seed int64) (*Sample, error) {
+		if err := ds.check(q); err != nil {
+			return nil, err
+		}
+		out, err := bandit(ctx, q, s, sample, seed)
+		if err != nil {
+			return nil, err
+		}
+		h := hopsOf(q)
+		out.Searches, out.ToolCalls, out.Turns = h, h+1, h+1
+		out.Score = 0
+		if h == 2 {
+			out.Score = 1
+		}
+		switch {
+		case h == 3:
+			out.Reward = 0
+		case sample == 0:
+			out.Reward = 1 // never zero variance: 1- and 2-hop groups are trained
+		default:
+			out.Reward = 0
+		}
+		return out, nil
+	})
+	tr := newUnigramTrainer(8)
+	sm := &unigramSampler{}
+	sm.load(tr.theta, 0)
+	pub := SwapPublisher{Load: func(_ context.Context, path string, v int) error {
+		w, _ := tr.weights(path)
+		sm.load(w, v)
+		return nil
+	}}
+	dir := t.TempDir()
+	c, err := New(Options{Config: cfg, Dataset: ds, Rollout: rollout, Sampler: sm, Trainer: tr, Publisher: pub,
+		RunDir: dir, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := c.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := readRecords(filepath.Join(dir, metricsFile))
+	if err != nil || len(recs) != cfg.Steps {
+		t.Fatalf("metrics.jsonl: %d records, err %v", len(recs), err)
+	}
+	filtered, seen3 := 0, 0
+	for i, r := range recs {
+		if r.GroupBy != "hops" {
+			t.Fatalf("step %d: group_by %q", r.Step, r.GroupBy)
+		}
+		if sum.Records[i].Step != r.Step {
+			t.Fatalf("summary and metrics.jsonl disagree at %d", i)
+		}
+		n := 0
+		for g, st := range r.ByGroup {
+			h, err := strconv.Atoi(g)
+			if err != nil || h < 1 || h > 3 {
+				t.Fatalf("step %d: group %q", r.Step, g)
+			}
+			if st.Trajectories%cfg.GroupSize != 0 || st.Trajectories == 0 {
+				t.Errorf("step %d hops %s: %d trajectories, want whole groups of %d", r.Step, g, st.Trajectories, cfg.GroupSize)
+			}
+			n += st.Trajectories
+			wantAcc := 0.0
+			if h == 2 {
+				wantAcc = 1
+			}
+			wantRew := 1 / float64(cfg.GroupSize)
+			if h == 3 {
+				wantRew = 0
+				seen3 += st.Trajectories
+			}
+			if st.SearchesMean != float64(h) || st.TurnsMean != float64(h+1) || st.ToolsMean != float64(h+1) ||
+				st.Accuracy != wantAcc || st.RewardMean != wantRew {
+				t.Errorf("step %d hops %s: %+v; want searches %d, turns and tools %d, accuracy %v, reward %v",
+					r.Step, g, *st, h, h+1, wantAcc, wantRew)
+			}
+		}
+		if n != r.Finished {
+			t.Errorf("step %d: by_group counts %d trajectories, the window %d", r.Step, n, r.Finished)
+		}
+		filtered += r.Filtered
+		// The trained batch never holds a 3-hop group, so its own means
+		// stay within the 1- and 2-hop values.
+		if r.SearchesMean < 1 || r.SearchesMean > 2 {
+			t.Errorf("step %d: trained batch searches_mean %v, want within [1, 2]", r.Step, r.SearchesMean)
+		}
+	}
+	if filtered == 0 || seen3 != filtered*cfg.GroupSize {
+		t.Errorf("3-hop rollouts in by_group: %d; filtered groups %d × %d", seen3, filtered, cfg.GroupSize)
+	}
+	html, err := os.ReadFile(filepath.Join(dir, "plots.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Accuracy by hops", "Searches per trajectory by hops", "Turns per trajectory by hops",
+		"hops 1", "hops 2", "hops 3"} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("plots.html lacks %q", want)
+		}
+	}
+	for _, ext := range []string{"<script", "src=", "href="} {
+		if strings.Contains(string(html), ext) {
+			t.Errorf("plots.html is not self-contained: it has %q", ext)
+		}
+	}
+}
+
+// TestStepRecordsWithoutGroups: a plain Dataset leaves by_group out of the
+// records and the group charts out of plots.html.
+func TestStepRecordsWithoutGroups(t *testing.T) {
+	cfg := testConfig()
+	cfg.Steps = 2
+	dir := t.TempDir()
+	c, _, _ := newBanditController(t, cfg, dir, false)
+	if _, err := c.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, metricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "by_group") || strings.Contains(string(raw), "group_by") {
+		t.Errorf("metrics.jsonl of an ungrouped run has group fields:\n%s", raw)
+	}
+	html, _ := os.ReadFile(filepath.Join(dir, "plots.html"))
+	if strings.Contains(string(html), "(rollouts of the step)") {
+		t.Error("plots.html of an ungrouped run has group charts")
+	}
+}
