@@ -128,49 +128,9 @@ func HF(o Options) (*Result, error) {
 		return nil, fmt.Errorf("export: the tokenizer of %s has %d ids but the model only %d", src, n, w.Config.VocabSize)
 	}
 
-	parent := filepath.Dir(filepath.Clean(o.Out))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(o.Out)+".export-")
-	if err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	if err := engine.SaveWeights(tmp, w, o.DType); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	res := &Result{Model: src, Out: o.Out, Params: len(w.Flat), Files: []string{"config.json", "model.safetensors"}}
-	for _, f := range tokenizerFiles {
-		ok, err := copyFile(filepath.Join(src, f), filepath.Join(tmp, f))
-		if err != nil {
-			return nil, fmt.Errorf("export: %w", err)
-		}
-		if ok {
-			res.Files = append(res.Files, f)
-		}
-	}
-	if err := atomicfile.SyncDir(tmp); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	// An empty Out (checkOut allows one) is replaced by the rename.
-	if err := os.Remove(o.Out); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	if err := os.Rename(tmp, o.Out); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	done = true
-	if err := atomicfile.SyncDir(parent); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
+	res := &Result{Model: src, Out: o.Out, Params: len(w.Flat)}
+	if res.Files, err = writeModel(o.Out, src, w, o.DType); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
