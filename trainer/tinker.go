@@ -24,8 +24,9 @@ type TinkerOptions struct {
 	// BaseModel is the model to train, as the server names it (its
 	// get_server_capabilities lists them).
 	BaseModel string
-	// LoraRank is sent as lora_config.rank [32]; servers that train full
-	// weights (asearcher serve model) record it only.
+	// LoraRank is sent as lora_config.rank [32]: the server trains a LoRA
+	// adapter of that rank (SkyRL tx, Tinker and `asearcher serve model`
+	// alike).
 	LoraRank int
 	// Client reuses an open session (several trainers and samplers can
 	// share one); nil opens a new one that Close ends.

@@ -189,11 +189,23 @@ type sink struct{ w *engine.Weights }
 
 func (k *sink) SetWeights(w *engine.Weights, _ int) { k.w = w }
 
+// localLoRATrainer is the in-process twin of what `serve model` trains for
+// a Tinker client asking for this rank: a LoRA adapter with alpha 32 on
+// all seven projections, seed 0.
+func localLoRATrainer(t testing.TB, env *tinkerEnv, rank int, opts embedded.TrainerOptions) *embedded.Trainer {
+	t.Helper()
+	tr, err := embedded.NewLoRATrainer(env.w, engine.LoRAConfig{Rank: rank, Alpha: 32}, 0, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
 // embeddedScenario runs it in process.
 func embeddedScenario(t testing.TB, env *tinkerEnv, s *scenario) *scenarioResult {
 	t.Helper()
 	k := &sink{}
-	tr := embedded.NewTrainer(env.w, embedded.TrainerOptions{Sinks: []embedded.WeightsSink{k}})
+	tr := localLoRATrainer(t, env, s.LoraRank, embedded.TrainerOptions{Sinks: []embedded.WeightsSink{k}})
 	return s.run(t, tr, func(string, *llm.Request) (*llm.Response, error) {
 		_, tok, _ := engine.OpenModelDir(env.dir)
 		sm := engine.NewSampler(k.w, 1, engine.SamplerOptions{Tokenizer: tok, StopTokenIDs: engine.StopTokens(env.dir, env.w.Config, tok)})
@@ -315,7 +327,7 @@ func TestTinkerTokenMean(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer remote.Close()
-	local := embedded.NewTrainer(env.w, embedded.TrainerOptions{})
+	local := localLoRATrainer(t, env, 32, embedded.TrainerOptions{})
 	for _, loss := range []trainer.LossFn{trainer.CrossEntropy, trainer.PPO} {
 		cfg := trainer.LossConfig{TokenMean: true}
 		a, err := remote.ForwardBackward(ctx, s.data(loss), loss, cfg)

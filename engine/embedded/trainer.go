@@ -20,6 +20,14 @@ type WeightsSink interface {
 	SetWeights(w *engine.Weights, version int)
 }
 
+// AdapterSink is a WeightsSink that takes a LoRA trainer's adapters as
+// they are (to sample through them over the base model) instead of
+// merged weights.
+type AdapterSink interface {
+	WeightsSink
+	SetAdapter(ad *engine.Adapter, version int)
+}
+
 // TrainerOptions configure an Trainer trainer.
 type TrainerOptions struct {
 	// Dir receives sampler weights (Dir/sampler_weights/NAME) and training
@@ -53,6 +61,21 @@ var _ trainer.Trainer = (*Trainer)(nil)
 // SaveWeightsForSampler publishes the next version.
 func NewTrainer(w *engine.Weights, opts TrainerOptions) *Trainer {
 	return &Trainer{opts: opts, learner: engine.NewLearner(w)}
+}
+
+// NewLoRATrainer trains a LoRA adapter of shape lc over the frozen w
+// (initialised as PEFT does, from seed). Sampler weights and states are
+// PEFT adapter directories; sinks that are AdapterSinks get the adapter,
+// others the merged weights.
+func NewLoRATrainer(w *engine.Weights, lc engine.LoRAConfig, seed uint64, opts TrainerOptions) (*Trainer, error) {
+	if lc.BaseModel == "" {
+		lc.BaseModel = opts.SourceDir
+	}
+	l, err := engine.NewLoRALearner(w, lc, seed)
+	if err != nil {
+		return nil, err
+	}
+	return &Trainer{opts: opts, learner: l}, nil
 }
 
 // Learner exposes the engine learner (for benchmarks and tools).
@@ -138,6 +161,9 @@ func (e *Trainer) SaveWeightsForSampler(ctx context.Context, name string) (strin
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
+	if _, ok := e.learner.LoRA(); ok {
+		return e.saveAdapterForSampler(name)
+	}
 	w := e.learner.Snapshot()
 	e.mu.Lock()
 	if !e.restored {
@@ -163,6 +189,39 @@ func (e *Trainer) SaveWeightsForSampler(ctx context.Context, name string) (strin
 	return path, nil
 }
 
+// saveAdapterForSampler is SaveWeightsForSampler for a LoRA trainer: the
+// adapter is written as a PEFT directory and published as such.
+func (e *Trainer) saveAdapterForSampler(name string) (string, error) {
+	ad := e.learner.Adapter()
+	e.mu.Lock()
+	if !e.restored {
+		e.version++
+	}
+	e.restored = false
+	v := e.version
+	sinks := append([]WeightsSink(nil), e.opts.Sinks...)
+	e.mu.Unlock()
+	path := "embedded://" + name
+	if e.opts.Dir != "" {
+		path = filepath.Join(e.opts.Dir, "sampler_weights", name)
+		if err := ad.SaveAdapter(path, e.opts.SourceDir); err != nil {
+			return "", fmt.Errorf("save weights for sampler: %w", err)
+		}
+	}
+	var merged *engine.Weights
+	for _, s := range sinks {
+		if as, ok := s.(AdapterSink); ok {
+			as.SetAdapter(ad, v)
+			continue
+		}
+		if merged == nil {
+			merged = e.learner.Snapshot()
+		}
+		s.SetWeights(merged, v)
+	}
+	return path, nil
+}
+
 // SaveState writes weights and optimiser state atomically under
 // Dir/state/NAME and returns that path. A name that is a directory path
 // (the RL controller hands one inside its checkpoint, so the state is
@@ -183,6 +242,9 @@ func (e *Trainer) SaveState(ctx context.Context, name string) (string, error) {
 	}
 	if err := e.learner.SaveState(path, e.Version()); err != nil {
 		return "", err
+	}
+	if _, ok := e.learner.LoRA(); ok {
+		return path, nil // an adapter state, not a model directory
 	}
 	if err := copyTokenizerFiles(e.opts.SourceDir, path); err != nil {
 		return "", err

@@ -28,8 +28,11 @@ import (
 // Every training call returns a future at once; retrieve_future long-polls
 // it (408 while pending, 400 with a category when it failed, 404 for an
 // unknown id). Requests of one model run one at a time in seq_id order.
-// Training is full-weight on the embedded engine: lora_config is accepted
-// and recorded, not applied.
+// A model created with a lora_config rank trains a real LoRA adapter of
+// that rank over the frozen base (alpha 32, as SkyRL tx fixes it; the
+// seven projections, or those train_attn/train_mlp leave), and its sampler
+// weights and states are PEFT adapter directories; without one, training
+// is full-weight.
 
 // tinkerFailure is an error with the category Tinker reports.
 type tinkerFailure struct {
@@ -104,24 +107,41 @@ type tinkerModel struct {
 	saved   int
 }
 
-// captureSink keeps the weights SaveWeightsForSampler publishes.
+// captureSink keeps the weights or the adapter SaveWeightsForSampler
+// publishes.
 type captureSink struct {
 	mu      sync.Mutex
-	w       *engine.Weights
+	ck      samplerCkpt
 	version int
 }
 
 func (c *captureSink) SetWeights(w *engine.Weights, version int) {
 	c.mu.Lock()
-	c.w, c.version = w, version
+	c.ck, c.version = samplerCkpt{w: w}, version
 	c.mu.Unlock()
 }
 
-func (c *captureSink) last() (*engine.Weights, int) {
+func (c *captureSink) SetAdapter(ad *engine.Adapter, version int) {
+	c.mu.Lock()
+	c.ck, c.version = samplerCkpt{ad: ad}, version
+	c.mu.Unlock()
+}
+
+func (c *captureSink) last() (samplerCkpt, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.w, c.version
+	return c.ck, c.version
 }
+
+// samplerCkpt is one set of sampler weights: full weights, or a LoRA
+// adapter sampled over the served base model.
+type samplerCkpt struct {
+	w  *engine.Weights
+	ad *engine.Adapter
+}
+
+// loraAlpha is the lora_alpha of adapters trained here: SkyRL tx fixes 32.
+const loraAlpha = 32
 
 // samplerEntry is a sampler over saved sampler weights.
 type samplerEntry struct {
@@ -140,8 +160,8 @@ type tinkerAPI struct {
 	sampling     map[string]string // sampling session → model path ("" = base model)
 	futures      map[string]*tinkerFuture
 	byIdem       map[string]*tinkerFuture
-	weights      map[string]*engine.Weights // tinker:// sampler path → weights
-	weightOrder  []string                   // oldest first, for eviction
+	weights      map[string]samplerCkpt // tinker:// sampler path → weights or adapter
+	weightOrder  []string               // oldest first, for eviction
 	samplers     []*samplerEntry
 	modelCount   int
 	ids          atomic.Int64
@@ -154,7 +174,7 @@ type tinkerAPI struct {
 func newTinkerAPI(s *Server) *tinkerAPI {
 	t := &tinkerAPI{s: s, log: s.log, sessions: map[string]time.Time{}, models: map[string]*tinkerModel{},
 		sampling: map[string]string{}, futures: map[string]*tinkerFuture{}, byIdem: map[string]*tinkerFuture{},
-		weights: map[string]*engine.Weights{}, stop: make(chan struct{}), keepInMemory: 16, maxSamplers: 2}
+		weights: map[string]samplerCkpt{}, stop: make(chan struct{}), keepInMemory: 16, maxSamplers: 2}
 	t.wg.Add(1)
 	go t.janitor()
 	return t
@@ -525,12 +545,12 @@ func (t *tinkerAPI) checkBaseModel(name string) error {
 
 func (t *tinkerAPI) createModel(_ context.Context, r *http.Request, body []byte) (any, error) {
 	var req struct {
-		SessionID  string              `json:"session_id"`
-		ModelSeqID *int64              `json:"model_seq_id"`
-		BaseModel  string              `json:"base_model"`
-		LoraConfig *struct{ Rank int } `json:"lora_config"`
-		Type       string              `json:"type"`
-		Metadata   json.RawMessage     `json:"user_metadata"`
+		SessionID  string            `json:"session_id"`
+		ModelSeqID *int64            `json:"model_seq_id"`
+		BaseModel  string            `json:"base_model"`
+		LoraConfig *tinkerLoRAConfig `json:"lora_config"`
+		Type       string            `json:"type"`
+		Metadata   json.RawMessage   `json:"user_metadata"`
 	}
 	if err := decodeStrict(body, &req); err != nil {
 		return nil, err
@@ -539,6 +559,10 @@ func (t *tinkerAPI) createModel(_ context.Context, r *http.Request, body []byte)
 		return nil, userError(http.StatusBadRequest, "base_model is required")
 	}
 	if err := t.checkBaseModel(req.BaseModel); err != nil {
+		return nil, err
+	}
+	lc, loraSeed, err := req.LoraConfig.engineConfig(t.s.opts.ModelDir)
+	if err != nil {
 		return nil, err
 	}
 	t.mu.Lock()
@@ -555,15 +579,23 @@ func (t *tinkerAPI) createModel(_ context.Context, r *http.Request, body []byte)
 	id := fmt.Sprintf("model-%d", t.modelCount)
 	m := &tinkerModel{id: id, baseModel: req.BaseModel, next: 1, pending: map[int64]*tinkerJob{},
 		bySeq: map[int64]*tinkerFuture{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), sink: &captureSink{}}
-	if req.LoraConfig != nil {
-		m.loraRank = req.LoraConfig.Rank
-	}
 	opts := embedded.TrainerOptions{SourceDir: t.s.opts.ModelDir, Sinks: []embedded.WeightsSink{m.sink}}
 	if t.s.opts.CheckpointDir != "" {
 		m.dir = filepath.Join(t.s.opts.CheckpointDir, id)
 		opts.Dir = m.dir
 	}
-	m.tr = embedded.NewTrainer(t.s.opts.Weights, opts)
+	if lc != nil {
+		m.loraRank = lc.Rank
+		tr, err := embedded.NewLoRATrainer(t.s.opts.Weights, *lc, loraSeed, opts)
+		if err != nil {
+			t.modelCount--
+			t.mu.Unlock()
+			return nil, userError(http.StatusBadRequest, "lora_config: %v", err)
+		}
+		m.tr = tr
+	} else {
+		m.tr = embedded.NewTrainer(t.s.opts.Weights, opts)
+	}
 	t.models[id] = m
 	t.mu.Unlock()
 	t.wg.Add(1)
@@ -574,13 +606,50 @@ func (t *tinkerAPI) createModel(_ context.Context, r *http.Request, body []byte)
 	})
 }
 
+// tinkerLoRAConfig is create_model's lora_config.
+type tinkerLoRAConfig struct {
+	Rank         int    `json:"rank"`
+	Seed         *int64 `json:"seed"`
+	TrainUnembed *bool  `json:"train_unembed"`
+	TrainMLP     *bool  `json:"train_mlp"`
+	TrainAttn    *bool  `json:"train_attn"`
+}
+
+// engineConfig maps lora_config to the adapter to train: nil (full-weight
+// training) without a config or with rank 0. train_unembed is accepted
+// and not applied: the engine adapts the seven projections only.
+func (c *tinkerLoRAConfig) engineConfig(baseDir string) (*engine.LoRAConfig, uint64, error) {
+	if c == nil || c.Rank == 0 {
+		return nil, 0, nil
+	}
+	if c.Rank < 0 || c.Rank > 1024 {
+		return nil, 0, userError(http.StatusBadRequest, "lora_config.rank must be in [1, 1024] (0 trains full weights), got %d", c.Rank)
+	}
+	on := func(b *bool) bool { return b == nil || *b }
+	var targets []string
+	if on(c.TrainAttn) {
+		targets = append(targets, engine.LoRAModules[:4]...)
+	}
+	if on(c.TrainMLP) {
+		targets = append(targets, engine.LoRAModules[4:]...)
+	}
+	if len(targets) == 0 {
+		return nil, 0, userError(http.StatusBadRequest, "lora_config: train_attn and train_mlp are both false; nothing would be trained")
+	}
+	var seed uint64
+	if c.Seed != nil {
+		seed = uint64(*c.Seed)
+	}
+	return &engine.LoRAConfig{Rank: c.Rank, Alpha: loraAlpha, Targets: targets, BaseModel: baseDir}, seed, nil
+}
+
 func (t *tinkerAPI) getInfo(_ context.Context, _ *http.Request, body []byte) (any, error) {
 	m, err := t.modelOf(body)
 	if err != nil {
 		return nil, err
 	}
 	cfg := t.s.opts.Weights.Config
-	return map[string]any{"type": "get_info", "model_id": m.id, "model_name": m.baseModel, "is_lora": false,
+	return map[string]any{"type": "get_info", "model_id": m.id, "model_name": m.baseModel, "is_lora": m.loraRank > 0,
 		"lora_rank": m.loraRank, "model_data": map[string]any{"arch": cfg.ModelType, "model_name": m.baseModel, "tokenizer_id": m.baseModel}}, nil
 }
 

@@ -35,7 +35,7 @@ func (t *tinkerAPI) createSamplingSession(_ context.Context, _ *http.Request, bo
 		return nil, err
 	}
 	if req.ModelPath != "" {
-		if _, ok := t.samplerWeights(req.ModelPath); !ok {
+		if _, ok := t.samplerCheckpoint(req.ModelPath); !ok {
 			return nil, userError(http.StatusNotFound, "no sampler weights at %q on this server", req.ModelPath)
 		}
 	}
@@ -65,24 +65,30 @@ func (t *tinkerAPI) getSampler(w http.ResponseWriter, r *http.Request) {
 }
 
 // samplerFor returns the sampler for a model path: the served sampler for
-// the base model, else a sampler over the saved weights (a few are kept).
-func (t *tinkerAPI) samplerFor(path string) (*engine.Sampler, error) {
+// the base model and for LoRA adapters (returned with it; they batch with
+// every other request there), else a sampler over the saved weights (a
+// few are kept).
+func (t *tinkerAPI) samplerFor(path string) (*engine.Sampler, *engine.Adapter, error) {
 	if path == "" {
-		return t.s.sampler, nil
+		return t.s.sampler, nil, nil
 	}
 	t.mu.Lock()
 	for _, e := range t.samplers {
 		if e.path == path {
 			e.used = time.Now()
 			t.mu.Unlock()
-			return e.sampler, nil
+			return e.sampler, nil, nil
 		}
 	}
 	t.mu.Unlock()
-	w, ok := t.samplerWeights(path)
+	ck, ok := t.samplerCheckpoint(path)
 	if !ok {
-		return nil, userError(http.StatusNotFound, "no sampler weights at %q on this server", path)
+		return nil, nil, userError(http.StatusNotFound, "no sampler weights at %q on this server", path)
 	}
+	if ck.ad != nil {
+		return t.s.sampler, ck.ad, nil
+	}
+	w := ck.w
 	sm := engine.NewSampler(w, 0, t.s.samplerOptions())
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -98,7 +104,7 @@ func (t *tinkerAPI) samplerFor(path string) (*engine.Sampler, error) {
 			old.sampler.Close()
 		}()
 	}
-	return sm, nil
+	return sm, nil, nil
 }
 
 func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (any, error) {
@@ -144,7 +150,7 @@ func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (an
 	if err != nil {
 		return nil, err
 	}
-	sm, err := t.samplerFor(path)
+	sm, ad, err := t.samplerFor(path)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +167,7 @@ func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (an
 					sd := *pi.Seed + int64(i)
 					pi.Seed = &sd
 				}
-				seqs[i], errs[i] = t.sampleOne(ctx, sm, ids, pi)
+				seqs[i], errs[i] = t.sampleOne(ctx, sm, ad, ids, pi)
 			}()
 		}
 		wg.Wait()
@@ -204,12 +210,12 @@ func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (an
 // sampleOne generates one sequence; a request cut short by a pause is
 // continued with its prompt plus partial output once generation resumes,
 // since Tinker has no "abort" stop reason.
-func (t *tinkerAPI) sampleOne(ctx context.Context, sm *engine.Sampler, prompt []int, p llm.Params) (tinker.Sequence, error) {
+func (t *tinkerAPI) sampleOne(ctx context.Context, sm *engine.Sampler, ad *engine.Adapter, prompt []int, p llm.Params) (tinker.Sequence, error) {
 	seq := tinker.Sequence{Tokens: []int{}, Logprobs: []float32{}}
 	p.StopTokenIDs = append(slices.Clone(p.StopTokenIDs), t.s.eos...)
 	ids := prompt
 	for {
-		resp, err := sm.Sample(ctx, &llm.Request{ID: t.newID("asample"), InputIDs: ids, Params: p})
+		resp, err := sm.SampleLoRA(ctx, &llm.Request{ID: t.newID("asample"), InputIDs: ids, Params: p}, ad, nil)
 		if err != nil {
 			return seq, err
 		}

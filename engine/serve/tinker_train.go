@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/peft"
 	"github.com/asearcher/asearcher/trainer"
 	"github.com/asearcher/asearcher/wire/tinker"
 )
@@ -322,9 +323,9 @@ func (t *tinkerAPI) saveForSampler(_ context.Context, r *http.Request, body []by
 		if _, err := m.tr.SaveWeightsForSampler(ctx, name); err != nil {
 			return nil, err
 		}
-		w, version := m.sink.last()
+		ck, version := m.sink.last()
 		path := "tinker://" + m.id + "/sampler_weights/" + name
-		t.storeWeights(path, w)
+		t.storeWeights(path, ck)
 		out := map[string]any{"type": "save_weights_for_sampler", "path": path}
 		if req.SamplingSessionSeqID != nil {
 			id := t.newID("sampling")
@@ -340,7 +341,7 @@ func (t *tinkerAPI) saveForSampler(_ context.Context, r *http.Request, body []by
 
 // storeWeights keeps sampler weights in memory, evicting the oldest past
 // keepInMemory (those saved to a checkpoint directory reload from disk).
-func (t *tinkerAPI) storeWeights(path string, w *engine.Weights) {
+func (t *tinkerAPI) storeWeights(path string, w samplerCkpt) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.weights[path]; !ok {
@@ -368,29 +369,55 @@ func parseTinkerPath(p string) (model, kind, name string, ok bool) {
 	return parts[0], parts[1], parts[2], true
 }
 
-// samplerWeights resolves a tinker:// sampler path from memory or, with a
-// checkpoint directory, from disk.
+// samplerWeights resolves a tinker:// sampler path to full weights; a
+// LoRA adapter is merged into the base model the server started with.
 func (t *tinkerAPI) samplerWeights(path string) (*engine.Weights, bool) {
+	ck, ok := t.samplerCheckpoint(path)
+	if !ok {
+		return nil, false
+	}
+	if ck.ad == nil {
+		return ck.w, true
+	}
+	w, err := ck.ad.MergeInto(t.s.opts.Weights)
+	if err != nil {
+		t.log.Warn("tinker: merge adapter", "path", path, "err", err)
+		return nil, false
+	}
+	return w, true
+}
+
+// samplerCheckpoint resolves a tinker:// sampler path from memory or, with
+// a checkpoint directory, from disk (a model directory or a PEFT adapter).
+func (t *tinkerAPI) samplerCheckpoint(path string) (samplerCkpt, bool) {
 	t.mu.Lock()
-	w, ok := t.weights[path]
+	ck, ok := t.weights[path]
 	t.mu.Unlock()
 	if ok {
-		return w, true
+		return ck, true
 	}
 	model, kind, name, ok := parseTinkerPath(path)
 	if !ok || kind != "sampler_weights" || t.s.opts.CheckpointDir == "" {
-		return nil, false
+		return samplerCkpt{}, false
 	}
 	dir := filepath.Join(t.s.opts.CheckpointDir, model, "sampler_weights", name)
+	if _, err := os.Stat(filepath.Join(dir, peft.ConfigFile)); err == nil {
+		ad, err := engine.LoadAdapter(dir, t.s.opts.Weights.Config)
+		if err != nil {
+			t.log.Warn("tinker: load sampler adapter", "path", path, "err", err)
+			return samplerCkpt{}, false
+		}
+		return samplerCkpt{ad: ad}, true
+	}
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
-		return nil, false
+		return samplerCkpt{}, false
 	}
 	w, err := engine.LoadWeights(dir)
 	if err != nil {
 		t.log.Warn("tinker: load sampler weights", "path", path, "err", err)
-		return nil, false
+		return samplerCkpt{}, false
 	}
-	return w, true
+	return samplerCkpt{w: w}, true
 }
 
 func (t *tinkerAPI) saveWeights(_ context.Context, r *http.Request, body []byte) (any, error) {
@@ -492,5 +519,11 @@ func (t *tinkerAPI) weightsInfo(_ context.Context, _ *http.Request, body []byte)
 	if _, _, _, ok := parseTinkerPath(req.TinkerPath); !ok {
 		return nil, userError(http.StatusBadRequest, "tinker_path %q is not a tinker:// path", req.TinkerPath)
 	}
-	return map[string]any{"base_model": t.s.opts.ModelName, "is_lora": false}, nil
+	out := map[string]any{"base_model": t.s.opts.ModelName, "is_lora": false}
+	if model, _, _, _ := parseTinkerPath(req.TinkerPath); model != "" {
+		if m, err := t.model(model); err == nil && m.loraRank > 0 {
+			out["is_lora"], out["lora_rank"] = true, m.loraRank
+		}
+	}
+	return out, nil
 }
