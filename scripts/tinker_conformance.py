@@ -63,6 +63,7 @@ def main():
 
     path = tc.save_weights_for_sampler(sc["sampler_name"]).result().path
     out["sampler_path_suffix"] = path.split("/", 3)[-1]
+    out["sampler_path"] = path
     sampler = service.create_sampling_client(model_path=path)
     s = sc["sample"]
     res = sampler.sample(

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"github.com/asearcher/asearcher/engine/serve"
 	"github.com/asearcher/asearcher/internal/testmodel"
 	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/peft"
 	"github.com/asearcher/asearcher/trainer"
 )
 
@@ -136,17 +138,19 @@ func (s *scenario) run(t testing.TB, tr trainer.Trainer, sample func(path string
 }
 
 type tinkerEnv struct {
-	url string
-	dir string
-	w   *engine.Weights
-	srv *serve.Server
+	url  string
+	dir  string
+	ckpt string // the server's checkpoint directory
+	w    *engine.Weights
+	srv  *serve.Server
 }
 
 func startTinkerServer(t testing.TB) *tinkerEnv {
 	t.Helper()
 	dir, w, tok := testmodel.Tiny(t, 1)
+	ckpt := t.TempDir()
 	s, err := serve.New(serve.Options{ModelName: "tiny", ModelDir: dir, Weights: w, Tokenizer: tok,
-		CheckpointDir: t.TempDir(), LongPoll: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		CheckpointDir: ckpt, LongPoll: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +159,7 @@ func startTinkerServer(t testing.TB) *tinkerEnv {
 		hs.Close()
 		s.Close()
 	})
-	return &tinkerEnv{url: hs.URL, dir: dir, w: w, srv: s}
+	return &tinkerEnv{url: hs.URL, dir: dir, ckpt: ckpt, w: w, srv: s}
 }
 
 func tinkerConfig(url string) llm.TinkerConfig {
@@ -297,6 +301,7 @@ func TestTinkerSDKConformance(t *testing.T) {
 	var meta struct {
 		SDKVersion string `json:"sdk_version"`
 		PathSuffix string `json:"sampler_path_suffix"`
+		Path       string `json:"sampler_path"`
 	}
 	if err := json.Unmarshal(out, &sdk); err != nil {
 		t.Fatalf("SDK output %q: %v", out, err)
@@ -310,6 +315,15 @@ func TestTinkerSDKConformance(t *testing.T) {
 	}
 	if meta.PathSuffix != "sampler_weights/"+s.SamplerName {
 		t.Fatalf("SDK sampler path suffix %q", meta.PathSuffix)
+	}
+	// The SDK's create_lora_training_client got a real adapter of its rank.
+	model := strings.Split(strings.TrimPrefix(meta.Path, "tinker://"), "/")[0]
+	pa, err := peft.Load(filepath.Join(env.ckpt, model, "sampler_weights", s.SamplerName))
+	if err != nil {
+		t.Fatalf("SDK sampler weights %s: %v", meta.Path, err)
+	}
+	if pa.Config.R != s.LoraRank || len(pa.Targets()) != 7 {
+		t.Fatalf("SDK sampler weights: rank %d on %v, want rank %d on the seven projections", pa.Config.R, pa.Targets(), s.LoraRank)
 	}
 	t.Logf("tinker SDK %s and the Go client agree: ce %.6f is %.6f ppo %.6f after %.6f, sample %v", meta.SDKVersion,
 		sdk.CrossEntropy.Loss, sdk.ImportanceSampling.Loss, sdk.PPO.Loss, sdk.AfterStep.Loss, sdk.Sample.Tokens)
