@@ -83,6 +83,11 @@ type Config struct {
 	NoTrajectories bool `yaml:"no_trajectories" json:"no_trajectories"`
 	// Bootstrap resamples for confidence intervals (0: 1000).
 	Bootstrap int `yaml:"bootstrap" json:"bootstrap"`
+	// GroupBy splits the report by these fields of the data set's records
+	// (HotpotQA's type or level, a synthetic set's hops; dotted for nested
+	// objects), one breakdown each. A field no question has is an error.
+	// Reporting only: it may change between resumed runs.
+	GroupBy []string `yaml:"group_by" json:"group_by,omitempty"`
 }
 
 // DefaultConfig is the configuration with every default filled in.

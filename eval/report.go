@@ -84,7 +84,9 @@ func (m *Means) addScaled(o Means, w, scale float64) {
 
 // DatasetReport is the summary of one dataset (or of all, "overall").
 type DatasetReport struct {
-	Name      string `json:"name"`
+	Name string `json:"name"`
+	// Group is the value of a breakdown's field (Breakdown rows only).
+	Group     string `json:"group,omitempty"`
 	Questions int    `json:"questions"`
 	Samples   int    `json:"samples"`
 	// MinSamples is the fewest samples any question has; below K the run
@@ -117,6 +119,8 @@ type Report struct {
 	// the same, as ASearcher's tables average), with a stratified
 	// bootstrap interval.
 	Overall DatasetReport `json:"overall"`
+	// Breakdowns split the numbers by question attributes (--group-by).
+	Breakdowns []Breakdown `json:"breakdowns,omitempty"`
 }
 
 const histBuckets = 16
@@ -232,6 +236,18 @@ func BuildReport(recs []Record, k int, bootstrap int) *Report {
 		bootstrap = 1000
 	}
 	groups := groupQuestions(recs)
+	order := datasetOrder(recs)
+	metrics, primary := reportMetrics(recs)
+	rep := &Report{K: k, Primary: primary, Metrics: metrics}
+	for _, name := range order {
+		rep.Datasets = append(rep.Datasets, datasetReport(name, groups[name], metrics, bootstrap))
+	}
+	rep.Overall = overallReport(rep.Datasets, order, groups, metrics, bootstrap)
+	return rep
+}
+
+// datasetOrder lists the data sets of recs in order of first appearance.
+func datasetOrder(recs []Record) []string {
 	var order []string
 	seen := map[string]bool{}
 	for i := range recs {
@@ -240,13 +256,20 @@ func BuildReport(recs []Record, k int, bootstrap int) *Report {
 			order = append(order, recs[i].Dataset)
 		}
 	}
+	return order
+}
+
+// reportMetrics are the columns of a report of recs and its primary one:
+// the registry's report metrics, then judge and reward when some record
+// has them (judge is then primary).
+func reportMetrics(recs []Record) (metrics []string, primary string) {
 	hasJudge, hasReward := false, false
 	for i := range recs {
 		hasJudge = hasJudge || recs[i].Judge != nil
 		hasReward = hasReward || recs[i].Reward != nil
 	}
-	metrics := reward.ReportMetrics()
-	primary := MetricF1
+	metrics = reward.ReportMetrics()
+	primary = MetricF1
 	if hasJudge {
 		metrics = append(metrics, MetricJudge)
 		primary = MetricJudge
@@ -254,12 +277,7 @@ func BuildReport(recs []Record, k int, bootstrap int) *Report {
 	if hasReward {
 		metrics = append(metrics, MetricReward)
 	}
-	rep := &Report{K: k, Primary: primary, Metrics: metrics}
-	for _, name := range order {
-		rep.Datasets = append(rep.Datasets, datasetReport(name, groups[name], metrics, bootstrap))
-	}
-	rep.Overall = overallReport(rep.Datasets, order, groups, metrics, bootstrap)
-	return rep
+	return metrics, primary
 }
 
 // bootstrapSeed is the same for a metric everywhere, so a run with one
@@ -375,9 +393,22 @@ func overallReport(ds []DatasetReport, order []string, groups map[string][]*ques
 }
 
 // WriteReports reads a run directory's results and writes report.json,
-// report.md and report.html atomically. It is what eval does at the end
-// and what `asearcher eval report DIR` redoes.
-func WriteReports(dir string) (*Report, error) {
+// report.md and report.html atomically, split by the run's group_by
+// fields. It is what eval does at the end and what `asearcher eval report
+// DIR` redoes.
+func WriteReports(dir string) (*Report, error) { return writeReports(dir, nil) }
+
+// WriteReportsGroupedBy is WriteReports with breakdowns by groupBy
+// instead of the run's own group_by.
+func WriteReportsGroupedBy(dir string, groupBy []string) (*Report, error) {
+	if groupBy == nil {
+		groupBy = []string{}
+	}
+	return writeReports(dir, groupBy)
+}
+
+// writeReports writes the reports; a nil groupBy takes the run's.
+func writeReports(dir string, groupBy []string) (*Report, error) {
 	recs, err := ReadResults(filepath.Join(dir, ResultsFile))
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
@@ -385,6 +416,9 @@ func WriteReports(dir string) (*Report, error) {
 	var m runManifest
 	if data, err := os.ReadFile(filepath.Join(dir, ManifestFile)); err == nil {
 		_ = json.Unmarshal(data, &m)
+	}
+	if groupBy == nil {
+		groupBy = m.Config.GroupBy
 	}
 	k := m.Config.K
 	if k == 0 {
@@ -396,6 +430,9 @@ func WriteReports(dir string) (*Report, error) {
 	rep.Run = dir
 	rep.Agent = m.Config.Agent
 	rep.Model = m.Config.Model
+	if rep.Breakdowns, err = BuildBreakdowns(recs, groupBy, m.Config.Bootstrap); err != nil {
+		return nil, err
+	}
 	if err := corpus.WriteJSONFile(filepath.Join(dir, ReportJSONFile), rep); err != nil {
 		return nil, fmt.Errorf("write report.json: %w", err)
 	}
@@ -454,6 +491,7 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 			d.Means.Turns, d.Means.Searches, d.Means.Accesses, d.Means.GeneratedTokens, d.Means.ContextTokens,
 			d.Means.WallSeconds, 100*d.Answered, d.Errors, d.ToolErrors, d.Unjudged, fmtEnds(d.Ends))
 	}
+	writeBreakdowns(w, rep)
 	for _, d := range rows {
 		if d.MinSamples < rep.K && d.Name != "overall" {
 			fmt.Fprintf(w, "\nUnfinished: %s has questions with %d of %d samples; rerun the same command to finish.\n", d.Name, d.MinSamples, rep.K)

@@ -125,6 +125,9 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkGroupFields(cfg.GroupBy, sets); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
@@ -227,7 +230,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 	if err := results.f.Sync(); err != nil {
 		return nil, fmt.Errorf("sync results: %w", err)
 	}
-	return WriteReports(cfg.Out)
+	return WriteReportsGroupedBy(cfg.Out, cfg.GroupBy)
 }
 
 // loadSets loads cfg.Data, or takes the sets given in memory, and applies

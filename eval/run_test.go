@@ -384,7 +384,7 @@ func TestCompare(t *testing.T) {
 		t.Errorf("delta %v outside its interval %v", ds[0].Delta, ds[0].CI)
 	}
 	var out strings.Builder
-	WriteCompare(&out, a.Out, b.Out, ds)
+	WriteCompare(&out, a.Out, b.Out, "", ds)
 	if !strings.Contains(out.String(), "+33.3") {
 		t.Errorf("compare table:\n%s", out.String())
 	}

@@ -78,6 +78,7 @@ func evaluate(ctx context.Context, da *demoAgent, s llm.Sampler, qs []demoQuesti
 	ec.Temperature, ec.TopP, ec.TopK = cfg.Eval.Temperature, da.env.Sampling.TopP, da.env.Sampling.TopK
 	ec.Limits = da.env.Limits
 	ec.Concurrency, ec.MaxAttempts = cfg.Eval.Concurrency, 1
+	ec.GroupBy = []string{"hops"}
 	_, err := eval.Run(ctx, ec, eval.Options{
 		Registry: reg, Sets: []*dataset.Set{set}, Progress: mode, Log: log,
 		EnvFor: func(_ *dataset.Set, it *dataset.Item) (*agent.Env, error) {

@@ -395,6 +395,13 @@ func checkHopMetrics(t *testing.T, out string, rep *DemoReport, recs []*rl.StepR
 			t.Fatalf("eval record %s has no meta.hops", er[i].ID)
 		}
 	}
+	var evalRep eval.Report
+	if err := readJSON(filepath.Join(out, "eval-after", eval.ReportJSONFile), &evalRep); err != nil {
+		t.Fatal(err)
+	}
+	if len(evalRep.Breakdowns) != 1 || evalRep.Breakdowns[0].Field != "hops" || len(evalRep.Breakdowns[0].Rows) != len(rep.ByHops) {
+		t.Errorf("eval-after/report.json breakdowns %+v; want one by hops with %d rows", evalRep.Breakdowns, len(rep.ByHops))
+	}
 	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
 	if !strings.Contains(string(md), "By hop count") {
 		t.Errorf("report.md lacks the hop table:\n%s", md)

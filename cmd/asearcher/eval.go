@@ -17,6 +17,7 @@ func newEvalCmd() *cobra.Command {
 	cfg := eval.DefaultConfig()
 	var (
 		data       string
+		groupBy    string
 		configFile string
 		force      bool
 		repair     bool
@@ -68,6 +69,9 @@ Model backends (--model):
 			if fs.Changed("data") || len(cfg.Data) == 0 {
 				cfg.Data = splitDataList(data)
 			}
+			if fs.Changed("group-by") {
+				cfg.GroupBy = splitDataList(groupBy)
+			}
 			mode := eval.ProgressAuto
 			if noProgress {
 				mode = eval.ProgressLog
@@ -114,6 +118,7 @@ Model backends (--model):
 	fs.IntVar(&cfg.MaxAttempts, "max-attempts", cfg.MaxAttempts, "agent runs per sample before a model failure stops the eval")
 	fs.BoolVar(&cfg.NoTrajectories, "no-trajectories", false, "do not write trajectories.jsonl.zst")
 	fs.IntVar(&cfg.Bootstrap, "bootstrap", cfg.Bootstrap, "bootstrap resamples for the 95% intervals")
+	fs.StringVar(&groupBy, "group-by", "", "also report by these fields of the data's records, comma-separated (e.g. type,level for HotpotQA; a.b for nested fields)")
 	fs.BoolVar(&force, "force", false, "continue a run directory made with a different configuration")
 	fs.BoolVar(&repair, "repair", false, "resume a run directory with damaged records: back up, drop them and rerun their samples (without it such a directory is refused)")
 	fs.BoolVar(&noProgress, "no-progress", false, "log progress lines instead of drawing a bar")
@@ -140,6 +145,7 @@ func splitDataList(s string) []string {
 func newEvalCompareCmd() *cobra.Command {
 	var (
 		metric    string
+		groupBy   string
 		bootstrap int
 	)
 	c := &cobra.Command{
@@ -152,26 +158,32 @@ func newEvalCompareCmd() *cobra.Command {
 					return fmt.Errorf("%s: not an eval run directory (%v)", d, err)
 				}
 			}
-			ds, err := eval.Compare(args[0], args[1], metric, bootstrap)
+			ds, err := eval.CompareBy(args[0], args[1], metric, groupBy, bootstrap)
 			if err != nil {
 				return err
 			}
-			eval.WriteCompare(cmd.OutOrStdout(), args[0], args[1], ds)
+			eval.WriteCompare(cmd.OutOrStdout(), args[0], args[1], groupBy, ds)
 			return nil
 		},
 	}
 	c.Flags().StringVar(&metric, "metric", "", strings.Join(eval.ReportMetrics(), ", ")+" (default: judge when both runs have it, else f1, ASearcher's F1)")
+	c.Flags().StringVar(&groupBy, "group-by", "", "also compare per value of this field of the data's records (e.g. hops, type), with paired intervals per group")
 	c.Flags().IntVar(&bootstrap, "bootstrap", 1000, "bootstrap resamples")
 	return c
 }
 
 func newEvalReportCmd() *cobra.Command {
-	return &cobra.Command{
+	var groupBy string
+	c := &cobra.Command{
 		Use:   "report DIR",
 		Short: "Rewrite report.md, report.json and report.html of an eval run directory",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rep, err := eval.WriteReports(args[0])
+			write := eval.WriteReports
+			if cmd.Flags().Changed("group-by") {
+				write = func(dir string) (*eval.Report, error) { return eval.WriteReportsGroupedBy(dir, splitDataList(groupBy)) }
+			}
+			rep, err := write(args[0])
 			if err != nil {
 				return err
 			}
@@ -179,4 +191,6 @@ func newEvalReportCmd() *cobra.Command {
 			return nil
 		},
 	}
+	c.Flags().StringVar(&groupBy, "group-by", "", "report by these fields of the data's records instead of the run's own --group-by (empty: none)")
+	return c
 }

@@ -25,7 +25,7 @@ func TestEvalCommand(t *testing.T) {
 
 	// The config file sets k = 3 and the agent; the --k flag wins.
 	cfgPath := filepath.Join(dir, "eval.yaml")
-	if err := os.WriteFile(cfgPath, []byte("eval:\n  k: 3\n  agent: search-r1\n  limit: 4\n  concurrency: 2\n  max_attempts: 1\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte("eval:\n  k: 3\n  agent: search-r1\n  limit: 4\n  concurrency: 2\n  max_attempts: 1\n  group_by: [type]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"eval", "--config", cfgPath, "--data", "hotpotqa-hipporag-100", "--model", srv.OpenAIURL(),
@@ -36,6 +36,12 @@ func TestEvalCommand(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "| hotpotqa-hipporag-100 | 4 | 8 |") || !strings.Contains(stdout, "report.html") {
 		t.Fatalf("eval output:\n%s", stdout)
+	}
+	// group_by from the file: HotpotQA's type, 3 bridge and 1 comparison
+	// question among the first 4.
+	if !strings.Contains(stdout, "## By type") || !strings.Contains(stdout, "| hotpotqa-hipporag-100 | bridge | 3 | 6 |") ||
+		!strings.Contains(stdout, "| hotpotqa-hipporag-100 | comparison | 1 | 2 |") {
+		t.Fatalf("eval output has no breakdown by type:\n%s", stdout)
 	}
 	var manifest struct {
 		Config struct {
@@ -63,8 +69,22 @@ func TestEvalCommand(t *testing.T) {
 	if err != nil || !strings.Contains(cmp, "+0.0") {
 		t.Fatalf("compare: %v\n%s", err, cmp)
 	}
-	if rep, err := runCLI(t, "eval", "report", out); err != nil || !strings.Contains(rep, "Avg@2") {
+	if rep, err := runCLI(t, "eval", "report", out); err != nil || !strings.Contains(rep, "Avg@2") || !strings.Contains(rep, "## By type") {
 		t.Fatalf("report: %v\n%s", err, rep)
+	}
+	// --group-by overrides the run's own, on a resume and on a report.
+	if rep, err := runCLI(t, append(args, "--group-by", "level")...); err != nil || !strings.Contains(rep, "## By level") || strings.Contains(rep, "## By type") {
+		t.Fatalf("resume --group-by level: %v\n%s", err, rep)
+	}
+	if rep, err := runCLI(t, "eval", "report", out, "--group-by", "type,level"); err != nil || !strings.Contains(rep, "## By type") || !strings.Contains(rep, "## By level") {
+		t.Fatalf("report --group-by type,level: %v\n%s", err, rep)
+	}
+	if _, err := runCLI(t, "eval", "report", out, "--group-by", "hops"); err == nil || !strings.Contains(err.Error(), "fields present:") {
+		t.Fatalf("report --group-by hops: %v", err)
+	}
+	if cmp, err := runCLI(t, "eval", "compare", out, out, "--group-by", "type"); err != nil ||
+		!strings.Contains(cmp, "hotpotqa-hipporag-100 type=bridge") || !strings.Contains(cmp, "hotpotqa-hipporag-100 type=comparison") {
+		t.Fatalf("compare --group-by type: %v\n%s", err, cmp)
 	}
 	if _, err := runCLI(t, "eval", "--data", "nq", "--model", srv.OpenAIURL(), "--out", out, "--k", "0"); err == nil || !strings.Contains(err.Error(), "--k 0") {
 		t.Fatalf("--k 0: %v", err)
