@@ -19,12 +19,16 @@ const (
 	ModeDemo TrainMode = "demo"
 	// ModeCluster trains on real backends (RunLaunched, docs/cluster.md).
 	ModeCluster TrainMode = "cluster"
+	// ModeReal trains a real pretrained model on real questions (RunReal,
+	// docs/real-model.md): a file with a real: block.
+	ModeReal TrainMode = "real"
 )
 
 // TrainConfig is a decoded `asearcher train --config` file: one schema
 // whose mode follows from its blocks. A file with a cluster: (or launch:)
-// block is a cluster run and reads only cluster:, launch: and rl:; any
-// other file is the demo's. The demo's own settings (seed:, world:,
+// block is a cluster run and reads only cluster:, launch: and rl:; one
+// with a real: block (and no cluster:) trains a real model (RealConfig);
+// any other file is the demo's. The demo's own settings (seed:, world:,
 // model:, agent:, warmup:, eval:) beside a cluster: block are an error
 // rather than silently ignored, so a user never believes a setting
 // applies to a run that does not read it.
@@ -34,6 +38,8 @@ type TrainConfig struct {
 	Demo DemoConfig
 	// Cluster is set when Mode is ModeCluster, over DefaultClusterFile.
 	Cluster ClusterFile
+	// Real is set when Mode is ModeReal, over DefaultRealConfig.
+	Real RealConfig
 }
 
 // LoadTrainConfig reads a train config file: the mode's defaults, then
@@ -58,6 +64,13 @@ func DecodeTrainConfig(raw []byte) (TrainConfig, error) {
 	}
 	_, cluster := top["cluster"]
 	_, launched := top["launch"]
+	if _, hasReal := top["real"]; hasReal && !cluster && !launched {
+		c := TrainConfig{Mode: ModeReal, Real: DefaultRealConfig("")}
+		if err := rl.DecodeYAML(bytes.NewReader(raw), &c.Real); err != nil {
+			return c, err
+		}
+		return c, c.Real.Validate()
+	}
 	if !cluster && !launched {
 		c := TrainConfig{Mode: ModeDemo, Demo: DefaultDemoConfig()}
 		if err := rl.DecodeYAML(bytes.NewReader(raw), &c.Demo); err != nil {

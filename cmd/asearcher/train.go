@@ -15,7 +15,7 @@ import (
 
 // newTrainCmd wires `asearcher train` to recipe.RunDemo (docs/rl.md).
 func newTrainCmd() *cobra.Command {
-	var out, configPath, resume string
+	var out, configPath, resume, preset, modelDir string
 	var noProgress, repair bool
 	c := &cobra.Command{
 		Use:   "train",
@@ -50,8 +50,14 @@ byte offset, changing nothing; add --repair to keep a backup
 its optimiser state is refused, never resumed with a fresh optimiser.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if resume != "" && (out != "" || configPath != "") {
-				return errors.New("--resume continues a run with its own directory and config.yaml; drop --out and --config")
+			if resume != "" && (out != "" || configPath != "" || preset != "" || modelDir != "") {
+				return errors.New("--resume continues a run with its own directory and config.yaml; drop --out, --config, --preset and --model")
+			}
+			if preset != "" && preset != recipe.RealPresetSmolLM2 {
+				return fmt.Errorf("--preset %q: the one preset is %s (a real model, with --model DIR)", preset, recipe.RealPresetSmolLM2)
+			}
+			if (preset != "") != (modelDir != "") {
+				return errors.New("--preset smollm2 and --model DIR go together: the real-model run needs both")
 			}
 			progress := recipe.ProgressAuto
 			if noProgress {
@@ -59,6 +65,21 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 			}
 			if out == "" {
 				out = cmp.Or(resume, "runs/train-"+time.Now().UTC().Format("20060102-150405"))
+			}
+			if preset != "" {
+				cfg := recipe.DefaultRealConfig(modelDir)
+				if configPath != "" {
+					tc, err := recipe.LoadTrainConfig(configPath)
+					if err != nil {
+						return err
+					}
+					if tc.Mode != recipe.ModeReal {
+						return fmt.Errorf("--preset %s takes a config with a real: block (docs/real-model.md); %s is a %s config", preset, configPath, tc.Mode)
+					}
+					cfg = tc.Real
+					cfg.Real.ModelDir = modelDir
+				}
+				return runRealTrain(cmd, cfg, out, false, repair, progress)
 			}
 			opts := recipe.DemoOptions{Config: recipe.DefaultDemoConfig(), Out: out, Resume: resume != "", Repair: repair, Progress: progress, Logger: slog.Default()}
 			if resume != "" || configPath != "" {
@@ -73,8 +94,11 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 				if err := applyConfigFile(cmd.Flags(), load, "config"); err != nil {
 					return err
 				}
-				if tc.Mode == recipe.ModeCluster {
+				switch tc.Mode {
+				case recipe.ModeCluster:
 					return runClusterTrain(cmd, tc.Cluster, out, resume != "", repair, progress)
+				case recipe.ModeReal:
+					return runRealTrain(cmd, tc.Real, out, resume != "", repair, progress)
 				}
 				opts.Config = tc.Demo
 			}
@@ -92,6 +116,8 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 	f.StringVar(&configPath, "config", "", "YAML file over the defaults (fields in docs/rl.md); unknown fields are errors")
 	f.StringVar(&resume, "resume", "", "continue the run in this directory with its config.yaml: finished phases are skipped, RL resumes from its last checkpoint")
 	f.BoolVar(&noProgress, "no-progress", false, "write progress as log lines instead of bars, even on a terminal")
+	f.StringVar(&preset, "preset", "", "train a real pretrained model instead of the demo: smollm2 (with --model; docs/real-model.md)")
+	f.StringVar(&modelDir, "model", "", "with --preset: the model directory (asearcher model import writes one)")
 	f.BoolVar(&repair, "repair", false, "with --resume: drop damaged lines of metrics.jsonl (a backup is kept) instead of refusing to resume")
 	return c
 }
@@ -107,5 +133,17 @@ func runClusterTrain(cmd *cobra.Command, file recipe.ClusterFile, out string, re
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "trained to version %d; metrics: %s/metrics.jsonl, checkpoint: %s\n", sum.Version, out, sum.Checkpoint)
+	return nil
+}
+
+// runRealTrain wires `train --preset smollm2 --model DIR` (or a config
+// with a real: block, or --resume of such a run) to recipe.RunReal.
+func runRealTrain(cmd *cobra.Command, cfg recipe.RealConfig, out string, resume, repair bool, progress recipe.ProgressMode) error {
+	rep, err := recipe.RunReal(cmd.Context(), recipe.RealOptions{Config: cfg, Out: out, Resume: resume, Repair: repair, Progress: progress, Logger: slog.Default()})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "held-out EM %.3f → %.3f, F1 %.3f → %.3f (F1 lift 95%% CI [%+.3f, %+.3f]); report: %s/report.md\n",
+		rep.EMBefore, rep.EMAfter, rep.F1Before, rep.F1After, rep.F1LiftCI[0], rep.F1LiftCI[1], out)
 	return nil
 }

@@ -1,0 +1,244 @@
+package recipe
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/dataset"
+	"github.com/asearcher/asearcher/engine"
+	"github.com/asearcher/asearcher/eval"
+	"github.com/asearcher/asearcher/internal/testindex"
+	"github.com/asearcher/asearcher/reward"
+	"github.com/asearcher/asearcher/synth"
+)
+
+func hotpot(t *testing.T) []dataset.Item {
+	t.Helper()
+	set, err := dataset.Load("hotpotqa-hipporag-100", dataset.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set.Items
+}
+
+// TestSplitQuestionsHeldOutNeverTrained: for several seeds and sizes, no
+// held-out question (by id or by normalised text) is a training question,
+// the split is the same every time for a seed, and a duplicate of a
+// held-out question under another id stays out of training.
+func TestSplitQuestionsHeldOutNeverTrained(t *testing.T) {
+	items := hotpot(t)
+	dup := items[7]
+	dup.ID, dup.Question = "dup-of-7", "  "+strings.ToUpper(dup.Question)+"  "
+	withDup := append(append([]dataset.Item(nil), items...), dup)
+	for _, tc := range []struct {
+		name           string
+		items          []dataset.Item
+		seed           int64
+		train, heldOut int
+	}{
+		{"default", items, 1, 0, 20},
+		{"capped train", items, 2, 10, 5},
+		{"one held out", items, 3, 0, 1},
+		{"duplicate text", withDup, 1, 0, 99},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, ho, err := SplitQuestions(tc.items, tc.seed, tc.train, tc.heldOut)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ho) != tc.heldOut {
+				t.Errorf("held out %d, want %d", len(ho), tc.heldOut)
+			}
+			if tc.train > 0 && len(tr) != tc.train {
+				t.Errorf("train %d, want %d", len(tr), tc.train)
+			}
+			heldID, heldText := map[string]bool{}, map[string]bool{}
+			for _, it := range ho {
+				heldID[it.ID], heldText[reward.NormalizeAnswer(it.Question)] = true, true
+			}
+			for _, it := range tr {
+				if heldID[it.ID] || heldText[reward.NormalizeAnswer(it.Question)] {
+					t.Errorf("held-out question %s (%q) is in the training set", it.ID, it.Question)
+				}
+			}
+			tr2, ho2, _ := SplitQuestions(tc.items, tc.seed, tc.train, tc.heldOut)
+			if ids(tr2) != ids(tr) || ids(ho2) != ids(ho) {
+				t.Error("the split differs between two calls with one seed")
+			}
+		})
+	}
+	if _, _, err := SplitQuestions(items, 1, 0, len(items)); err == nil {
+		t.Error("holding out every question: want an error")
+	}
+}
+
+func ids(items []dataset.Item) string {
+	var b strings.Builder
+	for _, it := range items {
+		b.WriteString(it.ID + ",")
+	}
+	return b.String()
+}
+
+// tinyLlamaDir is a randomly initialised two-layer Llama (the engine's
+// tiny sizes with the Llama architecture) and a byte-level ChatML
+// tokenizer.
+func tinyLlamaDir(t *testing.T) string {
+	t.Helper()
+	cfg, err := engine.Preset("tiny", 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Architectures, cfg.ModelType = []string{"LlamaForCausalLM"}, "llama"
+	cfg.MaxPositionEmbeddings = 4096
+	dir := filepath.Join(t.TempDir(), "tiny-llama")
+	if _, err := engine.InitModelDir(context.Background(), dir, engine.InitOptions{Config: cfg, Seed: 7, DType: engine.F32}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func tinyRealConfig(modelDir string) RealConfig {
+	c := DefaultRealConfig(modelDir)
+	c.Real.HeldOut, c.Real.Train = 2, 4
+	c.Agent.DocChars, c.Agent.MaxContext, c.Agent.MaxCallToken = 80, 1500, 64
+	c.Warmup.Steps, c.Warmup.BatchSize = 2, 2
+	c.Eval.Concurrency = 2
+	c.RL.Steps, c.RL.BatchGroups, c.RL.GroupSize = 1, 1, 2
+	c.RL.MaxConcurrentGroups = 2
+	c.RL.FilterZeroVariance = false // a random model's rewards are all 0
+	c.RL.CheckpointEvery = 1
+	return c
+}
+
+// TestRealDemonstrationIsTheAgentsTokenStream: a warm-up demonstration is
+// the chat-template prompt, then the replies as trained tokens and the
+// search results as untrained ones, exactly as a rollout would be.
+func TestRealDemonstrationIsTheAgentsTokenStream(t *testing.T) {
+	dir := tinyLlamaDir(t)
+	w, tok, err := engine.OpenModelDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tinyRealConfig(dir)
+	ix := testindex.Open(t)
+	ra, err := newRealAgent(&cfg, tok, engine.StopTokens(dir, w.Config, tok), synth.IndexTools{Index: ix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := hotpot(t)[0] // "If Gallu is a demon Lilu is what?", supporting Alû and Lilu (mythology)
+	replies := realReplies(it, cfg.Agent.MaxTurns)
+	want := []string{"<search> Alû </search>", "<search> Lilu (mythology) </search>", "<answer> a spirit </answer>"}
+	if strings.Join(replies, "|") != strings.Join(want, "|") {
+		t.Fatalf("replies %q, want %q", replies, want)
+	}
+	traj, err := agent.Demonstrate(context.Background(), ra.wf, ra.envFor(nil, 0), itemTask(it), replies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs, err := traj.Sequences()
+	if err != nil || len(seqs) != 1 {
+		t.Fatalf("%d sequences, %v", len(seqs), err)
+	}
+	s := seqs[0]
+	var trained, context []int
+	for i, id := range s.Tokens {
+		if s.LossMask[i] == 1 {
+			trained = append(trained, id)
+		} else {
+			context = append(context, id)
+		}
+	}
+	if got := tok.Decode(trained); got != strings.Join(want, "") {
+		t.Errorf("trained tokens decode to %q, want the replies %q", got, strings.Join(want, ""))
+	}
+	ctx := tok.Decode(context)
+	if !strings.HasPrefix(ctx, "<|im_start|>") || !strings.Contains(ctx, "<|im_start|>assistant\n") ||
+		!strings.Contains(ctx, "Question: "+it.Question) {
+		t.Errorf("the prompt is not the chat-template user turn with the question: %q", ctx)
+	}
+	if strings.Count(ctx, "\n<information>\"") != 2 || !strings.Contains(ctx, "Lilu") {
+		t.Errorf("want two search results in the untrained context: %q", ctx)
+	}
+}
+
+// TestRunRealTinyLlama runs the whole real-model recipe (index, split,
+// warm-up, evaluation, one RL step, evaluation, report) on a tiny random
+// Llama, then resumes the finished run, which redoes nothing but the
+// report.
+func TestRunRealTinyLlama(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	cfg := tinyRealConfig(tinyLlamaDir(t))
+	out := filepath.Join(t.TempDir(), "run")
+	rep, err := RunReal(context.Background(), RealOptions{Config: cfg, Out: out, Progress: ProgressOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.HeldOutQuestions != 2 || rep.RLSteps != 1 || rep.Warmup == nil || rep.Warmup.Demonstrations == 0 || rep.Warmup.Steps != 2 {
+		t.Errorf("report: %+v warm-up %+v", rep, rep.Warmup)
+	}
+	for _, f := range []string{demoConfigFile, realSplitFile, demoReportJSON, demoReportMD, demoBeforeFile, demoAfterFile,
+		"metrics.jsonl", demoWarmupModel + "/model.safetensors", demoEvalBeforeDir + "/" + eval.ResultsFile} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("run directory lacks %s: %v", f, err)
+		}
+	}
+	before, err := os.ReadFile(filepath.Join(out, demoBeforeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Resume: every phase is done, so only the after-evaluation (read back
+	// from eval-after's results) and the report are redone.
+	if err := os.Remove(filepath.Join(out, demoReportJSON)); err != nil {
+		t.Fatal(err)
+	}
+	rep2, err := RunReal(context.Background(), RealOptions{Out: out, Resume: true, Progress: ProgressOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.F1After != rep.F1After || rep2.EMBefore != rep.EMBefore {
+		t.Errorf("resumed report %+v differs from %+v", rep2, rep)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, demoBeforeFile)); string(b) != string(before) {
+		t.Error("resume re-evaluated before RL")
+	}
+	// A second run into the same directory is refused.
+	if _, err := RunReal(context.Background(), RealOptions{Config: cfg, Out: out, Progress: ProgressOff}); err == nil ||
+		!strings.Contains(err.Error(), "--resume") {
+		t.Errorf("second run into a used directory: %v", err)
+	}
+}
+
+func TestDecodeRealTrainConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, err string
+	}{
+		{"preset defaults", "real:\n  model_dir: models/smollm2-135m\n", ""},
+		{"overrides", "real:\n  model_dir: m\n  held_out: 10\n  reward: em\nagent:\n  topk: 2\nrl:\n  steps: 3\n", ""},
+		{"no model", "real:\n  held_out: 10\n", "model_dir"},
+		{"bad reward", "real:\n  model_dir: m\n  reward: bleu\n", "real.reward"},
+		{"unknown field", "real:\n  model_dir: m\nworld:\n  people: 3\n", "world"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := DecodeTrainConfig([]byte(tc.yaml))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want one naming %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Mode != ModeReal || c.Real.Real.Questions != "hotpotqa-hipporag-100" || c.Real.Real.ModelDir == "" {
+				t.Errorf("decoded %+v", c)
+			}
+		})
+	}
+}
