@@ -92,6 +92,14 @@ func runReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 	}
 	defer unlock()
 
+	// The model first: a wrong path fails before any indexing.
+	w0, tok, err := engine.OpenModelDir(cfg.Real.ModelDir)
+	if err != nil {
+		return nil, fmt.Errorf("open model %s: %w", cfg.Real.ModelDir, err)
+	}
+	if tok == nil {
+		return nil, fmt.Errorf("model %s has no tokenizer.json", cfg.Real.ModelDir)
+	}
 	set, err := dataset.Load(cfg.Real.Questions, dataset.Options{})
 	if err != nil {
 		return nil, err
@@ -109,13 +117,6 @@ func runReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 	}
 	defer ix.Close()
 
-	w0, tok, err := engine.OpenModelDir(cfg.Real.ModelDir)
-	if err != nil {
-		return nil, fmt.Errorf("open model %s: %w", cfg.Real.ModelDir, err)
-	}
-	if tok == nil {
-		return nil, fmt.Errorf("model %s has no tokenizer.json", cfg.Real.ModelDir)
-	}
 	stops := engine.StopTokens(cfg.Real.ModelDir, w0.Config, tok)
 	ra, err := newRealAgent(&cfg, tok, stops, synth.IndexTools{Index: ix})
 	if err != nil {
@@ -138,8 +139,16 @@ func runReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 	warmDir := filepath.Join(o.Out, demoWarmupModel)
 	tr := embedded.NewTrainer(wWarm, embedded.TrainerOptions{Dir: filepath.Join(o.Out, demoRLDir), SourceDir: warmDir, Sinks: []embedded.WeightsSink{sampler}})
 	bar := newDemoProgress(o.Progress, log, "RL", cfg.RL.Steps)
+	runCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	rollout := ra.rollout(cfg.Agent.Temperature, cfg.Real.Reward)
+	if cfg.RL.FilterZeroVariance {
+		// As in the demo: a model that never (or always) scores would
+		// otherwise leave the controller waiting for a batch forever.
+		rollout = newVarianceWatch(cfg.RL.GroupSize, 32*cfg.RL.BatchGroups, stop).wrap(rollout)
+	}
 	ctl, err := rl.New(rl.Options{
-		Config: cfg.RL, Dataset: itemSet(train), Rollout: ra.rollout(cfg.Agent.Temperature, cfg.Real.Reward),
+		Config: cfg.RL, Dataset: itemSet(train), Rollout: rollout,
 		Sampler: sampler, Trainer: tr, Publisher: rl.SwapPublisher{Load: pruneSamplerWeights(filepath.Join(o.Out, demoRLDir))},
 		RunDir: o.Out, Resume: o.Resume, Repair: o.Repair, Logger: log,
 		OnStep: func(r *rl.StepRecord) {
@@ -152,8 +161,11 @@ func runReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum, err := ctl.Run(ctx)
+	sum, err := ctl.Run(runCtx)
 	bar.Finish()
+	if cause := context.Cause(runCtx); err != nil && errors.Is(cause, errNoVariance) {
+		return nil, cause
+	}
 	if err != nil {
 		return nil, fmt.Errorf("RL: %w (continue with --resume %s)", err, o.Out)
 	}

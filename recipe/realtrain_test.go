@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -240,5 +241,32 @@ func TestDecodeRealTrainConfig(t *testing.T) {
 				t.Errorf("decoded %+v", c)
 			}
 		})
+	}
+}
+
+// TestRealConfigDocumented: the block in docs/configuration.md is the
+// preset's default.
+func TestRealConfigDocumented(t *testing.T) {
+	raw, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	i := strings.Index(doc, "## Training a real model (`asearcher train")
+	if i < 0 {
+		t.Fatal("docs/configuration.md has no real-model training section")
+	}
+	doc = doc[i:]
+	start := strings.Index(doc, "```yaml\n")
+	end := strings.Index(doc[start+8:], "```")
+	if start < 0 || end < 0 {
+		t.Fatal("no yaml block in the real-model training section")
+	}
+	c, err := DecodeTrainConfig([]byte(doc[start+8 : start+8+end]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := DefaultRealConfig("models/smollm2-135m"); !reflect.DeepEqual(c.Real, want) {
+		t.Fatalf("documented config\n%+v\ndiffers from the default\n%+v", c.Real, want)
 	}
 }

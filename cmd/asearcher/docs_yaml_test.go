@@ -100,7 +100,7 @@ func decodeDocBlock(t *testing.T, text string) error {
 	case "synth":
 		var o synth.Options
 		return loadSynthConfig(pflag.NewFlagSet("synth", pflag.ContinueOnError), path, &o)
-	case "cluster", "launch", "seed", "world", "model", "agent", "warmup":
+	case "cluster", "launch", "seed", "world", "model", "agent", "warmup", "real":
 		_, err := recipe.LoadTrainConfig(path)
 		return err
 	case "rl":

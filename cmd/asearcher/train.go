@@ -41,6 +41,14 @@ docs/cluster.md describes. Such a file is read as cluster:, launch: and rl:
 only; demo settings (seed:, world:, model:, agent:, warmup:, eval:) beside
 a cluster: block are an error.
 
+--preset smollm2 --model DIR trains a real pretrained model instead (an
+imported SmolLM2-135M-Instruct, or any model directory with a chat template):
+the search agent in the model's own chat format over the shipped HotpotQA
+questions and Wikipedia paragraphs, a warm-up on demonstrations the agent
+renders itself, fully asynchronous RL, and held-out EM/F1 before and after RL
+with paired bootstrap CIs (docs/real-model.md). --config FILE with a real:
+block changes its settings; such a file alone selects this mode too.
+
 A killed run continues with --resume DIR (relative or absolute), from its last
 checkpoint; a second train on the same directory is refused while the first
 runs (DIR/train.lock). On resume a torn last line of metrics.jsonl (a kill

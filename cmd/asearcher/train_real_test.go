@@ -1,0 +1,26 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestTrainRealFlags: --preset and --model go together, name the one
+// preset, and stay off --resume; each refusal says what to do.
+func TestTrainRealFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"train", "--preset", "smollm2"}, "go together"},
+		{[]string{"train", "--model", "m"}, "go together"},
+		{[]string{"train", "--preset", "llama3", "--model", "m"}, "the one preset is smollm2"},
+		{[]string{"train", "--resume", "r", "--preset", "smollm2", "--model", "m"}, "drop --out, --config, --preset and --model"},
+		{[]string{"train", "--preset", "smollm2", "--model", t.TempDir() + "/no-model", "--out", t.TempDir() + "/run"}, "no-model"},
+	} {
+		out, err := runCLI(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err %v, want one saying %q\n%s", tc.args, err, tc.want, out)
+		}
+	}
+}
