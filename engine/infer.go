@@ -8,11 +8,21 @@ import (
 // Logits runs one sequence through the inference path (KV cache, packed
 // weights) and returns logits for every position, [len(tokens)×vocab].
 func (m *Model) Logits(ctx context.Context, tokens []int) ([]float32, error) {
+	return m.LogitsLoRA(ctx, tokens, nil)
+}
+
+// LogitsLoRA is Logits through a LoRA adapter (nil: the base model).
+func (m *Model) LogitsLoRA(ctx context.Context, tokens []int, ad *Adapter) ([]float32, error) {
 	if err := m.checkTokens(tokens); err != nil {
 		return nil, err
 	}
+	if ad != nil {
+		if err := ad.compatible(m.Config); err != nil {
+			return nil, err
+		}
+	}
 	cache := newKVCache(m.Config)
-	a, err := m.forward(ctx, m.W.Params, tokens, []span{{row: 0, n: len(tokens), cache: cache}}, false, true)
+	a, err := m.forward(ctx, m.W.Params, tokens, []span{{row: 0, n: len(tokens), cache: cache, lora: ad}}, false, true)
 	if err != nil {
 		return nil, err
 	}
