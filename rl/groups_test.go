@@ -140,6 +140,16 @@ func TestStepRecordsByGroup(t *testing.T) {
 			t.Errorf("plots.html lacks %q", want)
 		}
 	}
+	prom, err := os.ReadFile(filepath.Join(dir, "metrics.prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`asearcher_rl_group_searches_mean{group="2",group_by="hops"} 2`,
+		`asearcher_rl_group_accuracy{group="2",group_by="hops"} 1`, `asearcher_rl_group_turns_mean{group="1",group_by="hops"} 2`} {
+		if !strings.Contains(string(prom), want) {
+			t.Errorf("metrics.prom lacks %s:\n%s", want, prom)
+		}
+	}
 	for _, ext := range []string{"<script", "src=", "href="} {
 		if strings.Contains(string(html), ext) {
 			t.Errorf("plots.html is not self-contained: it has %q", ext)

@@ -123,6 +123,9 @@ type metricsSink struct {
 	reg     *prometheus.Registry
 	gauges  map[string]prometheus.Gauge
 	stale   *prometheus.HistogramVec
+	// groups are the last step's ByGroup values, labelled by group_by and
+	// group.
+	groups map[string]*prometheus.GaugeVec
 }
 
 // newMetricsSink opens the run's metrics for a run that starts at step
@@ -149,6 +152,18 @@ func newMetricsSink(dir string, keepBefore int, repair bool) (m *metricsSink, no
 		Buckets: []float64{0, 1, 2, 3, 4, 6, 8, 16, 32},
 	}, nil)
 	m.reg.MustRegister(m.stale)
+	m.groups = map[string]*prometheus.GaugeVec{}
+	for name, help := range map[string]string{
+		"group_accuracy":      "Accuracy of the step's rollouts of one question group (StepRecord.ByGroup).",
+		"group_turns_mean":    "Turns per trajectory of the step's rollouts of one question group.",
+		"group_searches_mean": "Searches per trajectory of the step's rollouts of one question group.",
+		"group_trajectories":  "Rollouts of one question group finished in the step's window.",
+	} {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "asearcher", Subsystem: "rl", Name: name, Help: help},
+			[]string{"group_by", "group"})
+		m.reg.MustRegister(g)
+		m.groups[name] = g
+	}
 	path := filepath.Join(dir, metricsFile)
 	old, damaged, err := readRecords(path)
 	if err != nil {
@@ -280,6 +295,13 @@ func (m *metricsSink) add(r *StepRecord) error {
 		set("imp_weight_mean", t.ImpWeightMean)
 		set("imp_weight_max", t.ImpWeightMax)
 		set("imp_capped_fraction", t.ImpCapped)
+	}
+	// A group without rollouts in this window keeps its last values.
+	for g, st := range r.ByGroup {
+		m.groups["group_accuracy"].WithLabelValues(r.GroupBy, g).Set(st.Accuracy)
+		m.groups["group_turns_mean"].WithLabelValues(r.GroupBy, g).Set(st.TurnsMean)
+		m.groups["group_searches_mean"].WithLabelValues(r.GroupBy, g).Set(st.SearchesMean)
+		m.groups["group_trajectories"].WithLabelValues(r.GroupBy, g).Set(float64(st.Trajectories))
 	}
 	for s, n := range r.SampleStaleness {
 		for range n {
