@@ -142,16 +142,41 @@ func FromArchive(ctx context.Context, o ArchiveOptions) (*ArchiveResult, error) 
 		res.AdapterOut = o.AdapterOut
 	}
 	if o.Out != "" {
-		if err := a.Merge(base, DimsOf(base.Config)); err != nil {
-			return nil, fmt.Errorf("export: %w", err)
-		}
-		files, err := writeModel(o.Out, o.Base, base, o.DType)
-		if err != nil {
+		if res.Params, res.Files, err = mergeInto(a, base, o.Base, o.Out, o.DType); err != nil {
 			return nil, err
 		}
-		res.Out, res.Params, res.Files = o.Out, len(base.Flat), files
+		res.Out = o.Out
 	}
 	return res, nil
+}
+
+// MergeAdapter merges a into the base model directory base and writes the
+// result, with base's tokenizer files, as the HF directory out (which must
+// not exist or be empty).
+func MergeAdapter(a *peft.Adapter, base, out string, dt engine.DType) (*ArchiveResult, error) {
+	if err := checkOut(out); err != nil {
+		return nil, err
+	}
+	w, err := engine.LoadWeights(base)
+	if err != nil {
+		return nil, fmt.Errorf("export: base model: %w", err)
+	}
+	res := &ArchiveResult{Kind: "lora", Out: out, Rank: a.Config.R, Alpha: a.Config.LoraAlpha, Targets: a.Targets()}
+	if res.Params, res.Files, err = mergeInto(a, w, base, out, dt); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func mergeInto(a *peft.Adapter, w *engine.Weights, base, out string, dt engine.DType) (int, []string, error) {
+	if dt == "" {
+		dt = engine.F32
+	}
+	if err := a.Merge(w, DimsOf(w.Config)); err != nil {
+		return 0, nil, fmt.Errorf("export: %w", err)
+	}
+	files, err := writeModel(out, base, w, dt)
+	return len(w.Flat), files, err
 }
 
 // fetchArchive downloads (or opens) the archive and unpacks it into dir.

@@ -41,6 +41,11 @@ type Request struct {
 	Prompt   string    `json:"prompt,omitempty"`
 	Messages []Message `json:"messages,omitempty"`
 	Params   Params    `json:"params"`
+	// Adapter names a LoRA adapter loaded on the server to sample with
+	// (SGLang: lora_path; vLLM and other OpenAI-compatible servers: the
+	// model field); empty samples the served model itself. A publisher of
+	// LoRA versions pins each request to one adapter this way.
+	Adapter string `json:"adapter,omitempty"`
 }
 
 // Finish says why generation ended.

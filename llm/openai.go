@@ -175,9 +175,12 @@ func (c *OpenAI) Sample(ctx context.Context, req *Request) (*Response, error) {
 	if err := checkInput(req); err != nil {
 		return nil, err
 	}
-	model, err := c.Model(ctx)
-	if err != nil {
-		return nil, err
+	model := req.Adapter // vLLM serves a loaded LoRA adapter under its name
+	if model == "" {
+		var err error
+		if model, err = c.Model(ctx); err != nil {
+			return nil, err
+		}
 	}
 	chat := len(req.Messages) > 0
 	path := "/completions"

@@ -159,6 +159,10 @@ func encodeSGLangGenerate(b []byte, req *Request) ([]byte, error) {
 	if req.ID != "" {
 		o.str("rid", req.ID)
 	}
+	if req.Adapter != "" {
+		// SGLang's /generate takes a loaded adapter's name in lora_path.
+		o.str("lora_path", req.Adapter)
+	}
 	return o.close(), nil
 }
 
