@@ -19,6 +19,7 @@ import (
 	"github.com/asearcher/asearcher/internal/runlock"
 	"github.com/asearcher/asearcher/launch"
 	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/publish"
 	"github.com/asearcher/asearcher/reward"
 	"github.com/asearcher/asearcher/tokenizer"
 	"github.com/asearcher/asearcher/tools"
@@ -59,12 +60,12 @@ type ClusterConfig struct {
 	// pool, native /generate), or "tinker" to sample through the trainer's
 	// Tinker server.
 	Sampler string `yaml:"sampler"`
-	// rl.Publisher sends each new version to the samplers: "sglang"
-	// (pause_generation / update_weights_from_disk / continue_generation on
-	// every server of Sampler) or "tinker" (a new sampling session on the
-	// saved sampler weights). Empty picks the one that matches Sampler.
-	Publisher string         `yaml:"publisher"`
-	Trainer   ClusterTrainer `yaml:"trainer"`
+	// Publisher is the short form of Publish.Kind, kept for older files:
+	// "sglang" is tinker-path, "tinker" is tinker.
+	Publisher string `yaml:"publisher"`
+	// Publish says how each new version reaches the samplers.
+	Publish ClusterPublish `yaml:"publish"`
+	Trainer ClusterTrainer `yaml:"trainer"`
 	// Reward is the training reward (package reward; its defaults are
 	// ASearcher's: set F1, augmented answers, format gate, invalid-question
 	// penalty).
@@ -83,6 +84,41 @@ type ClusterConfig struct {
 	// HealthTimeoutS bounds each health check before the run starts.
 	HealthTimeoutS float64 `yaml:"health_timeout_s"`
 }
+
+// ClusterPublish chooses the weight publisher (docs/cluster.md).
+type ClusterPublish struct {
+	// Kind is one of
+	//   - tinker-path: update_weights_from_disk with the trainer's own path
+	//     (tinker://…) inside pause/continue: servers that open such paths
+	//     (asearcher serve model on the trainer's checkpoint directory);
+	//   - sglang-lora: each version's LoRA adapter, fetched from the
+	//     trainer and written under Dir, hot-loaded on every SGLang server
+	//     as AdapterPrefix-vN; requests name their adapter (lora_path);
+	//   - sglang-full: the adapter merged into Base, written under Dir and
+	//     loaded with update_weights_from_disk inside pause/continue;
+	//   - vllm-lora: as sglang-lora on vLLM servers (/v1/load_lora_adapter;
+	//     requests name the adapter in model);
+	//   - tinker: a new Tinker sampling session (sampler: tinker).
+	// Empty: tinker with sampler: tinker, tinker-path with an SGLang fleet.
+	Kind string `yaml:"kind"`
+	// Dir is where adapters or merged models are written; every server
+	// must read it under the same path (shared filesystem or one machine).
+	Dir string `yaml:"dir"`
+	// Base is the base model directory (HF), for sglang-full's merge and
+	// to check adapters' shapes.
+	Base string `yaml:"base"`
+	// AdapterPrefix names the loaded adapters [policy].
+	AdapterPrefix string `yaml:"adapter_prefix"`
+}
+
+// Publisher kinds.
+const (
+	PublishTinkerPath = "tinker-path"
+	PublishSGLangLoRA = "sglang-lora"
+	PublishSGLangFull = "sglang-full"
+	PublishVLLMLoRA   = "vllm-lora"
+	PublishTinker     = "tinker"
+)
 
 // ClusterTrainer is the Tinker-compatible training server (the Tinker
 // service, SkyRL tx, or `asearcher serve model`). The API key comes from
@@ -175,27 +211,57 @@ func (f *ClusterFile) Validate() error {
 	return f.RL.Validate()
 }
 
-// publisher resolves rl.Publisher against Sampler.
+// samplerKind is the fleet cluster.sampler names: tinker, sglang or vllm.
+func (c *ClusterConfig) samplerKind() string {
+	sp := strings.TrimSpace(c.Sampler)
+	switch {
+	case sp == "tinker":
+		return "tinker"
+	case strings.HasPrefix(sp, "vllm:"):
+		return "vllm"
+	}
+	return "sglang"
+}
+
+// publisher resolves the publisher kind against Sampler.
 func (c *ClusterConfig) publisher() (string, error) {
-	tinker := strings.TrimSpace(c.Sampler) == "tinker"
+	kind := c.Publish.Kind
 	switch c.Publisher {
 	case "":
-		if tinker {
-			return "tinker", nil
+	case "sglang", "tinker":
+		if kind != "" {
+			return "", fmt.Errorf("cluster.publisher %q and cluster.publish.kind %q both set: keep publish.kind", c.Publisher, kind)
 		}
-		return "sglang", nil
-	case "sglang":
-		if tinker {
-			return "", errors.New("cluster.publisher sglang needs cluster.sampler to list SGLang servers, not tinker")
-		}
-		return "sglang", nil
-	case "tinker":
-		if !tinker {
-			return "", errors.New("cluster.publisher tinker needs cluster.sampler: tinker (an SGLang fleet is updated by publisher sglang)")
-		}
-		return "tinker", nil
+		kind = map[string]string{"sglang": PublishTinkerPath, "tinker": PublishTinker}[c.Publisher]
+	default:
+		return "", fmt.Errorf("cluster.publisher %q: want sglang or tinker (or use publish.kind)", c.Publisher)
 	}
-	return "", fmt.Errorf("cluster.publisher %q: want sglang or tinker", c.Publisher)
+	fleet := c.samplerKind()
+	if kind == "" {
+		switch fleet {
+		case "tinker":
+			kind = PublishTinker
+		case "vllm":
+			return "", errors.New("cluster.sampler is a vLLM fleet: set cluster.publish.kind: vllm-lora (and publish.dir)")
+		default:
+			kind = PublishTinkerPath
+		}
+	}
+	wantFleet := map[string]string{PublishTinkerPath: "sglang", PublishSGLangLoRA: "sglang", PublishSGLangFull: "sglang",
+		PublishVLLMLoRA: "vllm", PublishTinker: "tinker"}
+	need, ok := wantFleet[kind]
+	switch {
+	case !ok:
+		return "", fmt.Errorf("cluster.publish.kind %q: want tinker-path, sglang-lora, sglang-full, vllm-lora or tinker", kind)
+	case need != fleet:
+		forms := map[string]string{"sglang": "sglang:http://host:port[,…]", "vllm": "vllm:http://host:port/v1[,…]", "tinker": "tinker"}
+		return "", fmt.Errorf("cluster.publish.kind %s needs cluster.sampler: %s, not %q", kind, forms[need], c.Sampler)
+	case (kind == PublishSGLangLoRA || kind == PublishSGLangFull || kind == PublishVLLMLoRA) && strings.TrimSpace(c.Publish.Dir) == "":
+		return "", fmt.Errorf("cluster.publish.dir is empty: %s writes each version there, where every server must read it", kind)
+	case strings.ContainsAny(c.Publish.AdapterPrefix, "/ \\:"):
+		return "", fmt.Errorf("cluster.publish.adapter_prefix %q: use letters, digits, '-' and '_'", c.Publish.AdapterPrefix)
+	}
+	return kind, nil
 }
 
 // DecodeClusterFile decodes a cluster file over the defaults and validates
@@ -342,17 +408,38 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 	var sampler llm.Sampler
 	var pub rl.Publisher
 	var wrap func(llm.Sampler) llm.Sampler
+	src := publish.Source{TinkerURL: c.Trainer.BaseURL, APIKey: tcfg.APIKey, Base: c.Publish.Base}
 	switch pubKind {
-	case "sglang":
+	case PublishTinkerPath, PublishSGLangFull, PublishSGLangLoRA:
 		pool, urls, err := sglangFleet(ctx, c.Sampler, timeout, log)
 		if err != nil {
 			return nil, err
 		}
 		defer pool.Close()
 		sampler = pool
-		pub = &rl.SGLangPublisher{Servers: urls, Client: bearerClient(llm.APIKeyFromEnv())}
+		disk := &rl.SGLangPublisher{Servers: urls, Client: bearerClient(llm.APIKeyFromEnv())}
+		pub = disk
+		switch pubKind {
+		case PublishSGLangFull:
+			pub = &publish.Full{Inner: disk, Dir: c.Publish.Dir, Fetch: src.Merged, Log: log}
+		case PublishSGLangLoRA:
+			lp := &publish.LoRA{Servers: urls, Dialect: publish.SGLang, Dir: c.Publish.Dir, Prefix: c.Publish.AdapterPrefix,
+				Fetch: src.Adapter, Client: bearerClient(llm.APIKeyFromEnv()), Log: log}
+			defer lp.Close()
+			sampler, pub = lp.Wrap(pool), lp
+		}
 		wrap = func(s llm.Sampler) llm.Sampler { return &llm.Resumer{Sampler: s, Logger: log} }
-	case "tinker":
+	case PublishVLLMLoRA:
+		pool, urls, err := vllmFleet(ctx, c.Sampler, timeout, log)
+		if err != nil {
+			return nil, err
+		}
+		defer pool.Close()
+		lp := &publish.LoRA{Servers: urls, Dialect: publish.VLLM, Dir: c.Publish.Dir, Prefix: c.Publish.AdapterPrefix,
+			Fetch: src.Adapter, Client: bearerClient(llm.APIKeyFromEnv()), Log: log}
+		defer lp.Close()
+		sampler, pub = lp.Wrap(pool), lp
+	case PublishTinker:
 		sm, err := llm.NewTinkerSampler(llm.TinkerSamplerConfig{TinkerConfig: tcfg, BaseModel: c.Trainer.BaseModel, Decode: tok.Decode})
 		if err != nil {
 			return nil, fmt.Errorf("tinker sampler: %w", err)
@@ -524,6 +611,38 @@ func sglangFleet(ctx context.Context, spec string, timeout time.Duration, log *s
 		}
 		samplers = append(samplers, s)
 		urls = append(urls, ep.BaseURL)
+	}
+	pool, err := llm.NewPool(samplers, llm.PoolConfig{Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster.sampler: %w", err)
+	}
+	return pool, urls, nil
+}
+
+// vllmFleet builds a pool of vLLM servers (OpenAI API with vLLM's token
+// extensions) and checks every server's /health.
+func vllmFleet(ctx context.Context, spec string, timeout time.Duration, log *slog.Logger) (*llm.Pool, []string, error) {
+	rest, _ := strings.CutPrefix(strings.TrimSpace(spec), "vllm:")
+	var samplers []llm.Sampler
+	var urls []string
+	for _, u := range strings.Split(rest, ",") {
+		u = strings.TrimRight(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(u), "vllm:")), "/")
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return nil, nil, fmt.Errorf("cluster.sampler: %q is not an http(s) URL; give vllm:http://host:port/v1[,http://host2:port/v1]", u)
+		}
+		if !strings.HasSuffix(u, "/v1") {
+			u += "/v1"
+		}
+		s, err := llm.NewOpenAI(llm.OpenAIConfig{BaseURL: u, APIKey: llm.APIKeyFromEnv(), Dialect: llm.DialectExtended})
+		if err != nil {
+			return nil, nil, fmt.Errorf("cluster.sampler: %w", err)
+		}
+		root := strings.TrimSuffix(u, "/v1")
+		if err := probeServer(ctx, root+"/health", timeout); err != nil {
+			return nil, nil, fmt.Errorf("vLLM server %s is not healthy (start it or fix cluster.sampler): %w", root, err)
+		}
+		samplers = append(samplers, s)
+		urls = append(urls, root)
 	}
 	pool, err := llm.NewPool(samplers, llm.PoolConfig{Logger: log})
 	if err != nil {

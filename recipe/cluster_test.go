@@ -231,6 +231,51 @@ func TestRunClusterTinkerSampling(t *testing.T) {
 	}
 }
 
+// TestRunClusterSGLangFull: with publish.kind sglang-full, every version
+// goes from the Tinker trainer's checkpoint archive (the /archive route,
+// not the shared checkpoint directory) to a model directory under
+// publish.dir that the fleet loads with update_weights_from_disk; the
+// previous version's directory is deleted once the new one is served.
+func TestRunClusterSGLangFull(t *testing.T) {
+	cb := startClusterBackends(t)
+	dir := filepath.Join(t.TempDir(), "published")
+	y := cb.yaml("  publisher: sglang\n", "  publish:\n    kind: sglang-full\n    dir: "+dir+"\n    base: "+cb.fleet.ModelDir+"\n")
+	file, err := LoadClusterFile(writeClusterYAML(t, y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sum, err := RunCluster(ctx, ClusterOptions{File: file, Out: t.TempDir(), Progress: ProgressOff, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Version != 2 {
+		t.Fatalf("ended at v%d, want 2", sum.Version)
+	}
+	for i, s := range cb.fleet.Servers {
+		if s.Version() != 2 {
+			t.Errorf("fleet server %d serves v%d after 2 steps", i, s.Version())
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if fmt.Sprint(names) != "[v000002]" {
+		t.Errorf("publish.dir holds %v, want only the served version [v000002]", names)
+	}
+	for _, f := range []string{"config.json", "model.safetensors", "tokenizer.json"} {
+		if _, err := os.Stat(filepath.Join(dir, "v000002", f)); err != nil {
+			t.Errorf("published model directory: %v", err)
+		}
+	}
+}
+
 // TestValidInstruction: the share of valid-instruction prompts follows
 // the ratio (it is a pure function of the question's index, so a group
 // and a resumed run see the same prompt).
@@ -269,7 +314,15 @@ func TestRunClusterErrors(t *testing.T) {
 		{"no sampler", []string{"  sampler: sglang:", "  sampler_was: "}, "field sampler_was not found"},
 		{"no trainer", []string{"    base_url: " + cb.fleet.TrainerURL + "\n", ""}, "cluster.trainer.base_url is empty"},
 		{"no base model", []string{"    base_model: tiny\n", ""}, "cluster.trainer.base_model is empty"},
-		{"publisher mismatch", []string{"  publisher: sglang\n", "  publisher: tinker\n"}, "cluster.publisher tinker needs cluster.sampler: tinker"},
+		{"publisher mismatch", []string{"  publisher: sglang\n", "  publisher: tinker\n"}, "cluster.publish.kind tinker needs cluster.sampler: tinker"},
+		{"publisher and publish.kind", []string{"  publisher: sglang\n", "  publisher: sglang\n  publish:\n    kind: sglang-lora\n    dir: /tmp/x\n"}, "both set"},
+		{"publish kind unknown", []string{"  publisher: sglang\n", "  publish:\n    kind: nccl\n"}, `cluster.publish.kind "nccl"`},
+		{"publish field unknown", []string{"  publisher: sglang\n", "  publish:\n    kind: sglang-lora\n    dirr: /tmp/x\n"}, "field dirr not found"},
+		{"lora publish without dir", []string{"  publisher: sglang\n", "  publish:\n    kind: sglang-lora\n"}, "cluster.publish.dir is empty"},
+		{"vllm publish on sglang fleet", []string{"  publisher: sglang\n", "  publish:\n    kind: vllm-lora\n    dir: /tmp/x\n"}, "needs cluster.sampler: vllm:"},
+		{"vllm fleet without publish kind", []string{"  sampler: sglang:", "  sampler: vllm:", "  publisher: sglang\n", ""}, "set cluster.publish.kind: vllm-lora"},
+		{"bad adapter prefix", []string{"  publisher: sglang\n", "  publish:\n    kind: sglang-lora\n    dir: /tmp/x\n    adapter_prefix: a/b\n"}, "adapter_prefix"},
+		{"dead vllm server", []string{"  sampler: sglang:" + strings.Join(cb.fleet.URLs, ","), "  sampler: vllm:" + deadURL + "/v1", "  publisher: sglang\n", "  publish:\n    kind: vllm-lora\n    dir: /tmp/x\n"}, "vLLM server " + deadURL + " is not healthy"},
 		{"bad publisher", []string{"  publisher: sglang\n", "  publisher: nccl\n"}, `cluster.publisher "nccl"`},
 		{"bad ratio", []string{"  temperature: 1\n", "  temperature: 1\n  valid_instruction_ratio: 2\n"}, "valid_instruction_ratio"},
 		{"temperature the trainer cannot train at", []string{"  temperature: 1\n", "  temperature: 0.7\n"}, "set cluster.temperature: 1"},

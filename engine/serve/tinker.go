@@ -214,6 +214,7 @@ func (t *tinkerAPI) route(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, map[string]any{"refresh_interval_sec": 300, "sample_cancel_enabled": false})
 	})
 	mux.HandleFunc("/api/v1/samplers/{id}", t.getSampler)
+	t.routeArchive(mux)
 	post("cancel_future", func(context.Context, *http.Request, []byte) (any, error) {
 		return map[string]any{}, nil // generation is short here; the result simply expires
 	})
