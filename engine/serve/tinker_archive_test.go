@@ -63,9 +63,15 @@ func TestTinkerCheckpointArchive(t *testing.T) {
 			names = append(names, h.Name)
 		}
 		resp.Body.Close()
-		for _, want := range []string{"config.json", "model.safetensors"} {
-			if !slices.Contains(names, want) {
-				t.Errorf("onDisk=%v: archive holds %v, no %s", onDisk, names, want)
+		// A LoRA model's checkpoint on disk is its PEFT adapter (what
+		// SkyRL archives); otherwise a model directory.
+		want := []string{"config.json", "model.safetensors"}
+		if slices.Contains(names, "adapter_config.json") {
+			want = []string{"adapter_config.json", "adapter_model.safetensors"}
+		}
+		for _, f := range want {
+			if !slices.Contains(names, f) {
+				t.Errorf("onDisk=%v: archive holds %v, no %s", onDisk, names, f)
 			}
 		}
 		for _, bad := range []string{"/api/v1/training_runs/" + m + "/checkpoints/none/archive", "/api/v1/training_runs/" + m + "/checkpoints/none/download",
