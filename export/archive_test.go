@@ -461,3 +461,53 @@ func TestFromArchiveCases(t *testing.T) {
 		t.Fatalf("tinker:// export: %+v, %v", res, err)
 	}
 }
+
+// A LoRA learner's state or sampler directory (a PEFT adapter) exports as
+// its base model with the adapter merged; the base comes from --base or
+// the adapter's base_model_name_or_path.
+func TestHFFromLoRASource(t *testing.T) {
+	base, err := engine.LoadConfig(hfFixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	absBase, _ := filepath.Abs(hfFixture)
+	a := skyrlAdapter(t, base, 2)
+	a.Config.BaseModel = absBase
+	dir := t.TempDir()
+	src := filepath.Join(dir, "sampler")
+	if err := a.Save(src); err != nil {
+		t.Fatal(err)
+	}
+	res, err := HF(Options{Source: src, Out: filepath.Join(dir, "merged"), AdapterOut: filepath.Join(dir, "adapter")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := engine.LoadWeights(res.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := engine.LoadWeights(hfFixture)
+	if err := a.Merge(want, DimsOf(want.Config)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Flat, want.Flat) {
+		t.Error("the export is not the base with the adapter merged")
+	}
+	if _, err := peft.Load(filepath.Join(dir, "adapter")); err != nil {
+		t.Errorf("adapter-out: %v", err)
+	}
+	a.Config.BaseModel = "Qwen/Qwen3-0.6B"
+	remote := filepath.Join(dir, "remote")
+	if err := a.Save(remote); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := HF(Options{Source: remote, Out: filepath.Join(dir, "m2")}); err == nil || !strings.Contains(err.Error(), "--base") {
+		t.Errorf("hub base without --base: %v", err)
+	}
+	if _, err := HF(Options{Source: remote, Out: filepath.Join(dir, "m3"), Base: hfFixture}); err != nil {
+		t.Errorf("with --base: %v", err)
+	}
+	if _, err := HF(Options{Source: hfFixture, Out: filepath.Join(dir, "m4"), AdapterOut: filepath.Join(dir, "a4")}); err == nil || !strings.Contains(err.Error(), "full weights") {
+		t.Errorf("adapter-out of a full model: %v", err)
+	}
+}

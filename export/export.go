@@ -16,6 +16,7 @@ import (
 
 	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/internal/atomicfile"
+	"github.com/asearcher/asearcher/peft"
 	"github.com/asearcher/asearcher/rl"
 	"github.com/asearcher/asearcher/tokenizer"
 )
@@ -31,6 +32,13 @@ type Options struct {
 	Out string
 	// DType of the written weights: F32 (exact, the default), BF16 or F16.
 	DType engine.DType
+	// Base is the base model directory of a LoRA source (a PEFT adapter
+	// directory); empty uses the adapter's base_model_name_or_path when
+	// that is a local model directory.
+	Base string
+	// AdapterOut, for a LoRA source, also writes the adapter as a PEFT
+	// directory with target_modules set.
+	AdapterOut string
 }
 
 // Result describes an export.
@@ -57,7 +65,7 @@ func ResolveSource(path string) (string, error) {
 	if !st.IsDir() {
 		return "", fmt.Errorf("export source %s is not a directory: give a run, checkpoint or model directory", path)
 	}
-	if isModelDir(path) {
+	if isModelDir(path) || isAdapterDir(path) {
 		return path, nil
 	}
 	if exists(filepath.Join(path, "checkpoints")) {
@@ -81,10 +89,16 @@ func checkpointModel(src, trainer string) (string, error) {
 	if strings.Contains(trainer, "://") {
 		return "", fmt.Errorf("export source %s: the checkpoint's trainer state is %s, on a Tinker server; export reads embedded checkpoints only", src, trainer)
 	}
-	if !isModelDir(trainer) {
+	if !isModelDir(trainer) && !isAdapterDir(trainer) {
 		return "", fmt.Errorf("export source %s: the checkpoint's trainer state %s has no config.json and model.safetensors", src, trainer)
 	}
 	return trainer, nil
+}
+
+// isAdapterDir says whether dir is a PEFT LoRA adapter (a LoRA learner's
+// state or sampler weights).
+func isAdapterDir(dir string) bool {
+	return exists(filepath.Join(dir, peft.ConfigFile)) && !exists(filepath.Join(dir, "model.safetensors"))
 }
 
 func isModelDir(dir string) bool {
@@ -112,6 +126,12 @@ func HF(o Options) (*Result, error) {
 	}
 	if err := checkOut(o.Out); err != nil {
 		return nil, err
+	}
+	if isAdapterDir(src) {
+		return hfFromAdapter(src, o)
+	}
+	if o.AdapterOut != "" {
+		return nil, fmt.Errorf("export: %s holds full weights, not a LoRA adapter; drop --adapter-out", src)
 	}
 	w, err := engine.LoadWeights(src)
 	if err != nil {
@@ -165,4 +185,35 @@ func copyFile(src, dst string) (bool, error) {
 		return false, fmt.Errorf("read %s: %w", src, err)
 	}
 	return true, atomicfile.WriteFile(dst, data)
+}
+
+// hfFromAdapter merges a LoRA source into its base model.
+func hfFromAdapter(src string, o Options) (*Result, error) {
+	a, err := peft.Load(src)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	base := o.Base
+	if base == "" {
+		if b := a.Config.BaseModel; b != "" && isModelDir(b) {
+			base = b
+		} else {
+			return nil, fmt.Errorf("export: %s is a LoRA adapter on base model %q, which is not a local model directory; give it with --base", src, a.Config.BaseModel)
+		}
+	}
+	if o.AdapterOut != "" {
+		if err := checkOut(o.AdapterOut); err != nil {
+			return nil, err
+		}
+	}
+	res, err := MergeAdapter(a, base, o.Out, o.DType)
+	if err != nil {
+		return nil, err
+	}
+	if o.AdapterOut != "" {
+		if err := writeDir(o.AdapterOut, a.Save); err != nil {
+			return nil, err
+		}
+	}
+	return &Result{Model: src, Out: o.Out, Params: res.Params, Files: res.Files}, nil
 }

@@ -21,7 +21,10 @@ a directory that transformers, SGLang and vLLM load.
 SOURCE is a training run directory (its latest checkpoint), one checkpoint
 (RUN/checkpoints/step_N) or any model directory the engine wrote (trainer
 state, sampler weights, RUN/warmup, RUN/model_init). Optimiser state stays
-behind.
+behind. A LoRA source (a PEFT adapter directory: a LoRA learner's state or
+sampler weights) is merged into its base model: --base, or the adapter's
+base_model_name_or_path when that is a local model directory; --adapter-out
+also writes the adapter with target_modules set.
 
 SOURCE may instead be a Tinker sampler checkpoint archive: a local .tar.gz,
 a tinker://MODEL/sampler_weights/NAME path (downloaded from --tinker-url or
@@ -63,10 +66,7 @@ Every output must not exist or be empty; it appears whole or not at all.`,
 			if out == "" {
 				return fmt.Errorf("--out is required: the directory to write the model into")
 			}
-			if adapterOut != "" || base != "" {
-				return fmt.Errorf("--adapter-out and --base apply to Tinker checkpoint archives (.tar.gz, tinker://, http(s)://), not to %s", args[0])
-			}
-			res, err := export.HF(export.Options{Source: args[0], Out: out, DType: dt})
+			res, err := export.HF(export.Options{Source: args[0], Out: out, DType: dt, Base: base, AdapterOut: adapterOut})
 			if err != nil {
 				return err
 			}
@@ -75,8 +75,8 @@ Every output must not exist or be empty; it appears whole or not at all.`,
 		},
 	}
 	c.Flags().StringVar(&out, "out", "", "directory to create for the (merged) model")
-	c.Flags().StringVar(&adapterOut, "adapter-out", "", "archives only: directory to create for the PEFT adapter")
-	c.Flags().StringVar(&base, "base", "", "archives only: the base model directory the adapter was trained on (needed for --out)")
+	c.Flags().StringVar(&adapterOut, "adapter-out", "", "LoRA sources and archives: directory to create for the PEFT adapter")
+	c.Flags().StringVar(&base, "base", "", "LoRA sources and archives: the base model directory the adapter was trained on")
 	c.Flags().StringVar(&tinkerURL, "tinker-url", "", "archives only: Tinker server for tinker:// paths [$TINKER_BASE_URL]")
 	c.Flags().StringVar(&dtype, "dtype", "f32", "weight type: f32 (exact), bf16 or f16")
 	return c
