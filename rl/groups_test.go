@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -175,7 +176,36 @@ func TestStepRecordsWithoutGroups(t *testing.T) {
 		t.Errorf("metrics.jsonl of an ungrouped run has group fields:\n%s", raw)
 	}
 	html, _ := os.ReadFile(filepath.Join(dir, "plots.html"))
-	if strings.Contains(string(html), "(rollouts of the step)") {
+	if strings.Contains(string(html), "steps pooled)") {
 		t.Error("plots.html of an ungrouped run has group charts")
+	}
+}
+
+// TestGroupChartsPool: each point of a per-group curve pools that group's
+// rollouts over the last groupCurveSteps steps, weighted by trajectories;
+// a group with no rollout in the pooled steps has no point.
+func TestGroupChartsPool(t *testing.T) {
+	g := func(n int, acc float64) *GroupStats { return &GroupStats{Trajectories: n, Accuracy: acc} }
+	rs := []*StepRecord{
+		{Step: 0, GroupBy: "hops", ByGroup: map[string]*GroupStats{"1": g(2, 1)}},
+		{Step: 1, GroupBy: "hops", ByGroup: map[string]*GroupStats{"1": g(6, 0)}},
+		{Step: 2, GroupBy: "hops", ByGroup: map[string]*GroupStats{"10": g(4, 0.5)}},
+		{Step: 3, GroupBy: "hops"},
+		{Step: 4, GroupBy: "hops"},
+		{Step: 5, GroupBy: "hops"}, // step 0 leaves the pool
+		{Step: 6, GroupBy: "hops"}, // and step 1
+		{Step: 7, GroupBy: "hops"},
+	}
+	acc := groupCharts(rs)[0]
+	if len(acc.Series) != 2 || acc.Series[0].Name != "hops 1" || acc.Series[1].Name != "hops 10" {
+		t.Fatalf("series %+v", acc.Series)
+	}
+	want1 := []Point{{0, 1}, {1, 0.25}, {2, 0.25}, {3, 0.25}, {4, 0.25}, {5, 0}}
+	want10 := []Point{{2, 0.5}, {3, 0.5}, {4, 0.5}, {5, 0.5}, {6, 0.5}}
+	if !slices.Equal(acc.Series[0].Points, want1) || !slices.Equal(acc.Series[1].Points, want10) {
+		t.Errorf("points\n%v\n%v\nwant\n%v\n%v", acc.Series[0].Points, acc.Series[1].Points, want1, want10)
+	}
+	if groupCharts([]*StepRecord{{Step: 0}}) != nil {
+		t.Error("charts without groups")
 	}
 }

@@ -398,14 +398,21 @@ func trainingSeries(rs []*StepRecord) []Chart {
 			{Name: "max", Points: pick(train(func(t *TrainStats) float64 { return t.ImpWeightMax }))},
 		}},
 	}
-	return append(groupCharts(rs, pick), charts...)
+	return append(groupCharts(rs), charts...)
 }
 
+// groupCurveSteps is how many steps' rollouts each point of the per-group
+// curves pools: one step's window holds a few groups of each kind (none at
+// times), too few for a readable curve.
+const groupCurveSteps = 5
+
 // groupCharts draws the per-group curves of a GroupedDataset run (one
-// series per group value, in grouporder): accuracy, turns and searches per
-// trajectory over the rollout window, first on the page since they show
-// what the run learns. None without groups.
-func groupCharts(rs []*StepRecord, pick func(func(*StepRecord) float64) []Point) []Chart {
+// series per group value, in grouporder): accuracy, searches and turns per
+// trajectory, each point pooling the rollouts of the last groupCurveSteps
+// steps (weighted by trajectories; metrics.jsonl keeps each step's own),
+// first on the page since they show what the run learns. None without
+// groups.
+func groupCharts(rs []*StepRecord) []Chart {
 	by, values := "", map[string]bool{}
 	for _, r := range rs {
 		if r.GroupBy != "" {
@@ -420,15 +427,22 @@ func groupCharts(rs []*StepRecord, pick func(func(*StepRecord) float64) []Point)
 	}
 	order := grouporder.Keys(values)
 	chart := func(title string, f func(*GroupStats) float64) Chart {
-		c := Chart{Title: fmt.Sprintf("%s by %s (rollouts of the step)", title, by)}
+		c := Chart{Title: fmt.Sprintf("%s by %s (rollouts, last %d steps pooled)", title, by, groupCurveSteps)}
 		for _, v := range order {
-			c.Series = append(c.Series, Series{Name: by + " " + v, Points: pick(func(r *StepRecord) float64 {
-				st := r.ByGroup[v]
-				if st == nil || st.Trajectories == 0 {
-					return math.NaN() // no rollout of this group in the window: no point
+			var pts []Point
+			for i, r := range rs {
+				var sum, n float64
+				for _, p := range rs[max(0, i-groupCurveSteps+1) : i+1] {
+					if st := p.ByGroup[v]; st != nil && st.Trajectories > 0 {
+						sum += f(st) * float64(st.Trajectories)
+						n += float64(st.Trajectories)
+					}
 				}
-				return f(st)
-			})})
+				if n > 0 { // no rollout of this group in the window: no point
+					pts = append(pts, Point{X: float64(r.Step), Y: sum / n})
+				}
+			}
+			c.Series = append(c.Series, Series{Name: by + " " + v, Points: pts})
 		}
 		return c
 	}
