@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -147,6 +148,7 @@ func newEvalCompareCmd() *cobra.Command {
 		metric    string
 		groupBy   string
 		bootstrap int
+		asJSON    bool
 	)
 	c := &cobra.Command{
 		Use:   "compare DIR_A DIR_B",
@@ -162,6 +164,16 @@ func newEvalCompareCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(struct {
+					A       string       `json:"a"`
+					B       string       `json:"b"`
+					GroupBy string       `json:"group_by,omitempty"`
+					Deltas  []eval.Delta `json:"deltas"`
+				}{args[0], args[1], groupBy, ds})
+			}
 			eval.WriteCompare(cmd.OutOrStdout(), args[0], args[1], groupBy, ds)
 			return nil
 		},
@@ -169,6 +181,7 @@ func newEvalCompareCmd() *cobra.Command {
 	c.Flags().StringVar(&metric, "metric", "", strings.Join(eval.ReportMetrics(), ", ")+" (default: judge when both runs have it, else f1, ASearcher's F1)")
 	c.Flags().StringVar(&groupBy, "group-by", "", "also compare per value of this field of the data's records (e.g. hops, type), with paired intervals per group")
 	c.Flags().IntVar(&bootstrap, "bootstrap", 1000, "bootstrap resamples")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the deltas as JSON (for scripts) instead of tables")
 	return c
 }
 

@@ -86,6 +86,22 @@ func TestEvalCommand(t *testing.T) {
 		!strings.Contains(cmp, "hotpotqa-hipporag-100 type=bridge") || !strings.Contains(cmp, "hotpotqa-hipporag-100 type=comparison") {
 		t.Fatalf("compare --group-by type: %v\n%s", err, cmp)
 	}
+	js, err := runCLI(t, "eval", "compare", out, out, "--group-by", "type", "--metric", "em", "--json")
+	var parsed struct {
+		GroupBy string `json:"group_by"`
+		Deltas  []struct {
+			Group     string `json:"group"`
+			Metric    string `json:"metric"`
+			Questions int    `json:"questions"`
+			Searches  struct {
+				Delta float64 `json:"delta"`
+			} `json:"searches"`
+		} `json:"deltas"`
+	}
+	if err != nil || json.Unmarshal([]byte(js), &parsed) != nil || parsed.GroupBy != "type" || len(parsed.Deltas) != 2 ||
+		parsed.Deltas[0].Group != "bridge" || parsed.Deltas[0].Questions != 3 || parsed.Deltas[0].Metric != "em" {
+		t.Fatalf("compare --json: %v %+v\n%s", err, parsed, js)
+	}
 	if _, err := runCLI(t, "eval", "--data", "nq", "--model", srv.OpenAIURL(), "--out", out, "--k", "0"); err == nil || !strings.Contains(err.Error(), "--k 0") {
 		t.Fatalf("--k 0: %v", err)
 	}
