@@ -18,7 +18,7 @@ import (
 func newServeModelCmd() *cobra.Command {
 	var (
 		modelDir, initPreset, addr, name, ckptDir, apiKey, apiKeyFile string
-		maxBatch, maxNew, maxModels, maxPrompts, maxConns             int
+		maxBatch, maxNew, maxModels, maxPrompts, maxConns, maxLoRAs   int
 		maxBody, maxInflight                                          int64
 		grace, bodyTimeout                                            time.Duration
 	)
@@ -74,7 +74,7 @@ which other users can read in ps.`,
 				return fmt.Errorf("open --model %s: %w", modelDir, err)
 			}
 			s, err := serve.New(serve.Options{ModelName: name, ModelDir: modelDir, Weights: w, Tokenizer: tok,
-				MaxBatch: maxBatch, DefaultMaxNewTokens: maxNew, CheckpointDir: ckptDir, MaxModels: maxModels,
+				MaxBatch: maxBatch, DefaultMaxNewTokens: maxNew, CheckpointDir: ckptDir, MaxModels: maxModels, MaxLoadedLoRAs: maxLoRAs,
 				APIKey: key, MaxBodyBytes: maxBody, MaxInflightBytes: maxInflight, MaxPrompts: maxPrompts,
 				MaxConns: maxConns, BodyTimeout: bodyTimeout, Logger: slog.Default()})
 			if err != nil {
@@ -105,7 +105,8 @@ which other users can read in ps.`,
 	f.DurationVar(&bodyTimeout, "body-timeout", time.Minute, "how long a request body may take to arrive")
 	f.IntVar(&maxBatch, "max-batch", 64, "sequences decoded together")
 	f.IntVar(&maxNew, "max-new-tokens", 128, "default max_new_tokens when a request sets none")
-	f.IntVar(&maxModels, "max-models", 4, "Tinker training models held at once (each is a full copy with Adam state)")
+	f.IntVar(&maxModels, "max-models", 4, "Tinker training models held at once (a full-weight one is a full copy with Adam state; a LoRA one only its adapter's)")
+	f.IntVar(&maxLoRAs, "max-loaded-loras", 8, "LoRA adapters loaded for serving at once (/load_lora_adapter, /v1/load_lora_adapter); more are refused until one is unloaded")
 	f.DurationVar(&grace, "grace", 10*time.Second, "on shutdown, how long in-flight requests may finish before they are aborted")
 	return c
 }

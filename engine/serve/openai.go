@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tokenizer"
 )
@@ -60,7 +61,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	if !requireOpenAIMethod(w, r, http.MethodGet) {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{s.modelCard()}})
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": append([]any{s.modelCard()}, s.loraCards()...)})
 }
 
 // modelCard is the served model as vLLM lists it.
@@ -74,11 +75,18 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) {
 	if !requireOpenAIMethod(w, r, http.MethodGet) {
 		return
 	}
-	if id := r.PathValue("id"); id != s.opts.ModelName {
-		openAIError(w, http.StatusNotFound, fmt.Sprintf("The model `%s` does not exist.", id))
+	id := r.PathValue("id")
+	if id == s.opts.ModelName {
+		writeJSON(w, http.StatusOK, s.modelCard())
 		return
 	}
-	writeJSON(w, http.StatusOK, s.modelCard())
+	for _, c := range s.loraCards() {
+		if c.(map[string]any)["id"] == id {
+			writeJSON(w, http.StatusOK, c)
+			return
+		}
+	}
+	openAIError(w, http.StatusNotFound, fmt.Sprintf("The model `%s` does not exist.", id))
 }
 
 // requireOpenAIMethod is requireMethod with OpenAI's error shape.
@@ -130,6 +138,18 @@ type openAIRequest struct {
 	echo bool
 	// skipSpecial drops special tokens from the text [true, as vLLM].
 	skipSpecial bool
+	// model is the name replies carry: the base model's or the adapter's;
+	// lora is that adapter, held for the request's whole life.
+	model string
+	lora  *engine.Adapter
+}
+
+// loraList names the loaded adapters for an error message.
+func loraList(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return " and the LoRA adapters " + strings.Join(names, ", ")
 }
 
 // maxLogprobs is vLLM's default --max-logprobs.
@@ -145,10 +165,15 @@ func (s *Server) parseOpenAICommon(f map[string]json.RawMessage, chat bool) (*op
 	if err := field(f, "model", &model); err != nil {
 		return nil, err
 	}
+	o := &openAIRequest{n: 1, maxTokens: -1, model: s.opts.ModelName}
 	if model != "" && model != s.opts.ModelName {
-		return nil, &bodyError{http.StatusNotFound, fmt.Sprintf("The model `%s` does not exist; this server serves %q.", model, s.opts.ModelName)}
+		// vLLM: a loaded LoRA adapter is chosen by its name as the model.
+		ad, ok := s.loras.get(model)
+		if !ok {
+			return nil, &bodyError{http.StatusNotFound, fmt.Sprintf("The model `%s` does not exist; this server serves %q%s.", model, s.opts.ModelName, loraList(s.loras.names()))}
+		}
+		o.model, o.lora = model, ad
 	}
-	o := &openAIRequest{n: 1, maxTokens: -1}
 	o.params.Temperature = 1
 	var temp, topP *float64
 	var maxTok, maxComp *int

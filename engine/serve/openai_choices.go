@@ -136,7 +136,7 @@ func (s *Server) jobRequest(o *openAIRequest, prompt []int, i, total int, onToke
 		sd := *p.Seed + int64(i)
 		p.Seed = &sd
 	}
-	return &genRequest{rid: rid, ids: prompt, params: p, ignoreEOS: o.ignoreEOS, onToken: onToken}
+	return &genRequest{rid: rid, ids: prompt, params: p, ignoreEOS: o.ignoreEOS, onToken: onToken, lora: o.lora}
 }
 
 // choiceText is the completion text: special tokens dropped unless
@@ -198,7 +198,7 @@ func (s *Server) choiceLogprobs(ctx context.Context, c openAIChoice, o *openAIRe
 	if needScore {
 		var release func()
 		var err error
-		if logits, release, err = s.scoreLogits(ctx, s.current(), full); err != nil {
+		if logits, release, err = s.scoreLogitsLoRA(ctx, s.current(), full, o.lora); err != nil {
 			return nil, err
 		}
 		defer release()
@@ -378,7 +378,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		completionTokens += len(c.resp.OutputIDs)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "text_completion", "created": time.Now().Unix(),
-		"model": s.opts.ModelName, "choices": list, "usage": usage(promptTokens, completionTokens)})
+		"model": o.model, "choices": list, "usage": usage(promptTokens, completionTokens)})
 }
 
 // decodeText is ids as text under skip_special_tokens.
@@ -455,7 +455,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		completionTokens += len(c.resp.OutputIDs)
 	}
 	reply := map[string]any{"id": id, "object": "chat.completion", "created": time.Now().Unix(),
-		"model": s.opts.ModelName, "choices": list, "usage": usage(len(ids), completionTokens)}
+		"model": o.model, "choices": list, "usage": usage(len(ids), completionTokens)}
 	if o.tokenIDs {
 		reply["prompt_token_ids"] = ids
 	}
@@ -555,7 +555,7 @@ func (s *Server) streamOpenAI(w http.ResponseWriter, r *http.Request, id string,
 		if o.tokenIDs && ids != nil {
 			ch["token_ids"] = ids
 		}
-		return map[string]any{"id": id, "object": object, "created": created, "model": s.opts.ModelName, "choices": []any{ch}}
+		return map[string]any{"id": id, "object": object, "created": created, "model": o.model, "choices": []any{ch}}
 	}
 	q := &taggedQueue{ready: make(chan struct{}, 1)}
 	for i, c := range choices {
@@ -651,7 +651,7 @@ func (s *Server) streamOpenAI(w http.ResponseWriter, r *http.Request, id string,
 		for _, p := range prompts {
 			promptTokens += len(p)
 		}
-		writeSSE(w, map[string]any{"id": id, "object": object, "created": created, "model": s.opts.ModelName,
+		writeSSE(w, map[string]any{"id": id, "object": object, "created": created, "model": o.model,
 			"choices": []any{}, "usage": usage(promptTokens, completion)})
 	}
 	_, _ = w.Write([]byte("data: [DONE]\n\n"))

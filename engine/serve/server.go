@@ -79,6 +79,9 @@ type Options struct {
 	// GapTimeout is how long a Tinker request waits for a missing earlier
 	// seq_id before the gap is skipped [30s].
 	GapTimeout time.Duration
+	// MaxLoadedLoRAs caps the LoRA adapters loaded for serving at once
+	// [8] (SGLang's --max-loaded-loras).
+	MaxLoadedLoRAs int
 	// FutureTTL is how long finished Tinker results are kept [1h].
 	FutureTTL time.Duration
 	// APIKey, when set, must come as "Authorization: Bearer KEY" or
@@ -105,6 +108,9 @@ func (o *Options) defaults() error {
 	}
 	if o.MaxModels <= 0 {
 		o.MaxModels = 4
+	}
+	if o.MaxLoadedLoRAs <= 0 {
+		o.MaxLoadedLoRAs = 8
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 16 << 20
@@ -156,6 +162,7 @@ type served struct {
 // Server serves one model over the OpenAI, SGLang and Tinker APIs.
 type Server struct {
 	opts    Options
+	loras   *loraRegistry // LoRA adapters loaded for serving, by name
 	log     *slog.Logger
 	sampler *engine.Sampler
 	eos     []int // ends every request unless ignore_eos
@@ -195,7 +202,9 @@ func New(opts Options) (*Server, error) {
 	s.cur = &served{w: opts.Weights, version: 0, scorer: engine.NewModel(opts.Weights, 0)}
 	s.tinker = newTinkerAPI(s)
 	s.mux = http.NewServeMux()
+	s.loras = &loraRegistry{max: opts.MaxLoadedLoRAs}
 	s.routeSGLang()
+	s.routeLoRA()
 	s.routeOpenAI()
 	s.tinker.route(s.mux)
 	return s, nil
@@ -377,6 +386,7 @@ type genRequest struct {
 	params    llm.Params
 	ignoreEOS bool
 	onToken   func(engine.StreamEvent)
+	lora      *engine.Adapter // nil: the base model
 }
 
 // generate runs one request on the sampler, tracked by rid for
@@ -399,7 +409,7 @@ func (s *Server) generate(ctx context.Context, g *genRequest) (*llm.Response, er
 		}
 		s.mu.Unlock()
 	}()
-	resp, err := s.sampler.SampleStream(ctx, &llm.Request{ID: g.rid, InputIDs: g.ids, Params: p}, g.onToken)
+	resp, err := s.sampler.SampleLoRA(ctx, &llm.Request{ID: g.rid, InputIDs: g.ids, Params: p}, g.lora, g.onToken)
 	if err != nil {
 		return nil, err
 	}
@@ -487,13 +497,18 @@ func (s *Server) guardTokenIDs(raw []byte) error {
 // logprobs, only one such matrix (up to context × vocabulary floats) is
 // in memory.
 func (s *Server) scoreLogits(ctx context.Context, cur *served, ids []int) (logits []float32, release func(), err error) {
+	return s.scoreLogitsLoRA(ctx, cur, ids, nil)
+}
+
+// scoreLogitsLoRA is scoreLogits through an adapter (nil: the base).
+func (s *Server) scoreLogitsLoRA(ctx context.Context, cur *served, ids []int, ad *engine.Adapter) (logits []float32, release func(), err error) {
 	select {
 	case s.scoring <- struct{}{}:
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
 	release = func() { <-s.scoring }
-	logits, err = cur.scorer.Logits(ctx, ids)
+	logits, err = cur.scorer.LogitsLoRA(ctx, ids, ad)
 	if err != nil {
 		release()
 		return nil, nil, err

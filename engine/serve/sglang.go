@@ -90,7 +90,7 @@ var (
 		"token_ids_logprob": true, "input_embeds": true, "priority": true, "no_logs": true, "data_parallel_rank": true,
 		"bootstrap_host": true, "bootstrap_port": true, "bootstrap_room": true, "extra_key": true,
 	}
-	generateZeroOnly = []string{"return_hidden_states", "return_routed_experts", "image_data", "lora_path",
+	generateZeroOnly = []string{"return_hidden_states", "return_routed_experts", "image_data",
 		"modalities", "session_params", "custom_logit_processor", "input_embeds",
 		"bootstrap_host", "bootstrap_port", "bootstrap_room"}
 	samplingKeys = map[string]bool{
@@ -199,9 +199,10 @@ func parseSGLangSampling(raw json.RawMessage) (*sglangParams, error) {
 
 // generateInput is one prompt of a possibly batched /generate.
 type generateInput struct {
-	ids []int
-	rid string
-	sp  *sglangParams
+	ids  []int
+	rid  string
+	sp   *sglangParams
+	lora *engine.Adapter // from lora_path; nil: the base model
 }
 
 func (s *Server) parseGenerateInputs(f map[string]json.RawMessage) ([]generateInput, bool, error) {
@@ -343,6 +344,14 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		sglangError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	adapters, err := s.sglangAdapters(f["lora_path"], len(inputs))
+	if err != nil {
+		sglangError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	for i := range inputs {
+		inputs[i].lora = adapters[i]
+	}
 	o := generateOptions{logprobStart: -1}
 	for key, dst := range map[string]any{"return_logprob": &o.returnLogprob, "logprob_start_len": &o.logprobStart,
 		"return_text_in_logprobs": &o.returnText, "stream": &o.stream, "top_logprobs_num": &o.topLogprobsNum,
@@ -462,7 +471,7 @@ func (s *Server) generateOne(ctx context.Context, in generateInput, o generateOp
 	}
 	meta := sglang.Meta{ID: rid, PromptTokens: len(in.ids), OutputTokenWeightVersions: []int{}}
 	if o.returnLogprob && o.logprobStart >= 0 {
-		lps, _, err := s.promptLogprobs(ctx, in.ids)
+		lps, err := s.promptLogprobsLoRA(ctx, in.ids, in.lora)
 		if err != nil {
 			return nil, err
 		}
@@ -482,7 +491,7 @@ func (s *Server) generateOne(ctx context.Context, in generateInput, o generateOp
 			p.MaxNewTokens = *sp.maxNew
 		}
 		var err error
-		resp, err = s.generate(ctx, &genRequest{rid: rid, ids: in.ids, params: p, ignoreEOS: sp.ignoreEOS, onToken: onToken})
+		resp, err = s.generate(ctx, &genRequest{rid: rid, ids: in.ids, params: p, ignoreEOS: sp.ignoreEOS, onToken: onToken, lora: in.lora})
 		if err != nil {
 			return nil, err
 		}
@@ -506,7 +515,7 @@ func (s *Server) generateOne(ctx context.Context, in generateInput, o generateOp
 		}
 	}
 	if o.returnLogprob && (o.topLogprobsNum > 0 || len(o.tokenIDs) > 0) {
-		if err := s.sglangTopLogprobs(ctx, &meta, in.ids, resp.OutputIDs, o); err != nil {
+		if err := s.sglangTopLogprobs(ctx, &meta, in.ids, resp.OutputIDs, o, in.lora); err != nil {
 			return nil, err
 		}
 	}
@@ -522,9 +531,9 @@ func (s *Server) generateOne(ctx context.Context, in generateInput, o generateOp
 
 // sglangTopLogprobs fills the top_logprobs_num and token_ids_logprob
 // lists from one scoring pass over prompt + output.
-func (s *Server) sglangTopLogprobs(ctx context.Context, meta *sglang.Meta, prompt, output []int, o generateOptions) error {
+func (s *Server) sglangTopLogprobs(ctx context.Context, meta *sglang.Meta, prompt, output []int, o generateOptions, lora *engine.Adapter) error {
 	full := append(append([]int(nil), prompt...), output...)
-	logits, release, err := s.scoreLogits(ctx, s.current(), full)
+	logits, release, err := s.scoreLogitsLoRA(ctx, s.current(), full, lora)
 	if err != nil {
 		return err
 	}
@@ -629,7 +638,7 @@ func (s *Server) streamGenerate(w http.ResponseWriter, r *http.Request, in gener
 	// (with return_logprob) output logprobs, plus the prompt's logprobs.
 	var inputLPs []any
 	if o.returnLogprob && o.logprobStart >= 0 {
-		lps, _, err := s.promptLogprobs(r.Context(), in.ids)
+		lps, err := s.promptLogprobsLoRA(r.Context(), in.ids, in.lora)
 		if err != nil {
 			sglangError(w, http.StatusInternalServerError, err.Error())
 			return
