@@ -25,11 +25,12 @@ type Breakdown struct {
 	Rows  []DatasetReport `json:"rows"`
 }
 
-// metaValue returns field of a result's meta as text. A dotted field
+// MetaValue returns field of a record's meta (a result's, or a data set
+// item's) as text. A dotted field
 // reaches into nested objects ("metadata.prop"). Numbers print as
 // themselves whatever their Go type (an int in memory, a float64 or
 // json.Number read back), so 2 groups with 2.0; null counts as absent.
-func metaValue(meta map[string]any, field string) (string, bool) {
+func MetaValue(meta map[string]any, field string) (string, bool) {
 	var v any = meta
 	for _, part := range strings.Split(field, ".") {
 		m, ok := v.(map[string]any)
@@ -101,14 +102,14 @@ func errNoField(field, where string, fields []string) error {
 	return fmt.Errorf("--group-by %s: no question of %s has the field %q; fields present: %s", field, where, field, have)
 }
 
-// checkGroupFields refuses a grouping field that no loaded question has,
-// before anything runs.
-func checkGroupFields(fields []string, sets []*dataset.Set) error {
+// CheckGroupFields refuses a grouping field that no question of sets
+// has, naming the fields they do have (for a check before anything runs).
+func CheckGroupFields(fields []string, sets []*dataset.Set) error {
 	for _, f := range fields {
 		found := false
 		for _, s := range sets {
 			for i := range s.Items {
-				if _, ok := metaValue(s.Items[i].Meta, f); ok {
+				if _, ok := MetaValue(s.Items[i].Meta, f); ok {
 					found = true
 					break
 				}
@@ -132,7 +133,7 @@ func checkGroupFields(fields []string, sets []*dataset.Set) error {
 // checkRecordField refuses a field that no record's meta has.
 func checkRecordField(recs []Record, field string) error {
 	for i := range recs {
-		if _, ok := metaValue(recs[i].Meta, field); ok {
+		if _, ok := MetaValue(recs[i].Meta, field); ok {
 			return nil
 		}
 	}
@@ -152,7 +153,7 @@ func recordFields(recs []Record) []string {
 
 // questionGroup is the group of a question: its first sample's value.
 func questionGroup(q *question, field string) string {
-	if v, ok := metaValue(q.recs[0].Meta, field); ok {
+	if v, ok := MetaValue(q.recs[0].Meta, field); ok {
 		return v
 	}
 	return NoGroup

@@ -248,12 +248,12 @@ func TestBuildBreakdowns(t *testing.T) {
 		{7, "7", true}, {int64(7), "7", true}, {true, "true", true}, {nil, "", false},
 		{[]any{"a", 1.0}, `["a",1]`, true},
 	} {
-		got, ok := metaValue(map[string]any{"f": tc.v}, "f")
+		got, ok := MetaValue(map[string]any{"f": tc.v}, "f")
 		if got != tc.want || ok != tc.ok {
-			t.Errorf("metaValue(%#v) = %q, %v; want %q, %v", tc.v, got, ok, tc.want, tc.ok)
+			t.Errorf("MetaValue(%#v) = %q, %v; want %q, %v", tc.v, got, ok, tc.want, tc.ok)
 		}
 	}
-	if _, ok := metaValue(map[string]any{"f": "x"}, "f.g"); ok {
+	if _, ok := MetaValue(map[string]any{"f": "x"}, "f.g"); ok {
 		t.Error("a field inside a string")
 	}
 }

@@ -125,7 +125,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkGroupFields(cfg.GroupBy, sets); err != nil {
+	if err := CheckGroupFields(cfg.GroupBy, sets); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/dataset"
+	"github.com/asearcher/asearcher/eval"
 	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/internal/runlock"
 	"github.com/asearcher/asearcher/launch"
@@ -76,6 +77,11 @@ type ClusterConfig struct {
 	// invalid-question penalty. ASearcher's default is 1, its web and
 	// local recipes use 0.3.
 	ValidInstructionRatio float64 `yaml:"valid_instruction_ratio"`
+	// GroupBy names a field of the data's records (HotpotQA's type, a
+	// hop count; dotted for nested objects): each step's metrics and
+	// plots.html then show accuracy, turns and searches per value
+	// (rl.GroupedDataset). A field no question has is an error.
+	GroupBy string `yaml:"group_by"`
 	// Temperature and TopP of rollout sampling.
 	Temperature float64 `yaml:"temperature"`
 	TopP        float64 `yaml:"top_p"`
@@ -360,6 +366,13 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 	if len(data.Items) == 0 {
 		return nil, fmt.Errorf("cluster.data %s has no questions", c.Data)
 	}
+	var questions rl.Dataset = clusterQuestions(data.Items)
+	if c.GroupBy != "" {
+		if err := eval.CheckGroupFields([]string{c.GroupBy}, []*dataset.Set{data}); err != nil {
+			return nil, fmt.Errorf("cluster.group_by: %w", err)
+		}
+		questions = groupedClusterQuestions{clusterQuestions(data.Items), c.GroupBy}
+	}
 	tok, err := tokenizer.Load(c.Tokenizer)
 	if err != nil {
 		return nil, fmt.Errorf("cluster.tokenizer: %w", err)
@@ -463,7 +476,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 	}
 	bar := newDemoProgress(o.Progress, log, "RL", file.RL.Steps)
 	ctl, err := rl.New(rl.Options{
-		Config: file.RL, Dataset: clusterQuestions(data.Items), Rollout: clusterRollout(wf, &env, c, data.Items),
+		Config: file.RL, Dataset: questions, Rollout: clusterRollout(wf, &env, c, data.Items),
 		Sampler: sampler, WrapSampler: wrap, Trainer: tr, Publisher: pub,
 		RunDir: o.Out, Resume: o.Resume, Repair: o.Repair, Logger: log,
 		OnStep: func(r *rl.StepRecord) {
@@ -656,6 +669,24 @@ type clusterQuestions []dataset.Item
 
 func (q clusterQuestions) Len() int                     { return len(q) }
 func (q clusterQuestions) Question(i int) (string, any) { return q[i].ID, q[i] }
+
+// groupedClusterQuestions groups the training data by one field of its
+// records (cluster.group_by), for the per-group step metrics.
+type groupedClusterQuestions struct {
+	clusterQuestions
+	field string
+}
+
+func (q groupedClusterQuestions) GroupBy() string { return q.field }
+
+// Group is the item's value of the field, eval.NoGroup without one, as
+// eval's breakdowns name it.
+func (q groupedClusterQuestions) Group(i int) string {
+	if v, ok := eval.MetaValue(q.clusterQuestions[i].Meta, q.field); ok {
+		return v
+	}
+	return eval.NoGroup
+}
 
 // clusterRollout runs the agent on a question and scores it with the
 // configured reward over every generation of the trajectory.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asearcher/asearcher/eval"
 	"github.com/asearcher/asearcher/internal/testfleet"
 	"github.com/asearcher/asearcher/retrieval"
 	"github.com/asearcher/asearcher/retrieval/server"
@@ -228,6 +229,67 @@ func TestRunClusterTinkerSampling(t *testing.T) {
 		if s.Version() != 0 {
 			t.Errorf("fleet server %d moved to v%d", i, s.Version())
 		}
+	}
+}
+
+// TestRunClusterGroupBy: with group_by, every step record splits the
+// step's rollouts by that field of the data's records (questions without
+// it in eval's NoGroup); a field no question has stops the run before it
+// starts.
+func TestRunClusterGroupBy(t *testing.T) {
+	cb := startClusterBackends(t)
+	typed := filepath.Join(t.TempDir(), "typed.jsonl")
+	rows := `{"id":"a","question":"Where was Ada Lovelace born?","answers":["London"],"type":"bridge"}
+{"id":"b","question":"Where did Alan Turing work?","answers":["Bletchley Park"],"type":"bridge"}
+{"id":"c","question":"Who created the first compiler?","answers":["Grace Hopper"],"type":"comparison"}
+{"id":"d","question":"Where did Dijkstra live?","answers":["Nuenen"]}
+`
+	if err := os.WriteFile(typed, []byte(rows), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "run")
+	file, err := LoadClusterFile(writeClusterYAML(t, cb.yaml(cb.data, typed, "  temperature: 1\n", "  temperature: 1\n  group_by: type\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := RunCluster(ctx, ClusterOptions{File: file, Out: out, Progress: ProgressOff, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := rl.ReadStepRecords(filepath.Join(out, "metrics.jsonl"))
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("%d records: %v", len(recs), err)
+	}
+	finished, grouped := 0, 0
+	for _, r := range recs {
+		if r.GroupBy != "type" {
+			t.Errorf("step %d: group_by %q", r.Step, r.GroupBy)
+		}
+		finished += r.Finished
+		for g, st := range r.ByGroup {
+			if g != "bridge" && g != "comparison" && g != eval.NoGroup {
+				t.Errorf("step %d: group %q", r.Step, g)
+			}
+			grouped += st.Trajectories
+		}
+	}
+	if finished == 0 || grouped != finished || sum.Version != 2 {
+		t.Errorf("by_group counts %d trajectories of %d (v%d)", grouped, finished, sum.Version)
+	}
+
+	file, err = LoadClusterFile(writeClusterYAML(t, cb.yaml(cb.data, typed, "  temperature: 1\n", "  temperature: 1\n  group_by: hops\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "run")
+	if _, err := RunCluster(ctx, ClusterOptions{File: file, Out: bad, Progress: ProgressOff, Logger: testLogger(t)}); err == nil ||
+		!strings.Contains(err.Error(), "cluster.group_by") || !strings.Contains(err.Error(), "fields present: type") {
+		t.Fatalf("group_by hops: %v", err)
+	}
+	if _, err := os.Stat(bad); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused start left %s behind", bad)
 	}
 }
 
