@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/asearcher/asearcher/rl"
 )
@@ -27,7 +28,8 @@ type Full struct {
 	Fetch func(ctx context.Context, path, dest string) (string, error)
 	Log   *slog.Logger
 
-	prev string // the directory the fleet serves, when this wrote it
+	prev    string // the directory the fleet serves, when this wrote it
+	started bool
 }
 
 // Publish implements rl.Publisher.
@@ -64,9 +66,39 @@ func (p *Full) Publish(ctx context.Context, path string, version int, d rl.Drain
 			p.Log.Warn("publish: remove previous model directory", "dir", p.prev, "err", err)
 		}
 	}
+	first := p.prev == "" && !p.started
+	p.started = true
 	p.prev = ""
 	if model == dest {
 		p.prev = dest
 	}
+	if first {
+		p.sweepLeftovers(dest)
+	}
 	return nil
+}
+
+// sweepLeftovers deletes the model directories a previous run left in
+// Dir (a crash skips their deletion); the fleet serves keep.
+func (p *Full) sweepLeftovers(keep string) {
+	entries, err := os.ReadDir(p.Dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !e.IsDir() || len(n) != 7 || n[0] != 'v' || filepath.Join(p.Dir, n) == keep {
+			continue
+		}
+		if _, err := strconv.Atoi(n[1:]); err != nil {
+			continue
+		}
+		dir, _ := filepath.Abs(filepath.Join(p.Dir, n))
+		if dir == keep {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil && p.Log != nil {
+			p.Log.Warn("publish: remove leftover model directory", "dir", dir, "err", err)
+		}
+	}
 }

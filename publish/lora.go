@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -147,7 +148,30 @@ func (p *LoRA) Publish(ctx context.Context, path string, version int, _ rl.Drain
 	if unloadNow {
 		p.unloadLater(old)
 	}
+	if old == "" {
+		p.sweepLeftovers(name)
+	}
 	return nil
+}
+
+// sweepLeftovers unloads and deletes the adapters a previous run of this
+// publisher left in Dir (a crash or a kill skips their unloading; a
+// resumed run starts with its checkpoint's version).
+func (p *LoRA) sweepLeftovers(keep string) {
+	entries, err := os.ReadDir(p.Dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !e.IsDir() || n == keep || !strings.HasPrefix(n, p.prefix()+"-v") {
+			continue
+		}
+		if _, err := strconv.Atoi(strings.TrimPrefix(n, p.prefix()+"-v")); err != nil {
+			continue
+		}
+		p.unloadLater(n)
+	}
 }
 
 // loadAll loads name on every server; if any fails, the servers that

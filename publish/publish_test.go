@@ -402,3 +402,49 @@ func TestFullMergesAndUpdatesFromDisk(t *testing.T) {
 		t.Errorf("merge without a base: %v", err)
 	}
 }
+
+// A resumed run sweeps what a killed one left: adapters still loaded on
+// the fleet and their directories, merged model directories.
+func TestLeftoversOfAKilledRunAreSwept(t *testing.T) {
+	base, cfg := testBase(t)
+	a := newFleetServer(t, false)
+	dir := t.TempDir()
+	killed := &LoRA{Servers: []string{a.URL}, Dialect: SGLang, Dir: dir, Fetch: Source{}.Adapter}
+	ctx := context.Background()
+	if err := killed.Publish(ctx, trainerAdapter(t, cfg, 1), 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(dir, "unrelated"), 0o755)
+	resumed := &LoRA{Servers: []string{a.URL}, Dialect: SGLang, Dir: dir, Fetch: Source{}.Adapter}
+	if err := resumed.Publish(ctx, trainerAdapter(t, cfg, 3), 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	resumed.Close()
+	if got := a.Calls(); !slices.Equal(got, []string{"load policy-v1", "load policy-v3", "unload policy-v1"}) {
+		t.Errorf("calls %v", got)
+	}
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if fmt.Sprint(names) != "[policy-v3 unrelated]" {
+		t.Errorf("adapter dir after the sweep: %v", names)
+	}
+
+	fdir := t.TempDir()
+	os.MkdirAll(filepath.Join(fdir, "v000001"), 0o755)
+	os.MkdirAll(filepath.Join(fdir, "keep-me"), 0o755)
+	full := &Full{Inner: &rl.SGLangPublisher{Servers: []string{a.URL}}, Dir: fdir, Fetch: Source{Base: base}.Merged}
+	if err := full.Publish(ctx, trainerAdapter(t, cfg, 2), 2, &noDrain{}); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ = os.ReadDir(fdir)
+	names = names[:0]
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if fmt.Sprint(names) != "[keep-me v000002]" {
+		t.Errorf("model dir after the sweep: %v", names)
+	}
+}
