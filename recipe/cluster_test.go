@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -335,6 +336,68 @@ func TestRunClusterSGLangFull(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "v000002", f)); err != nil {
 			t.Errorf("published model directory: %v", err)
 		}
+	}
+}
+
+// TestRunClusterSGLangLoRA: the LoRA path end to end on CPU. The Tinker
+// trainer (serve model) trains a LoRA adapter; each version's sampler
+// checkpoint is downloaded through the archive route, written under
+// publish.dir and hot-loaded on the SGLang fleet (serve model's
+// /load_lora_adapter) as policy-vN; requests name their adapter and the
+// old adapter is unloaded. After 2 steps the fleet holds policy-v2 only,
+// its base weights never changed, and publish.dir holds policy-v2 only.
+func TestRunClusterSGLangLoRA(t *testing.T) {
+	cb := startClusterBackends(t)
+	dir := filepath.Join(t.TempDir(), "adapters")
+	y := cb.yaml("  publisher: sglang\n", "  publish:\n    kind: sglang-lora\n    dir: "+dir+"\n    base: "+cb.fleet.ModelDir+"\n")
+	file, err := LoadClusterFile(writeClusterYAML(t, y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var minVersions []int
+	sum, err := RunCluster(ctx, ClusterOptions{File: file, Out: t.TempDir(), Progress: ProgressOff, Logger: testLogger(t),
+		OnStep: func(r *rl.StepRecord) { minVersions = append(minVersions, r.Step) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Version != 2 || len(minVersions) != 2 {
+		t.Fatalf("ended at v%d after %d steps, want v2 after 2", sum.Version, len(minVersions))
+	}
+	for i, u := range cb.fleet.URLs {
+		if v := cb.fleet.Servers[i].Version(); v != 0 {
+			t.Errorf("fleet server %d: base weights moved to v%d; LoRA publishing must leave them", i, v)
+		}
+		resp, err := http.Get(u + "/v1/models")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var models struct {
+			Data []struct {
+				ID string `json:"id"`
+			} `json:"data"`
+		}
+		json.NewDecoder(resp.Body).Decode(&models)
+		resp.Body.Close()
+		var ids []string
+		for _, m := range models.Data {
+			ids = append(ids, m.ID)
+		}
+		if !slices.Contains(ids, "policy-v2") || slices.Contains(ids, "policy-v1") {
+			t.Errorf("fleet server %d lists %v; want policy-v2 loaded and policy-v1 unloaded", i, ids)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if fmt.Sprint(names) != "[policy-v2]" {
+		t.Errorf("publish.dir holds %v, want [policy-v2]", names)
 	}
 }
 
