@@ -339,17 +339,30 @@ func TestRunClusterSGLangFull(t *testing.T) {
 	}
 }
 
-// TestRunClusterSGLangLoRA: the LoRA path end to end on CPU. The Tinker
+// TestRunClusterLoRA: the LoRA path end to end on CPU. The Tinker
 // trainer (serve model) trains a LoRA adapter; each version's sampler
 // checkpoint is downloaded through the archive route, written under
 // publish.dir and hot-loaded on the SGLang fleet (serve model's
 // /load_lora_adapter) as policy-vN; requests name their adapter and the
 // old adapter is unloaded. After 2 steps the fleet holds policy-v2 only,
 // its base weights never changed, and publish.dir holds policy-v2 only.
-func TestRunClusterSGLangLoRA(t *testing.T) {
+//
+// With publish.kind vllm-lora the same fleet is driven through its vLLM
+// face: /v1/completions with the adapter in model, /v1/load_lora_adapter.
+func TestRunClusterLoRA(t *testing.T) {
+	for _, kind := range []string{PublishSGLangLoRA, PublishVLLMLoRA} {
+		t.Run(kind, func(t *testing.T) { runClusterLoRA(t, kind) })
+	}
+}
+
+func runClusterLoRA(t *testing.T, kind string) {
 	cb := startClusterBackends(t)
 	dir := filepath.Join(t.TempDir(), "adapters")
-	y := cb.yaml("  publisher: sglang\n", "  publish:\n    kind: sglang-lora\n    dir: "+dir+"\n    base: "+cb.fleet.ModelDir+"\n")
+	edits := []string{"  publisher: sglang\n", "  publish:\n    kind: " + kind + "\n    dir: " + dir + "\n    base: " + cb.fleet.ModelDir + "\n"}
+	if kind == PublishVLLMLoRA {
+		edits = append(edits, "  sampler: sglang:"+strings.Join(cb.fleet.URLs, ","), "  sampler: vllm:"+strings.Join(cb.fleet.URLs, "/v1,")+"/v1")
+	}
+	y := cb.yaml(edits...)
 	file, err := LoadClusterFile(writeClusterYAML(t, y))
 	if err != nil {
 		t.Fatal(err)
