@@ -124,6 +124,17 @@ func (g *Group) start(s Spec) error {
 	// SIGTERM-then-SIGKILL of the whole group, not a SIGKILL of the leader.
 	cmd := exec.Command(s.Argv[0], s.Argv[1:]...)
 	cmd.Env = append(os.Environ(), s.Env...)
+	// exec.Command looked a bare name up in the launcher's PATH; a
+	// server's own env: PATH (a venv's bin, where SkyRL's uv shim lives)
+	// is where its program is meant to be found.
+	if path, ok := envValue(s.Env, "PATH"); ok && !strings.ContainsRune(s.Argv[0], '/') {
+		bin, err := lookPathIn(s.Argv[0], path)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("launch %s: start %s: %w", s.Name, s.Argv[0], err)
+		}
+		cmd.Path, cmd.Err = bin, nil
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -135,6 +146,32 @@ func (g *Group) start(s Spec) error {
 	g.log.Info("started", "name", s.Name, "pid", cmd.Process.Pid, "log", s.Log)
 	go g.watch(p)
 	return nil
+}
+
+// envValue is the last KEY=VALUE setting of key in env.
+func envValue(env []string, key string) (string, bool) {
+	val, found := "", false
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			val, found = v, true
+		}
+	}
+	return val, found
+}
+
+// lookPathIn finds an executable file named name in the directories of
+// path, as a shell would.
+func lookPathIn(name, path string) (string, error) {
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		cand := filepath.Join(dir, name)
+		if st, err := os.Stat(cand); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return cand, nil
+		}
+	}
+	return "", fmt.Errorf("%q is not an executable in the server's env PATH %s", name, path)
 }
 
 // watch reaps p; an exit that Stop did not ask for marks the group dead.

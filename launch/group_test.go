@@ -270,3 +270,29 @@ func TestTail(t *testing.T) {
 		t.Errorf("tail %q", got)
 	}
 }
+
+// TestStartUsesServerPath: a command given by a bare name is found in the
+// server's own env: PATH (SkyRL's uv shim in a venv's bin), not only in
+// the launcher's; a name in neither is an error that names that PATH.
+func TestStartUsesServerPath(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.Symlink(os.Args[0], filepath.Join(bin, "launch-helper")); err != nil {
+		t.Fatal(err)
+	}
+	s := helperSpec(t, "trainer", "serve", "PATH="+bin+string(filepath.ListSeparator)+os.Getenv("PATH"))
+	s.Argv[0] = "launch-helper"
+	g, err := Start(context.Background(), []Spec{s}, quietOptions())
+	if err != nil {
+		t.Fatalf("a command on the server's env PATH: %v", err)
+	}
+	g.Stop()
+
+	s = helperSpec(t, "trainer", "serve", "PATH="+t.TempDir())
+	s.Argv[0] = "launch-helper"
+	if g, err := Start(context.Background(), []Spec{s}, quietOptions()); err == nil || !strings.Contains(err.Error(), "server's env PATH") {
+		if g != nil {
+			g.Stop()
+		}
+		t.Fatalf("a command on no PATH: %v", err)
+	}
+}
