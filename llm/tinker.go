@@ -551,9 +551,26 @@ func (t *TinkerSampler) Sample(ctx context.Context, req *Request) (*Response, er
 	return resp, nil
 }
 
+// tinkerSeed keeps a sampling seed within what every Tinker server takes:
+// SkyRL's JAX engine makes its PRNG keys from an int32 array and fails the
+// whole request ("Python integer … out of bounds for int32") on the 64-bit
+// seeds the RL workflow derives. Seeds in [0, 2^31) pass unchanged; others
+// are mixed down into that range, the same seed always to the same value.
+func tinkerSeed(seed *int64) *int64 {
+	if seed == nil || *seed >= 0 && *seed <= math.MaxInt32 {
+		return seed
+	}
+	x := uint64(*seed)
+	x ^= x >> 33 // fold the high bits in, so seeds that differ only there stay apart
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	s := int64(x & math.MaxInt32)
+	return &s
+}
+
 func tinkerSampleBody(req *Request) (*tinker.SampleRequest, error) {
 	p := req.Params
-	sp := tinker.SamplingParams{Seed: p.Seed}
+	sp := tinker.SamplingParams{Seed: tinkerSeed(p.Seed)}
 	if p.MaxNewTokens > 0 {
 		sp.MaxTokens = &p.MaxNewTokens
 	}
