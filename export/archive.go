@@ -61,6 +61,12 @@ func ExtractArchive(r io.Reader, dest string, lim ArchiveLimits) error {
 		if files >= lim.MaxFiles {
 			return fmt.Errorf("checkpoint archive: more than %d entries", lim.MaxFiles)
 		}
+		if h.Typeflag == tar.TypeDir && path.Clean(h.Name) == "/" {
+			// SkyRL's archives open with a directory entry named "/":
+			// the archive's own root, which is dest. Any other absolute
+			// name is still refused.
+			continue
+		}
 		name, err := safeName(h.Name)
 		if err != nil {
 			return err

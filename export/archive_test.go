@@ -78,6 +78,7 @@ func TestExtractArchive(t *testing.T) {
 		{"parent traversal", []tarEntry{{name: "../evil", typ: tar.TypeReg, body: []byte("x")}}, ArchiveLimits{}, "outside the archive"},
 		{"hidden traversal", []tarEntry{{name: "a/../../evil", typ: tar.TypeReg, body: []byte("x")}}, ArchiveLimits{}, "outside the archive"},
 		{"absolute", []tarEntry{{name: "/tmp/evil", typ: tar.TypeReg, body: []byte("x")}}, ArchiveLimits{}, "absolute"},
+		{"absolute dir", []tarEntry{{name: "/etc/", typ: tar.TypeDir}}, ArchiveLimits{}, "absolute"},
 		{"symlink", []tarEntry{{name: "l", link: "/etc/passwd", typ: tar.TypeSymlink}}, ArchiveLimits{}, "symbolic link"},
 		{"hard link", []tarEntry{{name: "l", link: "/etc/passwd", typ: tar.TypeLink}}, ArchiveLimits{}, "hard link"},
 		{"fifo", []tarEntry{{name: "f", typ: tar.TypeFifo}}, ArchiveLimits{}, "FIFO"},
