@@ -437,6 +437,11 @@ func TestByHops(t *testing.T) {
 	if ci := two.Accuracy.CI; ci[0] < 0.5 || ci[1] > 1 {
 		t.Errorf("2-hop accuracy CI %v outside [0.5, 1]", ci)
 	}
+	lines := (&DemoReport{ByHops: hs}).HopLines()
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "2-hop (2 questions): accuracy 0.250 → 1.000 (+0.750, 95% CI [+0.") ||
+		!strings.Contains(lines[1], "searches per trajectory 1.00 → 2.00 (+1.00 [+1.00, +1.00])") {
+		t.Errorf("hop lines %q", lines)
+	}
 	g := multiHopGoal(hs)
 	// 1-hop changes are 0 and −0.5: the CI reaches 0, so not shown worse.
 	if g == nil || !g.TwoHopLift || !g.TwoHopSearches || !g.OneHopNotWorse || !g.Met {
