@@ -25,7 +25,6 @@ type tarEntry struct {
 	name, link string
 	typ        byte
 	body       []byte
-	size       int64 // header size when it differs from len(body)
 }
 
 func makeTarGz(t *testing.T, entries []tarEntry) []byte {
