@@ -119,15 +119,17 @@ const (
 	// PresetQuick is 1-hop questions only, about a minute and a half on 2
 	// cores: RL learns to search instead of guessing.
 	PresetQuick = "quick"
-	// PresetMultiHop mixes 1- and 2-hop questions and warms up on 1-hop
-	// demonstrations only: RL has to discover chaining two searches.
+	// PresetMultiHop mixes 1- and 2-hop questions and never demonstrates
+	// a search read from an observation: RL has to discover chaining.
 	PresetMultiHop = "multihop"
-	// DefaultPreset is what `asearcher train` runs without --preset.
-	DefaultPreset = PresetMultiHop
+	// DefaultPreset is what `asearcher train` runs without --preset: the
+	// quick one, because the multihop preset does not yet meet its goal
+	// (RL has not made the tiny model chain searches; docs/rl.md).
+	DefaultPreset = PresetQuick
 )
 
 // DemoPresets names every preset, the default first.
-func DemoPresets() []string { return []string{PresetMultiHop, PresetQuick} }
+func DemoPresets() []string { return []string{PresetQuick, PresetMultiHop} }
 
 // DemoPreset returns the named preset's configuration.
 func DemoPreset(name string) (DemoConfig, error) {
@@ -153,8 +155,9 @@ func DefaultDemoConfig() DemoConfig {
 // MultiHopDemoConfig is the multihop preset: half the questions ask for a
 // person's mentor's city, which takes two searches where the second query
 // is read from the first search's result. The warm-up shows 1-hop
-// questions only (city and mentor) plus retries, so chaining is RL's to
-// find; sized for 15 minutes on 2 loaded cores.
+// questions (city and mentor), retries and bridged 2-hop questions, never
+// a search read from an observation, so chaining is RL's to find; sized
+// for 15 minutes on 2 loaded cores.
 func MultiHopDemoConfig() DemoConfig {
 	c := QuickDemoConfig()
 	c.World = DemoWorldConfig{People: 24, TrainWorlds: 40, EvalWorlds: 8, TwoHopFraction: 0.5,

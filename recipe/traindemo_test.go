@@ -256,20 +256,24 @@ func TestDemoConfigDocumented(t *testing.T) {
 	}
 }
 
-// TestTrainDemoLearns runs a full preset and checks its learning goal. The
-// default (multihop, up to 15 minutes on 2 cores) must meet issue 16's:
-// held-out 2-hop accuracy up ≥ 0.25 with its CI above zero, searches on
-// 2-hop questions up ≥ 0.8, 1-hop accuracy not worse. The quick preset
-// (about two minutes) must meet issue 8's: held-out accuracy up ≥ 0.10
-// with a CI above zero. Set ASEARCHER_TRAIN_LEARN=1 (or =quick, or
-// =multihop for one of them) to run it.
+// TestTrainDemoLearns runs a full preset and checks its learning goal.
+// ASEARCHER_TRAIN_LEARN=1 runs the default preset, =quick or =multihop that
+// one. The quick preset (about two minutes on 2 cores) must meet issue 8's
+// goal: held-out accuracy up ≥ 0.10 with a CI above zero. The multihop one
+// (up to 15 minutes) must meet issue 16's: held-out 2-hop accuracy up
+// ≥ 0.25 with its CI above zero, searches on 2-hop questions up ≥ 0.8,
+// 1-hop accuracy not worse; it does not yet (docs/benchmarks.md, issue 16),
+// and this test says so by failing.
 func TestTrainDemoLearns(t *testing.T) {
 	which := os.Getenv("ASEARCHER_TRAIN_LEARN")
 	if which == "" {
-		t.Skip("set ASEARCHER_TRAIN_LEARN=1 (or quick, or multihop) to run the full demo presets")
+		t.Skip("set ASEARCHER_TRAIN_LEARN=1 (the default preset), quick or multihop to run a full demo")
+	}
+	if which == "1" {
+		which = DefaultPreset
 	}
 	for _, preset := range DemoPresets() {
-		if which != "1" && which != preset {
+		if which != preset {
 			continue
 		}
 		t.Run(preset, func(t *testing.T) {
@@ -633,5 +637,30 @@ func TestDemoPresets(t *testing.T) {
 	}
 	if _, err := DemoPreset("huge"); err == nil || !strings.Contains(err.Error(), PresetQuick) {
 		t.Fatalf("unknown preset: %v", err)
+	}
+}
+
+// TestMultiHopPresetDocumented: the multihop preset is the quick one with
+// exactly the differences docs/configuration.md lists.
+func TestMultiHopPresetDocumented(t *testing.T) {
+	const diff = `world: {eval_worlds: 8, two_hop_fraction: 0.5, relations: [city, mentor]}
+agent: {max_turns: 4}
+warmup: {steps: 4000, guess_fraction: 0.2, retry_fraction: 0.2, bridge_fraction: 0.5, worlds: 300}
+rl: {steps: 120, checkpoint_every: 20}
+`
+	raw, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(strings.Fields(string(raw)), " "),
+		"`--preset multihop` differs in: `world: {eval_worlds: 8, two_hop_fraction: 0.5, relations: [city, mentor]}`, `agent.max_turns: 4`, `warmup: {steps: 4000, guess_fraction: 0.2, retry_fraction: 0.2, bridge_fraction: 0.5, worlds: 300}`, `rl: {steps: 120, checkpoint_every: 20}`") {
+		t.Fatal("docs/configuration.md does not list the multihop preset's differences as this test does")
+	}
+	got := QuickDemoConfig()
+	if err := rl.DecodeYAML(strings.NewReader(diff), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, MultiHopDemoConfig()) {
+		t.Fatalf("quick + documented differences\n%+v\n≠ multihop\n%+v", got, MultiHopDemoConfig())
 	}
 }
