@@ -36,3 +36,6 @@ bash scripts/tinker_conformance.sh
 
 step "openai SDK conformance"
 bash scripts/openai_conformance.sh
+
+step "SkyRL Tinker trainer conformance (cached venv; see docs/cluster.md)"
+bash scripts/skyrl_conformance.sh
