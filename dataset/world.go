@@ -22,12 +22,28 @@ type WorldOptions struct {
 	// distinct names the syllable inventory makes).
 	People int
 	// TwoHopFraction of the questions ask about a person's mentor's city
-	// ("Where does the mentor of X live?"); the rest are 1-hop.
-	TwoHopFraction float64
+	// ("Where does the mentor of X live?") and ThreeHopFraction about the
+	// mentor's mentor's city; the rest are 1-hop.
+	TwoHopFraction   float64
+	ThreeHopFraction float64
+	// Names picks the names the world draws from: NamesAll (default),
+	// one-word names of two syllables ("Favok"), or NamesTrain or
+	// NamesHeldOut, the two disjoint halves of the two-word names ("Ana
+	// Belko"): held-out worlds drawn from one half share no person with
+	// training worlds drawn from the other, while every given and family
+	// name occurs in both halves.
+	Names string
 	// Relations are the 1-hop question kinds to ask: "city", "employer",
 	// "mentor" (default all three).
 	Relations []string
 }
+
+// The name partitions of WorldOptions.Names.
+const (
+	NamesAll     = ""
+	NamesTrain   = "train"
+	NamesHeldOut = "held-out"
+)
 
 // WorldPerson is one entity and its relations.
 type WorldPerson struct {
@@ -52,7 +68,8 @@ type WorldQuestion struct {
 	Question string `json:"question"`
 	Answer   string `json:"answer"`
 	Hops     int    `json:"hops"`
-	// Relation is "city", "employer", "mentor" or "mentor.city".
+	// Relation is "city", "employer", "mentor", "mentor.city" or
+	// "mentor.mentor.city".
 	Relation string `json:"relation"`
 	// Queries are the entity names to search for, one per hop; the answer
 	// is in the passage titled by the last one.
@@ -67,11 +84,25 @@ type World struct {
 	Questions []WorldQuestion `json:"questions"`
 }
 
-// The syllables make two-syllable names; capitalised first syllables and
-// the lower-case rest keep a name to a few tokens under a small BPE.
+// One-word names are two syllables, a capitalised onset and a coda.
 var (
-	worldOnsets  = []string{"ka", "lo", "mi", "ru", "te", "vo", "sa", "ne", "bi", "do", "fa", "gu", "ha", "ji", "pe", "zo"}
-	worldCodas   = []string{"ran", "mel", "tis", "vok", "dan", "lir", "mos", "pek", "sul", "ton", "var", "nix"}
+	worldOnsets = []string{"ka", "lo", "mi", "ru", "te", "vo", "sa", "ne", "bi", "do", "fa", "gu", "ha", "ji", "pe", "zo"}
+	worldCodas  = []string{"ran", "mel", "tis", "vok", "dan", "lir", "mos", "pek", "sul", "ton", "var", "nix"}
+)
+
+// Two-word names are a given name and a family name, so that a byte-level
+// BPE tokenizer learns each part as its own token and a name it has never
+// seen whole (a held-out world's) is made of tokens it knows. With 40 × 40
+// names a model cannot get by memorising which family name follows which
+// given name: it has to copy both.
+var (
+	worldGiven = []string{"Ana", "Bo", "Cleo", "Dev", "Eli", "Finn", "Gia", "Hugo", "Ida", "Jon", "Kai", "Lea", "Milo", "Nia",
+		"Otto", "Pia", "Quin", "Rosa", "Sami", "Tara", "Uma", "Vera", "Wes", "Xena", "Yuri", "Zoe", "Abel", "Beth", "Carl",
+		"Dora", "Emil", "Faye", "Gus", "Hana", "Ivan", "Jade", "Kurt", "Lena", "Marc", "Nora"}
+	worldFamily = []string{"Ardan", "Belko", "Corvi", "Dunmar", "Eskel", "Farrow", "Galen", "Hollis", "Ivers", "Jaro",
+		"Kestrel", "Lund", "Mercer", "Norberg", "Ostrom", "Pardo", "Quist", "Rowe", "Sandor", "Tamsin", "Ulbrich", "Varga",
+		"Weller", "Yates", "Zeller", "Abbot", "Brandt", "Calder", "Dorsey", "Ekberg", "Fenn", "Gorski", "Hagen", "Ilves",
+		"Janek", "Kober", "Lorne", "Moller", "Nash", "Orlov"}
 	worldCities  = []string{"Paris", "Lima", "Oslo", "Cairo", "Delhi", "Tokyo", "Rome", "Quito", "Dakar", "Hanoi", "Sofia", "Perth"}
 	worldEmploys = []string{"Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Cyberdyne", "Soylent", "Tyrell", "Wonka", "Aperture"}
 )
@@ -82,19 +113,63 @@ func WorldCities() []string { return append([]string(nil), worldCities...) }
 // WorldEmployers returns the pool of employer answers.
 func WorldEmployers() []string { return append([]string(nil), worldEmploys...) }
 
-// maxWorldPeople is the number of distinct names.
+// maxWorldPeople is the number of distinct one-word names.
 var maxWorldPeople = len(worldOnsets) * len(worldCodas)
+
+// worldNames lists the names of a partition. The train and held-out
+// halves of the two-word names alternate like a checkerboard over (given,
+// family), so each given and each family name is used by both.
+func worldNames(part string) ([]string, error) {
+	var out []string
+	switch part {
+	case NamesAll:
+		for _, on := range worldOnsets {
+			for _, co := range worldCodas {
+				out = append(out, strings.ToUpper(on[:1])+on[1:]+co)
+			}
+		}
+	case NamesTrain, NamesHeldOut:
+		for g, given := range worldGiven {
+			for f, family := range worldFamily {
+				if ((g+f)%2 == 1) == (part == NamesHeldOut) {
+					out = append(out, given+" "+family)
+				}
+			}
+		}
+	default:
+		return nil, fmt.Errorf("world: names %q; want %q, %q or %q", part, NamesAll, NamesTrain, NamesHeldOut)
+	}
+	return out, nil
+}
+
+// WorldNameSet returns every name of a partition (for leak tests).
+func WorldNameSet(part string) (map[string]bool, error) {
+	ns, err := worldNames(part)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(ns))
+	for _, n := range ns {
+		out[n] = true
+	}
+	return out, nil
+}
 
 // NewWorld generates a world from o.Seed.
 func NewWorld(o WorldOptions) (*World, error) {
 	if o.People == 0 {
 		o.People = 24
 	}
-	if o.People < 2 || o.People > maxWorldPeople {
-		return nil, fmt.Errorf("world: %d people; want 2 to %d", o.People, maxWorldPeople)
+	pool, err := worldNames(o.Names)
+	if err != nil {
+		return nil, err
 	}
-	if o.TwoHopFraction < 0 || o.TwoHopFraction > 1 {
-		return nil, fmt.Errorf("world: two-hop fraction %g; want 0 to 1", o.TwoHopFraction)
+	if o.People < 2 || o.People > len(pool) {
+		return nil, fmt.Errorf("world: %d people; want 2 to %d", o.People, len(pool))
+	}
+	if o.TwoHopFraction < 0 || o.ThreeHopFraction < 0 || o.TwoHopFraction+o.ThreeHopFraction > 1 {
+		return nil, fmt.Errorf("world: two-hop fraction %g and three-hop fraction %g; want each ≥ 0 and their sum ≤ 1",
+			o.TwoHopFraction, o.ThreeHopFraction)
 	}
 	if len(o.Relations) == 0 {
 		o.Relations = []string{"city", "employer", "mentor"}
@@ -105,12 +180,11 @@ func NewWorld(o WorldOptions) (*World, error) {
 		}
 	}
 	r := rand.New(rand.NewPCG(o.Seed, 0x3077a1d))
-	names := r.Perm(maxWorldPeople)[:o.People]
+	perm := r.Perm(len(pool))[:o.People]
 	w := &World{Seed: o.Seed}
-	for _, n := range names {
-		on, co := worldOnsets[n/len(worldCodas)], worldCodas[n%len(worldCodas)]
+	for _, i := range perm {
 		w.People = append(w.People, WorldPerson{
-			Name:     strings.ToUpper(on[:1]) + on[1:] + co,
+			Name:     pool[i],
 			City:     worldCities[r.IntN(len(worldCities))],
 			Employer: worldEmploys[r.IntN(len(worldEmploys))],
 		})
@@ -134,11 +208,19 @@ func NewWorld(o WorldOptions) (*World, error) {
 	for i, p := range w.People {
 		mentor := w.People[p.Mentor]
 		q := WorldQuestion{ID: fmt.Sprintf("w%d-q%d", o.Seed, i), Hops: 1}
-		if r.Float64() < o.TwoHopFraction {
+		// One draw picks the depth, so a world with only two-hop
+		// questions draws the same sequence it always did.
+		switch u := r.Float64(); {
+		case u < o.TwoHopFraction:
 			q.Hops, q.Relation = 2, "mentor.city"
 			q.Question = fmt.Sprintf("Where does the mentor of %s live?", p.Name)
 			q.Answer, q.Queries = mentor.City, []string{p.Name, mentor.Name}
-		} else {
+		case u < o.TwoHopFraction+o.ThreeHopFraction:
+			grand := w.People[mentor.Mentor]
+			q.Hops, q.Relation = 3, "mentor.mentor.city"
+			q.Question = fmt.Sprintf("Where does the mentor of the mentor of %s live?", p.Name)
+			q.Answer, q.Queries = grand.City, []string{p.Name, mentor.Name, grand.Name}
+		default:
 			q.Queries = []string{p.Name}
 			switch o.Relations[r.IntN(len(o.Relations))] {
 			case "city":
@@ -149,7 +231,7 @@ func NewWorld(o WorldOptions) (*World, error) {
 				q.Question = fmt.Sprintf("Where does %s work?", p.Name)
 			default:
 				q.Relation, q.Answer = "mentor", mentor.Name
-				q.Question = fmt.Sprintf("Who mentors %s?", p.Name)
+				q.Question = fmt.Sprintf("Who is the mentor of %s?", p.Name)
 			}
 		}
 		w.Questions = append(w.Questions, q)

@@ -37,6 +37,8 @@ func TestWorldQuestionsAnswerable(t *testing.T) {
 		{"two-hop", WorldOptions{Seed: 2, People: 30, TwoHopFraction: 1}, map[int]bool{2: true}},
 		{"mixed", WorldOptions{Seed: 3, People: 60, TwoHopFraction: 0.5}, map[int]bool{1: true, 2: true}},
 		{"cities only", WorldOptions{Seed: 4, Relations: []string{"city"}}, map[int]bool{1: true}},
+		{"up to three hops", WorldOptions{Seed: 5, People: 60, TwoHopFraction: 0.3, ThreeHopFraction: 0.3, Names: NamesHeldOut},
+			map[int]bool{1: true, 2: true, 3: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, err := NewWorld(tc.opts)
@@ -95,10 +97,62 @@ func TestWorldBadOptions(t *testing.T) {
 		{People: 1},
 		{People: maxWorldPeople + 1},
 		{TwoHopFraction: 1.5},
+		{TwoHopFraction: 0.6, ThreeHopFraction: 0.6},
+		{Names: NamesTrain, People: 801},
 		{Relations: []string{"age"}},
 	} {
 		if _, err := NewWorld(o); err == nil {
 			t.Errorf("%+v accepted", o)
 		}
+	}
+}
+
+// TestWorldNamePartitions: the train and held-out halves of the two-word
+// names are disjoint, equal in size, share every given and family name,
+// and a world drawn from one half names only people of that half.
+func TestWorldNamePartitions(t *testing.T) {
+	train, err := WorldNameSet(NamesTrain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := WorldNameSet(NamesHeldOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(train) != len(held) || len(train) != len(worldGiven)*len(worldFamily)/2 {
+		t.Fatalf("halves of %d and %d names", len(train), len(held))
+	}
+	parts := map[string][2]bool{}
+	for name := range train {
+		if held[name] {
+			t.Fatalf("%s in both halves", name)
+		}
+		for i, p := range strings.Fields(name) {
+			v := parts[p]
+			v[0] = true
+			parts[p+string(rune('0'+i))] = v
+		}
+	}
+	for name := range held {
+		for i, p := range strings.Fields(name) {
+			v := parts[p+string(rune('0'+i))]
+			if !v[0] {
+				t.Fatalf("held-out name part %s never used in training names", p)
+			}
+		}
+	}
+	for part, set := range map[string]map[string]bool{NamesTrain: train, NamesHeldOut: held} {
+		w, err := NewWorld(WorldOptions{Seed: 9, People: 40, TwoHopFraction: 0.3, ThreeHopFraction: 0.3, Names: part})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range w.People {
+			if !set[p.Name] {
+				t.Fatalf("%s world has %s", part, p.Name)
+			}
+		}
+	}
+	if _, err := NewWorld(WorldOptions{Names: "everyone"}); err == nil {
+		t.Fatal("unknown name partition accepted")
 	}
 }

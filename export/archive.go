@@ -193,14 +193,38 @@ func ParseTinkerPath(p string) (model, name string, err error) {
 }
 
 // ArchiveURL is the Tinker route that answers with (a redirect to) a
-// checkpoint's tar.gz: GET /api/v1/training_runs/{model}/checkpoints/{name}/archive.
+// checkpoint's tar.gz, as SkyRL names it: GET
+// /api/v1/training_runs/{model}/checkpoints/{name}/archive.
 func ArchiveURL(baseURL, tinkerPath string) (string, error) {
-	model, name, err := ParseTinkerPath(tinkerPath)
+	urls, err := ArchiveURLs(baseURL, tinkerPath)
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimRight(baseURL, "/") + "/api/v1/training_runs/" + url.PathEscape(model) +
-		"/checkpoints/" + url.PathEscape(name) + "/archive", nil
+	return urls[0], nil
+}
+
+// ArchiveURLs are the archive routes to try in order: SkyRL's (the
+// checkpoint's name) and the official SDK's (recent tinker SDKs send a
+// sampler checkpoint's id as "sampler_weights/NAME").
+func ArchiveURLs(baseURL, tinkerPath string) ([]string, error) {
+	model, name, err := ParseTinkerPath(tinkerPath)
+	if err != nil {
+		return nil, err
+	}
+	root := strings.TrimRight(baseURL, "/") + "/api/v1/training_runs/" + url.PathEscape(model) + "/checkpoints/"
+	kind := strings.Split(strings.TrimPrefix(tinkerPath, "tinker://"), "/")[1]
+	return []string{root + url.PathEscape(name) + "/archive", root + kind + "/" + url.PathEscape(name) + "/archive"}, nil
+}
+
+// HTTPError is a download that the server answered with an error status.
+type HTTPError struct {
+	URL    string
+	Status int
+	Body   string
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("checkpoint archive %s: HTTP %d: %s", e.URL, e.Status, e.Body)
 }
 
 // Download fetches a checkpoint archive into w, following the server's
@@ -244,7 +268,7 @@ func Download(ctx context.Context, client *http.Client, archiveURL, apiKey strin
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("checkpoint archive %s: HTTP %d: %s", redact(archiveURL), resp.StatusCode, strings.TrimSpace(string(msg)))
+		return &HTTPError{URL: redact(archiveURL), Status: resp.StatusCode, Body: strings.TrimSpace(string(msg))}
 	}
 	n, err := io.Copy(w, io.LimitReader(resp.Body, maxBytes+1))
 	if err != nil {

@@ -25,7 +25,6 @@ type tarEntry struct {
 	name, link string
 	typ        byte
 	body       []byte
-	size       int64 // header size when it differs from len(body)
 }
 
 func makeTarGz(t *testing.T, entries []tarEntry) []byte {
@@ -444,6 +443,26 @@ func TestFromArchiveCases(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "full", "model.safetensors"))
 	if !bytes.Equal(a, b) {
 		t.Error("a full-weights archive did not export to the same weights")
+	}
+
+	// A server that names sampler checkpoints as the official SDK sends
+	// them (sampler_weights/NAME) is found on the second route.
+	sdkStyle := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/training_runs/m/checkpoints/sampler_weights/s1/archive" {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		b, _ := os.ReadFile(nested)
+		w.Write(b)
+	}))
+	defer sdkStyle.Close()
+	if _, err := FromArchive(ctx, ArchiveOptions{Archive: "tinker://m/sampler_weights/s1", TinkerURL: sdkStyle.URL,
+		AdapterOut: filepath.Join(dir, "sdk-style")}); err != nil {
+		t.Errorf("SDK-style archive route: %v", err)
+	}
+	if _, err := FromArchive(ctx, ArchiveOptions{Archive: "tinker://m/sampler_weights/none", TinkerURL: sdkStyle.URL,
+		AdapterOut: filepath.Join(dir, "none")}); err == nil || !strings.Contains(err.Error(), "sampler_weights/none/archive: HTTP 404") {
+		t.Errorf("missing checkpoint: %v", err)
 	}
 
 	// Over HTTP from a Tinker server.

@@ -184,13 +184,13 @@ func fetchArchive(ctx context.Context, o ArchiveOptions, dir string) error {
 	src := o.Archive
 	var r io.Reader
 	if strings.HasPrefix(src, "tinker://") || strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
-		u := src
+		urls := []string{src}
 		if strings.HasPrefix(src, "tinker://") {
 			if o.TinkerURL == "" {
 				return fmt.Errorf("export: %s is on a Tinker server; give its address (--tinker-url or TINKER_BASE_URL)", src)
 			}
 			var err error
-			if u, err = ArchiveURL(strings.TrimSuffix(strings.TrimRight(o.TinkerURL, "/"), "/api/v1"), src); err != nil {
+			if urls, err = ArchiveURLs(strings.TrimSuffix(strings.TrimRight(o.TinkerURL, "/"), "/api/v1"), src); err != nil {
 				return fmt.Errorf("export: %w", err)
 			}
 		}
@@ -199,7 +199,21 @@ func fetchArchive(ctx context.Context, o ArchiveOptions, dir string) error {
 			return fmt.Errorf("export: %w", err)
 		}
 		defer f.Close()
-		if err := Download(ctx, o.HTTPClient, u, o.APIKey, f, o.Limits.withDefaults().MaxBytes); err != nil {
+		for i, u := range urls {
+			err = Download(ctx, o.HTTPClient, u, o.APIKey, f, o.Limits.withDefaults().MaxBytes)
+			var he *HTTPError
+			if err == nil || i == len(urls)-1 || !errors.As(err, &he) || he.Status != http.StatusNotFound {
+				break
+			}
+			// This server names the checkpoint the other way.
+			if err := f.Truncate(0); err != nil {
+				return fmt.Errorf("export: %w", err)
+			}
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return fmt.Errorf("export: %w", err)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
 		if _, err := f.Seek(0, io.SeekStart); err != nil {

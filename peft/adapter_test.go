@@ -197,6 +197,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"modules to save", editConfig(t, cfg, "modules_to_save", []string{"lm_head"}), w, "modules_to_save"},
 		{"rank pattern", editConfig(t, cfg, "rank_pattern", map[string]int{"q_proj": 4}), w, "rank_pattern"},
 		{"zero rank", editConfig(t, cfg, "r", 0), w, "must be positive"},
+		{"layers_to_transform", editConfig(t, cfg, "layers_to_transform", []int{0}), w, "layers_to_transform is set"},
+		{"lora_bias", editConfig(t, cfg, "lora_bias", true), w, "lora_bias is set"},
+		{"exclude_modules", editConfig(t, cfg, "exclude_modules", "q_proj"), w, "exclude_modules is set"},
 		{"target_modules number", editConfig(t, cfg, "target_modules", 3), w, "target_modules"},
 		{"config not json", []byte("{"), w, ConfigFile},
 		{"config null", []byte("null"), w, "null"},
@@ -210,6 +213,14 @@ func TestDecodeRejects(t *testing.T) {
 				t.Fatalf("Decode error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+	// SkyRL/PEFT 0.18 write these unset; they are accepted.
+	plain := cfg
+	for k, v := range map[string]any{"layers_to_transform": nil, "lora_bias": false, "exclude_modules": nil, "rank_pattern": map[string]int{}, "peft_version": "0.18.1"} {
+		plain = editConfig(t, plain, k, v)
+	}
+	if _, err := Decode(plain, w); err != nil {
+		t.Errorf("unset extras: %v", err)
 	}
 	if _, err := Decode(editConfig(t, cfg, "target_modules", "all-linear"), w); err != nil {
 		t.Errorf("all-linear: %v", err)

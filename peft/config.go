@@ -155,6 +155,15 @@ func (c *Config) check() error {
 	case len(c.RankPattern) > 0 || len(c.AlphaPattern) > 0:
 		return errors.New("adapter config: rank_pattern/alpha_pattern are set; only one rank and alpha for all modules is supported")
 	}
+	// PEFT settings that change which weights a LoRA touches or how; they
+	// sit in Extra and must be unset (null, false, empty) to merge as
+	// W += scale·B·A over whole layers.
+	for _, k := range []string{"layers_to_transform", "exclude_modules", "target_parameters", "trainable_token_indices",
+		"lora_bias", "use_qalora", "alora_invocation_tokens", "layer_replication"} {
+		if raw, ok := c.Extra[k]; ok && !unset(raw) {
+			return fmt.Errorf("adapter config: %s is set (%s); only plain LoRA on whole layers is supported", k, raw)
+		}
+	}
 	if c.TargetRegex != "" && c.TargetRegex != allLinear {
 		if _, err := regexp.Compile("^(?:" + c.TargetRegex + ")$"); err != nil {
 			return fmt.Errorf("adapter config: target_modules %q is not a valid regular expression: %w", c.TargetRegex, err)
@@ -213,4 +222,13 @@ func lastDot(s string) int {
 
 func hasDottedSuffix(s, suffix string) bool {
 	return len(s) > len(suffix) && s[len(s)-len(suffix)-1] == '.' && s[len(s)-len(suffix):] == suffix
+}
+
+// unset says whether a JSON value is null, false, 0, "" or empty.
+func unset(raw json.RawMessage) bool {
+	switch string(bytes.TrimSpace(raw)) {
+	case "null", "false", "0", `""`, "[]", "{}":
+		return true
+	}
+	return false
 }

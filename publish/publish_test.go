@@ -35,13 +35,18 @@ type fleetServer struct {
 	calls    []string
 	loaded   map[string]string // name → path
 	release  chan struct{}
+	released sync.Once
 	failLoad bool
 }
+
+// Release lets held /generate calls answer.
+func (f *fleetServer) Release() { f.released.Do(func() { close(f.release) }) }
 
 func newFleetServer(t *testing.T, vllm bool) *fleetServer {
 	f := &fleetServer{vllm: vllm, loaded: map[string]string{}, release: make(chan struct{})}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.Close)
+	// Held calls are released first, or Close would wait for them.
+	t.Cleanup(func() { f.Release(); f.Close() })
 	return f
 }
 
@@ -255,7 +260,9 @@ func TestLoRAPinsRequestsAndUnloadsWhenIdle(t *testing.T) {
 			if err := p.Publish(ctx, trainerAdapter(t, cfg, 2), 2, nil); err != nil {
 				t.Fatal(err)
 			}
-			// v1 still has a request in flight: it stays loaded.
+			// v1 still has a request in flight: it stays loaded (any
+			// unload the publish started has finished after Wait).
+			p.unloads.Wait()
 			for _, f := range []*fleetServer{a, b} {
 				if got := f.Calls(); slices.Contains(got, "unload policy-v1") || !slices.Contains(got, "load policy-v2") {
 					t.Fatalf("after publishing v2 with a v1 request in flight: %v", got)
@@ -265,7 +272,7 @@ func TestLoRAPinsRequestsAndUnloadsWhenIdle(t *testing.T) {
 			if countGenerate(a, "policy-v2") != 1 {
 				t.Errorf("the request after v2 did not name policy-v2: %v", a.Calls())
 			}
-			close(a.release)
+			a.Release()
 			wantVersions(t, "the base-model request", <-r0, 0)
 			wantVersions(t, "the v1 request finishing after v2 was published", <-r1, 1)
 			p.Close()

@@ -698,7 +698,11 @@ type RealReport struct {
 	EvalSecondsBefore  float64          `json:"eval_before_seconds"`
 	EvalSecondsAfter   float64          `json:"eval_after_seconds"`
 	EvalSecondsPerTraj float64          `json:"eval_seconds_per_trajectory"`
-	WallSeconds        float64          `json:"wall_seconds"`
+	// WallSeconds is this process's wall time (a resumed run's last
+	// leg); PhaseSeconds adds up the phases over every leg: warm-up, both
+	// evaluations and RL (startup, indexing and checkpoint loads left out).
+	WallSeconds  float64 `json:"wall_seconds"`
+	PhaseSeconds float64 `json:"phase_seconds"`
 }
 
 func newRealReport(cfg *RealConfig, warm *RealWarmupStats, before, after *RealEval, sum *rl.Summary, wall time.Duration) *RealReport {
@@ -712,6 +716,10 @@ func newRealReport(cfg *RealConfig, warm *RealWarmupStats, before, after *RealEv
 	r.EMLiftCI, _ = PairedBootstrapCI(before.EMs, after.EMs, cfg.Eval.Bootstrap, uint64(cfg.Seed))
 	r.F1LiftCI, _ = PairedBootstrapCI(before.F1s, after.F1s, cfg.Eval.Bootstrap, uint64(cfg.Seed)+1)
 	r.MeetsGoal = r.F1LiftCI[0] > 0
+	r.PhaseSeconds = before.Seconds + sum.Elapsed + after.Seconds
+	if warm != nil {
+		r.PhaseSeconds += warm.Seconds
+	}
 	if n := len(sum.Records); n > 0 {
 		r.RLSecondsPerStep = sum.Elapsed / float64(n)
 		r.RewardFirst, r.RewardLast = sum.Records[0].RewardMean, sum.Records[n-1].RewardMean
@@ -742,8 +750,8 @@ func (r *RealReport) write(dir string) error {
 	}
 	fmt.Fprintf(&b, "RL: %d steps in %.0f s (%.1f s/step), reward %.3f → %.3f, %d zero-variance groups filtered.\n",
 		r.RLSteps, r.RLSeconds, r.RLSecondsPerStep, r.RewardFirst, r.RewardLast, r.GroupsFiltered)
-	fmt.Fprintf(&b, "Evaluation: %.0f s before, %.0f s after (%.1f s per trajectory).\nWall time: %.0f s.\n\n",
-		r.EvalSecondsBefore, r.EvalSecondsAfter, r.EvalSecondsPerTraj, r.WallSeconds)
+	fmt.Fprintf(&b, "Evaluation: %.0f s before, %.0f s after (%.1f s per trajectory).\nPhases: %.0f s in all; this process: %.0f s.\n\n",
+		r.EvalSecondsBefore, r.EvalSecondsAfter, r.EvalSecondsPerTraj, r.PhaseSeconds, r.WallSeconds)
 	b.WriteString("Curves: plots.html; per-step metrics: metrics.jsonl; sample trajectories: samples/; question split: split.json.\n")
 	return atomicfile.WriteFile(filepath.Join(dir, demoReportMD), []byte(b.String()))
 }

@@ -270,3 +270,52 @@ func TestRealConfigDocumented(t *testing.T) {
 		t.Fatalf("documented config\n%+v\ndiffers from the default\n%+v", c.Real, want)
 	}
 }
+
+func TestAnswerReward(t *testing.T) {
+	task := agent.Task{Answers: []string{"Nicholas Lofton Hexum", "Nick Hexum"}}
+	for _, tc := range []struct {
+		metric, answer string
+		answered       bool
+		want           float64
+	}{
+		{"em", "Nick Hexum", true, 1},
+		{"em", "Hexum", true, 0},
+		{"f1", "Hexum", true, 2.0 / 3},
+		{"f1", "Nick Hexum", false, 0}, // text without an <answer> scores nothing
+		{"em", "", true, 0},
+	} {
+		got := answerReward(tc.metric, task, &agent.Trajectory{Answered: tc.answered, Answer: tc.answer})
+		if d := got - tc.want; d > 1e-9 || d < -1e-9 {
+			t.Errorf("%s(%q, answered %v) = %v, want %v", tc.metric, tc.answer, tc.answered, got, tc.want)
+		}
+	}
+	if answerReward("f1", task, nil) != 0 {
+		t.Error("a missing trajectory must score 0")
+	}
+}
+
+// TestRealEvalResult: per-question means over k samples; a missing or
+// foreign record is an error, not a silent zero.
+func TestRealEvalResult(t *testing.T) {
+	held := []dataset.Item{{ID: "a"}, {ID: "b"}}
+	rec := func(id string, sample int, answered bool, em, f1 float64) eval.Record {
+		return eval.Record{ID: id, Sample: sample, Answered: answered, Scores: reward.Scores{"em": em, "f1": f1}}
+	}
+	full := []eval.Record{rec("a", 0, true, 1, 1), rec("a", 1, true, 0, 0.5), rec("b", 0, false, 1, 1), rec("b", 1, true, 0, 0)}
+	r, err := realEvalResult(held, 2, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.EMs[0] != 0.5 || r.F1s[0] != 0.75 || r.EMs[1] != 0 || r.EM != 0.25 || r.AnsweredRate != 0.75 {
+		t.Errorf("got %+v", r)
+	}
+	for name, recs := range map[string][]eval.Record{
+		"missing": full[:3],
+		"foreign": append(full[:3:3], rec("z", 1, true, 1, 1)),
+		"repeat":  append(full[:3:3], full[0]),
+	} {
+		if _, err := realEvalResult(held, 2, recs); err == nil {
+			t.Errorf("%s record accepted", name)
+		}
+	}
+}

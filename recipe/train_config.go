@@ -45,11 +45,17 @@ type TrainConfig struct {
 // LoadTrainConfig reads a train config file: the mode's defaults, then
 // the file strictly (unknown fields are errors), then Validate.
 func LoadTrainConfig(path string) (TrainConfig, error) {
+	return LoadTrainConfigOver(path, DefaultDemoConfig())
+}
+
+// LoadTrainConfigOver is LoadTrainConfig with a demo file decoded over
+// demo (a preset) instead of the default.
+func LoadTrainConfigOver(path string, demo DemoConfig) (TrainConfig, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return TrainConfig{}, fmt.Errorf("read config: %w", err)
 	}
-	c, err := DecodeTrainConfig(raw)
+	c, err := decodeTrainConfig(raw, demo)
 	if err != nil {
 		return c, fmt.Errorf("config %s: %s", path, oneLine(err))
 	}
@@ -58,6 +64,10 @@ func LoadTrainConfig(path string) (TrainConfig, error) {
 
 // DecodeTrainConfig decodes and validates a train config file's bytes.
 func DecodeTrainConfig(raw []byte) (TrainConfig, error) {
+	return decodeTrainConfig(raw, DefaultDemoConfig())
+}
+
+func decodeTrainConfig(raw []byte, demo DemoConfig) (TrainConfig, error) {
 	top, err := topKeys(raw)
 	if err != nil {
 		return TrainConfig{}, err
@@ -72,7 +82,7 @@ func DecodeTrainConfig(raw []byte) (TrainConfig, error) {
 		return c, c.Real.Validate()
 	}
 	if !cluster && !launched {
-		c := TrainConfig{Mode: ModeDemo, Demo: DefaultDemoConfig()}
+		c := TrainConfig{Mode: ModeDemo, Demo: demo}
 		if err := rl.DecodeYAML(bytes.NewReader(raw), &c.Demo); err != nil {
 			return c, err
 		}

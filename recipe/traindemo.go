@@ -94,12 +94,12 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 
 	log.Info("building worlds", "train", cfg.World.TrainWorlds, "held_out", cfg.World.EvalWorlds, "people", cfg.World.People)
 	wdir := filepath.Join(o.Out, "worlds")
-	trainW, err := buildWorlds(ctx, wdir, &cfg, false, cfg.World.TrainWorlds)
+	trainW, err := buildWorlds(ctx, wdir, &cfg, setTrain, cfg.World.TrainWorlds)
 	if err != nil {
 		return nil, err
 	}
 	defer closeWorlds(trainW)
-	evalW, err := buildWorlds(ctx, wdir, &cfg, true, cfg.World.EvalWorlds)
+	evalW, err := buildWorlds(ctx, wdir, &cfg, setHeldOut, cfg.World.EvalWorlds)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	}
 
 	evalQs := worldQuestions(evalW)
-	sampler := engine.NewSampler(wWarm, 0, engine.SamplerOptions{Tokenizer: tok, StopTokenIDs: stops, MaxBatch: 64, PrefixCache: -1})
+	sampler := engine.NewSampler(wWarm, 0, engine.SamplerOptions{Tokenizer: tok, StopTokenIDs: stops, MaxBatch: 64, PrefixCache: 4 * 64})
 	defer sampler.Close()
 
 	before, err := evaluateBeforeOnce(ctx, o, &cfg, da, sampler, evalQs, log)
@@ -224,7 +224,15 @@ func warmupOnce(ctx context.Context, o DemoOptions, cfg *DemoConfig, da *demoAge
 	warmDir := filepath.Join(o.Out, demoWarmupModel)
 	var warmStats *WarmupStats
 	if _, err := os.Stat(filepath.Join(warmDir, "model.safetensors")); err != nil {
-		warmStats, err = runWarmup(ctx, cfg, da, trainW, w0, modelDir, filepath.Join(o.Out, demoWarmupDir), o.Progress, log)
+		warmW := trainW
+		if cfg.Warmup.Worlds > 0 {
+			log.Info("building warm-up worlds", "worlds", cfg.Warmup.Worlds)
+			if warmW, err = buildWorlds(ctx, filepath.Join(o.Out, "worlds"), cfg, setWarmup, cfg.Warmup.Worlds); err != nil {
+				return nil, nil, err
+			}
+			defer closeWorlds(warmW)
+		}
+		warmStats, err = runWarmup(ctx, cfg, da, warmW, w0, modelDir, filepath.Join(o.Out, demoWarmupDir), o.Progress, log)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -299,12 +307,17 @@ func initDemoModel(ctx context.Context, dir string, cfg *DemoConfig, ws []*demoW
 
 // WarmupStats summarise the supervised warm-up.
 type WarmupStats struct {
-	Demonstrations int     `json:"demonstrations"`
-	Guesses        int     `json:"guesses"`
-	Steps          int     `json:"steps"`
-	FirstLoss      float64 `json:"first_loss"`
-	LastLoss       float64 `json:"last_loss"`
-	Seconds        float64 `json:"seconds"`
+	Demonstrations int `json:"demonstrations"`
+	Guesses        int `json:"guesses"`
+	Retries        int `json:"retries"`
+	Bridged        int `json:"bridged"`
+	// MultiHopSkipped counts the training questions left out of the
+	// warm-up because they need more than one hop.
+	MultiHopSkipped int     `json:"multi_hop_skipped"`
+	Steps           int     `json:"steps"`
+	FirstLoss       float64 `json:"first_loss"`
+	LastLoss        float64 `json:"last_loss"`
+	Seconds         float64 `json:"seconds"`
 }
 
 // runWarmup trains on demonstrations with cross_entropy and saves the
@@ -313,16 +326,12 @@ func runWarmup(ctx context.Context, cfg *DemoConfig, da *demoAgent, ws []*demoWo
 	modelDir, dir string, mode ProgressMode, log *slog.Logger) (*WarmupStats, error) {
 	t0 := time.Now()
 	r := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5f7))
+	trajs, st, err := warmupDemonstrations(ctx, cfg, da, ws, r)
+	if err != nil {
+		return nil, err
+	}
 	var data []trainer.Datum
-	st := &WarmupStats{Steps: cfg.Warmup.Steps}
-	for _, dq := range worldQuestions(ws) {
-		guess := r.Float64() < cfg.Warmup.GuessFraction
-		replies := demonstration(dq.world.world, dq.q, guess, r)
-		traj, err := agent.Demonstrate(ctx, da.wf, da.envFor(nil, dq.world, 0),
-			agent.Task{ID: dq.q.ID, Question: dq.q.Question, Answers: []string{dq.q.Answer}}, replies)
-		if err != nil {
-			return nil, fmt.Errorf("demonstration for %s: %w", dq.q.ID, err)
-		}
+	for _, traj := range trajs {
 		seqs, err := traj.Sequences()
 		if err != nil {
 			return nil, err
@@ -330,12 +339,9 @@ func runWarmup(ctx context.Context, cfg *DemoConfig, da *demoAgent, ws []*demoWo
 		for _, s := range seqs {
 			data = append(data, supervisedDatum(s))
 		}
-		st.Demonstrations++
-		if guess {
-			st.Guesses++
-		}
 	}
-	log.Info("warm-up", "demonstrations", st.Demonstrations, "guesses", st.Guesses, "steps", cfg.Warmup.Steps)
+	log.Info("warm-up", "demonstrations", st.Demonstrations, "guesses", st.Guesses, "retries", st.Retries, "bridged", st.Bridged,
+		"multi_hop_skipped", st.MultiHopSkipped, "steps", cfg.Warmup.Steps)
 	tr := embedded.NewTrainer(w, embedded.TrainerOptions{Dir: dir, SourceDir: modelDir})
 	adam := trainer.AdamParams{LearningRate: cfg.Warmup.LR, Beta1: 0.9, Beta2: 0.98, Eps: 1e-8, GradClipNorm: 1}
 	bar := newDemoProgress(mode, log, "warm-up", cfg.Warmup.Steps)
@@ -373,6 +379,43 @@ func runWarmup(ctx context.Context, cfg *DemoConfig, da *demoAgent, ws []*demoWo
 	st.Seconds = time.Since(t0).Seconds()
 	log.Info("warm-up done", "loss_first", round3(st.FirstLoss), "loss_last", round3(st.LastLoss), "seconds", round3(st.Seconds))
 	return st, writeJSON(filepath.Join(dir, "warmup.json"), st)
+}
+
+// warmupDemonstrations runs the scripted demonstrations of the training
+// worlds' 1-hop questions through the real agent and tools, drawing each
+// one's kind from r; multi-hop questions are counted and left out.
+func warmupDemonstrations(ctx context.Context, cfg *DemoConfig, da *demoAgent, ws []*demoWorld, r *rand.Rand) ([]*agent.Trajectory, *WarmupStats, error) {
+	st := &WarmupStats{Steps: cfg.Warmup.Steps}
+	var out []*agent.Trajectory
+	for _, dq := range worldQuestions(ws) {
+		kind := pickDemoKind(&cfg.Warmup, r)
+		question := dq.q.Question
+		replies, ok := demonstration(dq.world.world, dq.q, kind, r)
+		if !ok && cfg.Warmup.BridgeFraction > 0 && r.Float64() < cfg.Warmup.BridgeFraction {
+			question, replies, ok = bridgedDemonstration(dq.q)
+			kind = demoBridge
+		}
+		if !ok {
+			st.MultiHopSkipped++
+			continue
+		}
+		traj, err := agent.Demonstrate(ctx, da.wf, da.envFor(nil, dq.world, 0),
+			agent.Task{ID: dq.q.ID, Question: question, Answers: []string{dq.q.Answer}}, replies)
+		if err != nil {
+			return nil, nil, fmt.Errorf("demonstration for %s: %w", dq.q.ID, err)
+		}
+		out = append(out, traj)
+		st.Demonstrations++
+		switch kind {
+		case demoGuess:
+			st.Guesses++
+		case demoRetry:
+			st.Retries++
+		case demoBridge:
+			st.Bridged++
+		}
+	}
+	return out, st, nil
 }
 
 // supervisedDatum trains on the generated (mask 1) tokens of a sequence.

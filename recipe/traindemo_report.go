@@ -450,6 +450,18 @@ func writeHopTable(b *strings.Builder, hs []HopReport) {
 	b.WriteString("\nPer-step curves by hop count (training rollouts): plots.html, metrics.jsonl `by_group`.\n\n")
 }
 
+// HopLines summarises ByHops in one line per hop count, for a command's
+// closing output (nil without hops).
+func (r *DemoReport) HopLines() []string {
+	var out []string
+	for _, h := range r.ByHops {
+		a, s := h.Accuracy, h.Searches
+		out = append(out, fmt.Sprintf("%d-hop (%d questions): accuracy %.3f → %.3f (%+.3f, 95%% CI [%+.3f, %+.3f]), searches per trajectory %.2f → %.2f (%+.2f [%+.2f, %+.2f])",
+			h.Hops, h.Questions, a.Before, a.After, a.Change, a.CI[0], a.CI[1], s.Before, s.After, s.Change, s.CI[0], s.CI[1]))
+	}
+	return out
+}
+
 func yesNo(ok bool) string {
 	if ok {
 		return "yes"

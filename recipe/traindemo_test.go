@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,6 +17,7 @@ import (
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/dataset"
 	"github.com/asearcher/asearcher/eval"
+	"github.com/asearcher/asearcher/internal/testmodel"
 	"github.com/asearcher/asearcher/reward"
 	"github.com/asearcher/asearcher/rl"
 )
@@ -23,7 +25,7 @@ import (
 // miniDemoConfig is the train demo shrunk to seconds: a handful of people,
 // a few warm-up steps and two RL steps.
 func miniDemoConfig() DemoConfig {
-	c := DefaultDemoConfig()
+	c := QuickDemoConfig()
 	c.World = DemoWorldConfig{People: 6, TrainWorlds: 2, EvalWorlds: 1, Relations: []string{"city"}}
 	c.Model.Vocab = 320
 	c.Agent.MaxTurns = 2
@@ -254,22 +256,51 @@ func TestDemoConfigDocumented(t *testing.T) {
 	}
 }
 
-// TestTrainDemoLearns runs the default demo (about two minutes on 2 cores,
-// longer under -race) and checks issue 8's criterion: held-out accuracy
-// after RL at least 10 points above before, with a CI above zero. Set
-// ASEARCHER_TRAIN_LEARN=1 to run it.
+// TestTrainDemoLearns runs a full preset and checks its learning goal.
+// ASEARCHER_TRAIN_LEARN=1 runs the default preset, =quick or =multihop that
+// one. The quick preset (about two minutes on 2 cores) must meet issue 8's
+// goal: held-out accuracy up ≥ 0.10 with a CI above zero. The multihop one
+// (up to 15 minutes) must meet issue 16's: held-out 2-hop accuracy up
+// ≥ 0.25 with its CI above zero, searches on 2-hop questions up ≥ 0.8,
+// 1-hop accuracy not worse; it does not yet (docs/benchmarks.md, issue 16),
+// and this test says so by failing.
 func TestTrainDemoLearns(t *testing.T) {
-	if os.Getenv("ASEARCHER_TRAIN_LEARN") == "" {
-		t.Skip("set ASEARCHER_TRAIN_LEARN=1 to run the full default demo")
+	which := os.Getenv("ASEARCHER_TRAIN_LEARN")
+	if which == "" {
+		t.Skip("set ASEARCHER_TRAIN_LEARN=1 (the default preset), quick or multihop to run a full demo")
 	}
-	rep, err := RunDemo(context.Background(), DemoOptions{Config: DefaultDemoConfig(), Out: filepath.Join(t.TempDir(), "run"),
-		Progress: ProgressOff, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
+	if which == "1" {
+		which = DefaultPreset
 	}
-	t.Logf("held-out %.3f → %.3f, lift %+.3f, CI %v, wall %.0f s", rep.Before, rep.After, rep.Lift, rep.LiftCI, rep.WallSeconds)
-	if !rep.MeetsGoal {
-		t.Fatalf("lift %+.3f with CI %v does not meet lift ≥ 0.10 with a CI above zero", rep.Lift, rep.LiftCI)
+	for _, preset := range DemoPresets() {
+		if which != preset {
+			continue
+		}
+		t.Run(preset, func(t *testing.T) {
+			cfg, err := DemoPreset(preset)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := RunDemo(context.Background(), DemoOptions{Config: cfg, Out: filepath.Join(t.TempDir(), "run"),
+				Progress: ProgressOff, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("held-out %.3f → %.3f, lift %+.3f, CI %v, wall %.0f s", rep.Before, rep.After, rep.Lift, rep.LiftCI, rep.WallSeconds)
+			for _, h := range rep.ByHops {
+				t.Logf("%d-hop: accuracy %.3f → %.3f CI %v, searches %.2f → %.2f", h.Hops,
+					h.Accuracy.Before, h.Accuracy.After, h.Accuracy.CI, h.Searches.Before, h.Searches.After)
+			}
+			if preset == PresetQuick {
+				if !rep.MeetsGoal {
+					t.Fatalf("lift %+.3f with CI %v does not meet lift ≥ 0.10 with a CI above zero", rep.Lift, rep.LiftCI)
+				}
+				return
+			}
+			if g := rep.MultiHopGoal; g == nil || !g.Met {
+				t.Fatalf("issue 16's goal not met: %+v", g)
+			}
+		})
 	}
 }
 
@@ -437,6 +468,11 @@ func TestByHops(t *testing.T) {
 	if ci := two.Accuracy.CI; ci[0] < 0.5 || ci[1] > 1 {
 		t.Errorf("2-hop accuracy CI %v outside [0.5, 1]", ci)
 	}
+	lines := (&DemoReport{ByHops: hs}).HopLines()
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "2-hop (2 questions): accuracy 0.250 → 1.000 (+0.750, 95% CI [+0.") ||
+		!strings.Contains(lines[1], "searches per trajectory 1.00 → 2.00 (+1.00 [+1.00, +1.00])") {
+		t.Errorf("hop lines %q", lines)
+	}
 	g := multiHopGoal(hs)
 	// 1-hop changes are 0 and −0.5: the CI reaches 0, so not shown worse.
 	if g == nil || !g.TwoHopLift || !g.TwoHopSearches || !g.OneHopNotWorse || !g.Met {
@@ -452,5 +488,179 @@ func TestByHops(t *testing.T) {
 	}
 	if g := multiHopGoal(hs[1:]); g != nil {
 		t.Errorf("goal without 1-hop questions: %+v", g)
+	}
+}
+
+// TestWarmupNeverChainsSearches: no warm-up demonstration of the multihop
+// preset contains a search whose query was read from an earlier
+// observation (a name the question does not contain): chaining searches is
+// what RL has to discover. Multi-hop questions are demonstrated only as
+// bridged 1-search questions (their first hop stated in the question) or
+// not at all, and retries (a second search after an observation) do occur,
+// with the question's name as their query.
+func TestWarmupNeverChainsSearches(t *testing.T) {
+	ctx := context.Background()
+	for _, retry := range []float64{MultiHopDemoConfig().Warmup.RetryFraction, 1} {
+		cfg := MultiHopDemoConfig()
+		cfg.World.TrainWorlds = 4
+		cfg.Warmup.RetryFraction = retry
+		// The test's tokenizer is byte-level: a reply takes more tokens
+		// than with the demo's own BPE.
+		cfg.Agent.MaxCallToken = 64
+		ws, err := buildWorlds(ctx, t.TempDir(), &cfg, setTrain, cfg.World.TrainWorlds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeWorlds(ws)
+		_, _, tok := testmodel.Tiny(t, 1)
+		da, err := newDemoAgent(&cfg, tok, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trajs, st, err := warmupDemonstrations(ctx, &cfg, da, ws, rand.New(rand.NewPCG(1, 2)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		multi := 0
+		for _, dq := range worldQuestions(ws) {
+			if dq.q.Hops > 1 {
+				multi++
+			}
+		}
+		if multi == 0 || st.MultiHopSkipped+st.Bridged != multi || st.Demonstrations+st.MultiHopSkipped != len(worldQuestions(ws)) {
+			t.Fatalf("retry %g: %d multi-hop questions, %d skipped, %d bridged, %d demonstrations", retry, multi, st.MultiHopSkipped,
+				st.Bridged, st.Demonstrations)
+		}
+		if st.Retries == 0 || st.Bridged == 0 {
+			t.Fatalf("retry %g: %d retries and %d bridged demonstrations; want some of each", retry, st.Retries, st.Bridged)
+		}
+		seconds := 0
+		for _, tr := range trajs {
+			var seen []string
+			for i, tc := range tr.Tools {
+				if tc.Name != "search" {
+					t.Fatalf("%s: tool %s", tr.TaskID, tc.Name)
+				}
+				for _, obs := range seen {
+					if strings.Contains(obs, tc.Arg) && !strings.Contains(tr.Question, tc.Arg) {
+						t.Fatalf("%s: search %d %q comes from an earlier observation %q", tr.TaskID, i, tc.Arg, obs)
+					}
+				}
+				if i > 0 {
+					seconds++
+					if !strings.Contains(tr.Question, tc.Arg) {
+						t.Fatalf("%s: search %d %q is not the question's name (%q)", tr.TaskID, i, tc.Arg, tr.Question)
+					}
+				}
+				seen = append(seen, tc.Observation)
+			}
+		}
+		if seconds != st.Retries {
+			t.Fatalf("retry %g: %d second searches, %d retries", retry, seconds, st.Retries)
+		}
+	}
+}
+
+// TestHeldOutWorldsShareNothing: with world.split_names the held-out
+// worlds of a run come from other seeds and the other half of the names,
+// so no person, passage or question of a held-out world occurs in any
+// training world.
+func TestHeldOutWorldsShareNothing(t *testing.T) {
+	ctx := context.Background()
+	cfg := MultiHopDemoConfig()
+	cfg.World.TrainWorlds, cfg.World.EvalWorlds = 12, 4
+	cfg.World.SplitNames = true
+	dir := t.TempDir()
+	train, err := buildWorlds(ctx, dir, &cfg, setTrain, cfg.World.TrainWorlds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeWorlds(train)
+	held, err := buildWorlds(ctx, dir, &cfg, setHeldOut, cfg.World.EvalWorlds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeWorlds(held)
+	names, passages, questions := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	seeds := map[uint64]bool{}
+	for _, w := range train {
+		seeds[w.world.Seed] = true
+		for _, p := range w.world.People {
+			names[p.Name] = true
+		}
+		for _, p := range w.world.Passages {
+			passages[p.Text] = true
+		}
+		for _, q := range w.world.Questions {
+			questions[q.Question] = true
+		}
+	}
+	for _, w := range held {
+		if seeds[w.world.Seed] {
+			t.Fatalf("seed %d is a training world's", w.world.Seed)
+		}
+		for _, p := range w.world.Passages {
+			for name := range names {
+				if strings.Contains(p.Text, name) {
+					t.Fatalf("held-out passage %q names training person %s", p.Text, name)
+				}
+			}
+			if passages[p.Text] {
+				t.Fatalf("held-out passage %q is a training passage", p.Text)
+			}
+		}
+		for _, q := range w.world.Questions {
+			if questions[q.Question] {
+				t.Fatalf("held-out question %q is a training question", q.Question)
+			}
+		}
+	}
+}
+
+// TestDemoPresets: every listed preset resolves and validates, the default
+// is the first, and an unknown name is an error naming the presets.
+func TestDemoPresets(t *testing.T) {
+	if DemoPresets()[0] != DefaultPreset {
+		t.Fatalf("presets %v do not start with the default %s", DemoPresets(), DefaultPreset)
+	}
+	for _, name := range DemoPresets() {
+		c, err := DemoPreset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if q, _ := DemoPreset(PresetQuick); q.World.TwoHopFraction != 0 || q.Warmup.Worlds != 0 {
+		t.Fatalf("quick preset changed: %+v", q.World)
+	}
+	if _, err := DemoPreset("huge"); err == nil || !strings.Contains(err.Error(), PresetQuick) {
+		t.Fatalf("unknown preset: %v", err)
+	}
+}
+
+// TestMultiHopPresetDocumented: the multihop preset is the quick one with
+// exactly the differences docs/configuration.md lists.
+func TestMultiHopPresetDocumented(t *testing.T) {
+	const diff = `world: {eval_worlds: 8, two_hop_fraction: 0.5, relations: [city, mentor]}
+agent: {max_turns: 4}
+warmup: {steps: 4000, guess_fraction: 0.2, retry_fraction: 0.2, bridge_fraction: 0.5, worlds: 300}
+rl: {steps: 120, checkpoint_every: 20}
+`
+	raw, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(strings.Fields(string(raw)), " "),
+		"`--preset multihop` differs in: `world: {eval_worlds: 8, two_hop_fraction: 0.5, relations: [city, mentor]}`, `agent.max_turns: 4`, `warmup: {steps: 4000, guess_fraction: 0.2, retry_fraction: 0.2, bridge_fraction: 0.5, worlds: 300}`, `rl: {steps: 120, checkpoint_every: 20}`") {
+		t.Fatal("docs/configuration.md does not list the multihop preset's differences as this test does")
+	}
+	got := QuickDemoConfig()
+	if err := rl.DecodeYAML(strings.NewReader(diff), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, MultiHopDemoConfig()) {
+		t.Fatalf("quick + documented differences\n%+v\n≠ multihop\n%+v", got, MultiHopDemoConfig())
 	}
 }

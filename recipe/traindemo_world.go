@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/asearcher/asearcher/agent"
 	"github.com/asearcher/asearcher/dataset"
@@ -32,23 +31,49 @@ type demoQuestion struct {
 	q     dataset.WorldQuestion
 }
 
-// worldSeed separates train and held-out worlds: held-out seeds live in
-// another range, so no held-out world is ever a training world.
-func worldSeed(seed int64, heldOut bool, i int) uint64 {
+// worldSet is which of a run's world sets a world belongs to.
+type worldSet int
+
+const (
+	// setTrain worlds feed RL (and the warm-up unless it has its own).
+	setTrain worldSet = iota
+	// setHeldOut worlds are evaluated on only.
+	setHeldOut
+	// setWarmup worlds feed the warm-up only (warmup.worlds).
+	setWarmup
+)
+
+// worldSeed separates the sets: each lives in its own range of seeds, so
+// no held-out world is ever a training or warm-up world.
+func worldSeed(seed int64, set worldSet, i int) uint64 {
 	base := uint64(seed) * 1_000_003
-	if heldOut {
+	switch set {
+	case setHeldOut:
 		base += 500_000
+	case setWarmup:
+		base += 250_000
 	}
 	return base + uint64(i)
 }
 
-// buildWorlds generates n worlds and indexes each under dir.
-func buildWorlds(ctx context.Context, dir string, cfg *DemoConfig, heldOut bool, n int) ([]*demoWorld, error) {
+// buildWorlds generates n worlds of a set and indexes each under dir.
+// With world.split_names, held-out worlds draw from the held-out half of
+// the two-word names and the others from the training half.
+func buildWorlds(ctx context.Context, dir string, cfg *DemoConfig, set worldSet, n int) ([]*demoWorld, error) {
 	var out []*demoWorld
 	for i := range n {
-		w, err := dataset.NewWorld(dataset.WorldOptions{Seed: worldSeed(cfg.Seed, heldOut, i),
-			People: cfg.World.People, TwoHopFraction: cfg.World.TwoHopFraction, Relations: cfg.World.Relations})
+		names := dataset.NamesAll
+		switch {
+		case cfg.World.SplitNames && set == setHeldOut:
+			names = dataset.NamesHeldOut
+		case cfg.World.SplitNames:
+			names = dataset.NamesTrain
+		}
+		w, err := dataset.NewWorld(dataset.WorldOptions{Seed: worldSeed(cfg.Seed, set, i), People: cfg.World.People,
+			TwoHopFraction: cfg.World.TwoHopFraction, ThreeHopFraction: cfg.World.ThreeHopFraction,
+			Relations: cfg.World.Relations, Names: names})
 		if err != nil {
+			closeWorlds(out)
 			return nil, err
 		}
 		wdir := filepath.Join(dir, fmt.Sprintf("world_%d", w.Seed))
@@ -166,19 +191,97 @@ func (a *demoAgent) rollout(temperature float64) rl.Rollout {
 	}
 }
 
-// demonstration is the scripted replies for one training question: the
-// searches that find the answer, then the answer; or, with guess, an
-// immediate answer drawn from the pool of values of the right kind.
-func demonstration(w *dataset.World, q dataset.WorldQuestion, guess bool, r *rand.Rand) []string {
-	if guess {
+// demoKind is how a warm-up demonstration answers a 1-hop question.
+type demoKind int
+
+const (
+	// demoSearch searches the question's name and answers from its passage.
+	demoSearch demoKind = iota
+	// demoGuess answers at once with a plausible value of the right kind.
+	demoGuess
+	// demoRetry searches twice, the second time for the question's name.
+	demoRetry
+	// demoBridge is a 2-hop question with its first hop stated in it.
+	demoBridge
+)
+
+// pickDemoKind draws a demonstration's kind: a guess with the guess
+// fraction, else a retry with the retry fraction, else a plain search.
+func pickDemoKind(cfg *WarmupConfig, r *rand.Rand) demoKind {
+	switch {
+	case r.Float64() < cfg.GuessFraction:
+		return demoGuess
+	case cfg.RetryFraction > 0 && r.Float64() < cfg.RetryFraction:
+		return demoRetry
+	}
+	return demoSearch
+}
+
+// demonstration is the scripted replies for one 1-hop training question.
+// Multi-hop questions have none: ok is false, because a demonstration of
+// them would show the chaining RL is meant to discover. Every query a
+// demonstration writes is the question's name or, for a retry's first
+// search, a person drawn before anything was observed.
+func demonstration(w *dataset.World, q dataset.WorldQuestion, kind demoKind, r *rand.Rand) (replies []string, ok bool) {
+	if q.Hops != 1 || len(q.Queries) != 1 {
+		return nil, false
+	}
+	switch kind {
+	case demoGuess:
 		pool := w.AnswerPool(q.Relation)
-		return []string{"<answer> " + pool[r.IntN(len(pool))] + " </answer>"}
+		return []string{"<answer> " + pool[r.IntN(len(pool))] + " </answer>"}, true
+	case demoRetry:
+		// Half the retries search the question's name twice (checking
+		// again after a hit), half start from a misremembered name.
+		first := q.Queries[0]
+		if r.IntN(2) == 0 {
+			if wrong, found := misremembered(w, q.Queries[0], r); found {
+				first = wrong
+			}
+		}
+		replies = append(replies, "<search> "+first+" </search>")
 	}
-	var replies []string
-	for _, name := range q.Queries {
-		replies = append(replies, "<search> "+name+" </search>")
+	return append(replies, "<search> "+q.Queries[0]+" </search>", "<answer> "+q.Answer+" </answer>"), true
+}
+
+// bridgedDemonstration turns a 2-hop question into a 1-search one by
+// stating its first hop in the question ("Favok is mentored by Lomel.
+// Where does the mentor of Favok live?"): the demonstration searches the
+// mentor's name, which the question now contains, and answers. It teaches
+// reading a relation and searching the person it names, from the question
+// only: no search in it follows an observation.
+func bridgedDemonstration(q dataset.WorldQuestion) (question string, replies []string, ok bool) {
+	if q.Hops != 2 || len(q.Queries) != 2 {
+		return "", nil, false
 	}
-	return append(replies, "<answer> "+q.Answer+" </answer>")
+	question = q.Queries[0] + " is mentored by " + q.Queries[1] + ". " + q.Question
+	return question, []string{"<search> " + q.Queries[1] + " </search>", "<answer> " + q.Answer + " </answer>"}, true
+}
+
+// misremembered picks another person of w for a retry's first search: not
+// the person asked about, not their mentor and not mentored by them, so
+// the passage it returns never names the person asked about or leads
+// anywhere the question needs.
+func misremembered(w *dataset.World, name string, r *rand.Rand) (string, bool) {
+	target := -1
+	for i, p := range w.People {
+		if p.Name == name {
+			target = i
+		}
+	}
+	if target < 0 {
+		return "", false
+	}
+	var cands []string
+	for i, p := range w.People {
+		if i != target && i != w.People[target].Mentor && p.Mentor != target {
+			cands = append(cands, p.Name)
+		}
+	}
+	if len(cands) == 0 {
+		return "", false
+	}
+	return cands[r.IntN(len(cands))], true
 }
 
 // worldTexts is what the tokenizer is trained on: passages, questions and
@@ -189,8 +292,9 @@ func worldTexts(ws []*demoWorld) []string {
 		for _, p := range w.world.Passages {
 			out = append(out, p.Title+"\n"+p.Text)
 		}
+		// One search per text: the tokenizer never sees a chain either.
 		for _, q := range w.world.Questions {
-			out = append(out, "Q: "+q.Question+"\n<search> "+strings.Join(q.Queries, " </search>\n<search> ")+
+			out = append(out, "Q: "+q.Question+"\n<search> "+q.Queries[0]+
 				" </search>\n<information>\n</information>\n<answer> "+q.Answer+" </answer>")
 		}
 	}

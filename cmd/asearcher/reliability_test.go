@@ -379,7 +379,7 @@ func TestReliabilitySynthConcurrent(t *testing.T) {
 const killTrainConfig = `world: {people: 6, train_worlds: 2, eval_worlds: 1}
 model: {vocab: 320}
 agent: {max_turns: 2}
-warmup: {steps: 12, batch_size: 4}
+warmup: {steps: 12, batch_size: 4, worlds: 0}
 eval: {samples: 1, bootstrap: 200, concurrency: 4}
 rl: {steps: 6, batch_groups: 2, group_size: 2, filter_zero_variance: false, checkpoint_every: 1}
 `

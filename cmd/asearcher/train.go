@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,12 +29,25 @@ tiny model from scratch, warms the model up on supervised demonstrations
 (cross_entropy), runs fully asynchronous RL with the real search agent, tools
 and exact-match rewards, and evaluates on held-out worlds before and after RL.
 
+Demo presets (--preset):
+  quick (default)     1-hop questions only, about a minute and a half on 2
+                      idle cores: RL learns to search instead of guessing.
+  multihop            half the questions need two searches ("Where does the
+                      mentor of Favok live?": search Favok, read the mentor's
+                      name, search the mentor, answer). The warm-up never
+                      shows a search whose query was read from an
+                      observation; RL has to discover chaining from the
+                      exact-match reward alone. It does not yet: the tiny
+                      model never tries it (docs/rl.md, "Multi-hop").
+Measured runs and their wall times are in docs/benchmarks.md.
+
 The run directory gets report.md and report.json (held-out accuracy before and
-after RL with the paired bootstrap 95% CI of the lift), metrics.jsonl,
-metrics.prom, plots.html, sample trajectories and checkpoints. With no flags
-it uses the built-in defaults (about a minute and a half on 2 idle CPU cores,
-several on a loaded machine; docs/benchmarks.md) and writes to
-runs/train-<UTC time>. Every config field is in docs/configuration.md.
+after RL with the paired bootstrap 95% CI of the lift, and the same per hop
+count with searches and turns), metrics.jsonl, metrics.prom, plots.html,
+sample trajectories and checkpoints. Held-out worlds have their own seeds and
+facts (world.split_names also keeps their people out of training). With no
+--out it writes to runs/train-<UTC time>. --config is read over the preset;
+every config field is in docs/configuration.md.
 
 The config's blocks pick the mode. With a cluster: block (and optionally
 launch:) train drives real backends instead: a Tinker trainer, an SGLang
@@ -61,10 +76,12 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 			if resume != "" && (out != "" || configPath != "" || preset != "" || modelDir != "") {
 				return errors.New("--resume continues a run with its own directory and config.yaml; drop --out, --config, --preset and --model")
 			}
-			if preset != "" && preset != recipe.RealPresetSmolLM2 {
-				return fmt.Errorf("--preset %q: the one preset is %s (a real model, with --model DIR)", preset, recipe.RealPresetSmolLM2)
+			real := preset == recipe.RealPresetSmolLM2
+			if preset != "" && !real && !slices.Contains(recipe.DemoPresets(), preset) {
+				return fmt.Errorf("--preset %q: want a demo preset (%s) or %s (a real model, with --model DIR)",
+					preset, strings.Join(recipe.DemoPresets(), ", "), recipe.RealPresetSmolLM2)
 			}
-			if (preset != "") != (modelDir != "") {
+			if real != (modelDir != "") {
 				return errors.New("--preset smollm2 and --model DIR go together: the real-model run needs both")
 			}
 			progress := recipe.ProgressAuto
@@ -74,7 +91,7 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 			if out == "" {
 				out = cmp.Or(resume, "runs/train-"+time.Now().UTC().Format("20060102-150405"))
 			}
-			if preset != "" {
+			if real {
 				cfg := recipe.DefaultRealConfig(modelDir)
 				if configPath != "" {
 					tc, err := recipe.LoadTrainConfig(configPath)
@@ -89,14 +106,18 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 				}
 				return runRealTrain(cmd, cfg, out, false, repair, progress)
 			}
-			opts := recipe.DemoOptions{Config: recipe.DefaultDemoConfig(), Out: out, Resume: resume != "", Repair: repair, Progress: progress, Logger: slog.Default()}
+			base, err := recipe.DemoPreset(cmp.Or(preset, recipe.DefaultPreset))
+			if err != nil {
+				return err
+			}
+			opts := recipe.DemoOptions{Config: base, Out: out, Resume: resume != "", Repair: repair, Progress: progress, Logger: slog.Default()}
 			if resume != "" || configPath != "" {
 				// One loader picks the mode: a resumed run's own config.yaml
 				// or the --config file (defaults, the file strictly, then
 				// flags; no train flag sets a config field today).
 				var tc recipe.TrainConfig
 				load := func() (err error) {
-					tc, err = recipe.LoadTrainConfig(cmp.Or(configPath, filepath.Join(resume, "config.yaml")))
+					tc, err = recipe.LoadTrainConfigOver(cmp.Or(configPath, filepath.Join(resume, "config.yaml")), base)
 					return err
 				}
 				if err := applyConfigFile(cmd.Flags(), load, "config"); err != nil {
@@ -121,10 +142,11 @@ its optimiser state is refused, never resumed with a fresh optimiser.`,
 	}
 	f := c.Flags()
 	f.StringVar(&out, "out", "", "run directory to create (default runs/train-<UTC time>); refused if it already holds a run")
-	f.StringVar(&configPath, "config", "", "YAML file over the defaults (fields in docs/rl.md); unknown fields are errors")
+	f.StringVar(&configPath, "config", "", "YAML file over the preset (fields in docs/rl.md); unknown fields are errors")
 	f.StringVar(&resume, "resume", "", "continue the run in this directory with its config.yaml: finished phases are skipped, RL resumes from its last checkpoint")
 	f.BoolVar(&noProgress, "no-progress", false, "write progress as log lines instead of bars, even on a terminal")
-	f.StringVar(&preset, "preset", "", "train a real pretrained model instead of the demo: smollm2 (with --model; docs/real-model.md)")
+	f.StringVar(&preset, "preset", "", "demo preset: "+strings.Join(recipe.DemoPresets(), " (default), ")+
+		"; or smollm2 with --model to train a real pretrained model instead (docs/real-model.md)")
 	f.StringVar(&modelDir, "model", "", "with --preset: the model directory (asearcher model import writes one)")
 	f.BoolVar(&repair, "repair", false, "with --resume: drop damaged lines of metrics.jsonl (a backup is kept) instead of refusing to resume")
 	return c

@@ -14,7 +14,7 @@ func TestTrainRealFlags(t *testing.T) {
 	}{
 		{[]string{"train", "--preset", "smollm2"}, "go together"},
 		{[]string{"train", "--model", "m"}, "go together"},
-		{[]string{"train", "--preset", "llama3", "--model", "m"}, "the one preset is smollm2"},
+		{[]string{"train", "--preset", "llama3", "--model", "m"}, "or smollm2 (a real model"},
 		{[]string{"train", "--resume", "r", "--preset", "smollm2", "--model", "m"}, "drop --out, --config, --preset and --model"},
 		{[]string{"train", "--preset", "smollm2", "--model", t.TempDir() + "/no-model", "--out", t.TempDir() + "/run"}, "no-model"},
 	} {

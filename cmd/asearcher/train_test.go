@@ -12,7 +12,7 @@ import (
 const miniTrainConfig = `world: {people: 6, train_worlds: 2, eval_worlds: 1}
 model: {vocab: 320}
 agent: {max_turns: 2}
-warmup: {steps: 12, batch_size: 4}
+warmup: {steps: 12, batch_size: 4, worlds: 0}
 eval: {samples: 1, bootstrap: 200, concurrency: 4}
 rl: {steps: 2, batch_groups: 2, group_size: 2, filter_zero_variance: false, checkpoint_every: 1}
 `
@@ -26,7 +26,7 @@ func TestTrainCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := filepath.Join(dir, "run")
-	out, err := runCLI(t, "train", "--out", run, "--config", cfg, "--no-progress")
+	out, err := runCLI(t, "train", "--preset", "quick", "--out", run, "--config", cfg, "--no-progress")
 	if err != nil {
 		t.Fatalf("train: %v\n%s", err, out)
 	}
@@ -48,6 +48,8 @@ func TestTrainCommand(t *testing.T) {
 	}
 	for _, bad := range [][]string{
 		{"train", "--resume", run, "--out", run},
+		{"train", "--resume", run, "--preset", "quick"},                         // a run keeps its own config
+		{"train", "--out", filepath.Join(dir, "z"), "--preset", "nonesuch"},     // unknown preset
 		{"train", "--out", run, "--config", cfg},                                // already holds a run
 		{"train", "--out", filepath.Join(dir, "x"), "--config", "missing.yaml"}, // no config file
 		{"train", "extra-arg"},
@@ -71,7 +73,7 @@ func TestTrainHelp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"--out", "--config", "--resume", "--no-progress", "report.json", "docs/rl.md"} {
+	for _, f := range []string{"--out", "--config", "--preset", "multihop", "quick", "--resume", "--no-progress", "report.json", "docs/rl.md"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("help lacks %s:\n%s", f, out)
 		}

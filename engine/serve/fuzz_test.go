@@ -162,3 +162,48 @@ func TestServeShutdown(t *testing.T) {
 		t.Fatalf("in-flight request after shutdown: %s", body)
 	}
 }
+
+// FuzzLoRABody sends load/unload bodies (SGLang's and vLLM's) and requests
+// naming adapters to a server with one adapter "a" loaded.
+func FuzzLoRABody(f *testing.F) {
+	ts := fuzzServer(f)
+	ad, err := engine.NewAdapter(ts.opts.Weights.Config, engine.LoRAConfig{Rank: 2})
+	if err != nil {
+		f.Fatal(err)
+	}
+	dir := f.TempDir()
+	if err := ad.SaveAdapter(dir, ts.dir); err != nil {
+		f.Fatal(err)
+	}
+	if err := ts.loadLoRA("a", dir, false); err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{
+		`/load_lora_adapter {"lora_name":"b","lora_path":"` + dir + `"}`,
+		`/load_lora_adapter {"lora_name":"a","lora_path":"` + dir + `","pinned":true}`,
+		`/unload_lora_adapter {"lora_name":"b"}`, `/unload_lora_adapter {"lora_name":null}`,
+		`/v1/load_lora_adapter {"lora_name":"a","lora_path":"` + dir + `","load_inplace":true}`,
+		`/v1/load_lora_adapter {"lora_name":"c","lora_path":"tinker://m/sampler_weights/x"}`,
+		`/v1/unload_lora_adapter {"lora_name":"zz","lora_int_id":3}`,
+		`/generate {"input_ids":[[1,2],[3]],"lora_path":["a",null],"sampling_params":{"max_new_tokens":2}}`,
+		`/generate {"input_ids":[1,2],"lora_path":"a","return_logprob":true,"logprob_start_len":0,"top_logprobs_num":2}`,
+		`/generate {"input_ids":[1],"lora_path":["a"],"stream":true}`,
+		`/v1/completions {"model":"a","prompt":[1,2],"max_tokens":2,"echo":true,"logprobs":2}`,
+		`/v1/chat/completions {"model":"a","messages":[{"role":"user","content":"hi"}],"max_tokens":2}`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		path, body, ok := strings.Cut(in, " ")
+		switch path {
+		case "/load_lora_adapter", "/unload_lora_adapter", "/v1/load_lora_adapter", "/v1/unload_lora_adapter",
+			"/generate", "/v1/completions", "/v1/chat/completions":
+		default:
+			ok = false
+		}
+		if !ok {
+			return
+		}
+		fuzzBody(t, ts.Server, path, body)
+	})
+}

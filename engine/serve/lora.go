@@ -99,6 +99,12 @@ func (r *loraRegistry) remove(name string) error {
 	return &loraError{http.StatusNotFound, "NotFoundError", fmt.Sprintf("The lora adapter '%s' cannot be found.", name)}
 }
 
+// sglangMessage is an error worded as SGLang words it (capitalised,
+// punctuated), which clients may match on.
+type sglangMessage string
+
+func (m sglangMessage) Error() string { return string(m) }
+
 // loraError is a failed load or unload with its HTTP status and vLLM's
 // error type.
 type loraError struct {
@@ -214,7 +220,7 @@ func (s *Server) handleSGLangLoadLoRA(w http.ResponseWriter, r *http.Request) {
 	}
 	var le *loraError
 	if errors.As(err, &le) && le.typ == "InvalidUserInput" && strings.Contains(le.msg, "already been loaded") {
-		err = fmt.Errorf("Failed to load LoRA adapter %s because it is already loaded", name)
+		err = sglangMessage(fmt.Sprintf("Failed to load LoRA adapter %s because it is already loaded", name))
 	}
 	s.sglangLoRAReply(w, err)
 }
@@ -227,7 +233,7 @@ func (s *Server) handleSGLangUnloadLoRA(w http.ResponseWriter, r *http.Request) 
 	err := loraFields(r, map[string]any{"lora_name": &name, "lora_id": new(string)})
 	if err == nil {
 		if err = s.loras.remove(name); err != nil {
-			err = fmt.Errorf("LoRA with name %s does not exist. Loaded LoRAs: %v", name, s.loras.names())
+			err = sglangMessage(fmt.Sprintf("LoRA with name %s does not exist. Loaded LoRAs: %v", name, s.loras.names()))
 		}
 	}
 	s.sglangLoRAReply(w, err)
@@ -315,7 +321,7 @@ func (s *Server) sglangAdapters(raw json.RawMessage, prompts int) ([]*engine.Ada
 		if !ok {
 			loaded := s.loras.names()
 			sort.Strings(loaded)
-			return nil, fmt.Errorf("The following requested LoRA adapters are not loaded: %s\nLoaded adapters: %v.", *n, loaded)
+			return nil, sglangMessage(fmt.Sprintf("The following requested LoRA adapters are not loaded: %s\nLoaded adapters: %v.", *n, loaded))
 		}
 		out[i] = ad
 	}

@@ -90,7 +90,7 @@ func TestTinkerLoRATraining(t *testing.T) {
 	// asample through the adapter = greedy sampling from the merged model.
 	prompt := []int{1, 2, 3, 4}
 	st, fut := tinkerPost(t, ts.url+"/api/v1/asample", map[string]any{"model_path": path, "prompt": tinker.Input(prompt),
-		"sampling_params": map[string]any{"max_tokens": 8, "temperature": 0.0}})
+		"prompt_logprobs": true, "sampling_params": map[string]any{"max_tokens": 8, "temperature": 0.0}})
 	if st != 200 {
 		t.Fatalf("asample: %d %s", st, fut)
 	}
@@ -119,6 +119,18 @@ func TestTinkerLoRATraining(t *testing.T) {
 	for i, lp := range want.Logprobs {
 		if math.Abs(float64(got.Sequences[0].Logprobs[i]-lp)) > 1e-4 {
 			t.Fatalf("token %d logprob %v, merged %v", i, got.Sequences[0].Logprobs[i], lp)
+		}
+	}
+
+	// prompt_logprobs come through the adapter too.
+	mlps, err := engine.NewModel(merged, 0).Logits(context.Background(), prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLP := logprobsFromLogits(mlps, prompt, merged.Config.VocabSize)
+	for i := 1; i < len(prompt); i++ {
+		if got.PromptLogprobs[i] == nil || math.Abs(float64(*got.PromptLogprobs[i]-wantLP[i])) > 1e-4 {
+			t.Fatalf("prompt logprob %d: %v, merged model %v", i, got.PromptLogprobs[i], wantLP[i])
 		}
 	}
 

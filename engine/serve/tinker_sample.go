@@ -178,11 +178,17 @@ func (t *tinkerAPI) asample(_ context.Context, r *http.Request, body []byte) (an
 		if req.PromptLogprobs {
 			var lps []float32
 			var err error // not the handler's: this runs after it returned
-			if path == "" {
+			switch {
+			case path == "":
 				lps, _, err = t.s.promptLogprobs(ctx, ids)
-			} else {
-				w, _ := t.samplerWeights(path)
-				lps, err = scoreWith(ctx, engine.NewModel(w, 0), ids)
+			case ad != nil: // through the adapter over the served model, as sampled
+				lps, err = t.s.promptLogprobsLoRA(ctx, ids, ad)
+			default:
+				if w, ok := t.samplerWeights(path); ok {
+					lps, err = scoreWith(ctx, engine.NewModel(w, 0), ids)
+				} else {
+					err = userError(http.StatusNotFound, "the sampler weights at %q were dropped while sampling", path)
+				}
 			}
 			if err != nil {
 				return nil, err
