@@ -181,6 +181,11 @@ func typeName(t byte) string {
 func ParseTinkerPath(p string) (model, name string, err error) {
 	rest, ok := strings.CutPrefix(p, "tinker://")
 	parts := strings.Split(rest, "/")
+	if len(parts) == 2 {
+		// SkyRL's save_weights_for_sampler answers tinker://MODEL/NAME,
+		// with no kind segment; its archive route takes the same NAME.
+		parts = []string{parts[0], "sampler_weights", parts[1]}
+	}
 	if !ok || len(parts) != 3 || parts[0] == "" || parts[2] == "" || parts[1] != "sampler_weights" && parts[1] != "weights" {
 		return "", "", fmt.Errorf("%q is not a tinker://MODEL/sampler_weights/NAME checkpoint path", p)
 	}

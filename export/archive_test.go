@@ -140,6 +140,10 @@ func TestParseTinkerPath(t *testing.T) {
 	for _, tc := range []struct{ in, model, name string }{
 		{"tinker://model-1/sampler_weights/s1", "model-1", "s1"},
 		{"tinker://abc/weights/final", "abc", "final"},
+		{"tinker://model_fbf11aee/v000001", "model_fbf11aee", "v000001"}, // SkyRL 0.3.0's save_weights_for_sampler path
+		{"tinker://abc/", "", ""},
+		{"tinker:///v1", "", ""},
+		{"tinker://abc/..", "", ""},
 		{"tinker://abc/sampler_weights/..", "", ""},
 		{"tinker://abc/other/s1", "", ""},
 		{"tinker://abc/sampler_weights/s1/x", "", ""},
