@@ -126,6 +126,7 @@ func TestRealDemonstrationIsTheAgentsTokenStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := tinyRealConfig(dir)
+	cfg.Agent.MaxTurns = 3 // two searches, then the answer
 	ix := testindex.Open(t)
 	ra, err := newRealAgent(&cfg, tok, engine.StopTokens(dir, w.Config, tok), synth.IndexTools{Index: ix})
 	if err != nil {
@@ -136,6 +137,9 @@ func TestRealDemonstrationIsTheAgentsTokenStream(t *testing.T) {
 	want := []string{"<search> Alû </search>", "<search> Lilu (mythology) </search>", "<answer> a spirit </answer>"}
 	if strings.Join(replies, "|") != strings.Join(want, "|") {
 		t.Fatalf("replies %q, want %q", replies, want)
+	}
+	if one := realReplies(it, 2); strings.Join(one, "|") != want[0]+"|"+want[2] {
+		t.Errorf("with max_turns 2: replies %q, want the first search and the answer", one)
 	}
 	traj, err := agent.Demonstrate(context.Background(), ra.wf, ra.envFor(nil, 0), itemTask(it), replies)
 	if err != nil {
