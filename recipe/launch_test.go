@@ -82,7 +82,7 @@ func TestLaunchDocYAML(t *testing.T) {
 			}
 		}
 	}
-	if n != 2 {
-		t.Fatalf("found %d cluster.yaml examples with a launch: block in docs/cluster.md, want 2", n)
+	if n != 3 {
+		t.Fatalf("found %d cluster.yaml examples with a launch: block in docs/cluster.md, want 3 (two launcher examples and the SkyRL one)", n)
 	}
 }
