@@ -138,36 +138,14 @@ func runReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 
 	warmDir := filepath.Join(o.Out, demoWarmupModel)
 	tr := embedded.NewTrainer(wWarm, embedded.TrainerOptions{Dir: filepath.Join(o.Out, demoRLDir), SourceDir: warmDir, Sinks: []embedded.WeightsSink{sampler}})
-	bar := newDemoProgress(o.Progress, log, "RL", cfg.RL.Steps)
-	runCtx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	rollout := ra.rollout(cfg.Agent.Temperature, cfg.Real.Reward)
-	if cfg.RL.FilterZeroVariance {
-		// As in the demo: a model that never (or always) scores would
-		// otherwise leave the controller waiting for a batch forever.
-		rollout = newVarianceWatch(cfg.RL.GroupSize, 32*cfg.RL.BatchGroups, stop).wrap(rollout)
-	}
-	ctl, err := rl.New(rl.Options{
-		Config: cfg.RL, Dataset: itemSet(train), Rollout: rollout,
-		Sampler: sampler, Trainer: tr, Publisher: rl.SwapPublisher{Load: pruneSamplerWeights(filepath.Join(o.Out, demoRLDir))},
-		RunDir: o.Out, Resume: o.Resume, Repair: o.Repair, Logger: log,
-		OnStep: func(r *rl.StepRecord) {
-			bar.Set(int64(r.Step+1), fmt.Sprintf("reward %.2f", r.RewardMean))
-			if o.OnStep != nil {
-				o.OnStep(r)
-			}
-		},
+	sum, err := runRLPhase(ctx, rlPhase{
+		RL: cfg.RL, Dataset: itemSet(train), Rollout: ra.rollout(cfg.Agent.Temperature, cfg.Real.Reward),
+		Sampler: sampler, Trainer: tr, Out: o.Out, Resume: o.Resume, Repair: o.Repair,
+		Progress: o.Progress, Log: log, OnStep: o.OnStep,
+		Metric: func(r *rl.StepRecord) string { return fmt.Sprintf("reward %.2f", r.RewardMean) },
 	})
 	if err != nil {
 		return nil, err
-	}
-	sum, err := ctl.Run(runCtx)
-	bar.Finish()
-	if cause := context.Cause(runCtx); err != nil && errors.Is(cause, errNoVariance) {
-		return nil, cause
-	}
-	if err != nil {
-		return nil, fmt.Errorf("RL: %w (continue with --resume %s)", err, o.Out)
 	}
 	after, err := realEvaluate(ctx, ra, sampler, held, &cfg, filepath.Join(o.Out, demoEvalAfterDir), o.Progress, log)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/asearcher/asearcher/rl"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/internal/runlock"
 	"github.com/asearcher/asearcher/llm"
+	"github.com/asearcher/asearcher/rl"
 	"github.com/asearcher/asearcher/trainer"
 )
 
@@ -141,34 +141,14 @@ func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	// between decoding steps, stamped with the trainer's version, which
 	// LoadState restores on resume to the controller's.
 	tr := embedded.NewTrainer(wWarm, embedded.TrainerOptions{Dir: filepath.Join(o.Out, demoRLDir), SourceDir: modelDir, Sinks: []embedded.WeightsSink{sampler}})
-	bar := newDemoProgress(o.Progress, log, "RL", cfg.RL.Steps)
-	runCtx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	rollout := da.rollout(cfg.Agent.Temperature)
-	if cfg.RL.FilterZeroVariance {
-		rollout = newVarianceWatch(cfg.RL.GroupSize, 32*cfg.RL.BatchGroups, stop).wrap(rollout)
-	}
-	ctl, err := rl.New(rl.Options{
-		Config: cfg.RL, Dataset: questionSet(worldQuestions(trainW)), Rollout: rollout,
-		Sampler: sampler, Trainer: tr, Publisher: rl.SwapPublisher{Load: pruneSamplerWeights(filepath.Join(o.Out, demoRLDir))},
-		RunDir: o.Out, Resume: o.Resume, Repair: o.Repair, Logger: log,
-		OnStep: func(r *rl.StepRecord) {
-			bar.Set(int64(r.Step+1), fmt.Sprintf("acc %.2f", r.Accuracy))
-			if o.OnStep != nil {
-				o.OnStep(r)
-			}
-		},
+	sum, err := runRLPhase(ctx, rlPhase{
+		RL: cfg.RL, Dataset: questionSet(worldQuestions(trainW)), Rollout: da.rollout(cfg.Agent.Temperature),
+		Sampler: sampler, Trainer: tr, Out: o.Out, Resume: o.Resume, Repair: o.Repair,
+		Progress: o.Progress, Log: log, OnStep: o.OnStep,
+		Metric: func(r *rl.StepRecord) string { return fmt.Sprintf("acc %.2f", r.Accuracy) },
 	})
 	if err != nil {
 		return nil, err
-	}
-	sum, err := ctl.Run(runCtx)
-	bar.Finish()
-	if cause := context.Cause(runCtx); err != nil && errors.Is(cause, errNoVariance) {
-		return nil, cause
-	}
-	if err != nil {
-		return nil, fmt.Errorf("RL: %w (continue with --resume %s)", err, o.Out)
 	}
 
 	after, err := evaluate(ctx, da, sampler, evalQs, &cfg, filepath.Join(o.Out, demoEvalAfterDir), o.Progress, log)
