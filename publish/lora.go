@@ -1,12 +1,10 @@
 package publish
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -316,39 +314,11 @@ func (p *LoRA) post(ctx context.Context, server, route string, body any) error {
 	return postJSON(ctx, p.Client, p.timeout(), strings.TrimSuffix(strings.TrimRight(server, "/"), "/v1")+route, body)
 }
 
-// postJSON posts body and turns a non-2xx status or a {"success": false}
-// reply (SGLang answers some failures with 200) into an error.
+// postJSON posts body as a server admin command (see rl.PostServerCommand).
 func postJSON(ctx context.Context, client *http.Client, timeout time.Duration, url string, body any) error {
 	raw, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	if client == nil {
-		client = http.DefaultClient
-	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, http.MethodPost, url, bytes.NewReader(raw))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	reply, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST %s: HTTP %d: %s", url, resp.StatusCode, bytes.TrimSpace(reply))
-	}
-	var status struct {
-		Success      *bool  `json:"success"`
-		Message      string `json:"message"`
-		ErrorMessage string `json:"error_message"`
-	}
-	if json.Unmarshal(reply, &status) == nil && status.Success != nil && !*status.Success {
-		return fmt.Errorf("POST %s: server says: %s", url, strings.TrimSpace(status.ErrorMessage+" "+status.Message))
-	}
-	return nil
+	return rl.PostServerCommand(ctx, client, timeout, url, raw)
 }

@@ -128,7 +128,7 @@ func (p *SGLangPublisher) post(ctx context.Context, server, endpoint string, bod
 			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
 			}
 		}
-		last = p.postOnce(ctx, client, url, raw)
+		last = PostServerCommand(ctx, client, p.timeout(), url, raw)
 		if last == nil {
 			return nil
 		}
@@ -136,8 +136,15 @@ func (p *SGLangPublisher) post(ctx context.Context, server, endpoint string, bod
 	return last
 }
 
-func (p *SGLangPublisher) postOnce(ctx context.Context, client *http.Client, url string, raw []byte) error {
-	cctx, cancel := context.WithTimeout(ctx, p.timeout())
+// PostServerCommand posts one admin command (update_weights_*,
+// load/unload_lora_adapter and their vLLM forms) to a generation server and
+// turns a non-2xx status, or a 200 whose body says {"success": false} (how
+// SGLang reports some failures), into an error naming the URL.
+func PostServerCommand(ctx context.Context, client *http.Client, timeout time.Duration, url string, raw []byte) error {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(cctx, http.MethodPost, url, bytes.NewReader(raw))
 	if err != nil {
@@ -153,13 +160,13 @@ func (p *SGLangPublisher) postOnce(ctx context.Context, client *http.Client, url
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("POST %s: HTTP %d: %s", url, resp.StatusCode, bytes.TrimSpace(body))
 	}
-	// update_weights_* report success in the body.
 	var status struct {
-		Success *bool  `json:"success"`
-		Message string `json:"message"`
+		Success      *bool  `json:"success"`
+		Message      string `json:"message"`
+		ErrorMessage string `json:"error_message"`
 	}
 	if json.Unmarshal(body, &status) == nil && status.Success != nil && !*status.Success {
-		return fmt.Errorf("POST %s: server says: %s", url, status.Message)
+		return fmt.Errorf("POST %s: server says: %s", url, strings.TrimSpace(status.ErrorMessage+" "+status.Message))
 	}
 	return nil
 }
