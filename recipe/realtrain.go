@@ -68,12 +68,7 @@ const realInstructions = "Answer the question. To search Wikipedia, write <searc
 // evaluation again, on a real model (docs/real-model.md).
 func RunReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 	rep, err := runReal(ctx, o)
-	if err != nil && !strings.Contains(err.Error(), "--resume") && !errors.Is(err, errNoVariance) {
-		if _, serr := os.Stat(filepath.Join(o.Out, demoConfigFile)); serr == nil {
-			err = fmt.Errorf("%w (continue with --resume %s)", err, o.Out)
-		}
-	}
-	return rep, err
+	return rep, withResumeHint(err, o.Out)
 }
 
 func runReal(ctx context.Context, o RealOptions) (*RealReport, error) {

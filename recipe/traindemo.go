@@ -59,18 +59,23 @@ const (
 	trainLockFile     = "train.lock"
 )
 
+// withResumeHint tells how to continue a failed run once its directory
+// holds its config (from then on any failure can be resumed).
+func withResumeHint(err error, out string) error {
+	if err != nil && !strings.Contains(err.Error(), "--resume") && !errors.Is(err, errNoVariance) {
+		if _, serr := os.Stat(filepath.Join(out, demoConfigFile)); serr == nil {
+			err = fmt.Errorf("%w (continue with --resume %s)", err, out)
+		}
+	}
+	return err
+}
+
 // RunDemo runs the whole demo and returns its report. Each finished phase
 // leaves a file behind, so a killed run resumed with Resume redoes only the
 // phase it was in (RL from its last checkpoint).
 func RunDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	rep, err := runDemo(ctx, o)
-	// Once the run directory holds its config, any failure can be resumed.
-	if err != nil && !strings.Contains(err.Error(), "--resume") && !errors.Is(err, errNoVariance) {
-		if _, serr := os.Stat(filepath.Join(o.Out, demoConfigFile)); serr == nil {
-			err = fmt.Errorf("%w (continue with --resume %s)", err, o.Out)
-		}
-	}
-	return rep, err
+	return rep, withResumeHint(err, o.Out)
 }
 
 func runDemo(ctx context.Context, o DemoOptions) (*DemoReport, error) {

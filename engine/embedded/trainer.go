@@ -165,14 +165,7 @@ func (e *Trainer) SaveWeightsForSampler(ctx context.Context, name string) (strin
 		return e.saveAdapterForSampler(name)
 	}
 	w := e.learner.Snapshot()
-	e.mu.Lock()
-	if !e.restored {
-		e.version++
-	}
-	e.restored = false
-	v := e.version
-	sinks := append([]WeightsSink(nil), e.opts.Sinks...)
-	e.mu.Unlock()
+	v, sinks := e.nextVersion()
 	path := "embedded://" + name
 	if e.opts.Dir != "" {
 		path = filepath.Join(e.opts.Dir, "sampler_weights", name)
@@ -189,18 +182,23 @@ func (e *Trainer) SaveWeightsForSampler(ctx context.Context, name string) (strin
 	return path, nil
 }
 
-// saveAdapterForSampler is SaveWeightsForSampler for a LoRA trainer: the
-// adapter is written as a PEFT directory and published as such.
-func (e *Trainer) saveAdapterForSampler(name string) (string, error) {
-	ad := e.learner.Adapter()
+// nextVersion numbers the weights about to be published: one past the last,
+// except right after LoadState, which restored the version they carry.
+func (e *Trainer) nextVersion() (int, []WeightsSink) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if !e.restored {
 		e.version++
 	}
 	e.restored = false
-	v := e.version
-	sinks := append([]WeightsSink(nil), e.opts.Sinks...)
-	e.mu.Unlock()
+	return e.version, append([]WeightsSink(nil), e.opts.Sinks...)
+}
+
+// saveAdapterForSampler is SaveWeightsForSampler for a LoRA trainer: the
+// adapter is written as a PEFT directory and published as such.
+func (e *Trainer) saveAdapterForSampler(name string) (string, error) {
+	ad := e.learner.Adapter()
+	v, sinks := e.nextVersion()
 	path := "embedded://" + name
 	if e.opts.Dir != "" {
 		path = filepath.Join(e.opts.Dir, "sampler_weights", name)
