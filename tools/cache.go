@@ -18,6 +18,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/asearcher/asearcher/internal/atomicfile"
 )
 
 // CacheMode says how a Cache answers.
@@ -67,10 +69,12 @@ type CacheOptions struct {
 // Layout: one file per answer, DIR/<kind>/<h[0:2]>/<h>.json.zst, where h is
 // the SHA-256 of kind, namespace and key; the file is zstd-compressed and
 // holds one JSON line (kind, namespace, key, time, results or page or
-// error) followed by the page content as raw text. Files are written to a temporary
-// name and renamed into place, so readers in any process see a whole entry
-// or none, and concurrent writers of the same key leave one of their
-// complete answers. Within a process, identical concurrent requests share
+// error) followed by the page content as raw text. Files are written
+// with atomicfile (temporary name, fsync, rename, fsync of the directory),
+// so readers in any process see a whole entry or none, a crash leaves the
+// old entry or the new one, and concurrent writers of the same key leave
+// one of their complete answers. A torn or foreign file (the zstd frame's
+// checksum fails, or its header names another key) reads as a miss. Within a process, identical concurrent requests share
 // one backend call.
 type Cache struct {
 	dir    string
@@ -91,7 +95,9 @@ func OpenCache(dir string, opts CacheOptions) (*Cache, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("tool cache: %w", err)
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	// The frame checksum (on by default, asked for here because load
+	// relies on it) is what tells a torn entry from a whole one.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
 	if err != nil {
 		return nil, err
 	}
@@ -201,18 +207,11 @@ func (c *Cache) store(e *cacheEntry) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(data)
-	cerr := tmp.Close()
-	if werr != nil || cerr != nil {
-		os.Remove(tmp.Name())
-		return errors.Join(werr, cerr)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		os.Remove(tmp.Name())
+	// Temporary file, fsync, rename, fsync of the directory: without the
+	// fsyncs a crash after the rename could leave the entry's name on disk
+	// with its bytes missing, and every later run would find a torn file
+	// there (load treats it as a miss, but a replay would then fail).
+	if err := atomicfile.WriteFile(p, data); err != nil {
 		return err
 	}
 	c.writes.Add(1)

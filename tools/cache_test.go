@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asearcher/asearcher/internal/atomicfile"
 	"github.com/asearcher/asearcher/internal/fakeweb"
 )
 
@@ -186,6 +188,101 @@ func TestCacheMaxAgeAndCorruption(t *testing.T) {
 	}
 }
 
+// entryFiles lists the cache's entry files under dir.
+func entryFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// An entry is written through atomicfile: readable by the other users of
+// a shared cache (os.CreateTemp alone made it 0600) and no temporary file
+// is left. The fsyncs themselves are atomicfile's, tested there.
+func TestCacheEntriesWrittenByAtomicfile(t *testing.T) {
+	dir := t.TempDir()
+	s := &countingSearcher{fn: func(q string) ([]SearchResult, error) { return []SearchResult{{Text: q}}, nil }}
+	if _, err := openCache(t, dir, CacheLive).Searcher(s, "n").Search(context.Background(), "q", 1); err != nil {
+		t.Fatal(err)
+	}
+	files := entryFiles(t, dir)
+	if len(files) != 1 {
+		t.Fatalf("want one entry file, got %q", files)
+	}
+	st, err := os.Stat(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != atomicfile.Mode {
+		t.Errorf("entry mode %v, want %v", st.Mode().Perm(), atomicfile.Mode)
+	}
+}
+
+// A torn entry (what a crash mid-write or a lost write-back leaves under
+// the entry's name: any prefix of the file, or its length in zero bytes)
+// is never served: replay reports a miss, live asks the backend again and
+// rewrites the entry whole.
+func TestCacheTornEntriesAreMisses(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	content := strings.Repeat("a page line with some words\n", 200)
+	b := &countingBrowser{fn: func(u string) (*Page, error) { return &Page{URL: u, Title: "T", Content: content}, nil }}
+	live := openCache(t, dir, CacheLive).Browser(b, "web")
+	if _, err := live.Access(ctx, "https://p"); err != nil {
+		t.Fatal(err)
+	}
+	files := entryFiles(t, dir)
+	if len(files) != 1 {
+		t.Fatalf("want one entry file, got %q", files)
+	}
+	whole, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each torn file logs a warning; keep the test's output readable.
+	quiet, err := OpenCache(dir, CacheOptions{Mode: CacheReplay, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := quiet.Browser(nil, "web")
+	torn := [][]byte{make([]byte, len(whole))}
+	for n := range len(whole) {
+		torn = append(torn, whole[:n])
+	}
+	for _, data := range torn {
+		if err := os.WriteFile(files[0], data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := replay.Access(ctx, "https://p")
+		if !errors.Is(err, ErrReplayMiss) {
+			t.Fatalf("torn entry of %d of %d bytes served: page %d bytes, err %v", len(data), len(whole), pageLen(p), err)
+		}
+	}
+	calls := b.calls.Load()
+	p, err := live.Access(ctx, "https://p")
+	if err != nil || p.Content != content || b.calls.Load() != calls+1 {
+		t.Fatalf("live over a torn entry: %d content bytes, %d backend calls, err %v", pageLen(p), b.calls.Load()-calls, err)
+	}
+	if p, err := replay.Access(ctx, "https://p"); err != nil || p.Content != content {
+		t.Errorf("the torn entry was not rewritten whole: %d bytes, err %v", pageLen(p), err)
+	}
+}
+
+func pageLen(p *Page) int {
+	if p == nil {
+		return -1
+	}
+	return len(p.Content)
+}
+
 // Many goroutines of several "processes" (Cache values) hammer the same
 // and different keys: one backend call per key per process at most, every
 // answer whole, no temporary files left behind.
@@ -213,7 +310,7 @@ func TestCacheConcurrentWriters(t *testing.T) {
 		t.Errorf("%d backend calls for 4 keys in 3 caches", n)
 	}
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
+		if err == nil && atomicfile.IsTemp(d.Name()) {
 			t.Errorf("temporary file left: %s", p)
 		}
 		return nil
