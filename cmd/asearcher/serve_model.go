@@ -19,7 +19,8 @@ func newServeModelCmd() *cobra.Command {
 	var (
 		modelDir, initPreset, addr, name, ckptDir, apiKey, apiKeyFile string
 		maxBatch, maxNew, maxModels, maxPrompts, maxConns, maxLoRAs   int
-		maxBody, maxInflight                                          int64
+		maxTinkerQueue                                                int
+		maxBody, maxInflight, maxTinkerQueueBytes                     int64
 		grace, bodyTimeout                                            time.Duration
 	)
 	c := &cobra.Command{
@@ -76,7 +77,8 @@ which other users can read in ps.`,
 			s, err := serve.New(serve.Options{ModelName: name, ModelDir: modelDir, Weights: w, Tokenizer: tok,
 				MaxBatch: maxBatch, DefaultMaxNewTokens: maxNew, CheckpointDir: ckptDir, MaxModels: maxModels, MaxLoadedLoRAs: maxLoRAs,
 				APIKey: key, MaxBodyBytes: maxBody, MaxInflightBytes: maxInflight, MaxPrompts: maxPrompts,
-				MaxConns: maxConns, BodyTimeout: bodyTimeout, Logger: slog.Default()})
+				MaxConns: maxConns, BodyTimeout: bodyTimeout, MaxTinkerQueue: maxTinkerQueue, MaxTinkerQueueBytes: maxTinkerQueueBytes,
+				Logger: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -106,6 +108,8 @@ which other users can read in ps.`,
 	f.IntVar(&maxBatch, "max-batch", 64, "sequences decoded together")
 	f.IntVar(&maxNew, "max-new-tokens", 128, "default max_new_tokens when a request sets none")
 	f.IntVar(&maxModels, "max-models", 4, "Tinker training models held at once (a full-weight one is a full copy with Adam state; a LoRA one only its adapter's)")
+	f.IntVar(&maxTinkerQueue, "max-tinker-queue", 2048, "Tinker requests submitted and not yet finished (all models and samplers); past it a submission gets a 429 with Retry-After")
+	f.Int64Var(&maxTinkerQueueBytes, "max-tinker-queue-bytes", 256<<20, "summed bodies of those requests (at least --max-body-bytes); past it a submission gets a 429 with Retry-After")
 	f.IntVar(&maxLoRAs, "max-loaded-loras", 8, "LoRA adapters loaded for serving at once (/load_lora_adapter, /v1/load_lora_adapter); more are refused until one is unloaded")
 	f.DurationVar(&grace, "grace", 10*time.Second, "on shutdown, how long in-flight requests may finish before they are aborted")
 	return c

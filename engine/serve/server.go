@@ -84,6 +84,17 @@ type Options struct {
 	MaxLoadedLoRAs int
 	// FutureTTL is how long finished Tinker results are kept [1h].
 	FutureTTL time.Duration
+	// MaxTinkerQueue caps the Tinker requests submitted and not yet
+	// finished, over every model and sampling session [2048]; past it a
+	// submission gets a 429 with Retry-After. Each holds its decoded body
+	// (and an asample its goroutine) until it runs.
+	MaxTinkerQueue int
+	// MaxTinkerQueueBytes caps the summed bodies of those requests
+	// [256 MiB, at least MaxBodyBytes]: MaxInflightBytes bounds a body
+	// only while its handler reads it, and a Tinker handler returns a
+	// future at once, so without this a client could queue any number of
+	// 16 MiB forward_backward bodies behind one slow step.
+	MaxTinkerQueueBytes int64
 	// APIKey, when set, must come as "Authorization: Bearer KEY" or
 	// "X-API-Key: KEY" on every request except health checks.
 	APIKey string
@@ -146,6 +157,13 @@ func (o *Options) defaults() error {
 	if o.FutureTTL <= 0 {
 		o.FutureTTL = time.Hour
 	}
+	if o.MaxTinkerQueue <= 0 {
+		o.MaxTinkerQueue = 2048
+	}
+	if o.MaxTinkerQueueBytes <= 0 {
+		o.MaxTinkerQueueBytes = 256 << 20
+	}
+	o.MaxTinkerQueueBytes = max(o.MaxTinkerQueueBytes, o.MaxBodyBytes)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

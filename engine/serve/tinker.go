@@ -39,6 +39,9 @@ type tinkerFailure struct {
 	status   int // HTTP status when the error is returned synchronously
 	category string
 	msg      string
+	// retryAfter, when set, is sent as Retry-After (seconds): the
+	// condition is transient and the SDKs back off and resubmit.
+	retryAfter int
 }
 
 func (e *tinkerFailure) Error() string { return e.msg }
@@ -57,6 +60,9 @@ type tinkerFuture struct {
 	proto    []byte // the result as protobuf, for the types SDKs want that way
 	fail     *tinkerFailure
 	finished atomic.Int64 // unix nanos
+	// release returns the request's share of the queue bound; finish
+	// calls it once.
+	release func()
 }
 
 func (f *tinkerFuture) finish(v any, err error) {
@@ -76,6 +82,11 @@ func (f *tinkerFuture) finish(v any, err error) {
 		case *tinker.SampleResponse:
 			f.proto = encodeSampleProto(r)
 		}
+	}
+	// Room is given back before the result shows, so a client that has
+	// its result can submit again at once.
+	if f.release != nil {
+		f.release()
 	}
 	f.finished.Store(time.Now().UnixNano())
 	close(f.done)
@@ -169,6 +180,13 @@ type tinkerAPI struct {
 	wg           sync.WaitGroup
 	keepInMemory int
 	maxSamplers  int
+	// queued and queuedBytes count the futures not yet finished and their
+	// bodies, against MaxTinkerQueue and MaxTinkerQueueBytes. They grow
+	// only under mu (so admission never over-commits) and shrink without
+	// it, because a future finishes under its model's lock, which ranks
+	// after mu.
+	queued      atomic.Int64
+	queuedBytes atomic.Int64
 }
 
 func newTinkerAPI(s *Server) *tinkerAPI {
@@ -285,6 +303,9 @@ func writeTinkerError(w http.ResponseWriter, err error) {
 	if status == 0 {
 		status = http.StatusBadRequest
 	}
+	if tf.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(tf.retryAfter))
+	}
 	writeJSON(w, status, map[string]any{"error": tf.msg, "category": tf.category})
 }
 
@@ -312,7 +333,7 @@ func (t *tinkerAPI) clientConfig(context.Context, *http.Request, []byte) (any, e
 		"proto_write_fwdbwd": false, "proto_compress_fwdbwd": false, "fwd_via_fwdbwd": false,
 		"parallel_fwdbwd_chunks": false, "use_pyqwest_transport": false, "create_model_via_load_weights": false,
 		"fwdbwd_max_chunk_len": 1024, "fwdbwd_max_chunk_bytes_count": 5_000_000,
-		"sample_max_concurrent_requests": 2000, "pjwt_auth_enabled": false,
+		"sample_max_concurrent_requests": min(2000, t.s.opts.MaxTinkerQueue), "pjwt_auth_enabled": false,
 	}, nil
 }
 
@@ -346,14 +367,26 @@ func (t *tinkerAPI) heartbeat(_ context.Context, _ *http.Request, body []byte) (
 // submit registers a future for a model request (or, with m nil, one that
 // runs on its own goroutine) and answers with it. Retries with the same
 // idempotency key, or the same (model, seq_id) and body, get the same
-// future; another body under a used seq_id is a 409.
+// future; another body under a used seq_id is a 409. A new request that
+// would pass the queue bounds is a 429 (see admitLocked).
 func (t *tinkerAPI) submit(r *http.Request, body []byte, m *tinkerModel, seq *int64, run func(ctx context.Context) (any, error)) (any, error) {
+	return t.submitSized(r, body, int64(len(body)), nil, m, seq, run)
+}
+
+// submitSized is submit charging size bytes to the queue bound (a
+// compressed body's decoded size). A caller that has already admitted the
+// request under mu passes its release; submit then charges nothing and
+// calls release itself if the request turns out to be a retry.
+func (t *tinkerAPI) submitSized(r *http.Request, body []byte, size int64, admitted func(), m *tinkerModel, seq *int64, run func(ctx context.Context) (any, error)) (any, error) {
 	key := r.Header.Get("X-Idempotency-Key")
 	hash := sha256.Sum256(body)
 	t.mu.Lock()
 	if key != "" {
 		if f, ok := t.byIdem[key]; ok {
 			t.mu.Unlock()
+			if admitted != nil {
+				admitted()
+			}
 			return futureReply(f), nil
 		}
 	}
@@ -361,19 +394,43 @@ func (t *tinkerAPI) submit(r *http.Request, body []byte, m *tinkerModel, seq *in
 	if m != nil {
 		modelID = m.id
 	}
-	f := &tinkerFuture{id: t.newID("req"), modelID: modelID, hash: hash, done: make(chan struct{})}
+	f := &tinkerFuture{id: t.newID("req"), modelID: modelID, hash: hash, done: make(chan struct{}), release: admitted}
 	if m != nil && seq != nil {
 		m.mu.Lock()
 		if old, ok := m.bySeq[*seq]; ok {
 			m.mu.Unlock()
 			t.mu.Unlock()
+			if admitted != nil {
+				admitted()
+			}
 			if old.hash != hash {
 				return nil, userError(http.StatusConflict, "seq_id %d of model %s was already used by another request", *seq, m.id)
 			}
 			return futureReply(old), nil
 		}
+		// The request a model's queue waits for is always let in, so a
+		// queue full of later seq_ids cannot lock out the one that lets
+		// them run (each model has one such seq_id at a time).
+		unblocks := *seq == m.next
+		m.mu.Unlock()
+		if admitted == nil {
+			release, err := t.admitLocked(size, unblocks)
+			if err != nil {
+				t.mu.Unlock()
+				return nil, err
+			}
+			f.release = release
+		}
+		m.mu.Lock()
 		m.bySeq[*seq] = f
 		m.mu.Unlock()
+	} else if admitted == nil {
+		release, err := t.admitLocked(size, false)
+		if err != nil {
+			t.mu.Unlock()
+			return nil, err
+		}
+		f.release = release
 	}
 	t.futures[f.id] = f
 	if key != "" {
@@ -393,6 +450,28 @@ func (t *tinkerAPI) submit(r *http.Request, body []byte, m *tinkerModel, seq *in
 		m.enqueue(&tinkerJob{fut: f, seq: seq, run: run})
 	}
 	return futureReply(f), nil
+}
+
+// admitLocked charges one new request of size bytes to the queue bounds
+// (MaxTinkerQueue requests, MaxTinkerQueueBytes of bodies) and returns
+// what gives the charge back; past a bound it is a 429 with Retry-After,
+// unless force. Callers hold t.mu.
+func (t *tinkerAPI) admitLocked(size int64, force bool) (func(), error) {
+	n, b := t.queued.Load(), t.queuedBytes.Load()
+	if !force && (n+1 > int64(t.s.opts.MaxTinkerQueue) || b+size > t.s.opts.MaxTinkerQueueBytes) {
+		return nil, &tinkerFailure{status: http.StatusTooManyRequests, category: "server", retryAfter: 1,
+			msg: fmt.Sprintf("the server's Tinker queue is full (%d requests, %d bytes of bodies waiting; limits --max-tinker-queue %d, --max-tinker-queue-bytes %d); retry when earlier requests finish",
+				n, b, t.s.opts.MaxTinkerQueue, t.s.opts.MaxTinkerQueueBytes)}
+	}
+	t.queued.Add(1)
+	t.queuedBytes.Add(size)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			t.queued.Add(-1)
+			t.queuedBytes.Add(-size)
+		})
+	}, nil
 }
 
 // jobContext is cancelled when the server closes.
@@ -576,6 +655,13 @@ func (t *tinkerAPI) createModel(_ context.Context, r *http.Request, body []byte)
 		t.mu.Unlock()
 		return nil, userError(http.StatusTooManyRequests, "this server holds %d training models already (--max-models); unload one first", len(t.models))
 	}
+	// Admitted before the model exists, so a full queue refuses the
+	// request without leaving a model behind.
+	release, err := t.admitLocked(int64(len(body)), false)
+	if err != nil {
+		t.mu.Unlock()
+		return nil, err
+	}
 	t.modelCount++
 	id := fmt.Sprintf("model-%d", t.modelCount)
 	m := &tinkerModel{id: id, baseModel: req.BaseModel, next: 1, pending: map[int64]*tinkerJob{},
@@ -591,6 +677,7 @@ func (t *tinkerAPI) createModel(_ context.Context, r *http.Request, body []byte)
 		if err != nil {
 			t.modelCount--
 			t.mu.Unlock()
+			release()
 			return nil, userError(http.StatusBadRequest, "lora_config: %v", err)
 		}
 		m.tr = tr
@@ -602,7 +689,7 @@ func (t *tinkerAPI) createModel(_ context.Context, r *http.Request, body []byte)
 	t.wg.Add(1)
 	go m.worker(t, t.s.opts.GapTimeout)
 	t.log.Info("tinker: model created", "model_id", id, "base_model", req.BaseModel)
-	return t.submit(r, body, m, nil, func(context.Context) (any, error) {
+	return t.submitSized(r, body, int64(len(body)), release, m, nil, func(context.Context) (any, error) {
 		return map[string]any{"type": "create_model", "model_id": id}, nil
 	})
 }

@@ -205,11 +205,13 @@ func (t *tinkerAPI) forwardBackward(ctx context.Context, r *http.Request, body [
 
 func (t *tinkerAPI) fwdBwd(_ context.Context, r *http.Request, body []byte, backward bool) (any, error) {
 	var req fwdBwdRequest
+	size := int64(len(body)) // charged to the queue bound: the decoded body when compressed
 	if isProto(r) {
 		raw, err := protoBody(r, body, t.s.opts.MaxBodyBytes)
 		if err != nil {
 			return nil, err
 		}
+		size = max(size, int64(len(raw)))
 		p, err := decodeFwdBwdProto(raw)
 		if err != nil {
 			return nil, userError(http.StatusBadRequest, "protobuf ForwardBackwardRequest: %v", err)
@@ -233,7 +235,7 @@ func (t *tinkerAPI) fwdBwd(_ context.Context, r *http.Request, body []byte, back
 	if err != nil {
 		return nil, err
 	}
-	return t.submit(r, body, m, req.SeqID, func(ctx context.Context) (any, error) {
+	return t.submitSized(r, body, size, nil, m, req.SeqID, func(ctx context.Context) (any, error) {
 		var o *trainer.Output
 		var err error
 		if backward {
