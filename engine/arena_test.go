@@ -40,3 +40,64 @@ func TestArenaClass(t *testing.T) {
 		}
 	}
 }
+
+// arenaKept is what the arena holds between calls: buffers and floats.
+func arenaKept(a *floatArena) (bufs, floats int) {
+	for c, list := range a.free {
+		bufs += len(list)
+		floats += c * len(list)
+	}
+	return bufs, floats
+}
+
+// TestFloatArenaBoundedOverSteps: training calls whose batches have
+// varying token counts (the RL steps of a real model: 700–1,000 tokens,
+// so each activation falls in one of several size classes) keep about one
+// call's worth of buffers, not one set per size class seen. Pooled by
+// class alone, the arena kept a set for each of the ~6 classes (the real
+// model's RSS grew by gigabytes per RL step).
+func TestFloatArenaBoundedOverSteps(t *testing.T) {
+	const perCall, maxN = 10, 1_000_000
+	a := newFloatArena()
+	r := uint64(1)
+	for range 200 {
+		r = r*6364136223846793005 + 1442695040888963407
+		n := 700_000 + int(r>>33)%(maxN-700_000)
+		for range perCall {
+			b := a.get(n)
+			if len(b) != n || b[n-1] != 0 {
+				t.Fatalf("get(%d): %d floats, last %g", n, len(b), b[n-1])
+			}
+			b[0], b[n-1] = 1, 1
+		}
+		a.reset()
+	}
+	// One call's set of the largest class (1,048,576 floats) is 10.5M floats.
+	if bufs, floats := arenaKept(a); floats > 2*perCall*maxN {
+		t.Fatalf("arena keeps %d buffers, %d floats; one call needs at most %d", bufs, floats, perCall*maxN)
+	}
+}
+
+// TestFloatArenaReusesAcrossAlternatingCalls: a forward-only call between
+// two training calls (the proximal logprobs before each update) does not
+// make the arena drop the training call's buffers: after the first round
+// nothing new is allocated.
+func TestFloatArenaReusesAcrossAlternatingCalls(t *testing.T) {
+	a := newFloatArena()
+	call := func(sizes ...int) {
+		for _, n := range sizes {
+			a.get(n)
+		}
+		a.reset()
+	}
+	call(5000, 5000)                   // forward only
+	call(5000, 5000, 9000, 9000, 9000) // forward and backward
+	first := a.allocated
+	for range 20 {
+		call(4900, 5000)
+		call(4900, 5000, 8800, 9000, 9000)
+	}
+	if a.allocated != first {
+		t.Fatalf("%d buffers allocated after the first round (%d in it)", a.allocated-first, first)
+	}
+}

@@ -338,14 +338,32 @@ func logSumExp(z []float32) float32 {
 // class (arenaClass), not by exact length: keyed by length, every new
 // sequence length of a batch kept a new set of buffers for good (the train
 // demo, whose batches have ever new lengths, went from ~140 MiB to
-// 2.4 GiB of RSS when the arena came in). Not safe for concurrent use; a
-// nil arena allocates.
+// 2.4 GiB of RSS when the arena came in). Classes alone still kept one set
+// per class ever seen (an RL step of a real model, 700–1,000 tokens, spans
+// ~6 classes: gigabytes more RSS per step), so a request may take a free
+// buffer of a larger class, up to twice its own, and buffers that no call
+// asked for in arenaIdleResets resets go back to the garbage collector.
+// Not safe for concurrent use; a nil arena allocates.
 type floatArena struct {
-	free map[int][][]float32 // by capacity, which is a size class
-	used [][]float32
+	free   map[int][]arenaBuf // by capacity (a size class), oldest first
+	used   [][]float32
+	resets int
+	// allocated counts buffers made (for tests).
+	allocated int
 }
 
-func newFloatArena() *floatArena { return &floatArena{free: map[int][][]float32{}} }
+// arenaBuf is a free buffer and the reset that returned it.
+type arenaBuf struct {
+	b        []float32
+	returned int
+}
+
+// arenaIdleResets is how many calls a free buffer may sit unused before it
+// is dropped: enough that a forward-only call between two training calls
+// does not drop the backward pass's buffers.
+const arenaIdleResets = 4
+
+func newFloatArena() *floatArena { return &floatArena{free: map[int][]arenaBuf{}} }
 
 // arenaClass rounds n up to one of 8 sizes per power of two, so that a
 // buffer serves every length within 12.5% below its capacity.
@@ -362,28 +380,59 @@ func (a *floatArena) get(n int) []float32 {
 		return make([]float32, n)
 	}
 	c := arenaClass(n)
-	var b []float32
-	if list := a.free[c]; len(list) > 0 {
-		b = list[len(list)-1][:n]
-		a.free[c] = list[:len(list)-1]
+	// The smallest free buffer of class c up to 2c (8 classes above c,
+	// at most 9 lookups).
+	for k, i := c, 0; k <= 2*c && i < 9; k, i = arenaClass(k+1), i+1 {
+		list := a.free[k]
+		if len(list) == 0 {
+			continue
+		}
+		b := list[len(list)-1].b[:n]
+		list[len(list)-1] = arenaBuf{}
+		if len(list) == 1 {
+			delete(a.free, k)
+		} else {
+			a.free[k] = list[:len(list)-1]
+		}
 		clearParallel(b)
-	} else {
-		b = make([]float32, n, c)
+		a.used = append(a.used, b)
+		return b
 	}
+	b := make([]float32, n, c)
+	a.allocated++
 	a.used = append(a.used, b)
 	return b
 }
 
-// reset returns every buffer handed out since the last reset.
+// reset returns every buffer handed out since the last reset and drops
+// the ones idle for arenaIdleResets resets.
 func (a *floatArena) reset() {
 	if a == nil {
 		return
 	}
+	a.resets++
 	for _, b := range a.used {
-		a.free[cap(b)] = append(a.free[cap(b)], b)
+		a.free[cap(b)] = append(a.free[cap(b)], arenaBuf{b, a.resets})
 	}
 	clear(a.used)
 	a.used = a.used[:0]
+	for c, list := range a.free {
+		// Oldest first: the idle ones are a prefix.
+		i := 0
+		for i < len(list) && list[i].returned <= a.resets-arenaIdleResets {
+			i++
+		}
+		if i == 0 {
+			continue
+		}
+		if i == len(list) {
+			delete(a.free, c)
+			continue
+		}
+		n := copy(list, list[i:])
+		clear(list[n:])
+		a.free[c] = list[:n]
+	}
 }
 
 // clearParallel zeroes x on all cores when it is large.
