@@ -131,8 +131,11 @@ func runReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 	}
 	log.Info("before RL", "em", round3(before.EM), "f1", round3(before.F1), "answered", round3(before.AnsweredRate), "searched", round3(before.SearchRate))
 
-	warmDir := filepath.Join(o.Out, demoWarmupModel)
-	tr := embedded.NewTrainer(wWarm, embedded.TrainerOptions{Dir: filepath.Join(o.Out, demoRLDir), SourceDir: warmDir, Sinks: []embedded.WeightsSink{sampler}})
+	tr, err := newRealTrainer(&cfg, wWarm, embedded.TrainerOptions{Dir: filepath.Join(o.Out, demoRLDir),
+		SourceDir: filepath.Join(o.Out, demoWarmupModel), Sinks: []embedded.WeightsSink{sampler}}, cfg.LoRA.Rank > 0)
+	if err != nil {
+		return nil, err
+	}
 	sum, err := runRLPhase(ctx, rlPhase{
 		RL: cfg.RL, Dataset: itemSet(train), Rollout: ra.rollout(cfg.Agent.Temperature, cfg.Real.Reward),
 		Sampler: sampler, Trainer: tr, Out: o.Out, Resume: o.Resume, Repair: o.Repair,
@@ -475,7 +478,10 @@ func realWarmup(ctx context.Context, cfg *RealConfig, ra *realAgent, train []dat
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	tr := embedded.NewTrainer(w, embedded.TrainerOptions{Dir: dir, SourceDir: cfg.Real.ModelDir})
+	tr, err := newRealTrainer(cfg, w, embedded.TrainerOptions{Dir: dir, SourceDir: cfg.Real.ModelDir}, cfg.LoRA.Warmup)
+	if err != nil {
+		return nil, err
+	}
 	adam := trainer.AdamParams{LearningRate: cfg.Warmup.LR, Beta1: 0.9, Beta2: 0.98, Eps: 1e-8, GradClipNorm: 1}
 	r := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x3a7))
 	// Epochs over a shuffled order, so every demonstration is seen before
@@ -506,11 +512,13 @@ func realWarmup(ctx context.Context, cfg *RealConfig, ra *realAgent, train []dat
 		bar.Set(int64(step+1), fmt.Sprintf("loss %.3f", out.Loss))
 	}
 	bar.Finish()
-	path, err := tr.SaveWeightsForSampler(ctx, "model")
-	if err != nil {
+	// Written beside, then renamed: a resume takes warmup/model as a
+	// finished warm-up, so it must never be half written.
+	tmp := filepath.Join(dir, "model.tmp")
+	if err := tr.SaveModel(ctx, tmp); err != nil {
 		return nil, err
 	}
-	if err := os.Rename(path, filepath.Join(dir, "model")); err != nil {
+	if err := os.Rename(tmp, filepath.Join(dir, "model")); err != nil {
 		return nil, fmt.Errorf("keep warm-up model: %w", err)
 	}
 	st.Seconds = time.Since(t0).Seconds()
@@ -519,6 +527,19 @@ func realWarmup(ctx context.Context, cfg *RealConfig, ra *realAgent, train []dat
 	}
 	log.Info("warm-up done", "loss_first", round3(st.FirstLoss), "loss_last", round3(st.LastLoss), "seconds", round3(st.Seconds))
 	return st, writeJSON(filepath.Join(dir, "warmup.json"), st)
+}
+
+// newRealTrainer is the embedded trainer over w: a LoRA adapter of the
+// configured shape when lora is set, full weights otherwise.
+func newRealTrainer(cfg *RealConfig, w *engine.Weights, opts embedded.TrainerOptions, lora bool) (*embedded.Trainer, error) {
+	if !lora {
+		return embedded.NewTrainer(w, opts), nil
+	}
+	tr, err := embedded.NewLoRATrainer(w, cfg.LoRA.engineConfig(), uint64(cfg.Seed), opts)
+	if err != nil {
+		return nil, fmt.Errorf("lora: %w", err)
+	}
+	return tr, nil
 }
 
 // RealEval is a held-out evaluation: per-question mean EM and F1 over the
@@ -656,11 +677,13 @@ type RealReport struct {
 	EMLiftCI [2]float64 `json:"em_lift_ci95"`
 	F1LiftCI [2]float64 `json:"f1_lift_ci95"`
 	// MeetsGoal: the F1 lift's interval lies above zero.
-	MeetsGoal          bool             `json:"meets_goal"`
-	AnsweredBefore     float64          `json:"answered_rate_before_rl"`
-	AnsweredAfter      float64          `json:"answered_rate_after_rl"`
-	SearchRateBefore   float64          `json:"search_rate_before_rl"`
-	SearchRateAfter    float64          `json:"search_rate_after_rl"`
+	MeetsGoal        bool    `json:"meets_goal"`
+	AnsweredBefore   float64 `json:"answered_rate_before_rl"`
+	AnsweredAfter    float64 `json:"answered_rate_after_rl"`
+	SearchRateBefore float64 `json:"search_rate_before_rl"`
+	SearchRateAfter  float64 `json:"search_rate_after_rl"`
+	// LoRARank is the RL adapter's rank; 0 trained full weights.
+	LoRARank           int              `json:"lora_rank"`
 	RLSteps            int              `json:"rl_steps"`
 	RLSeconds          float64          `json:"rl_seconds"`
 	RLSecondsPerStep   float64          `json:"rl_seconds_per_step"`
@@ -683,7 +706,7 @@ func newRealReport(cfg *RealConfig, warm *RealWarmupStats, before, after *RealEv
 		TrainQuestions: cfg.Real.Train, EMBefore: before.EM, EMAfter: after.EM, F1Before: before.F1, F1After: after.F1,
 		AnsweredBefore: before.AnsweredRate, AnsweredAfter: after.AnsweredRate,
 		SearchRateBefore: before.SearchRate, SearchRateAfter: after.SearchRate,
-		RLSteps: len(sum.Records), RLSeconds: sum.Elapsed, GroupsFiltered: sum.Filtered, Warmup: warm,
+		LoRARank: cfg.LoRA.Rank, RLSteps: len(sum.Records), RLSeconds: sum.Elapsed, GroupsFiltered: sum.Filtered, Warmup: warm,
 		EvalSecondsBefore: before.Seconds, EvalSecondsAfter: after.Seconds, EvalSecondsPerTraj: after.SecondsPerSample,
 		WallSeconds: wall.Seconds()}
 	r.EMLiftCI, _ = PairedBootstrapCI(before.EMs, after.EMs, cfg.Eval.Bootstrap, uint64(cfg.Seed))
@@ -721,8 +744,12 @@ func (r *RealReport) write(dir string) error {
 		fmt.Fprintf(&b, "Warm-up: %d demonstrations (%d skipped), %d tokens each on average, %d steps, loss %.3f → %.3f, %.0f s (%.1f s/step).\n",
 			w.Demonstrations, w.Skipped, w.Tokens, w.Steps, w.FirstLoss, w.LastLoss, w.Seconds, w.SecondsPerStep)
 	}
-	fmt.Fprintf(&b, "RL: %d steps in %.0f s (%.1f s/step), reward %.3f → %.3f, %d zero-variance groups filtered.\n",
-		r.RLSteps, r.RLSeconds, r.RLSecondsPerStep, r.RewardFirst, r.RewardLast, r.GroupsFiltered)
+	training := "full weights"
+	if r.LoRARank > 0 {
+		training = fmt.Sprintf("a LoRA adapter of rank %d", r.LoRARank)
+	}
+	fmt.Fprintf(&b, "RL (%s): %d steps in %.0f s (%.1f s/step), reward %.3f → %.3f, %d zero-variance groups filtered.\n",
+		training, r.RLSteps, r.RLSeconds, r.RLSecondsPerStep, r.RewardFirst, r.RewardLast, r.GroupsFiltered)
 	fmt.Fprintf(&b, "Evaluation: %.0f s before, %.0f s after (%.1f s per trajectory).\nPhases: %.0f s in all; this process: %.0f s.\n\n",
 		r.EvalSecondsBefore, r.EvalSecondsAfter, r.EvalSecondsPerTraj, r.PhaseSeconds, r.WallSeconds)
 	b.WriteString("Curves: plots.html; per-step metrics: metrics.jsonl; sample trajectories: samples/; question split: split.json.\n")

@@ -3,8 +3,10 @@ package recipe
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/asearcher/asearcher/engine"
 	"github.com/asearcher/asearcher/rl"
 )
 
@@ -25,6 +27,29 @@ type RealConfig struct {
 	Warmup RealWarmupConfig `yaml:"warmup"`
 	Eval   DemoEvalConfig   `yaml:"eval"`
 	RL     rl.Config        `yaml:"rl"`
+	LoRA   RealLoRAConfig   `yaml:"lora"`
+}
+
+// RealLoRAConfig trains a LoRA adapter over the frozen model instead of
+// full weights: RL always when Rank > 0, the warm-up too with Warmup. The
+// samplers get the adapter merged into the weights (no slower decoding),
+// RL checkpoints hold the adapter and its AdamW moments only.
+type RealLoRAConfig struct {
+	// Rank of the adapter; 0 trains full weights.
+	Rank int `yaml:"rank"`
+	// Alpha scales the adapter by alpha/rank; 0 means rank (scaling 1).
+	Alpha float64 `yaml:"alpha"`
+	// Targets are the projections adapted (q_proj k_proj v_proj o_proj
+	// gate_proj up_proj down_proj); empty means all seven.
+	Targets []string `yaml:"targets"`
+	// Warmup trains the warm-up as an adapter too and merges it into
+	// warmup/model, which RL then adapts with a fresh adapter.
+	Warmup bool `yaml:"warmup"`
+}
+
+// engineConfig is the engine's adapter shape.
+func (l RealLoRAConfig) engineConfig() engine.LoRAConfig {
+	return engine.LoRAConfig{Rank: l.Rank, Alpha: l.Alpha, Targets: l.Targets}
 }
 
 // RealSourceConfig names the model and the data.
@@ -101,6 +126,15 @@ func (c *RealConfig) Validate() error {
 		return errors.New("warmup.steps must be ≥ 0, warmup.batch_size ≥ 1 and warmup.lr > 0")
 	case c.Eval.Samples < 1 || c.Eval.Bootstrap < 100 || c.Eval.Concurrency < 1:
 		return errors.New("eval.samples and eval.concurrency must be ≥ 1 and eval.bootstrap ≥ 100")
+	case c.LoRA.Rank < 0 || c.LoRA.Alpha < 0:
+		return errors.New("lora.rank and lora.alpha must be ≥ 0 (rank 0 trains full weights)")
+	case c.LoRA.Rank == 0 && (c.LoRA.Warmup || len(c.LoRA.Targets) > 0 || c.LoRA.Alpha > 0):
+		return errors.New("lora.warmup, lora.alpha and lora.targets need lora.rank ≥ 1")
+	}
+	for _, t := range c.LoRA.Targets {
+		if !slices.Contains(engine.LoRAModules[:], t) {
+			return fmt.Errorf("lora.targets: %q is not one of %s", t, strings.Join(engine.LoRAModules[:], ", "))
+		}
 	}
 	return c.RL.Validate()
 }

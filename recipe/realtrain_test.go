@@ -2,6 +2,7 @@ package recipe
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 	"github.com/asearcher/asearcher/eval"
 	"github.com/asearcher/asearcher/internal/testindex"
 	"github.com/asearcher/asearcher/reward"
+	"github.com/asearcher/asearcher/rl"
 	"github.com/asearcher/asearcher/synth"
 )
 
@@ -220,6 +222,78 @@ func TestRunRealTinyLlama(t *testing.T) {
 	}
 }
 
+// TestRunRealTinyLlamaLoRAKilled: with lora.rank set (and the warm-up as
+// an adapter too), a run cancelled after RL step 1 keeps an adapter-sized
+// checkpoint, and resuming it continues RL from that checkpoint to the
+// end without redoing the warm-up or the first evaluation.
+func TestRunRealTinyLlamaLoRAKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	cfg := tinyRealConfig(tinyLlamaDir(t))
+	cfg.LoRA = RealLoRAConfig{Rank: 2, Alpha: 4, Targets: []string{"q_proj", "v_proj", "down_proj"}, Warmup: true}
+	cfg.RL.Steps = 3
+	out := filepath.Join(t.TempDir(), "run")
+	log := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := RunReal(ctx, RealOptions{Config: cfg, Out: out, Progress: ProgressOff, Logger: log,
+		OnStep: func(r *rl.StepRecord) {
+			if r.Step == 1 {
+				cancel()
+			}
+		}})
+	if err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	// The checkpoint is the adapter and its moments, not a model.
+	ckpt, err := filepath.Glob(filepath.Join(out, "checkpoints", "step_*"))
+	if err != nil || len(ckpt) == 0 {
+		t.Fatalf("no RL checkpoint: %v", err)
+	}
+	model, err := os.Stat(filepath.Join(out, demoWarmupModel, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ckptBytes int64
+	filepath.Walk(ckpt[len(ckpt)-1], func(path string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			ckptBytes += fi.Size()
+			if fi.Name() == "model.safetensors" {
+				t.Errorf("LoRA checkpoint holds full weights: %s", path)
+			}
+		}
+		return nil
+	})
+	if ckptBytes == 0 || ckptBytes > model.Size()/4 {
+		t.Errorf("LoRA checkpoint %d bytes against a %d-byte model", ckptBytes, model.Size())
+	}
+	before, err := os.ReadFile(filepath.Join(out, demoBeforeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warm, _ := os.Stat(filepath.Join(out, demoWarmupModel, "model.safetensors"))
+	resumedAt := -1
+	rep, err := RunReal(context.Background(), RealOptions{Out: out, Resume: true, Progress: ProgressOff, Logger: log,
+		OnStep: func(r *rl.StepRecord) {
+			if resumedAt < 0 {
+				resumedAt = r.Step
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resumedAt != 2 || rep.RLSteps != 3 || rep.LoRARank != 2 {
+		t.Errorf("resumed at step %d, %d steps, LoRA rank %d; want 2, 3, 2", resumedAt, rep.RLSteps, rep.LoRARank)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, demoBeforeFile)); string(b) != string(before) {
+		t.Error("resume re-evaluated before RL")
+	}
+	if w2, _ := os.Stat(filepath.Join(out, demoWarmupModel, "model.safetensors")); !w2.ModTime().Equal(warm.ModTime()) {
+		t.Error("resume redid the warm-up")
+	}
+}
+
 func TestDecodeRealTrainConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, err string
@@ -229,6 +303,10 @@ func TestDecodeRealTrainConfig(t *testing.T) {
 		{"no model", "real:\n  held_out: 10\n", "model_dir"},
 		{"bad reward", "real:\n  model_dir: m\n  reward: bleu\n", "real.reward"},
 		{"unknown field", "real:\n  model_dir: m\nworld:\n  people: 3\n", "world"},
+		{"lora", "real:\n  model_dir: m\nlora:\n  rank: 8\n  alpha: 16\n  targets: [q_proj, v_proj]\n  warmup: true\n", ""},
+		{"lora bad target", "real:\n  model_dir: m\nlora:\n  rank: 8\n  targets: [lm_head]\n", "lora.targets"},
+		{"lora without rank", "real:\n  model_dir: m\nlora:\n  warmup: true\n", "lora.rank"},
+		{"lora negative rank", "real:\n  model_dir: m\nlora:\n  rank: -1\n", "lora.rank"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := DecodeTrainConfig([]byte(tc.yaml))

@@ -182,6 +182,21 @@ func (e *Trainer) SaveWeightsForSampler(ctx context.Context, name string) (strin
 	return path, nil
 }
 
+// SaveModel writes the current weights, with a LoRA trainer's adapter
+// merged in, as a complete model directory at dir (config, float32
+// safetensors and the source's tokenizer files). It publishes nothing: a
+// LoRA warm-up ends in a model that full-weight or LoRA training starts
+// from like any imported one.
+func (e *Trainer) SaveModel(ctx context.Context, dir string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := engine.SaveWeights(dir, e.learner.Snapshot(), engine.F32); err != nil {
+		return fmt.Errorf("save model: %w", err)
+	}
+	return copyTokenizerFiles(e.opts.SourceDir, dir)
+}
+
 // nextVersion numbers the weights about to be published: one past the last,
 // except right after LoadState, which restored the version they carry.
 func (e *Trainer) nextVersion() (int, []WeightsSink) {

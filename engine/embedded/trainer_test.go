@@ -324,3 +324,54 @@ func TestEmbeddedLoadStateRestoresVersion(t *testing.T) {
 		t.Fatalf("Version() = %d, want 4", b.Version())
 	}
 }
+
+// TestEmbeddedSaveModelMergesLoRA: the model directory SaveModel writes
+// for a trained LoRA adapter scores tokens exactly as the LoRA trainer
+// does (the adapter is merged in), and a full-weight trainer's is its
+// weights.
+func TestEmbeddedSaveModelMergesLoRA(t *testing.T) {
+	ctx := context.Background()
+	base := tinyWeights(t, 3)
+	data := []trainer.Datum{datum([]int{1, 5, 9, 13, 17, 21, 25, 29, 33}, 1)}
+	lora, err := NewLoRATrainer(base, engine.LoRAConfig{Rank: 4, Alpha: 8}, 1, TrainerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tr := range map[string]*Trainer{"lora": lora, "full": NewTrainer(base, TrainerOptions{})} {
+		t.Run(name, func(t *testing.T) {
+			for range 5 {
+				if _, err := tr.ForwardBackward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tr.OptimStep(ctx, adam); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := tr.Forward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(t.TempDir(), "model")
+			if err := tr.SaveModel(ctx, dir); err != nil {
+				t.Fatal(err)
+			}
+			w, err := engine.LoadWeights(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := NewTrainer(w, TrainerOptions{}).Forward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			baseOut, _ := NewTrainer(base, TrainerOptions{}).Forward(ctx, data, trainer.CrossEntropy, trainer.LossConfig{})
+			if math.Abs(baseOut.Loss-want.Loss) < 1e-4 {
+				t.Fatalf("training did not move the loss (%.5f)", want.Loss)
+			}
+			for i, lp := range want.Logprobs[0] {
+				if d := math.Abs(float64(got.Logprobs[0][i] - lp)); d > 1e-4 {
+					t.Fatalf("token %d: saved model logprob %.6f, trainer %.6f", i, got.Logprobs[0][i], lp)
+				}
+			}
+		})
+	}
+}
