@@ -37,10 +37,56 @@ type fleetServer struct {
 	release  chan struct{}
 	released sync.Once
 	failLoad bool
+	// maxLoaded, when set, refuses a load past it as the real servers'
+	// --max-loaded-loras does; peak is the most adapters ever loaded.
+	maxLoaded, peak int
+	// Prompts [98, k] are held until releaseOne(k) or, on SGLang, an
+	// /abort_request of their rid (answered as SGLang does: the partial
+	// output, one token, with finish_reason abort).
+	holds map[int]*heldCall
+	rids  map[string]int
+	// loadGate, when set, holds every load until it is closed (a slow
+	// adapter load).
+	loadGate chan struct{}
 }
 
+// heldCall is where a [98, k] prompt waits.
+type heldCall struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (h *heldCall) open() { h.once.Do(func() { close(h.ch) }) }
+
+// hold returns the held call of a [98, k] prompt.
+func (f *fleetServer) hold(k int) *heldCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.holdLocked(k)
+}
+
+func (f *fleetServer) holdLocked(k int) *heldCall {
+	if f.holds == nil {
+		f.holds, f.rids = map[int]*heldCall{}, map[string]int{}
+	}
+	if f.holds[k] == nil {
+		f.holds[k] = &heldCall{ch: make(chan struct{})}
+	}
+	return f.holds[k]
+}
+
+// releaseOne lets the held [98, k] request answer in full.
+func (f *fleetServer) releaseOne(k int) { f.hold(k).open() }
+
 // Release lets held /generate calls answer.
-func (f *fleetServer) Release() { f.released.Do(func() { close(f.release) }) }
+func (f *fleetServer) Release() {
+	f.released.Do(func() { close(f.release) })
+	f.mu.Lock()
+	for _, h := range f.holds {
+		h.open()
+	}
+	f.mu.Unlock()
+}
 
 func newFleetServer(t *testing.T, vllm bool) *fleetServer {
 	f := &fleetServer{vllm: vllm, loaded: map[string]string{}, release: make(chan struct{})}
@@ -75,6 +121,12 @@ func (f *fleetServer) serve(w http.ResponseWriter, r *http.Request) {
 	case prefix + "/load_lora_adapter":
 		path, _ := body["lora_path"].(string)
 		f.mu.Lock()
+		gate := f.loadGate
+		f.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
+		f.mu.Lock()
 		defer f.mu.Unlock()
 		if _, err := os.Stat(filepath.Join(path, peft.ConfigFile)); err != nil || f.failLoad {
 			http.Error(w, fmt.Sprintf(`{"error":"cannot load %s"}`, path), http.StatusBadRequest)
@@ -84,7 +136,12 @@ func (f *fleetServer) serve(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, fmt.Sprintf(`{"error":"The lora adapter '%s' has already been loaded."}`, name), http.StatusBadRequest)
 			return
 		}
+		if f.maxLoaded > 0 && len(f.loaded) >= f.maxLoaded {
+			http.Error(w, fmt.Sprintf(`{"error":"Failed to load LoRA adapter %s: %d adapters are loaded, the maximum"}`, name, len(f.loaded)), http.StatusBadRequest)
+			return
+		}
 		f.loaded[name] = path
+		f.peak = max(f.peak, len(f.loaded))
 		f.calls = append(f.calls, "load "+name)
 		if f.vllm {
 			fmt.Fprintf(w, "Success: LoRA adapter '%s' added successfully.", name)
@@ -121,6 +178,22 @@ func (f *fleetServer) serve(w http.ResponseWriter, r *http.Request) {
 		if len(ids) > 0 && ids[0] == float64(99) {
 			<-f.release
 		}
+		if len(ids) == 2 && ids[0] == float64(98) {
+			k := int(ids[1].(float64))
+			rid, _ := body["rid"].(string)
+			f.mu.Lock()
+			h := f.holdLocked(k)
+			f.rids[rid] = k
+			f.mu.Unlock()
+			<-h.ch
+			f.mu.Lock()
+			aborted := f.rids[rid] < 0
+			f.mu.Unlock()
+			if aborted {
+				w.Write([]byte(`{"text":"a","output_ids":[7],"meta_info":{"id":"x","finish_reason":{"type":"abort"},"prompt_tokens":2,"completion_tokens":1,"output_token_logprobs":[[-0.5,7,null]]}}`))
+				return
+			}
+		}
 		if f.vllm {
 			w.Write([]byte(`{"id":"c","object":"text_completion","model":"m","choices":[{"index":0,"text":"ab","token_ids":[7,8],"logprobs":{"tokens":["token_id:7","token_id:8"],"token_logprobs":[-0.5,-0.25]},"finish_reason":"length"}]}`))
 			return
@@ -128,6 +201,19 @@ func (f *fleetServer) serve(w http.ResponseWriter, r *http.Request) {
 		// weight_version "5" is what the server's base weights say; the
 		// adapter pinned by the request is what produced the tokens.
 		w.Write([]byte(`{"text":"ab","output_ids":[7,8],"meta_info":{"id":"x","weight_version":"5","finish_reason":{"type":"length","length":2},"prompt_tokens":2,"completion_tokens":2,"output_token_logprobs":[[-0.5,7,null],[-0.25,8,null]]}}`))
+	case "/abort_request":
+		rid, _ := body["rid"].(string)
+		f.mu.Lock()
+		k, ok := f.rids[rid]
+		if ok && k >= 0 {
+			f.rids[rid] = -1
+		}
+		f.mu.Unlock()
+		f.log("abort " + rid)
+		if ok && k >= 0 {
+			f.hold(k).open()
+		}
+		w.Write([]byte(`{}`))
 	case "/pause_generation", "/continue_generation":
 		f.log(strings.TrimPrefix(r.URL.Path, "/"))
 		w.Write([]byte(`{}`))
@@ -427,7 +513,9 @@ func TestLeftoversOfAKilledRunAreSwept(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumed.Close()
-	if got := a.Calls(); !slices.Equal(got, []string{"load policy-v1", "load policy-v3", "unload policy-v1"}) {
+	// The leftover is unloaded before the new version loads, so it frees
+	// its server slot first.
+	if got := a.Calls(); !slices.Equal(got, []string{"load policy-v1", "unload policy-v1", "load policy-v3"}) {
 		t.Errorf("calls %v", got)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -454,4 +542,178 @@ func TestLeftoversOfAKilledRunAreSwept(t *testing.T) {
 	if fmt.Sprint(names) != "[keep-me v000002]" {
 		t.Errorf("model dir after the sweep: %v", names)
 	}
+}
+
+// sampleHeld sends prompt [98, k] (held by the fleet server until
+// releaseOne(k) or an abort) as request id.
+func sampleHeld(s llm.Sampler, id string, k int) chan result {
+	ch := make(chan result, 1)
+	go func() {
+		resp, err := s.Sample(context.Background(), &llm.Request{ID: id, InputIDs: []int{98, k}, Params: llm.Params{MaxNewTokens: 2}})
+		ch <- result{resp, err}
+	}()
+	return ch
+}
+
+// adminCalls are a server's load and unload calls, in order.
+func adminCalls(f *fleetServer) []string {
+	var out []string
+	for _, c := range f.Calls() {
+		if strings.HasPrefix(c, "load ") || strings.HasPrefix(c, "unload ") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// With MaxAdapters, a publish never takes a server past that many loaded
+// adapters: when the oldest retired adapter is still pinned by a request,
+// SGLang requests on it are aborted (llm.Resumer continues them on the
+// current adapter, the first tokens keeping their version) and the
+// adapter is unloaded before the next loads; vLLM, which cannot abort,
+// waits for the request, at most Timeout. The servers refuse a load past
+// 3 adapters, as --max-loaded-loras does: without the bound the fourth
+// publish failed there.
+func TestLoRABoundsLoadedAdapters(t *testing.T) {
+	for _, vllm := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sglang", true: "vllm"}[vllm], func(t *testing.T) {
+			_, cfg := testBase(t)
+			a, b := newFleetServer(t, vllm), newFleetServer(t, vllm)
+			a.maxLoaded, b.maxLoaded = 3, 3
+			dialect, root := SGLang, ""
+			var sampler llm.Sampler
+			var err error
+			if vllm {
+				dialect, root = VLLM, "/v1"
+				sampler, err = llm.NewOpenAI(llm.OpenAIConfig{BaseURL: a.URL + "/v1", Model: "base", Dialect: llm.DialectExtended})
+			} else {
+				sampler, err = llm.NewSGLang(llm.SGLangConfig{BaseURL: a.URL})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			p := &LoRA{Servers: []string{a.URL + root, b.URL + root}, Dialect: dialect, Dir: dir, Fetch: Source{}.Adapter, MaxAdapters: 3}
+			defer p.Close()
+			s := &llm.Resumer{Sampler: p.Wrap(sampler)}
+			ctx := context.Background()
+			publish := func(v int) error { return p.Publish(ctx, trainerAdapter(t, cfg, uint64(v)), v, nil) }
+
+			if err := publish(1); err != nil {
+				t.Fatal(err)
+			}
+			r1 := sampleHeld(s, "r1", 1)
+			waitFor(t, "the v1 request", func() bool { return countGenerate(a, "policy-v1") == 1 })
+			if err := publish(2); err != nil {
+				t.Fatal(err)
+			}
+			r2 := sampleHeld(s, "r2", 2)
+			waitFor(t, "the v2 request", func() bool { return countGenerate(a, "policy-v2") == 1 })
+			if err := publish(3); err != nil {
+				t.Fatal(err)
+			}
+			if got := p.Loaded(); !slices.Equal(got, []string{"policy-v1", "policy-v2", "policy-v3"}) {
+				t.Fatalf("loaded %v after v3 with v1 and v2 pinned", got)
+			}
+			if vllm {
+				// r1 cannot be aborted: the publish gives up after Timeout
+				// and changes nothing.
+				p.Timeout = 200 * time.Millisecond
+				err := publish(4)
+				if err == nil || !strings.Contains(err.Error(), "no room for adapter policy-v4") || !strings.Contains(err.Error(), "policy-v1 still has 1 requests in flight") {
+					t.Fatalf("publish past the bound with v1 pinned: %v", err)
+				}
+				if name, v := p.Current(); name != "policy-v3" || v != 3 {
+					t.Errorf("after a publish with no room Current() = %s, %d", name, v)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "policy-v4")); !os.IsNotExist(err) {
+					t.Errorf("the refused version's directory was left: %v", err)
+				}
+				p.Timeout = 0
+				go func() {
+					time.Sleep(50 * time.Millisecond)
+					a.releaseOne(1)
+				}()
+			}
+			if err := publish(4); err != nil {
+				t.Fatal(err)
+			}
+			res := <-r1
+			if res.err != nil {
+				t.Fatal(res.err)
+			}
+			if vllm {
+				wantVersions(t, "the v1 request, released", res, 1)
+			} else if len(res.resp.Versions) < 2 || res.resp.Versions[0] != 1 || res.resp.Versions[1] != 3 {
+				t.Errorf("the aborted v1 request: versions %v, want its first token from v1 and the rest from v3", res.resp.Versions)
+			}
+			// v3 had no request: unloaded as soon as v4 replaced it.
+			if got := p.Loaded(); !slices.Equal(got, []string{"policy-v2", "policy-v4"}) {
+				t.Errorf("loaded %v after v4, want v2 (pinned) and v4", got)
+			}
+			a.releaseOne(2)
+			wantVersions(t, "the v2 request", <-r2, 2)
+			waitFor(t, "v2 unloaded once idle", func() bool { return slices.Equal(p.Loaded(), []string{"policy-v4"}) })
+			p.Close()
+			for _, f := range []*fleetServer{a, b} {
+				f.mu.Lock()
+				peak := f.peak
+				f.mu.Unlock()
+				if peak > 3 {
+					t.Errorf("a server held %d adapters at once, max 3", peak)
+				}
+				want := []string{"load policy-v1", "load policy-v2", "load policy-v3", "unload policy-v1", "load policy-v4"}
+				if got := adminCalls(f); len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+					t.Errorf("admin calls %v, want them to start %v", got, want)
+				}
+			}
+			if !vllm && !slices.Contains(a.Calls(), "abort r1") {
+				t.Errorf("r1 was not aborted: %v", a.Calls())
+			}
+		})
+	}
+}
+
+// A LoRA publisher lets requests through while it loads the next adapter
+// (rl.ConcurrentPublisher): a request sent during a slow load runs on the
+// previous adapter. Full updates weights in place and does not say so,
+// so the controller closes its gate for it.
+func TestLoRAServesWhileLoading(t *testing.T) {
+	var pub rl.Publisher = &LoRA{}
+	if c, ok := pub.(rl.ConcurrentPublisher); !ok || !c.PublishesWhileServing() {
+		t.Fatal("LoRA does not publish while serving")
+	}
+	if _, ok := rl.Publisher(&Full{}).(rl.ConcurrentPublisher); ok {
+		t.Fatal("Full claims to publish while serving: its in-place update needs the gate closed")
+	}
+	_, cfg := testBase(t)
+	a := newFleetServer(t, false)
+	sampler, err := llm.NewSGLang(llm.SGLangConfig{BaseURL: a.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &LoRA{Servers: []string{a.URL}, Dialect: SGLang, Dir: t.TempDir(), Fetch: Source{}.Adapter, MaxAdapters: 2}
+	defer p.Close()
+	s := p.Wrap(sampler)
+	ctx := context.Background()
+	if err := p.Publish(ctx, trainerAdapter(t, cfg, 1), 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	a.mu.Lock()
+	a.loadGate = gate
+	a.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- p.Publish(ctx, trainerAdapter(t, cfg, 2), 2, nil) }()
+	wantVersions(t, "a request during the v2 load", <-sampleAsync(s, 1), 1)
+	select {
+	case err := <-done:
+		t.Fatalf("the publish ended before its load was let through: %v", err)
+	default:
+	}
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	wantVersions(t, "a request after v2", <-sampleAsync(s, 1), 2)
 }

@@ -115,6 +115,22 @@ type ClusterPublish struct {
 	Base string `yaml:"base"`
 	// AdapterPrefix names the loaded adapters [policy].
 	AdapterPrefix string `yaml:"adapter_prefix"`
+	// MaxAdapters caps the adapters sglang-lora and vllm-lora keep loaded
+	// on each server, the one being loaded included [rl.max_staleness + 2:
+	// the current adapter, the next, and one per version a request may
+	// still be running on]. Past it the requests pinning the oldest
+	// adapter are aborted (SGLang; they continue on the current adapter)
+	// or waited for (vLLM). Keep it at or under the servers' own limit
+	// (--max-loaded-loras, vLLM --max-loras).
+	MaxAdapters int `yaml:"max_adapters"`
+}
+
+// maxAdapters is MaxAdapters with its default for a run of staleness eta.
+func (p ClusterPublish) maxAdapters(eta int) int {
+	if p.MaxAdapters > 0 {
+		return p.MaxAdapters
+	}
+	return eta + 2
 }
 
 // Publisher kinds.
@@ -266,6 +282,8 @@ func (c *ClusterConfig) publisher() (string, error) {
 		return "", fmt.Errorf("cluster.publish.dir is empty: %s writes each version there, where every server must read it", kind)
 	case strings.ContainsAny(c.Publish.AdapterPrefix, "/ \\:"):
 		return "", fmt.Errorf("cluster.publish.adapter_prefix %q: use letters, digits, '-' and '_'", c.Publish.AdapterPrefix)
+	case c.Publish.MaxAdapters < 0 || c.Publish.MaxAdapters == 1:
+		return "", fmt.Errorf("cluster.publish.max_adapters %d: want at least 2 (the current adapter and the next), or 0 for rl.max_staleness + 2", c.Publish.MaxAdapters)
 	}
 	return kind, nil
 }
@@ -437,7 +455,8 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 			pub = &publish.Full{Inner: disk, Dir: c.Publish.Dir, Fetch: src.Merged, Log: log}
 		case PublishSGLangLoRA:
 			lp := &publish.LoRA{Servers: urls, Dialect: publish.SGLang, Dir: c.Publish.Dir, Prefix: c.Publish.AdapterPrefix,
-				Fetch: src.Adapter, Client: bearerClient(llm.APIKeyFromEnv()), Log: log}
+				MaxAdapters: c.Publish.maxAdapters(file.RL.MaxStaleness),
+				Fetch:       src.Adapter, Client: bearerClient(llm.APIKeyFromEnv()), Log: log}
 			defer lp.Close()
 			sampler, pub = lp.Wrap(pool), lp
 		}
@@ -449,7 +468,8 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 		}
 		defer pool.Close()
 		lp := &publish.LoRA{Servers: urls, Dialect: publish.VLLM, Dir: c.Publish.Dir, Prefix: c.Publish.AdapterPrefix,
-			Fetch: src.Adapter, Client: bearerClient(llm.APIKeyFromEnv()), Log: log}
+			MaxAdapters: c.Publish.maxAdapters(file.RL.MaxStaleness),
+			Fetch:       src.Adapter, Client: bearerClient(llm.APIKeyFromEnv()), Log: log}
 		defer lp.Close()
 		sampler, pub = lp.Wrap(pool), lp
 	case PublishTinker:

@@ -363,14 +363,18 @@ func (c *Controller) waitBatch(ctx context.Context, step int) ([]*Group, error) 
 }
 
 // publish saves sampler weights and makes them version v everywhere. The
-// gate is closed throughout and reopened on every path out.
+// gate is closed throughout and reopened on every path out, unless the
+// publisher pins each request to its weights (ConcurrentPublisher): then
+// new requests keep going to the previous version while the next loads.
 func (c *Controller) publish(ctx context.Context, v int) (string, error) {
 	path, err := c.opts.Trainer.SaveWeightsForSampler(ctx, fmt.Sprintf("v%06d", v))
 	if err != nil {
 		return "", fmt.Errorf("save weights for sampler: %w", err)
 	}
-	c.gate.Close()
-	defer c.gate.Open()
+	if !publishesWhileServing(c.opts.Publisher) {
+		c.gate.Close()
+		defer c.gate.Open()
+	}
 	d := &drainer{g: c.gate, grace: time.Duration(c.cfg.DrainGraceMS) * time.Millisecond,
 		timeout: time.Duration(c.cfg.DrainTimeoutMS) * time.Millisecond, log: c.log}
 	if err := c.opts.Publisher.Publish(ctx, path, v, d); err != nil {

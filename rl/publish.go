@@ -30,6 +30,26 @@ type Publisher interface {
 	Publish(ctx context.Context, path string, version int, d Drainer) error
 }
 
+// ConcurrentPublisher is a Publisher that can publish while new requests
+// are being sent, because each request is pinned to the weights current
+// when it is sent (LoRA adapters named per request): a request sent while
+// the next version loads runs on the previous one and is stamped with its
+// version. The controller keeps its gate open while such a publisher
+// works when PublishesWhileServing is true; every other publisher (full
+// weights updated in place) runs with the gate closed. A publisher that
+// says true must not call the Drainer: new calls keep arriving.
+type ConcurrentPublisher interface {
+	Publisher
+	PublishesWhileServing() bool
+}
+
+// publishesWhileServing reports whether p lets requests through during
+// Publish.
+func publishesWhileServing(p Publisher) bool {
+	c, ok := p.(ConcurrentPublisher)
+	return ok && c.PublishesWhileServing()
+}
+
 // SwapPublisher publishes to samplers that switch weights atomically while
 // requests run: the embedded engine (swap between decoding steps, tokens
 // stamped by the engine) or Tinker (a new sampling session per version; old
