@@ -199,3 +199,39 @@ func TestNoScriptIsALoudFailure(t *testing.T) {
 		t.Errorf("%d %v", code, m)
 	}
 }
+
+// Chat logprobs carry each token's UTF-8 bytes as a list of integers, as
+// the OpenAI API and `serve model` send them (encoding/json would write a
+// []byte as a base64 string).
+func TestChatLogprobBytesAreIntegers(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+	s.Enqueue(Reply{Text: "hi!"})
+	code, m := post(t, s.URL+"/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"q"}],"logprobs":true}`)
+	if code != 200 {
+		t.Fatalf("%d %v", code, m)
+	}
+	content := m["choices"].([]any)[0].(map[string]any)["logprobs"].(map[string]any)["content"].([]any)
+	if len(content) == 0 {
+		t.Fatal("no logprob entries")
+	}
+	for i, e := range content {
+		entry := e.(map[string]any)
+		tok, _ := entry["token"].(string)
+		list, ok := entry["bytes"].([]any)
+		if !ok {
+			t.Fatalf("entry %d: bytes is %T %v, want a list of integers", i, entry["bytes"], entry["bytes"])
+		}
+		got := make([]byte, len(list))
+		for j, v := range list {
+			f, ok := v.(float64)
+			if !ok || f != float64(byte(f)) {
+				t.Fatalf("entry %d: bytes[%d] = %v, want an integer in [0, 255]", i, j, v)
+			}
+			got[j] = byte(f)
+		}
+		if string(got) != tok {
+			t.Errorf("entry %d: bytes %v spell %q, token is %q", i, list, got, tok)
+		}
+	}
+}

@@ -566,7 +566,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		tokens := s.tokenStrings(out.ids, ext.tokensAsIDs)
 		content := make([]map[string]any, len(out.ids))
 		for i := range out.ids {
-			content[i] = map[string]any{"token": tokens[i], "logprob": float64(out.lps[i]), "bytes": []byte(tokens[i]), "top_logprobs": []any{}}
+			content[i] = map[string]any{"token": tokens[i], "logprob": float64(out.lps[i]), "bytes": utf8Bytes(tokens[i]), "top_logprobs": []any{}}
 		}
 		choice["logprobs"] = map[string]any{"content": content}
 	}
@@ -608,4 +608,14 @@ func messageText(raw json.RawMessage) (string, error) {
 		b.WriteString(p.Text)
 	}
 	return b.String(), nil
+}
+
+// utf8Bytes is a token's bytes as the OpenAI API lists them: integers
+// (a []byte would marshal as a base64 string).
+func utf8Bytes(token string) []int {
+	out := make([]int, len(token))
+	for i := range len(token) {
+		out[i] = int(token[i])
+	}
+	return out
 }
