@@ -1,12 +1,14 @@
 package launch
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,7 +61,20 @@ type Server struct {
 	Env     map[string]string `yaml:"env"`
 	// Health is the path that answers 2xx once the server is ready.
 	Health string `yaml:"health"`
+	// Kind is the samplers' engine (samplers only): "" or asearcher
+	// (asearcher serve model), sglang (stock SGLang) or vllm (stock vLLM
+	// with runtime LoRA loading). It picks the default command and the
+	// protocol the controller speaks to them: SGLang's for asearcher and
+	// sglang, the OpenAI API with vLLM's LoRA routes for vllm.
+	Kind string `yaml:"kind"`
 }
+
+// Sampler kinds.
+const (
+	KindAsearcher = "asearcher"
+	KindSGLang    = "sglang"
+	KindVLLM      = "vllm"
+)
 
 // DefaultConfig is the launch: block's defaults.
 func DefaultConfig() Config {
@@ -70,7 +85,18 @@ func DefaultConfig() Config {
 type Endpoints struct {
 	Search   string
 	Samplers []string
-	Trainer  string
+	// SamplerKind is launch.samplers.kind with its default (asearcher).
+	SamplerKind string
+	Trainer     string
+}
+
+// SamplerSpec is the cluster.sampler value for the launched samplers:
+// vllm:http://h:p/v1,… for a vLLM fleet, sglang:http://h:p,… otherwise.
+func (e Endpoints) SamplerSpec() string {
+	if e.SamplerKind == KindVLLM {
+		return "vllm:" + strings.Join(e.Samplers, "/v1,") + "/v1"
+	}
+	return "sglang:" + strings.Join(e.Samplers, ",")
 }
 
 // Plan is what Start needs and what the cluster: block gets.
@@ -84,6 +110,8 @@ type Plan struct {
 type Vars struct {
 	RunDir    string // {run}
 	BaseModel string // {base_model}: the name the trainer serves
+	LoraRank  int    // {lora_rank}: the rank the trainer trains
+	MaxLoRAs  int    // {max_loras}: adapters a sampler must hold at once
 }
 
 // Placeholders a command may use.
@@ -98,6 +126,8 @@ var placeholders = map[string]string{
 	"run":            "the run directory",
 	"rank":           "the sampler's number from 0",
 	"name":           "the process name (search, sampler-0, trainer)",
+	"lora_rank":      "cluster.trainer.lora_rank",
+	"max_loras":      "cluster.publish.max_adapters (default rl.max_staleness + 2)",
 }
 
 var placeholderRE = regexp.MustCompile(`\{([a-z_]+)\}`)
@@ -125,12 +155,20 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s.count %d: want ≥ 1", field, s.Count)
 		case s.Index != "" && r.role != "search":
 			return fmt.Errorf("%s.index: only launch.search has an index", field)
+		case s.Kind != "" && r.role != "samplers":
+			return fmt.Errorf("%s.kind: only launch.samplers has a kind", field)
+		case s.Kind != "" && s.Kind != KindAsearcher && s.Kind != KindSGLang && s.Kind != KindVLLM:
+			return fmt.Errorf("%s.kind %q: want asearcher, sglang or vllm", field, s.Kind)
 		case len(s.Command) > 0 && len(s.Args) > 0:
 			return fmt.Errorf("%s: args extend the default command; with a command of your own, put them in it", field)
 		case len(s.Command) == 0 && r.role == "search" && s.Index == "":
 			return fmt.Errorf("%s.index is empty: the default command (asearcher serve search) needs the index directory", field)
 		case len(s.Command) == 0 && r.role != "search" && c.Model == "":
-			return fmt.Errorf("launch.model is empty: the default %s command (asearcher serve model) needs the model directory", r.role)
+			name := map[string]string{KindSGLang: "python -m sglang.launch_server", KindVLLM: "vllm serve"}[s.Kind]
+			if r.role != "samplers" || name == "" {
+				name = "asearcher serve model"
+			}
+			return fmt.Errorf("launch.model is empty: the default %s command (%s) needs the model directory", r.role, name)
 		case s.Health != "" && !strings.HasPrefix(s.Health, "/"):
 			return fmt.Errorf("%s.health %q: want a path starting with /", field, s.Health)
 		}
@@ -152,7 +190,7 @@ func (c *Config) Validate() error {
 
 func knownPlaceholders() string {
 	var names []string
-	for _, n := range []string{"binary", "host", "port", "model", "base_model", "checkpoint_dir", "index", "run", "rank", "name"} {
+	for _, n := range []string{"binary", "host", "port", "model", "base_model", "checkpoint_dir", "index", "run", "rank", "name", "lora_rank", "max_loras"} {
 		names = append(names, "{"+n+"}")
 	}
 	return strings.Join(names, " ")
@@ -178,13 +216,34 @@ func (c *Config) roles() []role {
 	return rs
 }
 
-// defaultCommand is asearcher's own server for a role.
-func defaultCommand(role string) []string {
-	if role == "search" {
+// defaultCommand is a role's server when no command is given:
+// asearcher's own, or for samplers of kind sglang or vllm the stock
+// engine's launcher as their documentation gives it. vLLM gets LoRA
+// serving, since its only publisher (vllm-lora) hot-loads adapters: every
+// adapter of rank up to the trainer's, as many at once as the publisher
+// keeps loaded.
+func defaultCommand(role, kind string) []string {
+	switch {
+	case role == "search":
 		return []string{"{binary}", "serve", "search", "--index", "{index}", "--addr", "{host}:{port}"}
+	case role == "samplers" && kind == KindSGLang:
+		return []string{"python", "-m", "sglang.launch_server", "--model-path", "{model}", "--served-model-name", "{base_model}",
+			"--host", "{host}", "--port", "{port}"}
+	case role == "samplers" && kind == KindVLLM:
+		return []string{"vllm", "serve", "{model}", "--served-model-name", "{base_model}", "--host", "{host}", "--port", "{port}",
+			"--enable-lora", "--max-lora-rank", "{lora_rank}", "--max-loras", "{max_loras}"}
 	}
 	return []string{"{binary}", "serve", "model", "--model", "{model}", "--name", "{base_model}",
 		"--addr", "{host}:{port}", "--checkpoint-dir", "{checkpoint_dir}"}
+}
+
+// defaultEnv is what a role's default command needs in its environment:
+// vLLM refuses /v1/load_lora_adapter unless runtime LoRA updating is on.
+func defaultEnv(role, kind string) map[string]string {
+	if role == "samplers" && kind == KindVLLM {
+		return map[string]string{"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+	}
+	return nil
 }
 
 func defaultHealth(role string) string {
@@ -227,7 +286,7 @@ func (c *Config) Plan(v Vars) (Plan, error) {
 	}
 	ckpt = abs(ckpt)
 	vars := map[string]string{"binary": bin, "host": c.Host, "model": abs(c.Model), "base_model": v.BaseModel,
-		"checkpoint_dir": ckpt, "run": abs(v.RunDir)}
+		"checkpoint_dir": ckpt, "run": abs(v.RunDir), "lora_rank": strconv.Itoa(v.LoraRank), "max_loras": strconv.Itoa(v.MaxLoRAs)}
 	var specs []Spec
 	for _, r := range c.roles() {
 		s := r.server
@@ -236,8 +295,15 @@ func (c *Config) Plan(v Vars) (Plan, error) {
 			n = max(s.Count, 1)
 		}
 		argvT := s.Command
+		envT := map[string]string{}
 		if len(argvT) == 0 {
-			argvT = append(defaultCommand(r.role), s.Args...)
+			argvT = append(defaultCommand(r.role, s.Kind), s.Args...)
+			for k, val := range defaultEnv(r.role, s.Kind) {
+				envT[k] = val
+			}
+		}
+		for k, val := range s.Env {
+			envT[k] = val // launch.*.env wins over a default
 		}
 		health := s.Health
 		if health == "" {
@@ -275,9 +341,10 @@ func (c *Config) Plan(v Vars) (Plan, error) {
 				})
 			}
 			var env []string
-			for k, val := range s.Env {
+			for k, val := range envT {
 				env = append(env, k+"="+val)
 			}
+			slices.Sort(env)
 			url := "http://" + net.JoinHostPort(c.Host, strconv.Itoa(port))
 			specs = append(specs, Spec{Name: name, Argv: argv, Env: env, URL: url, Health: health,
 				Log: filepath.Join(v.RunDir, "logs", name+".log")})
@@ -288,6 +355,7 @@ func (c *Config) Plan(v Vars) (Plan, error) {
 				eps.Trainer = url
 			default:
 				eps.Samplers = append(eps.Samplers, url)
+				eps.SamplerKind = cmp.Or(s.Kind, KindAsearcher)
 			}
 		}
 	}

@@ -99,6 +99,9 @@ func TestValidate(t *testing.T) {
 		{"json is no placeholder", func(c *Config) { c.Trainer.Command = []string{"x", `{"tp": 8}`} }, ""},
 		{"bad health", func(c *Config) { c.Trainer.Health = "healthz" }, "launch.trainer.health"},
 		{"bad env", func(c *Config) { c.Trainer.Env = map[string]string{"A=B": "c"} }, "launch.trainer.env"},
+		{"kind on trainer", func(c *Config) { c.Trainer.Kind = "vllm" }, "launch.trainer.kind: only launch.samplers"},
+		{"unknown kind", func(c *Config) { c.Samplers.Kind = "tgi" }, `launch.samplers.kind "tgi"`},
+		{"vllm needs the model", func(c *Config) { c.Model, c.Samplers.Kind, c.Trainer.Command = "", "vllm", []string{"x"} }, "(vllm serve) needs the model directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base()
@@ -130,5 +133,57 @@ func TestPlanPortInUse(t *testing.T) {
 	c.Trainer = &Server{Port: ln.Addr().(*net.TCPAddr).Port, Command: []string{"x", "{port}"}}
 	if _, err := c.Plan(Vars{RunDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "launch.trainer.port: trainer cannot use it") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestPlanSamplerKinds: each sampler kind has its default command and the
+// protocol the controller speaks to it; launch.samplers.env overrides a
+// default variable.
+func TestPlanSamplerKinds(t *testing.T) {
+	for _, tc := range []struct {
+		kind, argv, spec string
+		env              []string
+	}{
+		{"", "/bin/asearcher serve model --model /m/agent --name agent --addr 127.0.0.1:PORT --checkpoint-dir CKPT", "sglang:", nil},
+		{"sglang", "python -m sglang.launch_server --model-path /m/agent --served-model-name agent --host 127.0.0.1 --port PORT", "sglang:", nil},
+		{"vllm", "vllm serve /m/agent --served-model-name agent --host 127.0.0.1 --port PORT --enable-lora --max-lora-rank 16 --max-loras 3", "vllm:",
+			[]string{"VLLM_ALLOW_RUNTIME_LORA_UPDATING=True"}},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			run := t.TempDir()
+			c := DefaultConfig()
+			c.Binary, c.Model = "/bin/asearcher", "/m/agent"
+			c.Samplers = &Server{Kind: tc.kind}
+			p, err := c.Plan(Vars{RunDir: run, BaseModel: "agent", LoraRank: 16, MaxLoRAs: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := p.Specs[0]
+			port := s.URL[strings.LastIndexByte(s.URL, ':')+1:]
+			want := strings.NewReplacer("PORT", port, "CKPT", filepath.Join(run, "server_checkpoints")).Replace(tc.argv)
+			if got := strings.Join(s.Argv, " "); got != want {
+				t.Errorf("argv\n%s\nwant\n%s", got, want)
+			}
+			if fmt.Sprint(s.Env) != fmt.Sprint(tc.env) || s.Health != "/health" {
+				t.Errorf("env %v health %s", s.Env, s.Health)
+			}
+			wantSpec := tc.spec + s.URL
+			if tc.kind == "vllm" {
+				wantSpec += "/v1"
+			}
+			if got := p.Endpoints.SamplerSpec(); got != wantSpec {
+				t.Errorf("sampler spec %q, want %q", got, wantSpec)
+			}
+		})
+	}
+	c := DefaultConfig()
+	c.Model = "/m"
+	c.Samplers = &Server{Kind: "vllm", Env: map[string]string{"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "False"}}
+	p, err := c.Plan(Vars{RunDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(p.Specs[0].Env) != "[VLLM_ALLOW_RUNTIME_LORA_UPDATING=False]" {
+		t.Errorf("launch.samplers.env did not override the default: %v", p.Specs[0].Env)
 	}
 }

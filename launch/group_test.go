@@ -296,3 +296,56 @@ func TestStartUsesServerPath(t *testing.T) {
 		t.Fatalf("a command on no PATH: %v", err)
 	}
 }
+
+// TestStartVLLMFleet: launch.samplers.kind vllm starts `vllm serve` with
+// the flags runtime LoRA loading needs and VLLM_ALLOW_RUNTIME_LORA_UPDATING
+// set, and the controller gets the fleet as vllm:URL/v1. A fake `vllm` on
+// the servers' PATH records its command line and environment, then serves
+// /health (the test helper).
+func TestStartVLLMFleet(t *testing.T) {
+	bin, rec := t.TempDir(), t.TempDir()
+	script := `#!/bin/sh
+port=""; prev=""
+for a in "$@"; do
+	if [ "$prev" = "--port" ]; then port="$a"; fi
+	prev="$a"
+done
+{ printf '%s\n' "$@"; echo "VLLM_ALLOW_RUNTIME_LORA_UPDATING=$VLLM_ALLOW_RUNTIME_LORA_UPDATING"; } > "$FAKE_VLLM_DIR/$port.args"
+exec "$LAUNCH_TEST_BINARY" -test.run='^TestHelperProcess$' -test.count=1 -- "$port"
+`
+	if err := os.WriteFile(filepath.Join(bin, "vllm"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.Model = "/m/agent"
+	c.Samplers = &Server{Kind: KindVLLM, Count: 2, Env: map[string]string{
+		"PATH": bin + string(filepath.ListSeparator) + os.Getenv("PATH"), "LAUNCH_HELPER": "serve",
+		"LAUNCH_TEST_BINARY": os.Args[0], "FAKE_VLLM_DIR": rec}}
+	p, err := c.Plan(Vars{RunDir: t.TempDir(), BaseModel: "agent", LoraRank: 32, MaxLoRAs: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := Start(context.Background(), p.Specs, quietOptions())
+	if err != nil {
+		t.Fatalf("starting the fake vLLM fleet: %v", err)
+	}
+	defer g.Stop()
+	var want []string
+	for _, s := range p.Specs {
+		port := s.URL[strings.LastIndexByte(s.URL, ':')+1:]
+		got, err := os.ReadFile(filepath.Join(rec, port+".args"))
+		if err != nil {
+			t.Fatalf("%s did not run the fake vllm: %v", s.Name, err)
+		}
+		line := strings.Join(strings.Fields(string(got)), " ")
+		exp := "serve /m/agent --served-model-name agent --host 127.0.0.1 --port " + port +
+			" --enable-lora --max-lora-rank 32 --max-loras 6 VLLM_ALLOW_RUNTIME_LORA_UPDATING=True"
+		if line != exp {
+			t.Errorf("%s ran\n%s\nwant\n%s", s.Name, line, exp)
+		}
+		want = append(want, s.URL+"/v1")
+	}
+	if got := p.Endpoints.SamplerSpec(); got != "vllm:"+strings.Join(want, ",") {
+		t.Errorf("cluster.sampler for the fleet: %q, want vllm:%s", got, strings.Join(want, ","))
+	}
+}

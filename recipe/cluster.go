@@ -198,6 +198,17 @@ func (f *ClusterFile) Validate() error {
 				return fmt.Errorf("cluster.%s is %q but launch: starts that server and fills it in: leave cluster.%s out", both.field, both.set, both.field)
 			}
 		}
+		// Checked before anything starts: a launched fleet's protocol
+		// must match the publisher.
+		if l.Samplers != nil {
+			vllmFleet, vllmPub := l.Samplers.Kind == launch.KindVLLM, c.Publish.Kind == PublishVLLMLoRA
+			switch {
+			case vllmFleet && !vllmPub:
+				return errors.New("launch.samplers.kind is vllm: set cluster.publish.kind: vllm-lora (and publish.dir), the one publisher a vLLM fleet takes")
+			case vllmPub && !vllmFleet:
+				return errors.New("cluster.publish.kind vllm-lora needs a vLLM fleet: set launch.samplers.kind: vllm")
+			}
+		}
 	}
 	switch {
 	case strings.TrimSpace(c.Data) == "":
@@ -224,7 +235,12 @@ func (f *ClusterFile) Validate() error {
 	case c.HealthTimeoutS <= 0:
 		return errors.New("cluster.health_timeout_s must be > 0")
 	}
-	if _, err := c.publisher(); err != nil {
+	pc := *c
+	if l.Samplers != nil {
+		// The launched fleet's spec, as withEndpoints will fill it in.
+		pc.Sampler = (launch.Endpoints{Samplers: []string{"http://launched"}, SamplerKind: l.Samplers.Kind}).SamplerSpec()
+	}
+	if _, err := pc.publisher(); err != nil {
 		return err
 	}
 	if err := c.Reward.Validate(); err != nil {
@@ -533,7 +549,7 @@ func withEndpoints(file ClusterFile, eps *launch.Endpoints) (*ClusterConfig, err
 		c.Search = eps.Search
 	}
 	if file.Launch.Samplers != nil {
-		c.Sampler = "sglang:" + strings.Join(eps.Samplers, ",")
+		c.Sampler = eps.SamplerSpec()
 	}
 	if file.Launch.Trainer != nil {
 		c.Trainer.BaseURL = eps.Trainer

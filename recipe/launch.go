@@ -67,7 +67,7 @@ func RunLaunched(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 		return nil, err
 	}
 	defer unlock()
-	plan, err := file.Launch.Plan(launch.Vars{RunDir: o.Out, BaseModel: file.Cluster.Trainer.BaseModel})
+	plan, err := file.Launch.Plan(launchVars(file, o.Out))
 	if err != nil {
 		return nil, err
 	}
@@ -114,4 +114,15 @@ func RunLaunched(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 		return sum, died
 	}
 	return sum, err
+}
+
+// launchVars are the placeholders a launch: block's commands get from the
+// rest of the file.
+func launchVars(file ClusterFile, run string) launch.Vars {
+	rank := file.Cluster.Trainer.LoraRank
+	if rank == 0 {
+		rank = DefaultLoraRank
+	}
+	return launch.Vars{RunDir: run, BaseModel: file.Cluster.Trainer.BaseModel, LoraRank: rank,
+		MaxLoRAs: file.Cluster.Publish.maxAdapters(file.RL.MaxStaleness)}
 }

@@ -34,6 +34,20 @@ launch:
 	if _, err := RunCluster(context.Background(), ClusterOptions{File: f, Out: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "run it with asearcher train --config") {
 		t.Fatalf("RunCluster without endpoints: %v", err)
 	}
+	// A launched vLLM fleet is spoken to as vLLM, with the publisher's
+	// bound as --max-loras.
+	vf, err := DecodeClusterFile([]byte(strings.Replace(strings.Replace(base, "{count: 2}", "{count: 2, kind: vllm}", 1),
+		"  trainer: {base_model: m}\n", "  trainer: {base_model: m}\n  publish: {kind: vllm-lora, dir: /a}\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := withEndpoints(vf, &launch.Endpoints{Search: "http://s", Trainer: "http://t", Samplers: []string{"http://a", "http://b"}, SamplerKind: launch.KindVLLM})
+	if err != nil || c.Sampler != "vllm:http://a/v1,http://b/v1" {
+		t.Fatalf("launched vLLM fleet: sampler %q, %v", c.Sampler, err)
+	}
+	if v := launchVars(vf, "/run"); v.LoraRank != DefaultLoraRank || v.MaxLoRAs != vf.RL.MaxStaleness+2 {
+		t.Errorf("launch vars %+v", v)
+	}
 	for _, tc := range []struct{ from, to, want string }{
 		{"  data: d\n", "  data: d\n  search: http://s\n", `cluster.search is "http://s" but launch: starts that server`},
 		{"  data: d\n", "  data: d\n  sampler: tinker\n", "leave cluster.sampler out"},
@@ -41,6 +55,8 @@ launch:
 		{"{count: 2}", "{count: 2, bogus: 1}", "field bogus not found"},
 		// Without launch.trainer, the trainer's URL is required again.
 		{"  trainer: {}\n", "", "cluster.trainer.base_url is empty"},
+		{"{count: 2}", "{count: 2, kind: vllm}", "set cluster.publish.kind: vllm-lora"},
+		{"  trainer: {base_model: m}\n", "  trainer: {base_model: m}\n  publish: {kind: vllm-lora, dir: /a}\n", "set launch.samplers.kind: vllm"},
 	} {
 		y := strings.Replace(base, tc.from, tc.to, 1)
 		if _, err := DecodeClusterFile([]byte(y)); err == nil || !strings.Contains(err.Error(), tc.want) {
