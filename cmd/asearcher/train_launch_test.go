@@ -380,3 +380,60 @@ func TestTrainLaunchHealthFailure(t *testing.T) {
 		t.Errorf("a failed launch created a run: %v", err)
 	}
 }
+
+// TestTrainLaunchVLLM: launch.samplers.kind vllm starts the fleet with
+// `vllm serve` from the servers' PATH and trains through it with the
+// vllm-lora publisher. The `vllm` here is a script that records how it
+// was called and runs `asearcher serve model` in its place, which serves
+// vLLM's routes (/v1/completions with the adapter in model,
+// /v1/load_lora_adapter, /v1/unload_lora_adapter).
+func TestTrainLaunchVLLM(t *testing.T) {
+	binDir, rec := t.TempDir(), t.TempDir()
+	bin := asearcherBinary(t)
+	script := fmt.Sprintf(`#!/bin/sh
+# vllm serve MODEL --served-model-name NAME --host HOST --port PORT [flags]
+model="$2"; shift 2
+name=""; host=""; port=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--served-model-name) name="$2"; shift ;;
+	--host) host="$2"; shift ;;
+	--port) port="$2"; shift ;;
+	esac
+	shift
+done
+echo "$VLLM_ALLOW_RUNTIME_LORA_UPDATING" > %q/"$port"
+exec %q serve model --model "$model" --name "$name" --addr "$host:$port"
+`, rec, bin)
+	writeFile(t, filepath.Join(binDir, "vllm"), script)
+	if err := os.Chmod(filepath.Join(binDir, "vllm"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	adapters := filepath.Join(t.TempDir(), "adapters")
+	f := newLaunchFixture(t, 2,
+		"  samplers:\n    count: 2\n", fmt.Sprintf("  samplers:\n    count: 2\n    kind: vllm\n    env:\n      PATH: %q\n", binDir+":"+os.Getenv("PATH")),
+		"  trainer:\n    base_model: tiny\n", fmt.Sprintf("  trainer:\n    base_model: tiny\n  publish:\n    kind: vllm-lora\n    dir: %s\n", adapters))
+	l := f.start(t)
+	if err := l.wait(t, 120*time.Second); err != nil {
+		t.Fatalf("launch run: %v\n%s", err, l.stderr.String())
+	}
+	out := l.stderr.String()
+	if !strings.Contains(out, "trained to version 2") || !strings.Contains(out, "adapter=policy-v2") {
+		t.Errorf("output lacks the summary or the v2 adapter load:\n%s", out)
+	}
+	assertNoOrphans(t, l, 4)
+	calls, err := os.ReadDir(rec)
+	if err != nil || len(calls) != 2 {
+		t.Fatalf("the fake vllm ran %d times (%v), want 2", len(calls), err)
+	}
+	for _, c := range calls {
+		b, _ := os.ReadFile(filepath.Join(rec, c.Name()))
+		if strings.TrimSpace(string(b)) != "True" {
+			t.Errorf("vllm on port %s ran with VLLM_ALLOW_RUNTIME_LORA_UPDATING=%q", c.Name(), b)
+		}
+	}
+	entries, _ := os.ReadDir(adapters)
+	if len(entries) != 1 || entries[0].Name() != "policy-v2" {
+		t.Errorf("publish.dir after the run: %v, want policy-v2 only", entries)
+	}
+}
