@@ -152,7 +152,7 @@ func runReal(ctx context.Context, o RealOptions) (*RealReport, error) {
 	if err := writeJSON(filepath.Join(o.Out, demoAfterFile), after); err != nil {
 		return nil, err
 	}
-	rep := newRealReport(&cfg, warmStats, before, after, sum, time.Since(start))
+	rep := newRealReport(&cfg, len(train), warmStats, before, after, sum, time.Since(start))
 	if err := rep.write(o.Out); err != nil {
 		return nil, err
 	}
@@ -701,9 +701,9 @@ type RealReport struct {
 	PhaseSeconds float64 `json:"phase_seconds"`
 }
 
-func newRealReport(cfg *RealConfig, warm *RealWarmupStats, before, after *RealEval, sum *rl.Summary, wall time.Duration) *RealReport {
+func newRealReport(cfg *RealConfig, trainQuestions int, warm *RealWarmupStats, before, after *RealEval, sum *rl.Summary, wall time.Duration) *RealReport {
 	r := &RealReport{Model: cfg.Real.ModelDir, HeldOutQuestions: len(after.Questions), SamplesPerQ: cfg.Eval.Samples,
-		TrainQuestions: cfg.Real.Train, EMBefore: before.EM, EMAfter: after.EM, F1Before: before.F1, F1After: after.F1,
+		TrainQuestions: trainQuestions, EMBefore: before.EM, EMAfter: after.EM, F1Before: before.F1, F1After: after.F1,
 		AnsweredBefore: before.AnsweredRate, AnsweredAfter: after.AnsweredRate,
 		SearchRateBefore: before.SearchRate, SearchRateAfter: after.SearchRate,
 		LoRARank: cfg.LoRA.Rank, RLSteps: len(sum.Records), RLSeconds: sum.Elapsed, GroupsFiltered: sum.Filtered, Warmup: warm,

@@ -233,6 +233,7 @@ func TestRunRealTinyLlamaLoRAKilled(t *testing.T) {
 	cfg := tinyRealConfig(tinyLlamaDir(t))
 	cfg.LoRA = RealLoRAConfig{Rank: 2, Alpha: 4, Targets: []string{"q_proj", "v_proj", "down_proj"}, Warmup: true}
 	cfg.RL.Steps = 3
+	cfg.Real.Train = 0 // all 98 that are not held out
 	out := filepath.Join(t.TempDir(), "run")
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -283,8 +284,9 @@ func TestRunRealTinyLlamaLoRAKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resumedAt != 2 || rep.RLSteps != 3 || rep.LoRARank != 2 {
-		t.Errorf("resumed at step %d, %d steps, LoRA rank %d; want 2, 3, 2", resumedAt, rep.RLSteps, rep.LoRARank)
+	if resumedAt != 2 || rep.RLSteps != 3 || rep.LoRARank != 2 || rep.TrainQuestions != 98 {
+		t.Errorf("resumed at step %d, %d steps, LoRA rank %d, %d training questions; want 2, 3, 2, 98",
+			resumedAt, rep.RLSteps, rep.LoRARank, rep.TrainQuestions)
 	}
 	if b, _ := os.ReadFile(filepath.Join(out, demoBeforeFile)); string(b) != string(before) {
 		t.Error("resume re-evaluated before RL")
