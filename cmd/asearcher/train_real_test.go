@@ -24,3 +24,21 @@ func TestTrainRealFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestRealGCPercent(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want int
+		set  bool
+	}{
+		{map[string]string{}, realGCPercentDefault, true},
+		{map[string]string{"GOGC": "200"}, 0, false},
+		{map[string]string{"GOMEMLIMIT": "4GiB"}, 0, false},
+		{map[string]string{"GOGC": "off", "GOMEMLIMIT": "4GiB"}, 0, false},
+	} {
+		got, set := realGCPercent(func(k string) string { return tc.env[k] })
+		if got != tc.want || set != tc.set {
+			t.Errorf("env %v: (%d, %v), want (%d, %v)", tc.env, got, set, tc.want, tc.set)
+		}
+	}
+}
