@@ -115,6 +115,8 @@ func tinyRealConfig(modelDir string) RealConfig {
 	c.RL.MaxConcurrentGroups = 2
 	c.RL.FilterZeroVariance = false // a random model's rewards are all 0
 	c.RL.CheckpointEvery = 1
+	c.RL.Optim.LR = 2e-5
+	c.LoRA = RealLoRAConfig{} // full weights; TestRunRealTinyLlamaLoRAKilled trains LoRA
 	return c
 }
 
@@ -307,7 +309,7 @@ func TestDecodeRealTrainConfig(t *testing.T) {
 		{"unknown field", "real:\n  model_dir: m\nworld:\n  people: 3\n", "world"},
 		{"lora", "real:\n  model_dir: m\nlora:\n  rank: 8\n  alpha: 16\n  targets: [q_proj, v_proj]\n  warmup: true\n", ""},
 		{"lora bad target", "real:\n  model_dir: m\nlora:\n  rank: 8\n  targets: [lm_head]\n", "lora.targets"},
-		{"lora without rank", "real:\n  model_dir: m\nlora:\n  warmup: true\n", "lora.rank"},
+		{"lora warm-up without rank", "real:\n  model_dir: m\nlora:\n  rank: 0\n  warmup: true\n", "lora.rank"},
 		{"lora negative rank", "real:\n  model_dir: m\nlora:\n  rank: -1\n", "lora.rank"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
