@@ -38,12 +38,16 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 	}
 	const chunk = 256
 	logits := m.arena.get(chunk * V)
-	// The head is packed once per call for both of its products instead of
-	// once per chunk: as op(B) = Wᵀ for the logits and as W for dhF.
-	headT := packWeight(p.lmHead, V, d)
-	var headN *packedB
-	if dhF != nil {
-		headN = packMatrix(p.lmHead, d, false, d, V)
+	// A batch of several chunks packs the head once per call for both of
+	// its products (as op(B) = Wᵀ for the logits and as W for dhF); a
+	// batch of a few rows multiplies by the head in place, as packing its
+	// vocab×d values twice would cost more than the products.
+	var headT, headN *packedB
+	if a.T > thinRows {
+		headT = packWeight(p.lmHead, V, d)
+		if dhF != nil {
+			headN = packMatrix(p.lmHead, d, false, d, V)
+		}
 	}
 	invT := loss.invTemperature()
 	var lossSum float64
@@ -54,7 +58,11 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 		}
 		rows := min(chunk, a.T-r0)
 		z := logits[:rows*V]
-		matMulPacked(z, a.hF[r0*d:(r0+rows)*d], rows, headT, false)
+		if headT != nil {
+			matMulPacked(z, a.hF[r0*d:(r0+rows)*d], rows, headT, false)
+		} else {
+			matMulNT(z, a.hF[r0*d:(r0+rows)*d], p.lmHead, rows, d, V, false)
+		}
 		if invT != 1 {
 			// Tempered logits z/T; their gradient is scaled by 1/T below.
 			parallelRows(rows, V, func(lo, hi int) {
@@ -104,7 +112,11 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 				zr[ex[rf.e].Target[rf.i]] += cf
 			}
 		})
-		matMulPacked(dhF[r0*d:(r0+rows)*d], z, rows, headN, false)
+		if headN != nil {
+			matMulPacked(dhF[r0*d:(r0+rows)*d], z, rows, headN, false)
+		} else {
+			matMulNN(dhF[r0*d:(r0+rows)*d], z, p.lmHead, rows, V, d, false)
+		}
 		if grads != nil {
 			matMulTN(grads.lmHead, z, a.hF[r0*d:(r0+rows)*d], V, rows, d, true)
 		}

@@ -9,7 +9,9 @@ import (
 // packed, cache-blocked SGEMM in the BLIS style. Both operands are copied
 // into panels that the 6×16 micro-kernel streams through (so transposed
 // operands cost nothing extra), and the output tiles are shared out over
-// all cores. On amd64 with AVX2+FMA the micro-kernel is assembly
+// all cores. A product with few rows and an unpacked B (a linear layer
+// over a short batch) is computed as its transpose instead (gemmThin). On
+// amd64 with AVX2+FMA the micro-kernel is assembly
 // (gemm_amd64.s); elsewhere it is the Go loop in kernel6x16Go.
 
 const (
@@ -122,6 +124,10 @@ func gemmPre(g gemmArgs, pre *packedB) {
 	if threads > 1 && g.m*g.n*g.k < 32*1024 {
 		threads = 1
 	}
+	if pre == nil && g.m <= thinRows {
+		gemmThin(g, threads)
+		return
+	}
 	nPanels := (g.n + nr - 1) / nr
 	for pc := 0; pc < g.k; pc += kc {
 		kb := min(kc, g.k-pc)
@@ -157,6 +163,103 @@ func gemmPre(g gemmArgs, pre *packedB) {
 			packPool.Put(pooled)
 		}
 	}
+}
+
+// thinRows is the most rows of op(A) for which a product without a
+// pre-packed B is computed as its transpose (gemmThin). Packing all of B
+// for a few rows cost more than the product: a LoRA training step over
+// one 32-token sequence of SmolLM2-135M spent 65% of its time packing
+// weights. Single-core GFLOP/s per CPU second (zz scratch, load 7–9):
+// 32×576×1536 x·Wᵀ 19 → 71, dy·W 34 → 49; at 128 rows 44 → 79 and
+// 55 → 61; at 256 rows level, so the cut is 128.
+const thinRows = 128
+
+// gemmThin computes C (+)= op(A)·op(B) for few rows of op(A) and a large
+// op(B) (a weight matrix) as its transpose Cᵀ = op(B)ᵀ·op(A)ᵀ: the small
+// op(A)ᵀ is packed whole, once, and op(B)ᵀ is the micro-kernel's A — read
+// in place when B is stored n×k (x·Wᵀ: six contiguous row streams), or
+// copied block by block inside each task when B is stored k×n (dy·W).
+// Each task owns a block of op(B)ᵀ's rows, keeps its Cᵀ tile across the
+// whole depth and stores it transposed at the end.
+func gemmThin(g gemmArgs, threads int) {
+	m2, n2 := g.n, g.m // Cᵀ is m2×n2
+	nP := (n2 + nr - 1) / nr
+	ldt := nP * nr
+	// op(A)ᵀ is k×m: stored transposed (n2×k) when A is plain m×k.
+	bt := gemmArgs{n: n2, k: g.k, b: g.a, ldb: g.lda, transB: !g.transA}
+	pooled := getBuf(nP * nr * g.k)
+	bp := *pooled
+	defer packPool.Put(pooled)
+	for pc := 0; pc < g.k; pc += kc {
+		kb := min(kc, g.k-pc)
+		packB(bp[pc*ldt:pc*ldt+ldt*kb], bt, pc, kb, 1)
+	}
+	rows := mc
+	if tasks := (m2 + rows - 1) / rows; tasks < 4*threads {
+		rows = max(mr, ((m2+4*threads-1)/(4*threads)+mr-1)/mr*mr)
+	}
+	parallelTasks((m2+rows-1)/rows, threads, func(t int) {
+		i0 := t * rows
+		mb := min(rows, m2-i0)
+		ctBuf := getBuf((mb + mr - 1) / mr * mr * ldt)
+		defer packPool.Put(ctBuf)
+		ct := *ctBuf
+		var edge [mr * kc]float32
+		var blk *[]float32
+		if !g.transB {
+			blk = getBuf((mb + mr - 1) / mr * mr * min(kc, g.k))
+			defer packPool.Put(blk)
+		}
+		for pc := 0; pc < g.k; pc += kc {
+			kb := min(kc, g.k-pc)
+			bpc := bp[pc*ldt : pc*ldt+ldt*kb]
+			if !g.transB {
+				// B stored k×n: a column of B (a row of the kernel's A) is
+				// ldb apart per depth step, and reading it in place maps a
+				// panel's depth steps onto a few L1 sets (ldb a multiple of
+				// many cache lines), so the task's block is copied into
+				// contiguous micro-panels first; it stays in L2.
+				packATrans(*blk, gemmArgs{a: g.b, lda: g.ldb}, i0, mb, pc, kb)
+			}
+			for ir := 0; ir < mb; ir += mr {
+				var a []float32
+				lda, trans := g.ldb, false
+				switch r := min(mr, mb-ir); {
+				case !g.transB:
+					// Bᵀ's rows are B's columns: from the task's packed block.
+					a, lda, trans = (*blk)[ir*kb:(ir+mr)*kb], mr, true
+				case r == mr:
+					a = g.b[(i0+ir)*g.ldb+pc:]
+				default:
+					for p := 0; p < kb; p++ {
+						for i := 0; i < mr; i++ {
+							v := float32(0)
+							if i < r {
+								v = g.b[(i0+ir+i)*g.ldb+pc+p]
+							}
+							edge[p*mr+i] = v
+						}
+					}
+					a, lda, trans = edge[:kb*mr], mr, true
+				}
+				for jp := 0; jp < nP; jp++ {
+					kernel6x16(kb, a, lda, trans, bpc[jp*nr*kb:(jp+1)*nr*kb], ct[ir*ldt+jp*nr:], ldt, pc > 0)
+				}
+			}
+		}
+		for j := 0; j < n2; j++ {
+			c := g.c[j*g.ldc+i0 : j*g.ldc+i0+mb]
+			if g.accumulate {
+				for i := range c {
+					c[i] += ct[i*ldt+j]
+				}
+			} else {
+				for i := range c {
+					c[i] = ct[i*ldt+j]
+				}
+			}
+		}
+	})
 }
 
 // parallelTasks runs run(0..n-1) on up to threads goroutines;

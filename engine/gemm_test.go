@@ -48,7 +48,11 @@ func naiveGemm(g gemmArgs) []float32 {
 
 func TestGemm(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	shapes := [][3]int{{1, 1, 1}, {6, 16, 8}, {7, 17, 300}, {1, 100, 65}, {33, 5, 513}, {97, 50, 3}, {13, 40, 0}}
+	// Rows on both sides of thinRows, so that the thin paths (B in place,
+	// the transposed product) and the packed one all run; columns that
+	// end in a partial panel; depths over one kc block.
+	shapes := [][3]int{{1, 1, 1}, {6, 16, 8}, {7, 17, 300}, {1, 100, 65}, {33, 5, 513}, {97, 50, 3}, {13, 40, 0},
+		{thinRows, 48, 257}, {thinRows + 1, 33, 260}, {40, 200, 600}, {130, 70, 300}}
 	for _, s := range shapes {
 		for _, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {
@@ -113,7 +117,10 @@ func TestKernelGoMatchesAsm(t *testing.T) {
 
 func BenchmarkMatMul(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, s := range [][3]int{{512, 512, 512}, {64, 768, 768}, {1024, 384, 1024}, {1, 384, 1024}, {32, 384, 1024}} {
+	// The last five are SmolLM2-135M shapes of a 32-token training step
+	// (MLP up/down, the head both ways) and a 128-row one.
+	for _, s := range [][3]int{{512, 512, 512}, {64, 768, 768}, {1024, 384, 1024}, {1, 384, 1024}, {32, 384, 1024},
+		{32, 576, 1536}, {32, 1536, 576}, {32, 576, 49152}, {32, 49152, 576}, {128, 576, 1536}} {
 		m, k, n := s[0], s[1], s[2]
 		a, w, c := randSlice(rng, m*k), randSlice(rng, n*k), make([]float32, m*n)
 		b.Run(fmt.Sprintf("NT_%dx%dx%d", m, k, n), func(b *testing.B) {

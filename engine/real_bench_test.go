@@ -1,0 +1,69 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+)
+
+// BenchmarkRealStep is one training step (forward_backward + AdamW) on a
+// real model directory, LoRA (rank 32 on all seven projections) and full
+// weights, over 1 × 32 random tokens: the shape of an RL step on
+// SmolLM2-135M. Heavy (a 135M-parameter model), so it runs only with
+// ASEARCHER_BENCH_MODEL set to a model directory, e.g.
+//
+//	ASEARCHER_BENCH_MODEL=~/.cache/asearcher/models/smollm2-135m \
+//	  go test ./engine -run XXX -bench RealStep -benchtime 5x
+//
+// ASEARCHER_BENCH_TOKENS overrides the sequence length.
+func BenchmarkRealStep(b *testing.B) {
+	dir := os.Getenv("ASEARCHER_BENCH_MODEL")
+	if dir == "" {
+		b.Skip("set ASEARCHER_BENCH_MODEL to a model directory")
+	}
+	seqLen := 32
+	if s := os.Getenv("ASEARCHER_BENCH_TOKENS"); s != "" {
+		if _, err := fmt.Sscan(s, &seqLen); err != nil || seqLen <= 0 {
+			b.Fatalf("ASEARCHER_BENCH_TOKENS %q: want a positive integer", s)
+		}
+	}
+	w, err := LoadWeights(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	e := Example{}
+	for i := 0; i < seqLen; i++ {
+		e.Input = append(e.Input, rng.IntN(w.Config.VocabSize))
+		e.Target = append(e.Target, rng.IntN(w.Config.VocabSize))
+	}
+	ex := []Example{e}
+	ctx := context.Background()
+	opt := AdamW{LR: 1e-5, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8}
+	run := func(b *testing.B, l *Learner) {
+		step := func() {
+			if _, err := l.ForwardBackward(ctx, ex, Loss{Fn: CrossEntropy}); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := l.OptimStep(ctx, opt); err != nil {
+				b.Fatal(err)
+			}
+		}
+		step() // warm-up: arena, page faults, moments
+		b.ResetTimer()
+		for b.Loop() {
+			step()
+		}
+		b.ReportMetric(float64(seqLen*b.N)/b.Elapsed().Seconds(), "tokens/s")
+	}
+	b.Run("lora", func(b *testing.B) {
+		l, err := NewLoRALearner(w, LoRAConfig{Rank: 32, Alpha: 32}, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(b, l)
+	})
+	b.Run("full", func(b *testing.B) { run(b, NewLearner(w)) })
+}
