@@ -230,15 +230,25 @@ func (m *Model) backward(ctx context.Context, p, grads *Params, a *activations, 
 			matMulTN(lg.wk, dk, la.h1, kvd, T, d, true)
 			matMulTN(lg.wv, dv, la.h1, kvd, T, d, true)
 		}
-		matMulNN(dh, dq, lp.wq, T, qd, d, false)
-		matMulNN(dh, dk, lp.wk, T, kvd, d, true)
-		matMulNN(dh, dv, lp.wv, T, kvd, d, true)
-		if ad != nil {
-			ad.loraBackward(ag, dh, dq, la.h1, la.lu[loraQ], l, loraQ, T)
-			ad.loraBackward(ag, dh, dk, la.h1, la.lu[loraK], l, loraK, T)
-			ad.loraBackward(ag, dh, dv, la.h1, la.lu[loraV], l, loraV, T)
+		// The first layer's input gradient feeds only the embedding's
+		// gradient: with a frozen base nothing reads it.
+		dhIn := dh
+		if !base && l == 0 {
+			dhIn = nil
 		}
-		rmsNormBackward(dx, lg.inNorm, dh, la.x, la.rms1, lp.inNorm, T, d)
+		if dhIn != nil {
+			matMulNN(dh, dq, lp.wq, T, qd, d, false)
+			matMulNN(dh, dk, lp.wk, T, kvd, d, true)
+			matMulNN(dh, dv, lp.wv, T, kvd, d, true)
+		}
+		if ad != nil {
+			ad.loraBackward(ag, dhIn, dq, la.h1, la.lu[loraQ], l, loraQ, T)
+			ad.loraBackward(ag, dhIn, dk, la.h1, la.lu[loraK], l, loraK, T)
+			ad.loraBackward(ag, dhIn, dv, la.h1, la.lu[loraV], l, loraV, T)
+		}
+		if dhIn != nil {
+			rmsNormBackward(dx, lg.inNorm, dh, la.x, la.rms1, lp.inNorm, T, d)
+		}
 	}
 	if !base {
 		return nil

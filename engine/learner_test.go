@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -217,5 +218,58 @@ func TestForwardBackwardCancelKeepsGradients(t *testing.T) {
 	}
 	if _, err := l.OptimStep(ctx, AdamW{LR: 1}); err == nil {
 		t.Fatal("cancelled optimiser step succeeded")
+	}
+}
+
+// TestThinAndPackedPathsAgree: one batch of more than thinRows rows runs
+// the packed products (and the head packed once per call), the same
+// examples in two calls of fewer rows run gemmThin (the transposed
+// products, the head in place); the summed losses and the accumulated
+// gradients, full-weight and LoRA, must agree to float rounding.
+func TestThinAndPackedPathsAgree(t *testing.T) {
+	w := scaledTinyWeights(t, "qwen2", true)
+	rng := rand.New(rand.NewPCG(21, 22))
+	ex := randomExamples(rng, w.Config, []int{70, 50, 40}) // 160 rows; 70 and 90 apart
+	ctx := context.Background()
+	loss := Loss{Fn: CrossEntropy}
+	type run struct {
+		loss  float64
+		grads []float32
+	}
+	for _, lora := range []bool{false, true} {
+		learner := func() *Learner {
+			if !lora {
+				return NewLearner(w)
+			}
+			l, err := NewLoRALearner(w, LoRAConfig{Rank: 4, Alpha: 8}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			randomizeAdapter(l.adapter, rand.New(rand.NewPCG(5, 6)), 0.3)
+			return l
+		}
+		step := func(batches ...[]Example) run {
+			l := learner()
+			var r run
+			for _, b := range batches {
+				res, err := l.ForwardBackward(ctx, b, loss)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.loss += res.Loss
+			}
+			r.grads = slices.Clone(l.gradFlat())
+			return r
+		}
+		packed, thin := step(ex), step(ex[:1], ex[1:])
+		if math.Abs(packed.loss-thin.loss) > 1e-4*math.Abs(packed.loss) {
+			t.Fatalf("lora=%v: loss %v in one batch, %v in two", lora, packed.loss, thin.loss)
+		}
+		scale := l2norm(packed.grads) / math.Sqrt(float64(len(packed.grads)))
+		for i := range packed.grads {
+			if d := math.Abs(float64(packed.grads[i] - thin.grads[i])); d > 1e-3*scale+1e-4*math.Abs(float64(packed.grads[i])) {
+				t.Fatalf("lora=%v: gradient %d is %v in one batch, %v in two", lora, i, packed.grads[i], thin.grads[i])
+			}
+		}
 	}
 }

@@ -319,8 +319,9 @@ func (ad *Adapter) loraForward(dst, x, u []float32, layer, m, r0, n int) {
 }
 
 // loraBackward accumulates projection m's factor gradients into g and adds
-// the low-rank path's input gradient to dx, given the output gradient dy,
-// the input x and u = s·x·Aᵀ saved by loraForward, over T rows.
+// the low-rank path's input gradient to dx (skipped when dx is nil: no
+// one needs it), given the output gradient dy, the input x and
+// u = s·x·Aᵀ saved by loraForward, over T rows.
 //
 //	dB += dyᵀ·u,  du = s·dy·B,  dA += duᵀ·x,  dx += du·A.
 func (ad *Adapter) loraBackward(g *Adapter, dx, dy, x, u []float32, layer, m, T int) {
@@ -339,5 +340,7 @@ func (ad *Adapter) loraBackward(g *Adapter, dx, dy, x, u []float32, layer, m, T 
 		du[i] *= s
 	}
 	matMulTN(gp.a, du, x, r, T, in, true)
-	matMulNN(dx, du, pr.a, T, r, in, true)
+	if dx != nil {
+		matMulNN(dx, du, pr.a, T, r, in, true)
+	}
 }
