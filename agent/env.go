@@ -49,6 +49,25 @@ type Env struct {
 	// OnStep, when set, is called after every model call and tool call
 	// (from the goroutine running the agent), for live progress.
 	OnStep func(Step)
+	// Explore, when set, is an exploration intervention for training
+	// rollouts (rl.explore); evaluations leave it zero.
+	Explore Explore
+}
+
+// Explore makes an agent try more than it would on its own, so that
+// behaviour it rarely samples occurs often enough for RL to reinforce it.
+// It is not a demonstration: the agent only decides that the model
+// searches again; the query is the model's own, sampled and trained on
+// like any other output. The built-in search agent honours it; other
+// workflows may ignore it.
+type Explore struct {
+	// MinSearches: an answer the model begins before it has made this
+	// many searches is cut at its answer tag, and the search tag is
+	// written in its place as prompt (loss mask 0, like tool output); the
+	// model then writes the query. The cut answer is in no context and is
+	// not trained on. At most once per turn, and never on the last turn
+	// (the search could not be followed by an answer). 0 is off.
+	MinSearches int `json:"min_searches,omitempty"`
 }
 
 // Step is one model call or tool call that just finished. The pointers

@@ -158,6 +158,8 @@ type SearchAgent struct {
 	prompt Prompt
 	parser *Parser
 	stops  []string
+	// searchOpen is the search tag exploration writes ("" without search).
+	searchOpen string
 }
 
 // NewSearchAgent checks the configuration and builds the agent.
@@ -190,7 +192,11 @@ func NewSearchAgent(cfg SearchConfig) (*SearchAgent, error) {
 	}
 	tags = append(tags, Tag{KindAnswer, "<answer>", "</answer>"})
 	parser := NewParser(tags...)
-	return &SearchAgent{cfg: cfg, prompt: p, parser: parser, stops: append(parser.CloseMarkers(), cfg.ExtraStops...)}, nil
+	a := &SearchAgent{cfg: cfg, prompt: p, parser: parser, stops: append(parser.CloseMarkers(), cfg.ExtraStops...)}
+	if !cfg.ClosedBook {
+		a.searchOpen = tags[0].Open
+	}
+	return a, nil
 }
 
 // Name implements Workflow.
@@ -228,13 +234,19 @@ func (a *SearchAgent) Run(ctx context.Context, env *Env, task Task) (*Trajectory
 		}
 		text := pending + rep.Text
 		pending = ""
-		parsed := a.parser.Parse(text)
-		act := parsed.Action
-		if act.Kind == "" && a.cfg.AutoCloseSearch && rep.Finish != llm.FinishLength {
-			for _, u := range parsed.Unterminated {
-				if u.Kind == KindSearch {
-					act = u
+		act := a.action(text, rep)
+		forced := false
+		if act.Kind == KindAnswer && turn+1 < lim.MaxTurns {
+			// Exploration: the answer is replaced by the search tag and the
+			// model writes the query, in the same turn.
+			if carry, ok := a.forceSearch(s, rep, text, act); ok {
+				forced = true
+				rep, err = s.Generate(ctx, Gen{Purpose: PurposeAct, Stop: a.stops, Tool: -1, Carry: carry})
+				if err != nil {
+					return a.fail(s, err)
 				}
+				text = carry + rep.Text
+				act = a.action(text, rep)
 			}
 		}
 		switch act.Kind {
@@ -243,6 +255,10 @@ func (a *SearchAgent) Run(ctx context.Context, env *Env, task Task) (*Trajectory
 			return s.Finish(EndAnswer, nil), nil
 		case KindSearch:
 			err = a.search(ctx, s, act.Arg)
+			if forced && act.Start < len(text)-len(rep.Text) {
+				// The search whose tag exploration wrote.
+				s.traj.Tools[len(s.traj.Tools)-1].Forced = true
+			}
 		case KindAccess:
 			err = a.access(ctx, s, act.Arg)
 		default:
@@ -268,6 +284,21 @@ func (a *SearchAgent) Run(ctx context.Context, env *Env, task Task) (*Trajectory
 			return a.fail(s, err)
 		}
 	}
+}
+
+// action is the act a reply asks for (text is the whole generation,
+// carry included).
+func (a *SearchAgent) action(text string, rep Reply) Action {
+	parsed := a.parser.Parse(text)
+	act := parsed.Action
+	if act.Kind == "" && a.cfg.AutoCloseSearch && rep.Finish != llm.FinishLength {
+		for _, u := range parsed.Unterminated {
+			if u.Kind == KindSearch {
+				act = u
+			}
+		}
+	}
+	return act
 }
 
 // errStopped is a note that ended with EOS: the model ended the episode.

@@ -127,6 +127,10 @@ type Call struct {
 	// return as tokens, added back so the context reads as the model wrote
 	// it. They are prompt in training (loss mask 0, logprob 0, version -1).
 	Unsampled int `json:"unsampled,omitempty"`
+	// Cut is output the agent removed after the call: an answer begun
+	// before Explore.MinSearches searches. It was in no later context and
+	// is not trained on; Text and Output hold what was kept.
+	Cut string `json:"cut,omitempty"`
 
 	Start   time.Duration `json:"start_ns"` // since Trajectory.Started
 	Latency time.Duration `json:"latency_ns"`
@@ -145,6 +149,10 @@ type ToolCall struct {
 	// Docs are the search hits; Page the page read (content capped).
 	Docs []tools.SearchResult `json:"docs,omitempty"`
 	Page *PageRead            `json:"page,omitempty"`
+	// Forced says the search tag was written by exploration
+	// (Explore.MinSearches) in place of an answer; the query is the
+	// model's.
+	Forced bool `json:"forced,omitempty"`
 
 	Start   time.Duration `json:"start_ns"`
 	Latency time.Duration `json:"latency_ns"`

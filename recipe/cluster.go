@@ -511,8 +511,12 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*rl.Summary, error) {
 		defer unlock()
 	}
 	bar := newDemoProgress(o.Progress, log, "RL", file.RL.Steps)
+	rollout, err := rl.WithExplore(clusterRollout(wf, &env, c, data.Items), file.RL)
+	if err != nil {
+		return nil, err
+	}
 	ctl, err := rl.New(rl.Options{
-		Config: file.RL, Dataset: questions, Rollout: clusterRollout(wf, &env, c, data.Items),
+		Config: file.RL, Dataset: questions, Rollout: rollout,
 		Sampler: sampler, WrapSampler: wrap, Trainer: tr, Publisher: pub,
 		RunDir: o.Out, Resume: o.Resume, Repair: o.Repair, Logger: log,
 		OnStep: func(r *rl.StepRecord) {

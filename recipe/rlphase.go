@@ -36,7 +36,10 @@ func runRLPhase(ctx context.Context, p rlPhase) (*rl.Summary, error) {
 	bar := newDemoProgress(p.Progress, p.Log, "RL", p.RL.Steps)
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	rollout := p.Rollout
+	rollout, err := rl.WithExplore(p.Rollout, p.RL)
+	if err != nil {
+		return nil, err
+	}
 	if p.RL.FilterZeroVariance {
 		// A model that never (or always) scores would otherwise leave the
 		// controller waiting for a batch with reward variance forever.

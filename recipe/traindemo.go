@@ -375,7 +375,7 @@ func warmupDemonstrations(ctx context.Context, cfg *DemoConfig, da *demoAgent, w
 	for _, dq := range worldQuestions(ws) {
 		kind := pickDemoKind(&cfg.Warmup, r)
 		question := dq.q.Question
-		replies, ok := demonstration(dq.world.world, dq.q, kind, r)
+		replies, ok := demonstration(dq.world.world, dq.q, kind, cfg.Warmup.MisrememberedFraction, r)
 		if !ok && cfg.Warmup.BridgeFraction > 0 && r.Float64() < cfg.Warmup.BridgeFraction {
 			question, replies, ok = bridgedDemonstration(dq.q)
 			kind = demoBridge

@@ -86,6 +86,9 @@ type WarmupConfig struct {
 	// search can follow an observation; the query of the second search
 	// always comes from the question, never from what the first returned.
 	RetryFraction float64 `yaml:"retry_fraction"`
+	// MisrememberedFraction of the retries start from a misremembered
+	// name; the others search the question's name twice.
+	MisrememberedFraction float64 `yaml:"misremembered_fraction"`
 	// BridgeFraction of the 2-hop questions are demonstrated with their
 	// first hop stated in the question ("Favok is mentored by Lomel.
 	// Where does the mentor of Favok live?"): one search, for the name
@@ -163,7 +166,7 @@ func MultiHopDemoConfig() DemoConfig {
 	c.World = DemoWorldConfig{People: 24, TrainWorlds: 40, EvalWorlds: 8, TwoHopFraction: 0.5,
 		Relations: []string{"city", "mentor"}}
 	c.Agent.MaxTurns = 4
-	c.Warmup.GuessFraction, c.Warmup.RetryFraction = 0.2, 0.2
+	c.Warmup.GuessFraction, c.Warmup.RetryFraction, c.Warmup.MisrememberedFraction = 0.2, 0.2, 0.5
 	c.Warmup.Worlds, c.Warmup.Steps, c.Warmup.BridgeFraction = 300, 4000, 0.5
 	c.RL.Steps = 120
 	c.RL.CheckpointEvery = 20
@@ -224,6 +227,8 @@ func (c *DemoConfig) Validate() error {
 		return fmt.Errorf("warmup.worlds %d: want ≥ 0", c.Warmup.Worlds)
 	case c.Warmup.RetryFraction < 0 || c.Warmup.RetryFraction > 1:
 		return fmt.Errorf("warmup.retry_fraction %g: want 0 to 1", c.Warmup.RetryFraction)
+	case c.Warmup.MisrememberedFraction < 0 || c.Warmup.MisrememberedFraction > 1:
+		return fmt.Errorf("warmup.misremembered_fraction %g: want 0 to 1", c.Warmup.MisrememberedFraction)
 	case c.Eval.Samples < 1 || c.Eval.Bootstrap < 100 || c.Eval.Concurrency < 1:
 		return errors.New("eval.samples and eval.concurrency must be ≥ 1 and eval.bootstrap ≥ 100")
 	}

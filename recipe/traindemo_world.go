@@ -222,7 +222,7 @@ func pickDemoKind(cfg *WarmupConfig, r *rand.Rand) demoKind {
 // them would show the chaining RL is meant to discover. Every query a
 // demonstration writes is the question's name or, for a retry's first
 // search, a person drawn before anything was observed.
-func demonstration(w *dataset.World, q dataset.WorldQuestion, kind demoKind, r *rand.Rand) (replies []string, ok bool) {
+func demonstration(w *dataset.World, q dataset.WorldQuestion, kind demoKind, misrememberFrac float64, r *rand.Rand) (replies []string, ok bool) {
 	if q.Hops != 1 || len(q.Queries) != 1 {
 		return nil, false
 	}
@@ -231,10 +231,10 @@ func demonstration(w *dataset.World, q dataset.WorldQuestion, kind demoKind, r *
 		pool := w.AnswerPool(q.Relation)
 		return []string{"<answer> " + pool[r.IntN(len(pool))] + " </answer>"}, true
 	case demoRetry:
-		// Half the retries search the question's name twice (checking
-		// again after a hit), half start from a misremembered name.
+		// Some retries start from a misremembered name, the others
+		// search the question's name twice (checking again after a hit).
 		first := q.Queries[0]
-		if r.IntN(2) == 0 {
+		if r.Float64() < misrememberFrac {
 			if wrong, found := misremembered(w, q.Queries[0], r); found {
 				first = wrong
 			}

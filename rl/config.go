@@ -62,6 +62,43 @@ type Config struct {
 	// DrainTimeoutMS bounds an aborting drain; calls still in flight then
 	// are held by paused servers and run on the new weights.
 	DrainTimeoutMS int `yaml:"drain_timeout_ms"`
+	// Explore is an exploration intervention in a fraction of each
+	// group's rollouts (off by default; evaluations never explore).
+	Explore ExploreConfig `yaml:"explore"`
+}
+
+// ExploreConfig makes part of each group search more than the policy
+// would: behaviour the policy rarely samples (a second search that chains
+// facts) then occurs often enough for the outcome reward to reinforce it.
+// It is an intervention, not a demonstration: the forced search tag is
+// prompt (loss mask 0), and the query after it is the model's, sampled
+// and trained on with its real logprobs. Honoured by the workflow rollout
+// for agents that implement agent.Explore (the built-in search agent).
+type ExploreConfig struct {
+	// Fraction of each group's rollouts that explore: samples
+	// 0 … round(Fraction·GroupSize)−1 of every group. 0 is off.
+	Fraction float64 `yaml:"fraction"`
+	// MinSearches: in an exploring rollout an answer begun before this
+	// many searches is replaced by a search (agent.Explore.MinSearches).
+	MinSearches int `yaml:"min_searches"`
+}
+
+// Explores says whether sample (0-based, within its group) of a group of
+// groupSize explores.
+func (e ExploreConfig) Explores(sample, groupSize int) bool {
+	return e.MinSearches > 0 && sample < int(math.Round(e.Fraction*float64(groupSize)))
+}
+
+func (e ExploreConfig) validate() error {
+	switch {
+	case e.Fraction < 0 || e.Fraction > 1 || math.IsNaN(e.Fraction):
+		return fmt.Errorf("explore.fraction %g: want 0 to 1", e.Fraction)
+	case e.MinSearches < 0:
+		return fmt.Errorf("explore.min_searches %d: want ≥ 0 (0 is off)", e.MinSearches)
+	case e.Fraction > 0 && e.MinSearches == 0:
+		return fmt.Errorf("explore.fraction %g with min_searches 0 explores nothing: set min_searches (e.g. 2)", e.Fraction)
+	}
+	return nil
 }
 
 // OptimConfig is AdamW plus a learning-rate schedule.
@@ -194,6 +231,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rl.%w", err)
 	}
 	if err := c.Optim.validate(); err != nil {
+		return fmt.Errorf("rl.%w", err)
+	}
+	if err := c.Explore.validate(); err != nil {
 		return fmt.Errorf("rl.%w", err)
 	}
 	return nil

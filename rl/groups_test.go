@@ -209,3 +209,34 @@ func TestGroupChartsPool(t *testing.T) {
 		t.Error("charts without groups")
 	}
 }
+
+// TestGroupSumsExplored: exploring rollouts (rl.explore) are counted apart,
+// so a group's accuracy, searches and turns are the policy's own, and get
+// a chart of their own.
+func TestGroupSumsExplored(t *testing.T) {
+	g := groupSums{}
+	g.add("2", &Sample{Score: 0, Searches: 1, Turns: 2})
+	g.add("2", &Sample{Score: 0, Searches: 1, Turns: 2})
+	g.add("2", &Sample{Score: 1, Searches: 2, Turns: 3, Explored: true, ForcedSearches: 1})
+	g.add("1", &Sample{Score: 1, Searches: 1, Turns: 2, Explored: true})
+	m := g.means()
+	two := m["2"]
+	if two.Trajectories != 2 || two.Accuracy != 0 || two.SearchesMean != 1 || two.Explored != 1 || two.ExploredAccuracy != 1 || two.ForcedSearchesMean != 1 {
+		t.Errorf("2-hop stats %+v", two)
+	}
+	if one := m["1"]; one.Trajectories != 0 || one.Accuracy != 0 || one.Explored != 1 {
+		t.Errorf("1-hop stats %+v (only an exploring rollout)", one)
+	}
+	charts := groupCharts([]*StepRecord{{Step: 0, GroupBy: "hops", ByGroup: m}})
+	if len(charts) != 4 || !strings.Contains(charts[3].Title, "exploring") {
+		t.Fatalf("%d charts, want 4 with the exploring rollouts' accuracy last", len(charts))
+	}
+	// The policy's accuracy curve has no point for hops 1 (no rollout of
+	// its own), the exploring one has.
+	if pts := charts[0].Series[0].Points; len(pts) != 0 {
+		t.Errorf("hops 1 policy accuracy points %v, want none", pts)
+	}
+	if pts := charts[3].Series[0].Points; len(pts) != 1 || pts[0].Y != 1 {
+		t.Errorf("hops 1 exploring accuracy points %v, want one at 1", pts)
+	}
+}

@@ -78,6 +78,8 @@ type StepRecord struct {
 }
 
 // GroupStats is the behaviour of one group's trajectories in a window.
+// Trajectories that explored (rl.explore) are counted apart: the other
+// fields are the policy's own behaviour.
 type GroupStats struct {
 	Trajectories int     `json:"trajectories"`
 	Accuracy     float64 `json:"accuracy"` // mean Score
@@ -85,6 +87,12 @@ type GroupStats struct {
 	TurnsMean    float64 `json:"turns_mean"`
 	SearchesMean float64 `json:"searches_mean"`
 	ToolsMean    float64 `json:"tool_calls_mean"`
+	// Explored counts the exploring trajectories, ExploredAccuracy is
+	// their mean Score and ForcedSearchesMean their forced searches per
+	// trajectory.
+	Explored           int     `json:"explored,omitempty"`
+	ExploredAccuracy   float64 `json:"explored_accuracy,omitempty"`
+	ForcedSearchesMean float64 `json:"forced_searches_mean,omitempty"`
 }
 
 // groupSums accumulates GroupStats; mean turns the sums into means.
@@ -95,6 +103,12 @@ func (g groupSums) add(group string, s *Sample) {
 	if st == nil {
 		st = &GroupStats{}
 		g[group] = st
+	}
+	if s.Explored {
+		st.Explored++
+		st.ExploredAccuracy += s.Score
+		st.ForcedSearchesMean += float64(s.ForcedSearches)
+		return
 	}
 	st.Trajectories++
 	st.Accuracy += s.Score
@@ -107,9 +121,13 @@ func (g groupSums) add(group string, s *Sample) {
 func (g groupSums) means() map[string]*GroupStats {
 	out := make(map[string]*GroupStats, len(g))
 	for k, st := range g {
-		n := float64(st.Trajectories)
-		out[k] = &GroupStats{Trajectories: st.Trajectories, Accuracy: st.Accuracy / n, RewardMean: st.RewardMean / n,
-			TurnsMean: st.TurnsMean / n, SearchesMean: st.SearchesMean / n, ToolsMean: st.ToolsMean / n}
+		n := float64(max(1, st.Trajectories))
+		m := &GroupStats{Trajectories: st.Trajectories, Accuracy: st.Accuracy / n, RewardMean: st.RewardMean / n,
+			TurnsMean: st.TurnsMean / n, SearchesMean: st.SearchesMean / n, ToolsMean: st.ToolsMean / n, Explored: st.Explored}
+		if e := float64(st.Explored); e > 0 {
+			m.ExploredAccuracy, m.ForcedSearchesMean = st.ExploredAccuracy/e, st.ForcedSearchesMean/e
+		}
+		out[k] = m
 	}
 	return out
 }
@@ -426,16 +444,18 @@ func groupCharts(rs []*StepRecord) []Chart {
 		return nil
 	}
 	order := grouporder.Keys(values)
-	chart := func(title string, f func(*GroupStats) float64) Chart {
+	policy := func(s *GroupStats) int { return s.Trajectories }
+	explored := func(s *GroupStats) int { return s.Explored }
+	chart := func(title string, f func(*GroupStats) float64, weight func(*GroupStats) int) Chart {
 		c := Chart{Title: fmt.Sprintf("%s by %s (rollouts, last %d steps pooled)", title, by, groupCurveSteps)}
 		for _, v := range order {
 			var pts []Point
 			for i, r := range rs {
 				var sum, n float64
 				for _, p := range rs[max(0, i-groupCurveSteps+1) : i+1] {
-					if st := p.ByGroup[v]; st != nil && st.Trajectories > 0 {
-						sum += f(st) * float64(st.Trajectories)
-						n += float64(st.Trajectories)
+					if st := p.ByGroup[v]; st != nil && weight(st) > 0 {
+						sum += f(st) * float64(weight(st))
+						n += float64(weight(st))
 					}
 				}
 				if n > 0 { // no rollout of this group in the window: no point
@@ -446,11 +466,21 @@ func groupCharts(rs []*StepRecord) []Chart {
 		}
 		return c
 	}
-	return []Chart{
-		chart("Accuracy", func(s *GroupStats) float64 { return s.Accuracy }),
-		chart("Searches per trajectory", func(s *GroupStats) float64 { return s.SearchesMean }),
-		chart("Turns per trajectory", func(s *GroupStats) float64 { return s.TurnsMean }),
+	charts := []Chart{
+		chart("Accuracy", func(s *GroupStats) float64 { return s.Accuracy }, policy),
+		chart("Searches per trajectory", func(s *GroupStats) float64 { return s.SearchesMean }, policy),
+		chart("Turns per trajectory", func(s *GroupStats) float64 { return s.TurnsMean }, policy),
 	}
+	for _, r := range rs {
+		for _, st := range r.ByGroup {
+			if st.Explored > 0 {
+				// The exploring rollouts (rl.explore) apart: what the
+				// policy would reach if it searched more.
+				return append(charts, chart("Accuracy of exploring rollouts", func(s *GroupStats) float64 { return s.ExploredAccuracy }, explored))
+			}
+		}
+	}
+	return charts
 }
 
 // fmtFloat renders a number compactly for tables and plot labels.

@@ -129,6 +129,10 @@ type Sample struct {
 	// limit (Config.TrajectoryTimeoutS) and scored as one that never
 	// answered.
 	TimedOut bool `json:"timed_out,omitempty"`
+	// Explored says the rollout ran under rl.explore; ForcedSearches
+	// counts the searches whose tag the exploration wrote.
+	Explored       bool `json:"explored,omitempty"`
+	ForcedSearches int  `json:"forced_searches,omitempty"`
 }
 
 // MissingLogprobs counts generated tokens without a behaviour logprob.

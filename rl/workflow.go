@@ -27,6 +27,10 @@ type WorkflowRollout struct {
 	// exact match of its answer against the task's answers (0 when it did
 	// not answer).
 	Reward func(ctx context.Context, task agent.Task, traj *agent.Trajectory) (float64, error)
+	// Explore, with GroupSize (the controller's rl.group_size), sets
+	// agent.Env.Explore in the exploring part of each group.
+	Explore   ExploreConfig
+	GroupSize int
 }
 
 // Run implements Rollout.
@@ -41,6 +45,10 @@ func (w WorkflowRollout) Run(ctx context.Context, q Question, s llm.Sampler, sam
 	env := *tmpl
 	env.Sampler = s
 	task.Sample, task.Seed = sample, &seed
+	explored := w.Explore.Explores(sample, w.GroupSize)
+	if explored {
+		env.Explore = agent.Explore{MinSearches: w.Explore.MinSearches}
+	}
 	traj, err := w.Workflow.Run(ctx, &env, task)
 	timedOut := false
 	if err != nil {
@@ -67,7 +75,8 @@ func (w WorkflowRollout) Run(ctx context.Context, q Question, s llm.Sampler, sam
 	}
 	st := traj.Stats()
 	out := &Sample{Reward: score, Score: accuracy(task, traj, score), Turns: len(traj.Calls), ToolCalls: len(traj.Tools),
-		Searches: st.Searches, Accesses: st.Accesses, Temperature: env.Sampling.Temperature, TimedOut: timedOut}
+		Searches: st.Searches, Accesses: st.Accesses, Temperature: env.Sampling.Temperature, TimedOut: timedOut,
+		Explored: explored, ForcedSearches: forcedSearches(traj)}
 	for _, sq := range seqs {
 		out.Sequences = append(out.Sequences, fromAgentSequence(sq))
 	}
@@ -75,6 +84,17 @@ func (w WorkflowRollout) Run(ctx context.Context, q Question, s llm.Sampler, sam
 	// not marshal must not cost the training sample.
 	out.Record, _ = json.Marshal(traj)
 	return out, nil
+}
+
+// forcedSearches counts the searches whose tag exploration wrote.
+func forcedSearches(t *agent.Trajectory) int {
+	n := 0
+	for i := range t.Tools {
+		if t.Tools[i].Forced {
+			n++
+		}
+	}
+	return n
 }
 
 func (w WorkflowRollout) score(ctx context.Context, task agent.Task, traj *agent.Trajectory) (float64, error) {
@@ -122,4 +142,19 @@ func fromAgentSequence(sq agent.Sequence) Sequence {
 		s.LossMask[i] = m == 1
 	}
 	return s
+}
+
+// WithExplore sets r up for cfg.Explore: a WorkflowRollout explores in
+// the configured part of each group. With exploration on, any other
+// Rollout is an error rather than a setting silently ignored.
+func WithExplore(r Rollout, cfg Config) (Rollout, error) {
+	if cfg.Explore.Fraction == 0 || cfg.Explore.MinSearches == 0 {
+		return r, nil
+	}
+	w, ok := r.(WorkflowRollout)
+	if !ok {
+		return nil, fmt.Errorf("rl.explore: the rollout %T cannot explore (only agent workflows run through rl.WorkflowRollout can)", r)
+	}
+	w.Explore, w.GroupSize = cfg.Explore, cfg.GroupSize
+	return w, nil
 }

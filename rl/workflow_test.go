@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/asearcher/asearcher/agent"
+	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tokenizer"
 	"github.com/asearcher/asearcher/tools"
 )
@@ -90,5 +91,88 @@ func TestWorkflowRolloutTrainsACustomWorkflow(t *testing.T) {
 	}
 	if _, err := (WorkflowRollout{}).Run(context.Background(), q, nil, 0, 0); err == nil {
 		t.Fatal("a rollout without a workflow ran")
+	}
+}
+
+// TestWorkflowRolloutExplores checks rl.explore end to end through the
+// workflow rollout: the exploring samples of a group (the first
+// round(fraction·G)) get their early answer replaced by a search, the
+// others answer as the model did, and WithExplore refuses a rollout that
+// cannot explore.
+func TestWorkflowRolloutExplores(t *testing.T) {
+	tok, err := tokenizer.Train([]string{"Where does the mentor of Favok live? <search> Favok </search> Favok is mentored by Lomel. <answer> Mipa </answer>"},
+		tokenizer.TrainOptions{VocabSize: 320})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf, err := agent.NewSearchAgent(agent.TinyConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eos := agent.DefaultStopTokenIDs(tok)
+	env := func(q Question) (*agent.Env, agent.Task, error) {
+		return &agent.Env{Tokenizer: tok, StopTokenIDs: eos, Search: oneHitSearch{"Favok is mentored by Lomel."}},
+			agent.Task{ID: q.ID, Question: "Where does the mentor of Favok live?", Answers: []string{"Mipa"}}, nil
+	}
+	cfg := DefaultConfig()
+	cfg.GroupSize = 4
+	cfg.Explore = ExploreConfig{Fraction: 0.5, MinSearches: 2}
+	r, err := WithExplore(WorkflowRollout{Workflow: wf, Env: env}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sample, explores := range []bool{true, true, false, false} {
+		replies := []string{"<search> Favok </search>", "<answer> Oslo </answer>", " Lomel </search>", "<answer> Mipa </answer>"}
+		wantSearches, wantScore := 2, 1.0
+		if !explores {
+			replies, wantSearches, wantScore = replies[:2], 1, 0
+		}
+		s := &agent.ScriptedSampler{Tokenizer: tok, Replies: replies, EOS: eos[0]}
+		out, err := r.Run(context.Background(), Question{Index: 1, ID: "q1"}, s, sample, 42)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Explored != explores || out.Searches != wantSearches || out.Score != wantScore {
+			t.Errorf("sample %d: explored %v searches %d score %v, want %v, %d and %v", sample, out.Explored, out.Searches, out.Score,
+				explores, wantSearches, wantScore)
+		}
+		if wantForced := map[bool]int{true: 1}[explores]; out.ForcedSearches != wantForced {
+			t.Errorf("sample %d: %d forced searches, want %d", sample, out.ForcedSearches, wantForced)
+		}
+	}
+	if _, err := WithExplore(RolloutFunc(func(context.Context, Question, llm.Sampler, int, int64) (*Sample, error) { return nil, nil }), cfg); err == nil {
+		t.Error("WithExplore accepted a rollout that cannot explore")
+	}
+	cfg.Explore = ExploreConfig{}
+	if _, err := WithExplore(RolloutFunc(func(context.Context, Question, llm.Sampler, int, int64) (*Sample, error) { return nil, nil }), cfg); err != nil {
+		t.Errorf("exploration off: %v", err)
+	}
+}
+
+func TestExploreConfig(t *testing.T) {
+	for _, tc := range []struct {
+		e       ExploreConfig
+		ok      bool
+		explore []bool // samples 0..7 of a group of 8
+	}{
+		{ExploreConfig{}, true, []bool{false, false, false, false, false, false, false, false}},
+		{ExploreConfig{Fraction: 0.5, MinSearches: 2}, true, []bool{true, true, true, true, false, false, false, false}},
+		{ExploreConfig{Fraction: 0.3, MinSearches: 2}, true, []bool{true, true, false, false, false, false, false, false}},
+		{ExploreConfig{Fraction: 1, MinSearches: 1}, true, []bool{true, true, true, true, true, true, true, true}},
+		{ExploreConfig{Fraction: 0.5}, false, nil},
+		{ExploreConfig{Fraction: 1.5, MinSearches: 2}, false, nil},
+		{ExploreConfig{Fraction: -0.1, MinSearches: 2}, false, nil},
+		{ExploreConfig{Fraction: 0.5, MinSearches: -1}, false, nil},
+	} {
+		c := DefaultConfig()
+		c.Explore = tc.e
+		if err := c.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%+v: Validate() = %v, want ok %v", tc.e, err, tc.ok)
+		}
+		for i, want := range tc.explore {
+			if got := tc.e.Explores(i, 8); got != want {
+				t.Errorf("%+v: sample %d explores %v, want %v", tc.e, i, got, want)
+			}
+		}
 	}
 }
