@@ -68,6 +68,11 @@ type Explore struct {
 	// not trained on. At most once per turn, and never on the last turn
 	// (the search could not be followed by an answer). 0 is off.
 	MinSearches int `json:"min_searches,omitempty"`
+	// TrainTag records the forced search tag as output the exploring
+	// policy wrote with probability 1 (behaviour logprob 0, marked in
+	// Sequence.Forced) instead of as prompt, so that the loss can credit
+	// the decision to search again (rl.explore.tag_loss).
+	TrainTag bool `json:"train_tag,omitempty"`
 }
 
 // Step is one model call or tool call that just finished. The pointers

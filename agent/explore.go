@@ -28,15 +28,43 @@ func (a *SearchAgent) forceSearch(s *Session, rep Reply, text string, act Action
 	if at < 0 {
 		return "", false // the answer tag began in text of an earlier turn
 	}
-	kept, ok := s.cutLastOutput(rep.Last, at)
+	// The forced tag stands for the answer's first token: it gets its
+	// weight version.
+	version := -1
+	kept, ok := s.cutLastOutput(rep.Last, at, &version)
 	if !ok {
 		return "", false
 	}
 	// Text between the kept tokens and the answer tag (a token that
-	// straddled the tag's start) goes back in as prompt with the tag.
+	// straddled the tag's start) goes back in with the tag.
 	glue := rep.Text[len(kept):at]
-	s.Append(glue + a.searchOpen)
+	if !s.env.Explore.TrainTag || !s.appendForced(rep.Last, glue+a.searchOpen, version) {
+		s.Append(glue + a.searchOpen)
+	}
 	return text[:act.Start] + a.searchOpen, true
+}
+
+// appendForced appends text to the output of call i, the end of the
+// context, as tokens the exploring policy wrote with probability 1
+// (logprob 0, the version of the tokens they replace). It declines (false)
+// outside token mode, when the call's output ends in unsampled tokens,
+// or when the version is unknown.
+func (s *Session) appendForced(i int, text string, version int) bool {
+	c := &s.traj.Calls[i]
+	if s.traj.Mode != ModeTokens || c.Unsampled > 0 || version < 0 || s.Mark() != s.traj.fullLen(i) ||
+		(c.Logprobs == nil && len(c.Output) > 0) || (c.Versions == nil && len(c.Output) > 0) {
+		return false
+	}
+	ids := s.env.Tokenizer.Encode(text)
+	c.Output = append(c.Output, ids...)
+	c.Text += text
+	c.Logprobs = append(c.Logprobs, make([]float32, len(ids))...)
+	for range ids {
+		c.Versions = append(c.Versions, version)
+	}
+	c.Forced += len(ids)
+	s.ids = append(s.ids, ids...)
+	return true
 }
 
 // searches counts the search tool calls made so far.
@@ -55,7 +83,7 @@ func (s *Session) searches() int {
 // first at bytes of its text (in text modes, exactly those bytes). The rest
 // leaves the context and the record (it is kept in Call.Cut for readers),
 // so it is never trained on. It returns the text kept.
-func (s *Session) cutLastOutput(i, at int) (string, bool) {
+func (s *Session) cutLastOutput(i, at int, version *int) (string, bool) {
 	t := s.traj
 	if i < 0 || i >= len(t.Calls) || i != len(t.Calls)-1 || s.Mark() != t.fullLen(i) {
 		return "", false
@@ -87,6 +115,9 @@ func (s *Session) cutLastOutput(i, at int) (string, bool) {
 		c.Cut = c.Text[len(kept):]
 		sampled := len(c.Output) - c.Unsampled
 		c.Unsampled = max(0, k-sampled)
+		if k < len(c.Versions) {
+			*version = c.Versions[k]
+		}
 		c.Output, c.Text = c.Output[:k], kept
 		if c.Logprobs != nil {
 			c.Logprobs = c.Logprobs[:k]

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/asearcher/asearcher/llm"
 	"github.com/asearcher/asearcher/tools"
 )
 
@@ -127,5 +128,70 @@ func TestExploreForcesSearch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// versioned stamps every output token with a weight version and a
+// logprob, as the embedded sampler does.
+type versioned struct{ *ScriptedSampler }
+
+func (v versioned) Sample(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+	r, err := v.ScriptedSampler.Sample(ctx, req)
+	if err == nil {
+		r.Versions = make([]int, len(r.OutputIDs))
+		for i := range r.Logprobs {
+			r.Logprobs[i], r.Versions[i] = -0.5, 3
+		}
+	}
+	return r, err
+}
+
+// TestExploreTrainTag: with Explore.TrainTag the forced search tag is
+// output of the exploring policy (loss mask 1, logprob 0, the cut token's
+// version, marked Forced); without it the same tag is prompt.
+func TestExploreTrainTag(t *testing.T) {
+	for _, train := range []bool{false, true} {
+		a, err := NewSearchAgent(TinyConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := versioned{&ScriptedSampler{Tokenizer: byteTok{}, Replies: []string{"<answer> Oslo </answer>", " Favok </search>", "<answer> Rome </answer>"}, EOS: byteEOS}}
+		env := newEnv(s)
+		env.Search = &fakeSearch{docs: []tools.SearchResult{{Title: "Favok", Text: "Favok is mentored by Lomel."}}}
+		env.Explore = Explore{MinSearches: 1, TrainTag: train}
+		traj, err := a.Run(context.Background(), env, Task{ID: "q", Question: "Where does Favok live?"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(traj.Tools) != 1 || !traj.Tools[0].Forced || traj.Answer != "Rome" {
+			t.Fatalf("train %v: tools %+v answer %q", train, traj.Tools, traj.Answer)
+		}
+		seqs, err := traj.Sequences()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seqs) != 1 {
+			t.Fatalf("train %v: %d sequences", train, len(seqs))
+		}
+		q := seqs[0]
+		var forced, trained strings.Builder
+		for k, id := range q.Tokens {
+			if q.LossMask[k] == 1 {
+				trained.WriteByte(byte(id))
+			}
+			if q.Forced != nil && q.Forced[k] {
+				forced.WriteByte(byte(id))
+				if q.LossMask[k] != 1 || q.Logprobs[k] != 0 || q.Versions[k] != 3 {
+					t.Errorf("forced token %d: mask %d logprob %v version %d, want 1, 0, 3", k, q.LossMask[k], q.Logprobs[k], q.Versions[k])
+				}
+			}
+		}
+		want := map[bool]string{false: "", true: "<search>"}[train]
+		if forced.String() != want {
+			t.Errorf("train %v: forced tokens %q, want %q", train, forced.String(), want)
+		}
+		if got := strings.HasPrefix(trained.String(), "<search> Favok </search>"); got != train {
+			t.Errorf("train %v: trained text %q", train, trained.String())
+		}
 	}
 }

@@ -131,6 +131,11 @@ type Call struct {
 	// before Explore.MinSearches searches. It was in no later context and
 	// is not trained on; Text and Output hold what was kept.
 	Cut string `json:"cut,omitempty"`
+	// Forced counts tokens at the end of Output that exploration wrote in
+	// place of the cut (Explore.TrainTag): generated with probability 1
+	// by the exploring policy, behaviour logprob 0, marked in
+	// Sequence.Forced.
+	Forced int `json:"forced,omitempty"`
 
 	Start   time.Duration `json:"start_ns"` // since Trajectory.Started
 	Latency time.Duration `json:"latency_ns"`
@@ -258,6 +263,10 @@ type Sequence struct {
 	// when none is missing. A trainer must recompute or drop them, never
 	// read the 0 as a probability of 1.
 	LogprobMissing []bool `json:"logprob_missing,omitempty"`
+	// Forced marks generated tokens that exploration wrote
+	// (Call.Forced): behaviour logprob 0, probability 1 under the
+	// exploring policy. nil when there are none.
+	Forced []bool `json:"forced,omitempty"`
 }
 
 // ErrNotTokenLevel is returned by Sequences for trajectories recorded
@@ -368,6 +377,14 @@ func (t *Trajectory) Sequences() ([]Sequence, error) {
 			} else if sampled > 0 {
 				q.MissingVersions = true
 			}
+			if c.Forced > 0 {
+				if q.Forced == nil {
+					q.Forced = make([]bool, n)
+				}
+				for k := sampled - c.Forced; k < sampled; k++ {
+					q.Forced[at+k] = true
+				}
+			}
 			// Restored stop tokens were not sampled: not trained on.
 			for k := sampled; k < len(c.Output); k++ {
 				q.LossMask[at+k], q.Logprobs[at+k], q.Versions[at+k] = 0, 0, -1
@@ -402,6 +419,9 @@ func (t *Trajectory) Validate() error {
 		}
 		if c.InputLen != in.Keep+added {
 			return fmt.Errorf("call %d: input length %d is not %d kept + %d added", i, c.InputLen, in.Keep, added)
+		}
+		if c.Forced < 0 || c.Forced+c.Unsampled > len(c.Output) {
+			return fmt.Errorf("call %d: %d forced and %d unsampled of %d tokens", i, c.Forced, c.Unsampled, len(c.Output))
 		}
 		if c.Unsampled < 0 || c.Unsampled > len(c.Output) {
 			return fmt.Errorf("call %d: %d unsampled of %d tokens", i, c.Unsampled, len(c.Output))

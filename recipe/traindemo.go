@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -321,6 +322,11 @@ func runWarmup(ctx context.Context, cfg *DemoConfig, da *demoAgent, ws []*demoWo
 		if err != nil {
 			return nil, err
 		}
+		if cfg.Warmup.MaskRetryQuery && len(traj.Tools) == 2 {
+			// A retry (the only demonstrations that search twice): its
+			// second search tag is trained, its query is not.
+			maskQuery(seqs, traj, traj.Tools[1].Call, da.env.Tokenizer)
+		}
 		for _, s := range seqs {
 			data = append(data, supervisedDatum(s))
 		}
@@ -401,6 +407,28 @@ func warmupDemonstrations(ctx context.Context, cfg *DemoConfig, da *demoAgent, w
 		}
 	}
 	return out, st, nil
+}
+
+// maskQuery takes the query of act call i (output "<search> query
+// </search>") out of the loss: only the tokens that spell the search tag
+// stay trained, so the demonstration teaches searching again but not what
+// to search.
+func maskQuery(seqs []agent.Sequence, traj *agent.Trajectory, i int, tok agent.Tokenizer) {
+	c := &traj.Calls[i]
+	keep := 0
+	for keep < len(c.Output) && strings.HasPrefix("<search>", tok.Decode(c.Output[:keep+1])) {
+		keep++
+	}
+	for si := range seqs {
+		if !slices.Contains(seqs[si].Calls, i) {
+			continue
+		}
+		// A sequence holds each of its calls' full input as a prefix, so
+		// the call's output starts at its input length.
+		for k := c.InputLen + keep; k < c.InputLen+len(c.Output) && k < len(seqs[si].LossMask); k++ {
+			seqs[si].LossMask[k] = 0
+		}
+	}
 }
 
 // supervisedDatum trains on the generated (mask 1) tokens of a sequence.

@@ -89,6 +89,11 @@ type WarmupConfig struct {
 	// MisrememberedFraction of the retries start from a misremembered
 	// name; the others search the question's name twice.
 	MisrememberedFraction float64 `yaml:"misremembered_fraction"`
+	// MaskRetryQuery keeps a retry's second query out of the loss: the
+	// warm-up then teaches that a search may follow an observation (the
+	// search tag is trained) without teaching what to search (the name in
+	// the question again would be the wrong habit for chaining).
+	MaskRetryQuery bool `yaml:"mask_retry_query"`
 	// BridgeFraction of the 2-hop questions are demonstrated with their
 	// first hop stated in the question ("Favok is mentored by Lomel.
 	// Where does the mentor of Favok live?"): one search, for the name

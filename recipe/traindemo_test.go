@@ -20,6 +20,8 @@ import (
 	"github.com/asearcher/asearcher/internal/testmodel"
 	"github.com/asearcher/asearcher/reward"
 	"github.com/asearcher/asearcher/rl"
+	"github.com/asearcher/asearcher/tokenizer"
+	"github.com/asearcher/asearcher/tools"
 )
 
 // miniDemoConfig is the train demo shrunk to seconds: a handful of people,
@@ -690,5 +692,52 @@ func TestDemoReportGoal(t *testing.T) {
 	r = newDemoReport(&cfg, nil, oneHop(before), oneHop(after), sum, time.Second)
 	if r.Goal != GoalLift || !r.GoalMet || r.MultiHopGoal != nil {
 		t.Errorf("1-hop run: goal %q met %v, multi-hop goal %+v; want lift, true, none", r.Goal, r.GoalMet, r.MultiHopGoal)
+	}
+}
+
+// staticSearch answers every query with one passage.
+type staticSearch struct{ text string }
+
+func (s staticSearch) Search(context.Context, string, int) ([]tools.SearchResult, error) {
+	return []tools.SearchResult{{Title: "Favok", Text: s.text}}, nil
+}
+
+// TestMaskRetryQuery: warmup.mask_retry_query trains a retry's second
+// search tag but not its query; the first search stays trained whole.
+func TestMaskRetryQuery(t *testing.T) {
+	tok, err := tokenizer.Train([]string{"Q: Where does Favok live?\n<search> Favok </search>\n<information>Favok lives in Mipa.</information>\n<answer> Mipa </answer>"},
+		tokenizer.TrainOptions{VocabSize: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf, err := agent.NewSearchAgent(agent.TinyConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &agent.Env{Tokenizer: tok, StopTokenIDs: agent.DefaultStopTokenIDs(tok), Search: staticSearch{"Favok lives in Mipa."}}
+	traj, err := agent.Demonstrate(context.Background(), wf, env, agent.Task{ID: "q", Question: "Where does Favok live?"},
+		[]string{"<search> Favok </search>", "<search> Favok </search>", "<answer> Mipa </answer>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs, err := traj.Sequences()
+	if err != nil || len(seqs) != 1 {
+		t.Fatalf("%d sequences, %v", len(seqs), err)
+	}
+	trained := func() string {
+		var ids []int
+		for k, m := range seqs[0].LossMask {
+			if m == 1 {
+				ids = append(ids, seqs[0].Tokens[k])
+			}
+		}
+		return tok.Decode(ids)
+	}
+	if got := trained(); strings.Count(got, "Favok") != 2 {
+		t.Fatalf("before masking the trained text is %q", got)
+	}
+	maskQuery(seqs, traj, traj.Tools[1].Call, tok)
+	if got := trained(); !strings.HasPrefix(got, "<search> Favok </search><search><answer> Mipa </answer>") {
+		t.Errorf("trained text %q: want the first search whole, the second's tag only, and the answer", got)
 	}
 }

@@ -81,6 +81,11 @@ type ExploreConfig struct {
 	// MinSearches: in an exploring rollout an answer begun before this
 	// many searches is replaced by a search (agent.Explore.MinSearches).
 	MinSearches int `yaml:"min_searches"`
+	// TrainTag trains the forced search tag as output of the exploring
+	// policy (probability 1; loss.forced_tokens says how it is weighed),
+	// so the decision to search again can be credited; off, the tag is
+	// prompt (loss mask 0) and only the model's query is trained.
+	TrainTag bool `yaml:"train_tag"`
 }
 
 // Explores says whether sample (0-based, within its group) of a group of
@@ -185,6 +190,7 @@ func DefaultConfig() Config {
 			MissingLogprobs:  MissingReject,
 			Minibatches:      1,
 			MaxTokensPerCall: 8000,
+			ForcedTokens:     ForcedImportance,
 		},
 		Optim: OptimConfig{
 			LR: 5e-6, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01,

@@ -453,3 +453,37 @@ func TestControllerTrajectoryTimeout(t *testing.T) {
 		t.Errorf("metrics.prom lacks the timeout and missing-logprob series:\n%s", prom)
 	}
 }
+
+// Tokens exploration wrote (Sequence.Forced, behaviour logprob 0) are
+// weighed by loss.forced_tokens: importance gives w = π_prox/1 (e⁻¹ with
+// π_prox = −1), policy gives w = 1 like a token the policy sampled.
+func TestTrainForcedTokens(t *testing.T) {
+	batch := func() []*Group {
+		forced := seqOf([]float64{0, -1}, []int{0, 0})
+		forced.Forced = []bool{false, true, false}
+		return groupOf(&Sample{Reward: 1, Sequences: []Sequence{forced}},
+			&Sample{Reward: 0, Sequences: []Sequence{seqOf([]float64{-1, -1}, []int{0, 0})}})
+	}
+	for _, tc := range []struct {
+		mode  string
+		ratio float64 // advantage of the forced token / its sampled neighbour's
+	}{{ForcedImportance, math.Exp(-1)}, {ForcedPolicy, 1}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			lcfg := DefaultConfig().Loss
+			lcfg.ForcedTokens = tc.mode
+			tr := &recordingTrainer{logprob: -1, lossReported: true}
+			if _, err := Train(context.Background(), tr, batch(), 0, plainAdvantages(), &lcfg, trainer.AdamParams{LearningRate: 1}); err != nil {
+				t.Fatal(err)
+			}
+			a0, a1 := sentAdvantage(tr, 0, 1), sentAdvantage(tr, 0, 2)
+			if a1 == 0 || math.Abs(a0/a1-tc.ratio) > 1e-5 {
+				t.Fatalf("forced token's advantage %v, its neighbour's %v: ratio %v, want %v", a0, a1, a0/a1, tc.ratio)
+			}
+		})
+	}
+	bad := seqOf([]float64{-1}, []int{0})
+	bad.Forced = []bool{true, false} // the prompt token marked forced
+	if err := bad.Validate(); err == nil {
+		t.Fatal("a prompt token marked forced passed")
+	}
+}

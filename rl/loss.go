@@ -61,7 +61,21 @@ type LossConfig struct {
 	// DrGRPOTokens is the constant loss denominator per sample under
 	// dr_grpo (the generation budget); 0 uses the longest sample.
 	DrGRPOTokens int `yaml:"dr_grpo_tokens"`
+	// ForcedTokens weighs the tokens exploration wrote
+	// (rl.explore.train_tag): "importance" (the default) treats them as
+	// sampled by the exploring policy with probability 1, so w =
+	// π_prox/1, the exact off-policy correction (their gradient grows with
+	// the policy's own probability of them); "policy" takes π_behav = π_prox
+	// (w = 1), as if the policy had sampled them: a biased, much stronger
+	// push towards what exploration did when it paid.
+	ForcedTokens string `yaml:"forced_tokens"`
 }
+
+// LossConfig.ForcedTokens values.
+const (
+	ForcedImportance = "importance"
+	ForcedPolicy     = "policy"
+)
 
 func (c *LossConfig) validate() error {
 	switch c.Kind {
@@ -87,6 +101,11 @@ func (c *LossConfig) validate() error {
 	case MissingReject, MissingRecompute:
 	default:
 		return fmt.Errorf("loss.missing_logprobs %q: want reject or recompute", c.MissingLogprobs)
+	}
+	switch c.ForcedTokens {
+	case "", ForcedImportance, ForcedPolicy:
+	default:
+		return fmt.Errorf("loss.forced_tokens %q: want importance or policy", c.ForcedTokens)
 	}
 	if c.Minibatches < 1 {
 		return fmt.Errorf("loss.minibatches %d: want ≥ 1", c.Minibatches)
@@ -142,6 +161,7 @@ type datum struct {
 	behav  []float32
 	vers   []int
 	miss   []bool // behaviour logprob missing; nil when none is
+	forced []bool // written by exploration (Sequence.Forced); nil when none is
 	adv    float64
 	sample int
 	group  int
@@ -180,6 +200,7 @@ func buildData(groups []*Group, acfg *AdvantageConfig) ([]datum, []int, error) {
 					behav:  seq.Logprobs[1:],
 					vers:   seq.Versions[1:],
 					miss:   missingTail(seq),
+					forced: forcedTail(seq),
 					sample: sample,
 					group:  gi,
 				})
@@ -203,6 +224,15 @@ func missingTail(seq *Sequence) []bool {
 		return nil
 	}
 	return seq.LogprobMissing[1:]
+}
+
+// forcedTail is the sequence's exploration marks aligned with its
+// targets, or nil when there are none.
+func forcedTail(seq *Sequence) []bool {
+	if seq.Forced == nil {
+		return nil
+	}
+	return seq.Forced[1:]
 }
 
 // batchTemperature is the one sampling temperature of a batch's samples
@@ -361,9 +391,10 @@ func (b *trainBatch) proximalLogprobs(ctx context.Context, tr trainer.Trainer, l
 	data := b.data
 	behav := make([][]float32, len(data))
 	recompute := false
+	asPolicy := lcfg.ForcedTokens == ForcedPolicy
 	for i := range data {
 		behav[i] = data[i].behav
-		if data[i].miss != nil {
+		if data[i].miss != nil || (asPolicy && data[i].forced != nil) {
 			behav[i] = append([]float32(nil), data[i].behav...)
 			recompute = true
 		}
@@ -393,6 +424,14 @@ func (b *trainBatch) proximalLogprobs(ctx context.Context, tr trainer.Trainer, l
 			if m && data[i].mask[t] {
 				behav[i][t] = fwd[i][t]
 				b.st.LogprobsRecomputed++
+			}
+		}
+		if asPolicy {
+			// As if the policy had sampled what exploration wrote: w = 1.
+			for t, f := range data[i].forced {
+				if f && data[i].mask[t] {
+					behav[i][t] = fwd[i][t]
+				}
 			}
 		}
 	}

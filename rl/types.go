@@ -36,6 +36,11 @@ type Sequence struct {
 	// as they are: the loss recomputes them or the sample is rejected
 	// (LossConfig.MissingLogprobs).
 	LogprobMissing []bool `json:"logprob_missing,omitempty"`
+	// Forced[i] is true on generated tokens that exploration wrote
+	// (rl.explore.train_tag): behaviour logprob 0, probability 1 under the
+	// exploring policy; LossConfig.ForcedTokens says how they are weighed.
+	// nil when there are none.
+	Forced []bool `json:"forced,omitempty"`
 }
 
 // ErrMissingLogprobs marks a sample rejected because some generated token
@@ -57,6 +62,14 @@ func (s *Sequence) Validate() error {
 	}
 	if s.LogprobMissing != nil && len(s.LogprobMissing) != n {
 		return fmt.Errorf("sequence lengths differ: tokens %d, logprob_missing %d", n, len(s.LogprobMissing))
+	}
+	if s.Forced != nil && len(s.Forced) != n {
+		return fmt.Errorf("sequence lengths differ: tokens %d, forced %d", n, len(s.Forced))
+	}
+	for i, f := range s.Forced {
+		if f && !s.LossMask[i] {
+			return fmt.Errorf("token %d is not generated but is marked as written by exploration", i)
+		}
 	}
 	for i, m := range s.LossMask {
 		if m && s.Versions[i] < 0 {

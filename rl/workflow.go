@@ -47,7 +47,7 @@ func (w WorkflowRollout) Run(ctx context.Context, q Question, s llm.Sampler, sam
 	task.Sample, task.Seed = sample, &seed
 	explored := w.Explore.Explores(sample, w.GroupSize)
 	if explored {
-		env.Explore = agent.Explore{MinSearches: w.Explore.MinSearches}
+		env.Explore = agent.Explore{MinSearches: w.Explore.MinSearches, TrainTag: w.Explore.TrainTag}
 	}
 	traj, err := w.Workflow.Run(ctx, &env, task)
 	timedOut := false
@@ -137,7 +137,7 @@ const timedOutRewardGrace = 30 * time.Second
 func fromAgentSequence(sq agent.Sequence) Sequence {
 	n := len(sq.Tokens)
 	s := Sequence{Tokens: sq.Tokens, LossMask: make([]bool, n), Logprobs: sq.Logprobs, Versions: sq.Versions,
-		LogprobMissing: sq.LogprobMissing}
+		LogprobMissing: sq.LogprobMissing, Forced: sq.Forced}
 	for i, m := range sq.LossMask {
 		s.LossMask[i] = m == 1
 	}
