@@ -83,6 +83,13 @@ func TestExploreProbe(t *testing.T) {
 					defer mu.Unlock()
 					c := got[explore]
 					c.runs++
+					if explore && len(traj.Tools) < 2 && c.runs%40 == 0 && testing.Verbose() {
+						var texts []string
+						for _, cl := range traj.Calls {
+							texts = append(texts, cl.Text+"|cut:"+cl.Cut)
+						}
+						t.Logf("explored run with %d searches, end %s: %q", len(traj.Tools), traj.End, texts)
+					}
 					if traj.Answered && traj.Answer == dq.q.Answer {
 						c.right++
 					}

@@ -249,12 +249,18 @@ func TestDemoConfigDocumented(t *testing.T) {
 	if err := os.WriteFile(p, []byte(doc[start+8:start+8+end]), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got, err := LoadDemoConfig(p)
+	raw, err = os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got, DefaultDemoConfig()) {
-		t.Fatalf("documented config\n%+v\ndiffers from the default\n%+v", got, DefaultDemoConfig())
+	// Decoded over the zero config, so every field must be in the block
+	// (rl: only what differs from ASearcher's recipe).
+	got := DemoConfig{RL: rl.DefaultConfig()}
+	if err := rl.DecodeYAML(strings.NewReader(string(raw)), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, QuickDemoConfig()) {
+		t.Fatalf("documented config\n%+v\ndiffers from the quick preset\n%+v", got, QuickDemoConfig())
 	}
 }
 
@@ -647,15 +653,15 @@ func TestDemoPresets(t *testing.T) {
 func TestMultiHopPresetDocumented(t *testing.T) {
 	const diff = `world: {eval_worlds: 8, two_hop_fraction: 0.5, relations: [city, mentor]}
 agent: {max_turns: 4}
-warmup: {steps: 4000, guess_fraction: 0.2, retry_fraction: 0.2, bridge_fraction: 0.5, worlds: 300}
-rl: {steps: 120, checkpoint_every: 20}
+warmup: {steps: 4000, guess_fraction: 0.2, retry_fraction: 0.2, mask_retry_query: true, bridge_fraction: 0.5, worlds: 300}
+rl: {steps: 160, checkpoint_every: 20, explore: {fraction: 1, min_searches: 2, until_step: 40, fraction_after: 0.5}}
 `
 	raw, err := os.ReadFile("../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(strings.Join(strings.Fields(string(raw)), " "),
-		"`--preset multihop` differs in: `world: {eval_worlds: 8, two_hop_fraction: 0.5, relations: [city, mentor]}`, `agent.max_turns: 4`, `warmup: {steps: 4000, guess_fraction: 0.2, retry_fraction: 0.2, bridge_fraction: 0.5, worlds: 300}`, `rl: {steps: 120, checkpoint_every: 20}`") {
+		"`--preset multihop` (the default) differs in: `world: {eval_worlds: 8, two_hop_fraction: 0.5, relations: [city, mentor]}`, `agent.max_turns: 4`, `warmup: {steps: 4000, guess_fraction: 0.2, retry_fraction: 0.2, mask_retry_query: true, bridge_fraction: 0.5, worlds: 300}`, `rl: {steps: 160, checkpoint_every: 20, explore: {fraction: 1, min_searches: 2, until_step: 40, fraction_after: 0.5}}`") {
 		t.Fatal("docs/configuration.md does not list the multihop preset's differences as this test does")
 	}
 	got := QuickDemoConfig()

@@ -78,6 +78,14 @@ type ExploreConfig struct {
 	// Fraction of each group's rollouts that explore: samples
 	// 0 … round(Fraction·GroupSize)−1 of every group. 0 is off.
 	Fraction float64 `yaml:"fraction"`
+	// UntilStep, when above 0, applies Fraction to groups admitted before
+	// that training step and FractionAfter to later ones: e.g. every
+	// rollout explores first (nothing is then learnt against searching
+	// again, since no rollout of a group answers early while the others
+	// search), then part of each group does not, and the policy's own
+	// choice is compared with the explored one.
+	UntilStep     int     `yaml:"until_step"`
+	FractionAfter float64 `yaml:"fraction_after"`
 	// MinSearches: in an exploring rollout an answer begun before this
 	// many searches is replaced by a search (agent.Explore.MinSearches).
 	MinSearches int `yaml:"min_searches"`
@@ -89,18 +97,26 @@ type ExploreConfig struct {
 }
 
 // Explores says whether sample (0-based, within its group) of a group of
-// groupSize explores.
-func (e ExploreConfig) Explores(sample, groupSize int) bool {
-	return e.MinSearches > 0 && sample < int(math.Round(e.Fraction*float64(groupSize)))
+// groupSize admitted at weight version explores.
+func (e ExploreConfig) Explores(sample, groupSize, version int) bool {
+	f := e.Fraction
+	if e.UntilStep > 0 && version >= e.UntilStep {
+		f = e.FractionAfter
+	}
+	return e.MinSearches > 0 && sample < int(math.Round(f*float64(groupSize)))
 }
 
 func (e ExploreConfig) validate() error {
 	switch {
 	case e.Fraction < 0 || e.Fraction > 1 || math.IsNaN(e.Fraction):
 		return fmt.Errorf("explore.fraction %g: want 0 to 1", e.Fraction)
+	case e.FractionAfter < 0 || e.FractionAfter > 1 || math.IsNaN(e.FractionAfter):
+		return fmt.Errorf("explore.fraction_after %g: want 0 to 1", e.FractionAfter)
+	case e.UntilStep < 0:
+		return fmt.Errorf("explore.until_step %d: want ≥ 0 (0: fraction for the whole run)", e.UntilStep)
 	case e.MinSearches < 0:
 		return fmt.Errorf("explore.min_searches %d: want ≥ 0 (0 is off)", e.MinSearches)
-	case e.Fraction > 0 && e.MinSearches == 0:
+	case (e.Fraction > 0 || e.FractionAfter > 0) && e.MinSearches == 0:
 		return fmt.Errorf("explore.fraction %g with min_searches 0 explores nothing: set min_searches (e.g. 2)", e.Fraction)
 	}
 	return nil

@@ -479,10 +479,12 @@ func (c *Controller) runGroup(ctx context.Context, g *Group) {
 	errs := make([]error, G)
 	var wg sync.WaitGroup
 	var timedOut, missing atomic.Int64
+	q := g.Question
+	q.Version = g.AdmitVersion
 	for i := range G {
 		wg.Go(func() {
 			for attempt := 0; attempt <= c.cfg.SampleRetries; attempt++ {
-				s, late, err := c.runTrajectory(ctx, g.Question, i, attempt)
+				s, late, err := c.runTrajectory(ctx, q, i, attempt)
 				if late {
 					timedOut.Add(1)
 				}

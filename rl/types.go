@@ -189,6 +189,10 @@ type Question struct {
 	// Group is the question's group when the dataset is a GroupedDataset
 	// (a hop count, a HotpotQA type); empty otherwise.
 	Group string `json:"group,omitempty"`
+	// Version is the weight version the question's group was admitted
+	// at, i.e. about the training step (schedules such as rl.explore's
+	// read it).
+	Version int `json:"version,omitempty"`
 }
 
 // Rollout runs one trajectory for a question against a sampler. It is the

@@ -45,7 +45,7 @@ func (w WorkflowRollout) Run(ctx context.Context, q Question, s llm.Sampler, sam
 	env := *tmpl
 	env.Sampler = s
 	task.Sample, task.Seed = sample, &seed
-	explored := w.Explore.Explores(sample, w.GroupSize)
+	explored := w.Explore.Explores(sample, w.GroupSize, q.Version)
 	if explored {
 		env.Explore = agent.Explore{MinSearches: w.Explore.MinSearches, TrainTag: w.Explore.TrainTag}
 	}
@@ -148,7 +148,7 @@ func fromAgentSequence(sq agent.Sequence) Sequence {
 // the configured part of each group. With exploration on, any other
 // Rollout is an error rather than a setting silently ignored.
 func WithExplore(r Rollout, cfg Config) (Rollout, error) {
-	if cfg.Explore.Fraction == 0 || cfg.Explore.MinSearches == 0 {
+	if (cfg.Explore.Fraction == 0 && cfg.Explore.FractionAfter == 0) || cfg.Explore.MinSearches == 0 {
 		return r, nil
 	}
 	w, ok := r.(WorkflowRollout)

@@ -170,7 +170,7 @@ func TestExploreConfig(t *testing.T) {
 			t.Errorf("%+v: Validate() = %v, want ok %v", tc.e, err, tc.ok)
 		}
 		for i, want := range tc.explore {
-			if got := tc.e.Explores(i, 8); got != want {
+			if got := tc.e.Explores(i, 8, 0); got != want {
 				t.Errorf("%+v: sample %d explores %v, want %v", tc.e, i, got, want)
 			}
 		}

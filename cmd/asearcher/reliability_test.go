@@ -462,13 +462,13 @@ func TestReliabilityTrainKill(t *testing.T) {
 					if _, err := os.Stat(filepath.Join(absOut, "config.yaml")); err == nil {
 						return []string{"train", "--resume", absOut, "--no-progress", "--log-level", "warn"}
 					}
-					return []string{"train", "--config", "mini.yaml", "--out", absOut, "--no-progress", "--log-level", "warn"}
+					return []string{"train", "--preset", "quick", "--config", "mini.yaml", "--out", absOut, "--no-progress", "--log-level", "warn"}
 				}
 				if d := trainRunDir(base); d != "" {
 					rel, _ := filepath.Rel(base, d)
 					return []string{"train", "--resume", rel, "--no-progress", "--log-level", "warn"}
 				}
-				return []string{"train", "--config", "mini.yaml", "--no-progress", "--log-level", "warn"}
+				return []string{"train", "--preset", "quick", "--config", "mini.yaml", "--no-progress", "--log-level", "warn"}
 			}
 			// The first kill lands once RL has checkpointed, so a resume
 			// from a checkpoint is always exercised; the others anywhere.
@@ -691,7 +691,7 @@ func TestReliabilityCorruption(t *testing.T) {
 			t.Fatal(err)
 		}
 		finished := filepath.Join(base, "run")
-		if out, err := execCLI(t, base, "train", "--config", "mini.yaml", "--out", finished, "--no-progress", "--log-level", "warn"); err != nil {
+		if out, err := execCLI(t, base, "train", "--preset", "quick", "--config", "mini.yaml", "--out", finished, "--no-progress", "--log-level", "warn"); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
 		last := fmt.Sprintf("checkpoints/step_%06d", killTrainSteps)

@@ -32,15 +32,17 @@ tiny model from scratch, warms the model up on supervised demonstrations
 and exact-match rewards, and evaluates on held-out worlds before and after RL.
 
 Demo presets (--preset):
-  quick (default)     1-hop questions only, about a minute and a half on 2
-                      idle cores: RL learns to search instead of guessing.
-  multihop            half the questions need two searches ("Where does the
+  multihop (default)  half the questions need two searches ("Where does the
                       mentor of Favok live?": search Favok, read the mentor's
                       name, search the mentor, answer). The warm-up never
                       shows a search whose query was read from an
-                      observation; RL has to discover chaining from the
-                      exact-match reward alone. It does not yet: the tiny
-                      model never tries it (docs/rl.md, "Multi-hop").
+                      observation; RL discovers chaining from the
+                      exact-match reward, helped by exploration
+                      (rl.explore: part of each group must search twice; the
+                      query is the model's own). About 8 minutes on 2 idle
+                      cores (docs/rl.md, "Multi-hop").
+  quick               1-hop questions only, about a minute and a half on 2
+                      idle cores: RL learns to search instead of guessing.
 Measured runs and their wall times are in docs/benchmarks.md.
 
 The run directory gets report.md and report.json (held-out accuracy before and
