@@ -173,11 +173,11 @@ func MultiHopDemoConfig() DemoConfig {
 	c.Agent.MaxTurns = 4
 	c.Warmup.GuessFraction, c.Warmup.RetryFraction, c.Warmup.MaskRetryQuery = 0.2, 0.2, true
 	c.Warmup.Worlds, c.Warmup.Steps, c.Warmup.BridgeFraction = 300, 4000, 0.5
-	// Every rollout explores for 40 steps (the model learns what to search
+	// Every rollout explores for 20 steps (the model learns what to search
 	// second, and nothing pushes against searching again), then half of
 	// each group does not, so the policy's own choice to search again is
 	// compared with answering at once (docs/rl.md, "Multi-hop").
-	c.RL.Explore = rl.ExploreConfig{Fraction: 1, MinSearches: 2, UntilStep: 40, FractionAfter: 0.5}
+	c.RL.Explore = rl.ExploreConfig{Fraction: 1, MinSearches: 2, UntilStep: 20, FractionAfter: 0.5}
 	c.RL.Steps = 160
 	c.RL.CheckpointEvery = 20
 	return c

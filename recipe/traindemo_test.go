@@ -654,14 +654,14 @@ func TestMultiHopPresetDocumented(t *testing.T) {
 	const diff = `world: {eval_worlds: 8, two_hop_fraction: 0.5, relations: [city, mentor]}
 agent: {max_turns: 4}
 warmup: {steps: 4000, guess_fraction: 0.2, retry_fraction: 0.2, mask_retry_query: true, bridge_fraction: 0.5, worlds: 300}
-rl: {steps: 160, checkpoint_every: 20, explore: {fraction: 1, min_searches: 2, until_step: 40, fraction_after: 0.5}}
+rl: {steps: 160, checkpoint_every: 20, explore: {fraction: 1, min_searches: 2, until_step: 20, fraction_after: 0.5}}
 `
 	raw, err := os.ReadFile("../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(strings.Join(strings.Fields(string(raw)), " "),
-		"`--preset multihop` (the default) differs in: `world: {eval_worlds: 8, two_hop_fraction: 0.5, relations: [city, mentor]}`, `agent.max_turns: 4`, `warmup: {steps: 4000, guess_fraction: 0.2, retry_fraction: 0.2, mask_retry_query: true, bridge_fraction: 0.5, worlds: 300}`, `rl: {steps: 160, checkpoint_every: 20, explore: {fraction: 1, min_searches: 2, until_step: 40, fraction_after: 0.5}}`") {
+		"`--preset multihop` (the default) differs in: `world: {eval_worlds: 8, two_hop_fraction: 0.5, relations: [city, mentor]}`, `agent.max_turns: 4`, `warmup: {steps: 4000, guess_fraction: 0.2, retry_fraction: 0.2, mask_retry_query: true, bridge_fraction: 0.5, worlds: 300}`, `rl: {steps: 160, checkpoint_every: 20, explore: {fraction: 1, min_searches: 2, until_step: 20, fraction_after: 0.5}}`") {
 		t.Fatal("docs/configuration.md does not list the multihop preset's differences as this test does")
 	}
 	got := QuickDemoConfig()
