@@ -165,7 +165,7 @@ func DefaultDemoConfig() DemoConfig {
 // warm-up shows 1-hop questions (city and mentor), retries whose second
 // query is not trained and bridged 2-hop questions, never a search read
 // from an observation, so chaining is RL's to find, with rl.explore making
-// second searches occur; about 8 minutes on 2 idle cores.
+// second searches occur; 5:50 on 2 shared cores (docs/rl.md).
 func MultiHopDemoConfig() DemoConfig {
 	c := QuickDemoConfig()
 	c.World = DemoWorldConfig{People: 24, TrainWorlds: 40, EvalWorlds: 8, TwoHopFraction: 0.5,

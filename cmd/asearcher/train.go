@@ -39,8 +39,9 @@ Demo presets (--preset):
                       observation; RL discovers chaining from the
                       exact-match reward, helped by exploration
                       (rl.explore: part of each group must search twice; the
-                      query is the model's own). About 8 minutes on 2 idle
-                      cores (docs/rl.md, "Multi-hop").
+                      query is the model's own). 5:50 on 2 shared cores
+                      (load 4.6); met for the default seed, not for seed 2
+                      (docs/rl.md, "Multi-hop").
   quick               1-hop questions only, about a minute and a half on 2
                       idle cores: RL learns to search instead of guessing.
 Measured runs and their wall times are in docs/benchmarks.md.
