@@ -265,8 +265,8 @@ func TestDemoConfigDocumented(t *testing.T) {
 }
 
 // TestTrainDemoLearns runs a full preset and checks its learning goal.
-// ASEARCHER_TRAIN_LEARN=1 runs the default preset, =quick or =multihop that
-// one. The quick preset (about two minutes on 2 cores) must meet issue 8's
+// ASEARCHER_TRAIN_LEARN=1 runs the default preset (multihop), =quick or
+// =multihop that one. The quick preset (about two minutes on 2 cores) must meet issue 8's
 // goal: held-out accuracy up ≥ 0.10 with a CI above zero. The multihop one
 // (up to 15 minutes) must meet issue 16's: held-out 2-hop accuracy up
 // ≥ 0.25 with its CI above zero, searches on 2-hop questions up ≥ 0.8,
