@@ -124,7 +124,7 @@ func gemmPre(g gemmArgs, pre *packedB) {
 	if threads > 1 && g.m*g.n*g.k < 32*1024 {
 		threads = 1
 	}
-	if pre == nil && g.m <= thinRows {
+	if pre == nil && g.m >= thinMinRows && g.m <= thinRows {
 		gemmThin(g, threads)
 		return
 	}
@@ -173,6 +173,14 @@ func gemmPre(g gemmArgs, pre *packedB) {
 // 32×576×1536 x·Wᵀ 19 → 71, dy·W 34 → 49; at 128 rows 44 → 79 and
 // 55 → 61; at 256 rows level, so the cut is 128.
 const thinRows = 128
+
+// thinMinRows is the fewest rows that take the thin path: there op(A)ᵀ's
+// rows fill the kernel's 16 columns (m/16 of its FMAs do work, against
+// m/6 packed), so a decoding step's attention (three query heads of a
+// group against an unpacked K) keeps the packed path: with it on the
+// thin path, three alternated pairs of `bench engine --model` (SmolLM2,
+// load 6–9) decoded at batch 1 at 0.43–0.91× the old speed.
+const thinMinRows = 8
 
 // gemmThin computes C (+)= op(A)·op(B) for few rows of op(A) and a large
 // op(B) (a weight matrix) as its transpose Cᵀ = op(B)ᵀ·op(A)ᵀ: the small

@@ -52,7 +52,7 @@ func TestGemm(t *testing.T) {
 	// the transposed product) and the packed one all run; columns that
 	// end in a partial panel; depths over one kc block.
 	shapes := [][3]int{{1, 1, 1}, {6, 16, 8}, {7, 17, 300}, {1, 100, 65}, {33, 5, 513}, {97, 50, 3}, {13, 40, 0},
-		{thinRows, 48, 257}, {thinRows + 1, 33, 260}, {40, 200, 600}, {130, 70, 300}}
+		{thinRows, 48, 257}, {thinRows + 1, 33, 260}, {40, 200, 600}, {130, 70, 300}, {thinMinRows, 70, 40}, {thinMinRows - 1, 70, 40}}
 	for _, s := range shapes {
 		for _, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {

@@ -1,3 +1,5 @@
+//go:build unix
+
 package engine
 
 import (
@@ -5,8 +7,18 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"syscall"
 	"testing"
 )
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU(b *testing.B) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
 
 // BenchmarkRealStep is one training step (forward_backward + AdamW) on a
 // real model directory, LoRA (rank 32 on all seven projections) and full
@@ -17,7 +29,9 @@ import (
 //	ASEARCHER_BENCH_MODEL=~/.cache/asearcher/models/smollm2-135m \
 //	  go test ./engine -run XXX -bench RealStep -benchtime 5x
 //
-// ASEARCHER_BENCH_TOKENS overrides the sequence length.
+// ASEARCHER_BENCH_TOKENS overrides the sequence length. Besides wall
+// time it reports the process's CPU seconds per step (user + system):
+// on a shared machine that moves much less with other jobs' load.
 func BenchmarkRealStep(b *testing.B) {
 	dir := os.Getenv("ASEARCHER_BENCH_MODEL")
 	if dir == "" {
@@ -53,10 +67,12 @@ func BenchmarkRealStep(b *testing.B) {
 		}
 		step() // warm-up: arena, page faults, moments
 		b.ResetTimer()
+		cpu0 := processCPU(b)
 		for b.Loop() {
 			step()
 		}
 		b.ReportMetric(float64(seqLen*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		b.ReportMetric((processCPU(b)-cpu0)/float64(b.N), "cpu-s/op")
 	}
 	b.Run("lora", func(b *testing.B) {
 		l, err := NewLoRALearner(w, LoRAConfig{Rank: 32, Alpha: 32}, 1)
