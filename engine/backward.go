@@ -49,6 +49,12 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 			headN = packMatrix(p.lmHead, d, false, d, V)
 		}
 	}
+	var actRows []int
+	var hAct, dAct []float32
+	if dhF != nil {
+		actRows = make([]int, 0, chunk)
+		hAct, dAct = m.arena.get(chunk*d), m.arena.get(chunk*d)
+	}
 	invT := loss.invTemperature()
 	var lossSum float64
 	var clipped, ratioSum float64
@@ -99,9 +105,22 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 		if dhF == nil {
 			continue
 		}
+		// A row whose coefficient is 0 (a masked token, or one PPO clips)
+		// has dz = 0 and adds nothing to dhF or the head's gradient, so the
+		// rows left are packed to the front and only they enter the two
+		// products; an RL batch trains a small part of its tokens.
+		act := actRows[:0]
+		for r := 0; r < rows; r++ {
+			if coefs[r] != 0 {
+				act = append(act, r)
+			}
+		}
+		if len(act) == 0 {
+			continue
+		}
 		// dz_j = coef·(onehot_j − softmax_j)
-		parallelRows(rows, V, func(lo, hi int) {
-			for r := lo; r < hi; r++ {
+		parallelRows(len(act), V, func(lo, hi int) {
+			for _, r := range act[lo:hi] {
 				zr := z[r*V : r*V+V]
 				cf := coefs[r]
 				expScaled(zr, zr, 1, lses[r])
@@ -112,13 +131,25 @@ func (m *Model) headLoss(ctx context.Context, p, grads *Params, a *activations, 
 				zr[ex[rf.e].Target[rf.i]] += cf
 			}
 		})
+		na := len(act)
+		hc, dc := hAct[:na*d], dAct[:na*d]
+		for i, r := range act { // i ≤ r: moving rows forward in order is safe
+			if i != r {
+				copy(z[i*V:i*V+V], z[r*V:r*V+V])
+			}
+			copy(hc[i*d:i*d+d], a.hF[(r0+r)*d:(r0+r)*d+d])
+		}
+		zc := z[:na*V]
 		if headN != nil {
-			matMulPacked(dhF[r0*d:(r0+rows)*d], z, rows, headN, false)
+			matMulPacked(dc, zc, na, headN, false)
 		} else {
-			matMulNN(dhF[r0*d:(r0+rows)*d], z, p.lmHead, rows, V, d, false)
+			matMulNN(dc, zc, p.lmHead, na, V, d, false)
+		}
+		for i, r := range act { // the other rows of dhF stay 0
+			copy(dhF[(r0+r)*d:(r0+r)*d+d], dc[i*d:i*d+d])
 		}
 		if grads != nil {
-			matMulTN(grads.lmHead, z, a.hF[r0*d:(r0+rows)*d], V, rows, d, true)
+			matMulTN(grads.lmHead, zc, hc, V, na, d, true)
 		}
 	}
 	res.Loss = lossSum

@@ -29,7 +29,9 @@ func processCPU(b *testing.B) float64 {
 //	ASEARCHER_BENCH_MODEL=~/.cache/asearcher/models/smollm2-135m \
 //	  go test ./engine -run XXX -bench RealStep -benchtime 5x
 //
-// ASEARCHER_BENCH_TOKENS overrides the sequence length. Besides wall
+// ASEARCHER_BENCH_TOKENS overrides the sequence length, and
+// ASEARCHER_BENCH_TRAINED=N gives loss weight to the last N tokens only
+// (an RL sample: a long prompt and tool results, a short completion). Besides wall
 // time it reports the process's CPU seconds per step (user + system):
 // on a shared machine that moves much less with other jobs' load.
 func BenchmarkRealStep(b *testing.B) {
@@ -52,6 +54,16 @@ func BenchmarkRealStep(b *testing.B) {
 	for i := 0; i < seqLen; i++ {
 		e.Input = append(e.Input, rng.IntN(w.Config.VocabSize))
 		e.Target = append(e.Target, rng.IntN(w.Config.VocabSize))
+	}
+	if s := os.Getenv("ASEARCHER_BENCH_TRAINED"); s != "" {
+		var n int
+		if _, err := fmt.Sscan(s, &n); err != nil || n < 0 || n > seqLen {
+			b.Fatalf("ASEARCHER_BENCH_TRAINED %q: want 0..%d", s, seqLen)
+		}
+		e.Weights = make([]float32, seqLen)
+		for i := seqLen - n; i < seqLen; i++ {
+			e.Weights[i] = 1
+		}
 	}
 	ex := []Example{e}
 	ctx := context.Background()
