@@ -517,7 +517,7 @@ func (w *varianceWatch) observe(question int64, reward float64) {
 	}
 	w.streak++
 	if w.streak == w.limit {
-		w.stop(fmt.Errorf("RL: %w (%v) in %d groups in a row, so no batch can form; lengthen the warm-up (warmup.steps) or set rl.filter_zero_variance: false",
+		w.stop(fmt.Errorf("RL: %w (%v) in %d groups in a row, so no batch can form; lengthen the warm-up (warmup.steps), try another seed, or set rl.filter_zero_variance: false (with rl.explore on, this is also what a run looks like when no exploring rollout ever succeeds: docs/rl.md, Multi-hop)",
 			errNoVariance, reward, w.limit))
 	}
 }
