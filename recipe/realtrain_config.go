@@ -102,7 +102,7 @@ func DefaultRealConfig(modelDir string) RealConfig {
 			HeldOut: 50, Train: 0, Reward: "f1"},
 		Agent:  DemoAgentConfig{TopK: 1, DocChars: 200, MaxTurns: 2, MaxCallToken: 32, MaxContext: 768, Temperature: 1},
 		Warmup: RealWarmupConfig{Steps: 10, BatchSize: 2, LR: 1e-4},
-		Eval:   DemoEvalConfig{Samples: 1, Temperature: 0, Bootstrap: 2000, Concurrency: 10},
+		Eval:   DemoEvalConfig{Samples: 4, Temperature: 1, Bootstrap: 2000, Concurrency: 10},
 		RL:     r,
 		LoRA:   RealLoRAConfig{Rank: 16, Alpha: 32},
 	}
